@@ -1,0 +1,86 @@
+"""HTTP endpoints of the Interactions API (reference §2): thin translation to the service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from propylon.api.auth import KeyChecker
+from propylon.api.errors import JSONResponse
+from propylon.api.sse import event_stream_response
+from propylon.errors import InvalidArgument
+from propylon.schema.interactions import parse_create
+from propylon.service.interactions import InteractionService
+
+__all__ = ["routes"]
+
+
+def _service(request: Request) -> InteractionService:
+    keys: KeyChecker = request.app.state.keys
+    keys.check(request)
+    service: InteractionService = request.app.state.service
+    return service
+
+
+def _flag(request: Request, name: str) -> bool:
+    value = request.query_params.get(name)
+    if value is None:
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise InvalidArgument(f"query parameter `{name}` must be true or false")
+
+
+async def create(request: Request) -> Response:
+    service = _service(request)
+    try:
+        body: Any = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise InvalidArgument(f"malformed JSON body: {exc}") from None
+    created = await service.create(parse_create(body))
+    if created.events is not None:
+        return event_stream_response(created.interaction_id, created.events)
+    return JSONResponse(created.resource)
+
+
+async def get(request: Request) -> Response:
+    service = _service(request)
+    interaction_id = request.path_params["interaction_id"]
+    last_event_id = request.query_params.get("last_event_id")
+    if _flag(request, "stream"):
+        events = await service.stream(interaction_id, last_event_id)
+        return event_stream_response(interaction_id, events)
+    if last_event_id is not None:
+        raise InvalidArgument("`last_event_id` can only be used with `stream=true`")
+    return JSONResponse(await service.get(interaction_id, _flag(request, "include_input")))
+
+
+async def cancel(request: Request) -> Response:
+    service = _service(request)
+    return JSONResponse(await service.cancel(request.path_params["interaction_id"]))
+
+
+async def delete(request: Request) -> Response:
+    service = _service(request)
+    await service.delete(request.path_params["interaction_id"])
+    return JSONResponse({})
+
+
+def _routes(base: str) -> list[Route]:
+    return [
+        Route(f"{base}/interactions", create, methods=["POST"]),
+        Route(f"{base}/interactions/{{interaction_id}}", get, methods=["GET"]),
+        Route(f"{base}/interactions/{{interaction_id}}", delete, methods=["DELETE"]),
+        Route(f"{base}/interactions/{{interaction_id}}/cancel", cancel, methods=["POST"]),
+    ]
+
+
+# The version segment is opaque (`v1` is the Python SDK's default, `v1beta` the docs',
+# `v1beta1` Vertex's, reference §1.1); Vertex adds a project and location.
+routes = _routes("/{version}") + _routes("/{version}/projects/{project}/locations/{location}")

@@ -1,0 +1,50 @@
+"""Server-sent events framing (reference §5.1): `event:`, `id:` and a one-line JSON `data:`
+that itself carries `event_type` and `event_id`; keep-alive comments; `data: [DONE]` last.
+
+Once a stream has started its status line is sent, so a failure becomes an `error` event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import orjson
+from starlette.responses import StreamingResponse
+
+from propylon.domain.events import Event
+
+__all__ = ["event_stream_response"]
+
+logger = logging.getLogger("propylon.api")
+
+_KEEPALIVE = b": keep-alive\n\n"
+_DONE = b"data: [DONE]\n\n"
+
+
+def frame(interaction_id: str, event: Event) -> bytes:
+    """One SSE frame for `event`."""
+    payload = event.to_wire(interaction_id)
+    return b"event: %s\nid: %s\ndata: %s\n\n" % (
+        event.type.encode(), payload["event_id"].encode(), orjson.dumps(payload)
+    )
+
+
+async def _frames(interaction_id: str, events: AsyncIterator[Event | None]) -> AsyncIterator[bytes]:
+    try:
+        async for event in events:
+            yield _KEEPALIVE if event is None else frame(interaction_id, event)
+    except Exception:
+        logger.exception("stream of %s failed", interaction_id)
+        error = {"event_type": "error", "error": {"code": "internal", "message": "stream failed"}}
+        yield b"event: error\ndata: %s\n\n" % orjson.dumps(error)
+    yield _DONE
+
+
+def event_stream_response(interaction_id: str, events: AsyncIterator[Event | None]) -> StreamingResponse:
+    """A 200 `text/event-stream` response that sends `events`, then `data: [DONE]`."""
+    return StreamingResponse(
+        _frames(interaction_id, events),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+    )

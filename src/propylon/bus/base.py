@@ -1,0 +1,37 @@
+"""The bus interface: live fan-out of new events to readers of the same interaction.
+
+A hint, never the truth: a reader that misses a hint, or gets one out of order, reads the store.
+A Redis- or PostgreSQL-based bus implements the same two calls.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from propylon.domain.events import Event
+
+__all__ = ["Bus", "Subscription"]
+
+
+class Subscription(Protocol):
+    """One reader's view of an interaction's new events."""
+
+    async def next(self, timeout: float) -> list[Event] | None:
+        """Events published since the last call, waiting up to `timeout` seconds for some.
+
+        Returns [] on timeout, and None when events were dropped (the reader was too slow and
+        its bounded buffer overflowed): the reader must then re-read the store.
+        """
+
+    def close(self) -> None:
+        """Stop receiving."""
+
+
+class Bus(Protocol):
+    """Publish events of an interaction; subscribe to them."""
+
+    def publish(self, interaction_id: str, events: list[Event]) -> None:
+        """Hand `events` (already persisted) to the interaction's current subscribers."""
+
+    def subscribe(self, interaction_id: str) -> Subscription:
+        """Start receiving events published from now on."""

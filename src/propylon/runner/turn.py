@@ -1,0 +1,124 @@
+"""The one orchestrator of a turn: provider events in, the interaction's events out.
+
+Whatever the mode (foreground, stream, background), a turn appends, in the canonical order of
+reference §5.4: `interaction.created`, `interaction.status_update`, then for each step
+`step.start`, `step.delta`*, `step.stop`, and last exactly one `interaction.completed` with the
+final status and usage (preceded by an `error` event when the run failed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+
+from propylon.domain.clock import now
+from propylon.domain.events import COMPLETED, CREATED, ERROR, STATUS_UPDATE, STEP_DELTA, \
+    STEP_START, STEP_STOP
+from propylon.domain.usage import Usage
+from propylon.providers.base import Finish, FunctionCall, Provider, TextDelta, ThoughtDelta, \
+    Turn, UsageReport
+from propylon.runner.log import EventLog
+
+__all__ = ["run_turn"]
+
+logger = logging.getLogger("propylon.runner")
+
+
+class _Steps:
+    """Opens and closes steps as provider events change kind."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+        self.index = -1
+        self.open: str | None = None
+
+    def ensure(self, kind: str, skeleton: dict[str, Any]) -> int:
+        if self.open != kind:
+            self.close()
+            self.index += 1
+            self.open = kind
+            self.log.emit(STEP_START, {"index": self.index, "step": skeleton})
+        return self.index
+
+    def close(self, usage: Usage | None = None) -> None:
+        if self.open is None:
+            return
+        data: dict[str, Any] = {"index": self.index}
+        if usage is not None:
+            data["usage"] = usage.to_wire()
+        self.log.emit(STEP_STOP, data)
+        self.open = None
+
+
+def _partial(log: EventLog, status: str, usage: Usage | None = None) -> dict[str, Any]:
+    record = log.record
+    interaction: dict[str, Any] = {
+        "id": record.id,
+        "object": "interaction",
+        "status": status,
+        "model": record.request.get("model"),
+        "created": record.created,
+        "updated": now(),
+    }
+    if usage is not None:
+        interaction["usage"] = usage.to_wire()
+    return interaction
+
+
+async def run_turn(log: EventLog, provider: Provider, turn: Turn) -> None:
+    """Run `turn` on `provider`, appending every event to `log`, and wait until all are stored.
+
+    Never raises for a provider failure: the interaction ends `failed` with an `errors` entry.
+    Cancelling the task ends the interaction `cancelled`.
+    """
+    log.emit(CREATED, {"interaction": _partial(log, "in_progress")})
+    log.emit(STATUS_UPDATE, {"interaction_id": log.interaction_id, "status": "in_progress"})
+    steps = _Steps(log)
+    usage = Usage()
+    status = "completed"
+    calls = 0
+    try:
+        async for event in provider.stream(turn):
+            if isinstance(event, TextDelta):
+                index = steps.ensure("model_output", {"type": "model_output", "content": []})
+                log.emit(STEP_DELTA, {"index": index, "delta": {"type": "text", "text": event.text}})
+            elif isinstance(event, ThoughtDelta):
+                index = steps.ensure("thought", {"type": "thought"})
+                if event.summary is not None:
+                    delta = {"type": "thought_summary",
+                             "content": {"type": "text", "text": event.summary}}
+                    log.emit(STEP_DELTA, {"index": index, "delta": delta})
+                if event.signature is not None:
+                    delta = {"type": "thought_signature", "signature": event.signature}
+                    log.emit(STEP_DELTA, {"index": index, "delta": delta})
+            elif isinstance(event, FunctionCall):
+                calls += 1
+                steps.close()
+                index = steps.ensure(
+                    f"function_call:{event.id}",
+                    {"type": "function_call", "id": event.id, "name": event.name, "arguments": {}},
+                )
+                delta = {"type": "arguments_delta",
+                         "arguments": orjson.dumps(event.arguments).decode()}
+                log.emit(STEP_DELTA, {"index": index, "delta": delta})
+            elif isinstance(event, UsageReport):
+                usage = event.usage
+            elif isinstance(event, Finish) and event.reason == "max_tokens":
+                status = "incomplete"
+        if calls:
+            status = "requires_action"
+    except asyncio.CancelledError:
+        status = "cancelled"
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+    except Exception as exc:
+        logger.warning("interaction %s failed: %s", log.interaction_id, exc)
+        status = "failed"
+        log.emit(ERROR, {"error": {"code": "upstream_error", "message": str(exc)}})
+    steps.close(usage)
+    log.emit(COMPLETED, {"interaction": _partial(log, status, usage)})
+    await log.drain()

@@ -1,0 +1,207 @@
+"""The embedded store: one SQLite file in WAL mode.
+
+The stdlib `sqlite3` driver runs on threads: one writer (SQLite allows one at a time, so
+a single thread serialises writes without lock contention) and a small pool of readers (WAL
+lets them read while the writer writes). Each call is one hop to a thread and one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from propylon.domain.events import Event
+from propylon.store import migrate
+from propylon.store.base import InteractionRecord, Snapshot
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+
+_COLUMNS = (
+    "id, status, created, updated, previous_interaction_id, background, request, input, "
+    "input_steps, steps, usage, errors, last_seq"
+)
+_HISTORY = """
+WITH RECURSIVE chain(id, prev, depth) AS (
+    SELECT id, previous_interaction_id, 0 FROM interactions WHERE id = ?
+    UNION ALL
+    SELECT i.id, i.previous_interaction_id, c.depth + 1
+    FROM interactions i JOIN chain c ON i.id = c.prev
+)
+SELECT i.input_steps, i.steps FROM chain c JOIN interactions i ON i.id = c.id
+ORDER BY c.depth DESC
+"""
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+class SQLiteStore:
+    """Store on the SQLite file at `path`; call `open()` before use (it runs migrations)."""
+
+    def __init__(self, path: Path, readers: int = 2) -> None:
+        self.path = path
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="sqlite-reader")
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    async def open(self) -> None:
+        """Create the file and its directory if needed and migrate the schema to head."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.get_running_loop().run_in_executor(
+            self._writer, migrate.upgrade, f"sqlite:///{self.path}"
+        )
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await asyncio.get_running_loop().run_in_executor(self._writer, run)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._readers, lambda: fn(self._connection())
+        )
+
+    async def create(self, record: InteractionRecord, events: list[Event]) -> None:
+        row = (
+            record.id, record.status, record.created, record.updated,
+            record.previous_interaction_id, int(record.background), _dumps(record.request),
+            _dumps(record.input), _dumps(record.input_steps), _dumps(record.steps),
+            _dumps(record.usage) if record.usage is not None else None, _dumps(record.errors),
+            events[-1].seq if events else 0,
+        )
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(f"INSERT INTO interactions ({_COLUMNS}) VALUES ({', '.join('?' * 13)})", row)
+            _insert_events(conn, record.id, events)
+
+        await self._write(run)
+
+    async def append(self, interaction_id: str, events: list[Event], snapshot: Snapshot) -> None:
+        sets = ["status = ?", "updated = ?", "last_seq = ?"]
+        params: list[Any] = [snapshot.status, snapshot.updated, events[-1].seq if events else 0]
+        if not events:
+            sets.pop()
+            params.pop()
+        for column, value in (("steps", snapshot.steps), ("usage", snapshot.usage),
+                              ("errors", snapshot.errors)):
+            if value is not None:
+                sets.append(f"{column} = ?")
+                params.append(_dumps(value))
+        params.append(interaction_id)
+        sql = f"UPDATE interactions SET {', '.join(sets)} WHERE id = ?"
+
+        def run(conn: sqlite3.Connection) -> None:
+            if conn.execute(sql, params).rowcount == 0:
+                raise KeyError(interaction_id)
+            _insert_events(conn, interaction_id, events)
+
+        await self._write(run)
+
+    async def get(self, interaction_id: str) -> InteractionRecord | None:
+        def run(conn: sqlite3.Connection) -> InteractionRecord | None:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM interactions WHERE id = ?", (interaction_id,)
+            ).fetchone()
+            return _record(row) if row else None
+
+        return await self._read(run)
+
+    async def read_events(self, interaction_id: str, after_seq: int, limit: int) -> list[Event]:
+        def run(conn: sqlite3.Connection) -> list[Event]:
+            rows = conn.execute(
+                "SELECT seq, type, data FROM events WHERE interaction_id = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (interaction_id, after_seq, limit),
+            ).fetchall()
+            return [Event(seq, kind, orjson.loads(data)) for seq, kind, data in rows]
+
+        return await self._read(run)
+
+    async def history(self, interaction_id: str) -> list[dict[str, Any]]:
+        def run(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            steps: list[dict[str, Any]] = []
+            for input_steps, output_steps in conn.execute(_HISTORY, (interaction_id,)):
+                steps.extend(orjson.loads(input_steps))
+                steps.extend(orjson.loads(output_steps))
+            return steps
+
+        return await self._read(run)
+
+    async def unfinished(self) -> list[str]:
+        def run(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT id FROM interactions WHERE status IN ('in_progress', 'queued')"
+            ).fetchall()
+            return [row[0] for row in rows]
+
+        return await self._read(run)
+
+    async def delete(self, interaction_id: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            conn.execute("DELETE FROM events WHERE interaction_id = ?", (interaction_id,))
+            return conn.execute(
+                "DELETE FROM interactions WHERE id = ?", (interaction_id,)
+            ).rowcount > 0
+
+        return await self._write(run)
+
+    async def close(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+
+
+def _insert_events(conn: sqlite3.Connection, interaction_id: str, events: list[Event]) -> None:
+    conn.executemany(
+        "INSERT INTO events (interaction_id, seq, type, data) VALUES (?, ?, ?, ?)",
+        [(interaction_id, e.seq, e.type, _dumps(e.data)) for e in events],
+    )
+
+
+def _record(row: tuple[Any, ...]) -> InteractionRecord:
+    (id_, status, created, updated, previous, background, request, input_, input_steps, steps,
+     usage, errors, last_seq) = row
+    return InteractionRecord(
+        id=id_, status=status, created=created, updated=updated,
+        previous_interaction_id=previous, background=bool(background),
+        request=orjson.loads(request), input=orjson.loads(input_) if input_ else None,
+        input_steps=orjson.loads(input_steps), steps=orjson.loads(steps),
+        usage=orjson.loads(usage) if usage else None, errors=orjson.loads(errors),
+        last_seq=last_seq,
+    )
