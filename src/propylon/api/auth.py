@@ -36,12 +36,15 @@ class KeyChecker:
         """Raise Unauthenticated unless the request carries an accepted key."""
         if not self._digests:
             return
-        key = request.headers.get("x-goog-api-key")
-        if key is None:
-            authorization = request.headers.get("authorization", "")
-            scheme, _, token = authorization.partition(" ")
-            key = token.strip() if scheme.lower() == "bearer" else None
-        if not key:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        presented = [
+            key
+            for key in (request.headers.get("x-goog-api-key"),
+                        token.strip() if scheme.lower() == "bearer" else None)
+            if key
+        ]
+        if not presented:
             raise Unauthenticated("missing API key: send `x-goog-api-key` or `Authorization: Bearer`")
-        if digest(key) not in self._digests:
+        # The SDK sends both headers when a user sets both (reference §1.2): either may match.
+        if not any(digest(key) in self._digests for key in presented):
             raise Unauthenticated("API key not valid")

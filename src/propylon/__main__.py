@@ -1,0 +1,5 @@
+"""`python -m propylon` runs the CLI."""
+
+from propylon.cli import app
+
+app(prog_name="propylon")

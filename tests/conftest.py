@@ -1,0 +1,123 @@
+"""Test harness: the real server (`python -m propylon serve`) on a free port with a real SQLite
+file, driven over HTTP by the google-genai SDK and plain HTTP clients."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from google import genai
+from google.genai import types
+
+from propylon.providers import embedded
+
+API_KEY = "test-key"
+EMBEDDED = embedded.available()
+
+
+@dataclass
+class Server:
+    url: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "propylon.db"
+
+    def client(self, **http_options: object) -> genai.Client:
+        return genai.Client(
+            api_key=API_KEY,
+            http_options=types.HttpOptions(base_url=self.url, **http_options),  # type: ignore[arg-type]
+        )
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"x-goog-api-key": API_KEY}, timeout=60)
+
+    def rows(self) -> tuple[int, int]:
+        """(interactions, events) rows in the store, read from the SQLite file itself."""
+        with sqlite3.connect(self.database) as conn:
+            interactions = conn.execute("SELECT count(*) FROM interactions").fetchone()[0]
+            events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        return interactions, events
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+CONFIG = f"""
+api_keys = ["sha256:{__import__('hashlib').sha256(API_KEY.encode()).hexdigest()}"]
+path_prefix = "/gemini"
+
+[[models]]
+name = "echo"
+provider = "echo"
+aliases = ["fast"]
+
+[[models]]
+name = "echo-slow"
+provider = "echo"
+options = {{ delay = 0.02 }}
+"""
+EMBEDDED_CONFIG = """
+[[models]]
+name = "gemma-3-270m"
+provider = "embedded"
+"""
+
+
+def start_server(data_dir: Path, config: str) -> Server:
+    """Start `propylon serve` and wait until it answers /healthz (or fail after 60 s)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config_file = data_dir / "propylon.toml"
+    config_file.write_text(config)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "propylon", "serve", "--port", str(port),
+         "--config", str(config_file), "--data-dir", str(data_dir)],
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("propylon serve did not start")
+        time.sleep(0.05)
+    return Server(url=url, data_dir=data_dir, process=process)
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    config = CONFIG + (EMBEDDED_CONFIG if EMBEDDED else "")
+    running = start_server(tmp_path_factory.mktemp("propylon"), config)
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture(scope="session")
+def client(server: Server) -> genai.Client:
+    return server.client()
