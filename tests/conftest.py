@@ -59,6 +59,9 @@ def free_port() -> int:
 CONFIG = f"""
 api_keys = ["sha256:{__import__('hashlib').sha256(API_KEY.encode()).hexdigest()}"]
 path_prefix = "/gemini"
+stream_keepalive_seconds = 0.1
+# small, so that fast streams overflow it and exercise the re-read-the-store path
+stream_buffer_events = 4
 
 [[models]]
 name = "echo"
@@ -69,6 +72,11 @@ aliases = ["fast"]
 name = "echo-slow"
 provider = "echo"
 options = {{ delay = 0.02 }}
+
+[[models]]
+name = "echo-idle"
+provider = "echo"
+options = {{ delay = 0.3 }}
 """
 EMBEDDED_CONFIG = """
 [[models]]

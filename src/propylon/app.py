@@ -36,7 +36,9 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     """
     models = models or ModelRegistry.from_settings(settings)
     store = SQLiteStore(settings.database_path)
-    service = InteractionService(store, MemoryBus(), models)
+    service = InteractionService(
+        store, MemoryBus(settings.stream_buffer_events), models, settings.stream_keepalive_seconds
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -185,6 +185,8 @@ class InteractionService:
                     f"`{interaction_id}`"
                 )
             after = seq
+        if lifecycle.is_terminal(record.status) and after >= record.last_seq:
+            return _empty()
         return self._tail(interaction_id, self.store, after, self.bus.subscribe(interaction_id))
 
     async def cancel(self, interaction_id: str) -> dict[str, Any]:
@@ -315,3 +317,8 @@ async def _cancel_on_close(
             yield event
     finally:
         task.cancel()
+
+
+async def _empty() -> AsyncIterator[Event | None]:
+    return
+    yield
