@@ -57,7 +57,7 @@ def free_port() -> int:
 
 
 CONFIG = f"""
-api_keys = ["sha256:{__import__('hashlib').sha256(API_KEY.encode()).hexdigest()}"]
+api_keys = ["sha256:{__import__("hashlib").sha256(API_KEY.encode()).hexdigest()}"]
 path_prefix = "/gemini"
 stream_keepalive_seconds = 0.1
 # small, so that fast streams overflow it and exercise the re-read-the-store path
@@ -92,8 +92,18 @@ def start_server(data_dir: Path, config: str) -> Server:
     config_file.write_text(config)
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "propylon", "serve", "--port", str(port),
-         "--config", str(config_file), "--data-dir", str(data_dir)],
+        [
+            sys.executable,
+            "-m",
+            "propylon",
+            "serve",
+            "--port",
+            str(port),
+            "--config",
+            str(config_file),
+            "--data-dir",
+            str(data_dir),
+        ],
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

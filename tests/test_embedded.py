@@ -13,7 +13,8 @@ pytestmark = pytest.mark.skipif(not EMBEDDED, reason="the `local` extra is not i
 
 def test_quickstart_on_gemma_generates_text_and_counts_tokens(client: genai.Client) -> None:
     first = client.interactions.create(
-        model="gemma-3-270m", input="What is the capital of Italy?",
+        model="gemma-3-270m",
+        input="What is the capital of Italy?",
         generation_config={"max_output_tokens": 32, "temperature": 0.0, "seed": 1},
     )
     assert first.status in ("completed", "incomplete")
@@ -21,7 +22,9 @@ def test_quickstart_on_gemma_generates_text_and_counts_tokens(client: genai.Clie
     assert first.usage.total_input_tokens > 0
     assert first.usage.total_output_tokens > 0
     second = client.interactions.create(
-        model="gemma-3-270m", input="And of Spain?", previous_interaction_id=first.id,
+        model="gemma-3-270m",
+        input="And of Spain?",
+        previous_interaction_id=first.id,
         generation_config={"max_output_tokens": 32, "temperature": 0.0},
     )
     assert second.output_text.strip()
@@ -35,10 +38,14 @@ def test_quickstart_on_gemma_generates_text_and_counts_tokens(client: genai.Clie
 
 
 def test_gemma_streams_token_by_token(client: genai.Client) -> None:
-    events = list(client.interactions.create(
-        model="gemma-3-270m", input="Tell me about the sea.", stream=True,
-        generation_config={"max_output_tokens": 24, "temperature": 0.0},
-    ))
+    events = list(
+        client.interactions.create(
+            model="gemma-3-270m",
+            input="Tell me about the sea.",
+            stream=True,
+            generation_config={"max_output_tokens": 24, "temperature": 0.0},
+        )
+    )
     deltas = [e for e in events if e.event_type == "step.delta"]
     assert len(deltas) > 3
     assert events[-1].event_type == "interaction.completed"
@@ -48,10 +55,13 @@ def test_gemma_refuses_what_it_cannot_honour(client: genai.Client) -> None:
     with pytest.raises(errors.BadRequestError) as caught:
         client.interactions.create(
             model="gemma-3-270m",
-            input=[{"type": "image", "uri": "https://example.com/cat.png", "mime_type": "image/png"}],
+            input=[
+                {"type": "image", "uri": "https://example.com/cat.png", "mime_type": "image/png"}
+            ],
         )
     assert "text input only" in caught.value.body["error"]["message"]
     with pytest.raises(errors.BadRequestError) as caught:
-        client.interactions.create(model="gemma-3-270m", input="x",
-                                   generation_config={"thinking_level": "high"})
+        client.interactions.create(
+            model="gemma-3-270m", input="x", generation_config={"thinking_level": "high"}
+        )
     assert "generation_config.thinking_level" in caught.value.body["error"]["message"]

@@ -57,8 +57,9 @@ def test_media_content_is_stored_and_handed_to_echo(client: genai.Client) -> Non
 
 
 def test_get_includes_the_user_input_step_and_include_input(client: genai.Client) -> None:
-    created = client.interactions.create(model="echo", input="remember me",
-                                         system_instruction="be brief", labels={"job": "t1"})
+    created = client.interactions.create(
+        model="echo", input="remember me", system_instruction="be brief", labels={"job": "t1"}
+    )
     got = client.interactions.get(created.id)
     assert [step.type for step in got.steps] == ["user_input", "model_output"]
     assert got.steps[0].content[0].text == "remember me"
@@ -72,10 +73,10 @@ def test_get_includes_the_user_input_step_and_include_input(client: genai.Client
 
 def test_three_turn_chain_shows_the_whole_history_in_order(client: genai.Client) -> None:
     first = client.interactions.create(model="echo", input="one", system_instruction="only once")
-    second = client.interactions.create(model="echo", input="two",
-                                        previous_interaction_id=first.id)
-    third = client.interactions.create(model="fast", input="three",
-                                       previous_interaction_id=second.id)
+    second = client.interactions.create(model="echo", input="two", previous_interaction_id=first.id)
+    third = client.interactions.create(
+        model="fast", input="three", previous_interaction_id=second.id
+    )
     # system_instruction is turn-scoped: not inherited
     assert third.output_text.split("\n") == [
         "user: one",
@@ -129,14 +130,18 @@ def test_every_api_version_segment(server: Server, version: str) -> None:
 def test_behind_a_path_prefix(server: Server) -> None:
     from google.genai import types
 
-    client = genai.Client(api_key="test-key",
-                          http_options=types.HttpOptions(base_url=server.url + "/gemini/"))
+    client = genai.Client(
+        api_key="test-key", http_options=types.HttpOptions(base_url=server.url + "/gemini/")
+    )
     created = client.interactions.create(model="echo", input="prefixed")
     assert client.interactions.get(created.id).output_text == "user: prefixed"
 
 
 def test_bearer_authorization_is_accepted(server: Server) -> None:
     with server.http() as http:
-        response = http.post("/v1beta/interactions", json={"model": "echo", "input": "b"},
-                             headers={"x-goog-api-key": "", "authorization": "Bearer test-key"})
+        response = http.post(
+            "/v1beta/interactions",
+            json={"model": "echo", "input": "b"},
+            headers={"x-goog-api-key": "", "authorization": "Bearer test-key"},
+        )
     assert response.status_code == 200, response.text

@@ -70,19 +70,23 @@ def test_resume_from_zero_replays_the_whole_log(client: genai.Client) -> None:
     assert _ids(full) == list(range(1, len(full) + 1))
     assert full[0].event_type == "interaction.created"
     assert _text(full) == created.output_text
-    after_last = list(client.interactions.get(created.id, stream=True,
-                                              last_event_id=full[-1].event_id))
+    after_last = list(
+        client.interactions.get(created.id, stream=True, last_event_id=full[-1].event_id)
+    )
     assert after_last == []
 
 
-def test_two_concurrent_readers_see_identical_sequences(server: Server, client: genai.Client) -> None:
+def test_two_concurrent_readers_see_identical_sequences(
+    server: Server, client: genai.Client
+) -> None:
     creator = client.interactions.create(model="echo-slow", input=LONG, stream=True)
     first = next(creator)
     interaction_id = first.interaction.id
     other: list[Any] = []
     second_client = server.client()  # held here: a dropped client closes its connections
-    reader = threading.Thread(target=lambda: other.extend(
-        second_client.interactions.get(interaction_id, stream=True)))
+    reader = threading.Thread(
+        target=lambda: other.extend(second_client.interactions.get(interaction_id, stream=True))
+    )
     reader.start()
     mine = [first, *creator]
     reader.join(timeout=60)
@@ -95,8 +99,11 @@ def test_a_disconnected_stored_stream_still_completes(client: genai.Client) -> N
     stream = client.interactions.create(model="echo-slow", input=LONG, stream=True)
     seen = [next(stream), next(stream), next(stream)]
     stream.close()
-    rest = list(client.interactions.get(seen[0].interaction.id, stream=True,
-                                        last_event_id=seen[-1].event_id))
+    rest = list(
+        client.interactions.get(
+            seen[0].interaction.id, stream=True, last_event_id=seen[-1].event_id
+        )
+    )
     assert rest[-1].event_type == "interaction.completed"
     assert rest[-1].interaction.status == "completed"
     got = client.interactions.get(seen[0].interaction.id)
@@ -132,9 +139,15 @@ def test_foreign_or_malformed_last_event_id_is_400(client: genai.Client) -> None
 
 
 def test_an_independent_sse_client_parses_the_stream(server: Server) -> None:
-    with httpx.Client(base_url=server.url, headers={"x-goog-api-key": API_KEY}) as http, \
-            connect_sse(http, "POST", "/v1beta/interactions",
-                        json={"model": "echo", "input": "sse", "stream": True}) as source:
+    with (
+        httpx.Client(base_url=server.url, headers={"x-goog-api-key": API_KEY}) as http,
+        connect_sse(
+            http,
+            "POST",
+            "/v1beta/interactions",
+            json={"model": "echo", "input": "sse", "stream": True},
+        ) as source,
+    ):
         assert source.response.headers["content-type"].startswith("text/event-stream")
         frames = list(source.iter_sse())
     assert frames[-1].data == "[DONE]"
@@ -143,15 +156,31 @@ def test_an_independent_sse_client_parses_the_stream(server: Server) -> None:
         assert sse.event == payload["event_type"]
         assert sse.id == payload["event_id"]
     assert payloads[-1]["interaction"]["status"] == "completed"
-    assert "".join(p["delta"]["text"] for p in payloads if p["event_type"] == "step.delta") == "user: sse"
+    assert (
+        "".join(p["delta"]["text"] for p in payloads if p["event_type"] == "step.delta")
+        == "user: sse"
+    )
 
 
 def test_curl_reads_the_stream(server: Server) -> None:
     output = subprocess.run(
-        ["curl", "-sN", "-X", "POST", f"{server.url}/v1beta/interactions",
-         "-H", f"x-goog-api-key: {API_KEY}", "-H", "content-type: application/json",
-         "-d", '{"model": "echo", "input": "curl", "stream": true}'],
-        capture_output=True, text=True, timeout=30, check=True,
+        [
+            "curl",
+            "-sN",
+            "-X",
+            "POST",
+            f"{server.url}/v1beta/interactions",
+            "-H",
+            f"x-goog-api-key: {API_KEY}",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            '{"model": "echo", "input": "curl", "stream": true}',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     ).stdout
     frames = [f for f in output.split("\n\n") if f.strip()]
     assert frames[0].startswith("event: interaction.created\nid: ")
@@ -161,9 +190,14 @@ def test_curl_reads_the_stream(server: Server) -> None:
 
 
 def test_idle_streams_get_keepalive_comments(server: Server) -> None:
-    with httpx.Client(base_url=server.url, headers={"x-goog-api-key": API_KEY}, timeout=30) as http, \
-            http.stream("POST", "/v1beta/interactions",
-                        json={"model": "echo-idle", "input": "zz", "stream": True}) as response:
+    with (
+        httpx.Client(base_url=server.url, headers={"x-goog-api-key": API_KEY}, timeout=30) as http,
+        http.stream(
+            "POST",
+            "/v1beta/interactions",
+            json={"model": "echo-idle", "input": "zz", "stream": True},
+        ) as response,
+    ):
         body = "".join(response.iter_text())
     assert ": keep-alive\n\n" in body
     assert body.endswith("data: [DONE]\n\n")

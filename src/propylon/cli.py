@@ -15,8 +15,11 @@ from propylon.config import Settings
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Propylon: a self-hosted server for Google's Interactions API.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Propylon: a self-hosted server for Google's Interactions API.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 @app.callback()
@@ -36,10 +39,14 @@ def is_loopback(host: str) -> bool:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="TCP port [default: 8080].")] = None,
     config: Annotated[Path | None, typer.Option(help="A TOML settings file.")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Where state is kept [default: ./data].")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where state is kept [default: ./data].")
+    ] = None,
 ) -> None:
     """Serve the Interactions API."""
     try:
@@ -54,8 +61,9 @@ def serve(
             err=True,
         )
         raise typer.Exit(2)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     asgi = create_app(settings)
     names = ", ".join(
         m.name + (f" (aliases: {', '.join(m.aliases)})" if m.aliases else "")
@@ -65,5 +73,11 @@ def serve(
     typer.echo(f"  data dir: {settings.data_dir.resolve()}")
     typer.echo(f"  models:   {names}")
     typer.echo(f"  auth:     {'API keys' if settings.api_keys else 'none (loopback only)'}")
-    uvicorn.run(asgi, host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=False, lifespan="on")
+    uvicorn.run(
+        asgi,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        lifespan="on",
+    )

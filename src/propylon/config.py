@@ -87,7 +87,8 @@ class Settings(BaseSettings):
         default=15.0, gt=0, description="Idle time after which a stream sends a keep-alive comment."
     )
     stream_buffer_events: int = Field(
-        default=1024, gt=0,
+        default=1024,
+        gt=0,
         description="Live events buffered per stream reader; a slower reader re-reads the store.",
     )
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")

@@ -39,12 +39,16 @@ class KeyChecker:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         presented = [
             key
-            for key in (request.headers.get("x-goog-api-key"),
-                        token.strip() if scheme.lower() == "bearer" else None)
+            for key in (
+                request.headers.get("x-goog-api-key"),
+                token.strip() if scheme.lower() == "bearer" else None,
+            )
             if key
         ]
         if not presented:
-            raise Unauthenticated("missing API key: send `x-goog-api-key` or `Authorization: Bearer`")
+            raise Unauthenticated(
+                "missing API key: send `x-goog-api-key` or `Authorization: Bearer`"
+            )
         # The SDK sends both headers when a user sets both (reference §1.2): either may match.
         if not any(digest(key) in self._digests for key in presented):
             raise Unauthenticated("API key not valid")

@@ -26,7 +26,9 @@ def frame(interaction_id: str, event: Event) -> bytes:
     """One SSE frame for `event`."""
     payload = event.to_wire(interaction_id)
     return b"event: %s\nid: %s\ndata: %s\n\n" % (
-        event.type.encode(), payload["event_id"].encode(), orjson.dumps(payload)
+        event.type.encode(),
+        payload["event_id"].encode(),
+        orjson.dumps(payload),
     )
 
 
@@ -41,7 +43,9 @@ async def _frames(interaction_id: str, events: AsyncIterator[Event | None]) -> A
     yield _DONE
 
 
-def event_stream_response(interaction_id: str, events: AsyncIterator[Event | None]) -> StreamingResponse:
+def event_stream_response(
+    interaction_id: str, events: AsyncIterator[Event | None]
+) -> StreamingResponse:
     """A 200 `text/event-stream` response that sends `events`, then `data: [DONE]`."""
     return StreamingResponse(
         _frames(interaction_id, events),

@@ -11,8 +11,17 @@ from typing import Any, Final
 
 from propylon.domain.ids import event_id
 
-__all__ = ["COMPLETED", "CREATED", "ERROR", "STATUS_UPDATE", "STEP_DELTA", "STEP_START",
-           "STEP_STOP", "Event", "is_terminal_event"]
+__all__ = [
+    "COMPLETED",
+    "CREATED",
+    "ERROR",
+    "STATUS_UPDATE",
+    "STEP_DELTA",
+    "STEP_START",
+    "STEP_STOP",
+    "Event",
+    "is_terminal_event",
+]
 
 CREATED: Final = "interaction.created"
 STATUS_UPDATE: Final = "interaction.status_update"
@@ -37,7 +46,11 @@ class Event:
 
     def to_wire(self, interaction_id: str) -> dict[str, Any]:
         """The JSON object a stream sends: `event_type` and `event_id` first, then `data`."""
-        return {"event_type": self.type, "event_id": event_id(interaction_id, self.seq), **self.data}
+        return {
+            "event_type": self.type,
+            "event_id": event_id(interaction_id, self.seq),
+            **self.data,
+        }
 
 
 def is_terminal_event(event: Event) -> bool:

@@ -12,8 +12,16 @@ from typing import Any
 
 import orjson
 
-from propylon.domain.events import COMPLETED, CREATED, ERROR, STATUS_UPDATE, STEP_DELTA, \
-    STEP_START, STEP_STOP, Event
+from propylon.domain.events import (
+    COMPLETED,
+    CREATED,
+    ERROR,
+    STATUS_UPDATE,
+    STEP_DELTA,
+    STEP_START,
+    STEP_STOP,
+    Event,
+)
 
 __all__ = ["Projection"]
 

@@ -102,5 +102,9 @@ def step_text(step: dict[str, Any]) -> str:
         if item.get("type") == "text":
             parts.append(item.get("text", ""))
         else:
-            parts.append(f"[{item.get('type')} {item.get('mime_type') or item.get('uri') or ''}]".replace(" ]", "]"))
+            parts.append(
+                f"[{item.get('type')} {item.get('mime_type') or item.get('uri') or ''}]".replace(
+                    " ]", "]"
+                )
+            )
     return " ".join(parts)

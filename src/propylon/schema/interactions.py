@@ -4,6 +4,7 @@ request's JSON field names. Validation failures become InvalidArgument (HTTP 400
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -21,12 +22,29 @@ __all__ = [
 CONTENT_TYPES = frozenset({"text", "image", "audio", "video", "document"})
 STEP_TYPES = frozenset(
     {
-        "user_input", "model_output", "thought", "function_call", "function_result",
-        "code_execution_call", "code_execution_result", "google_search_call",
-        "google_search_result", "url_context_call", "url_context_result", "google_maps_call",
-        "google_maps_result", "file_search_call", "file_search_result", "mcp_server_tool_call",
-        "mcp_server_tool_result", "retrieval_call", "retrieval_result", "tool_search_call",
-        "tool_search_result", "processing_call", "processing_result",
+        "user_input",
+        "model_output",
+        "thought",
+        "function_call",
+        "function_result",
+        "code_execution_call",
+        "code_execution_result",
+        "google_search_call",
+        "google_search_result",
+        "url_context_call",
+        "url_context_result",
+        "google_maps_call",
+        "google_maps_result",
+        "file_search_call",
+        "file_search_result",
+        "mcp_server_tool_call",
+        "mcp_server_tool_result",
+        "retrieval_call",
+        "retrieval_result",
+        "tool_search_call",
+        "tool_search_result",
+        "processing_call",
+        "processing_result",
     }
 )
 
@@ -95,11 +113,24 @@ class OtherStep(BaseModel):
 
     model_config = _open
     type: Literal[
-        "code_execution_call", "code_execution_result", "google_search_call",
-        "google_search_result", "url_context_call", "url_context_result", "google_maps_call",
-        "google_maps_result", "file_search_call", "file_search_result", "mcp_server_tool_call",
-        "mcp_server_tool_result", "retrieval_call", "retrieval_result", "tool_search_call",
-        "tool_search_result", "processing_call", "processing_result",
+        "code_execution_call",
+        "code_execution_result",
+        "google_search_call",
+        "google_search_result",
+        "url_context_call",
+        "url_context_result",
+        "google_maps_call",
+        "google_maps_result",
+        "file_search_call",
+        "file_search_result",
+        "mcp_server_tool_call",
+        "mcp_server_tool_result",
+        "retrieval_call",
+        "retrieval_result",
+        "tool_search_call",
+        "tool_search_result",
+        "processing_call",
+        "processing_result",
     ]
 
 
@@ -183,7 +214,9 @@ def parse_create(body: Any) -> CreateInteraction:
         raise InvalidArgument(_describe(exc)) from None
 
 
-def normalize_input(value: str | dict[str, Any] | list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+def normalize_input(
+    value: str | dict[str, Any] | list[dict[str, Any]] | None,
+) -> list[dict[str, Any]]:
     """Turn `input` in any of its four shapes (reference §3.3) into a list of steps.
 
     A string or content becomes one `user_input` step; a list whose items carry step types is
@@ -210,7 +243,7 @@ def normalize_input(value: str | dict[str, Any] | list[dict[str, Any]] | None) -
     raise InvalidArgument("`input` mixes content items and steps: send one or the other")
 
 
-def _dump(items: list[BaseModel]) -> list[dict[str, Any]]:
+def _dump(items: Sequence[BaseModel]) -> list[dict[str, Any]]:
     return [item.model_dump(exclude_none=True) for item in items]
 
 

@@ -73,7 +73,9 @@ def to_resource(
 class InteractionService:
     """The use cases, over a store, a bus and the model registry."""
 
-    def __init__(self, store: Store, bus: Bus, models: ModelRegistry, keepalive: float = 15.0) -> None:
+    def __init__(
+        self, store: Store, bus: Bus, models: ModelRegistry, keepalive: float = 15.0
+    ) -> None:
         self.store = store
         self.bus = bus
         self.models = models
@@ -84,8 +86,10 @@ class InteractionService:
         """Validate, store and run one turn. Raises InvalidArgument, NotFound or
         FailedPrecondition before anything is written."""
         if not request.store and request.previous_interaction_id:
-            raise InvalidArgument("`previous_interaction_id` needs `store=true`: nothing is "
-                                  "kept with `store=false`; send the whole history as steps")
+            raise InvalidArgument(
+                "`previous_interaction_id` needs `store=true`: nothing is "
+                "kept with `store=false`; send the whole history as steps"
+            )
         if not request.store and request.background:
             raise InvalidArgument("`background=true` needs `store=true`")
         if request.agent:
@@ -146,15 +150,19 @@ class InteractionService:
         task = self._start(log, served.provider, turn, stored=request.store)
         if request.background:
             await log.drain()
-            return Created(resource=to_resource(record, log.projection, include_input_steps=False),
-                           interaction_id=record.id)
+            return Created(
+                resource=to_resource(record, log.projection, include_input_steps=False),
+                interaction_id=record.id,
+            )
         await asyncio.shield(task) if request.store else await task
         return Created(
             resource=to_resource(record, log.projection, include_input_steps=False),
             interaction_id=record.id,
         )
 
-    def _start(self, log: EventLog, provider: Any, turn: Turn, *, stored: bool) -> asyncio.Task[None]:
+    def _start(
+        self, log: EventLog, provider: Any, turn: Turn, *, stored: bool
+    ) -> asyncio.Task[None]:
         task = asyncio.create_task(run_turn(log, provider, turn))
         if stored:
             self._runs[log.interaction_id] = task
@@ -171,7 +179,9 @@ class InteractionService:
                 projection.apply(event)
         return to_resource(record, projection, include_input=include_input)
 
-    async def stream(self, interaction_id: str, last_event_id: str | None) -> AsyncIterator[Event | None]:
+    async def stream(
+        self, interaction_id: str, last_event_id: str | None
+    ) -> AsyncIterator[Event | None]:
         """The log from the start (or after `last_event_id`), then live until its terminal
         event; None items are keep-alive ticks. Raises NotFound, or InvalidArgument when the
         event id is not one of this interaction's."""
@@ -179,7 +189,7 @@ class InteractionService:
         after = 0
         if last_event_id:
             seq = parse_event_id(interaction_id, last_event_id)
-            if seq is None or seq > record.last_seq and lifecycle.is_terminal(record.status):
+            if seq is None or (seq > record.last_seq and lifecycle.is_terminal(record.status)):
                 raise InvalidArgument(
                     f"`last_event_id` `{last_event_id}` is not an event of interaction "
                     f"`{interaction_id}`"
@@ -208,7 +218,9 @@ class InteractionService:
         return to_resource(await self._record(interaction_id))
 
     async def delete(self, interaction_id: str) -> None:
-        """Delete the interaction and its events; a running one is stopped first. Raises NotFound."""
+        """Delete the interaction and its events, stopping a running one first.
+
+        Raises NotFound."""
         task = self._runs.get(interaction_id)
         if task is not None:
             task.cancel()
@@ -230,20 +242,37 @@ class InteractionService:
             async for event in self._replay(interaction_id, self.store, 0):
                 projection.apply(event)
             seq = projection.last_seq
-            error = {"code": "interrupted",
-                     "message": "the server stopped while this interaction was running"}
-            interaction = {"id": interaction_id, "object": "interaction", "status": "failed",
-                           "model": record.request.get("model"), "created": record.created,
-                           "updated": now()}
+            error = {
+                "code": "interrupted",
+                "message": "the server stopped while this interaction was running",
+            }
+            interaction = {
+                "id": interaction_id,
+                "object": "interaction",
+                "status": "failed",
+                "model": record.request.get("model"),
+                "created": record.created,
+                "updated": now(),
+            }
             if projection.usage is not None:
                 interaction["usage"] = projection.usage
-            events = [Event(seq + 1, ERROR, {"error": error}),
-                      Event(seq + 2, COMPLETED, {"interaction": interaction})]
+            events = [
+                Event(seq + 1, ERROR, {"error": error}),
+                Event(seq + 2, COMPLETED, {"interaction": interaction}),
+            ]
             for event in events:
                 projection.apply(event)
-            await self.store.append(interaction_id, events, Snapshot(
-                status="failed", updated=now(), steps=projection.steps, usage=projection.usage,
-                errors=projection.errors))
+            await self.store.append(
+                interaction_id,
+                events,
+                Snapshot(
+                    status="failed",
+                    updated=now(),
+                    steps=projection.steps,
+                    usage=projection.usage,
+                    errors=projection.errors,
+                ),
+            )
             closed += 1
         return closed
 
@@ -260,7 +289,9 @@ class InteractionService:
             raise NotFound(f"interaction `{interaction_id}` not found")
         return record
 
-    async def _replay(self, interaction_id: str, source: EventSource, after: int) -> AsyncIterator[Event]:
+    async def _replay(
+        self, interaction_id: str, source: EventSource, after: int
+    ) -> AsyncIterator[Event]:
         while True:
             events = await source.read_events(interaction_id, after, _PAGE)
             for event in events:
@@ -269,8 +300,9 @@ class InteractionService:
                 return
             after = events[-1].seq
 
-    async def _tail(self, interaction_id: str, source: EventSource, after: int,
-                    subscription: Subscription) -> AsyncIterator[Event | None]:
+    async def _tail(
+        self, interaction_id: str, source: EventSource, after: int, subscription: Subscription
+    ) -> AsyncIterator[Event | None]:
         """Replay from `source` after `after`, then follow live events until the terminal one.
 
         The subscription was opened before the replay, so an event is either replayed or

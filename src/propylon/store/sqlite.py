@@ -96,15 +96,25 @@ class SQLiteStore:
 
     async def create(self, record: InteractionRecord, events: list[Event]) -> None:
         row = (
-            record.id, record.status, record.created, record.updated,
-            record.previous_interaction_id, int(record.background), _dumps(record.request),
-            _dumps(record.input), _dumps(record.input_steps), _dumps(record.steps),
-            _dumps(record.usage) if record.usage is not None else None, _dumps(record.errors),
+            record.id,
+            record.status,
+            record.created,
+            record.updated,
+            record.previous_interaction_id,
+            int(record.background),
+            _dumps(record.request),
+            _dumps(record.input),
+            _dumps(record.input_steps),
+            _dumps(record.steps),
+            _dumps(record.usage) if record.usage is not None else None,
+            _dumps(record.errors),
             events[-1].seq if events else 0,
         )
 
         def run(conn: sqlite3.Connection) -> None:
-            conn.execute(f"INSERT INTO interactions ({_COLUMNS}) VALUES ({', '.join('?' * 13)})", row)
+            conn.execute(
+                f"INSERT INTO interactions ({_COLUMNS}) VALUES ({', '.join('?' * 13)})", row
+            )
             _insert_events(conn, record.id, events)
 
         await self._write(run)
@@ -115,8 +125,11 @@ class SQLiteStore:
         if not events:
             sets.pop()
             params.pop()
-        for column, value in (("steps", snapshot.steps), ("usage", snapshot.usage),
-                              ("errors", snapshot.errors)):
+        for column, value in (
+            ("steps", snapshot.steps),
+            ("usage", snapshot.usage),
+            ("errors", snapshot.errors),
+        ):
             if value is not None:
                 sets.append(f"{column} = ?")
                 params.append(_dumps(value))
@@ -172,9 +185,10 @@ class SQLiteStore:
     async def delete(self, interaction_id: str) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
             conn.execute("DELETE FROM events WHERE interaction_id = ?", (interaction_id,))
-            return conn.execute(
-                "DELETE FROM interactions WHERE id = ?", (interaction_id,)
-            ).rowcount > 0
+            return (
+                conn.execute("DELETE FROM interactions WHERE id = ?", (interaction_id,)).rowcount
+                > 0
+            )
 
         return await self._write(run)
 
@@ -195,13 +209,33 @@ def _insert_events(conn: sqlite3.Connection, interaction_id: str, events: list[E
 
 
 def _record(row: tuple[Any, ...]) -> InteractionRecord:
-    (id_, status, created, updated, previous, background, request, input_, input_steps, steps,
-     usage, errors, last_seq) = row
+    (
+        id_,
+        status,
+        created,
+        updated,
+        previous,
+        background,
+        request,
+        input_,
+        input_steps,
+        steps,
+        usage,
+        errors,
+        last_seq,
+    ) = row
     return InteractionRecord(
-        id=id_, status=status, created=created, updated=updated,
-        previous_interaction_id=previous, background=bool(background),
-        request=orjson.loads(request), input=orjson.loads(input_) if input_ else None,
-        input_steps=orjson.loads(input_steps), steps=orjson.loads(steps),
-        usage=orjson.loads(usage) if usage else None, errors=orjson.loads(errors),
+        id=id_,
+        status=status,
+        created=created,
+        updated=updated,
+        previous_interaction_id=previous,
+        background=bool(background),
+        request=orjson.loads(request),
+        input=orjson.loads(input_) if input_ else None,
+        input_steps=orjson.loads(input_steps),
+        steps=orjson.loads(steps),
+        usage=orjson.loads(usage) if usage else None,
+        errors=orjson.loads(errors),
         last_seq=last_seq,
     )

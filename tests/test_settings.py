@@ -1,0 +1,43 @@
+"""Every setting is documented, and the public API is what `__all__` says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import propylon
+from propylon.config import EmbeddedSettings, Settings
+
+DOCS = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+
+
+def test_every_setting_is_documented() -> None:
+    missing = [f"`{name}`" for name in Settings.model_fields if f"`{name}`" not in DOCS]
+    missing += [f"`embedded.{name}`" for name in EmbeddedSettings.model_fields
+                if f"`embedded.{name}`" not in DOCS]
+    assert missing == []
+
+
+def test_every_setting_has_a_description() -> None:
+    for model in (Settings, EmbeddedSettings):
+        assert all(field.description for field in model.model_fields.values())
+
+
+def test_public_api() -> None:
+    assert sorted(propylon.__all__) == ["Settings", "__version__", "create_app"]
+    for name in propylon.__all__:
+        assert getattr(propylon, name)
+
+
+def test_cli_refuses_a_public_address_without_keys(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "propylon", "serve", "--host", "0.0.0.0",
+         "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert result.returncode == 2
+    assert "refusing to listen on 0.0.0.0" in result.stderr
+    assert not (tmp_path / "propylon.db").exists()
