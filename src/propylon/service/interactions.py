@@ -27,7 +27,8 @@ from propylon.store.base import EventSource, InteractionRecord, Snapshot, Store
 
 __all__ = ["Created", "InteractionService", "to_resource"]
 
-_PAGE = 500  # events per store read while replaying a log
+_FIRST_PAGE = 32  # events in the first store read of a replay
+_PAGE = 500  # events per later store read
 
 
 @dataclass(slots=True)
@@ -292,13 +293,16 @@ class InteractionService:
     async def _replay(
         self, interaction_id: str, source: EventSource, after: int
     ) -> AsyncIterator[Event]:
+        # A small first page gets the first event out fast; later pages amortise the reads.
+        page = _FIRST_PAGE
         while True:
-            events = await source.read_events(interaction_id, after, _PAGE)
+            events = await source.read_events(interaction_id, after, page)
             for event in events:
                 yield event
-            if len(events) < _PAGE:
+            if len(events) < page:
                 return
             after = events[-1].seq
+            page = _PAGE
 
     async def _tail(
         self, interaction_id: str, source: EventSource, after: int, subscription: Subscription

@@ -13,11 +13,11 @@ def upgrade(url: str) -> None:
     """Bring the database at SQLAlchemy `url` (e.g. `sqlite:////data/propylon.db`) to head."""
     import logging
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     from alembic import command
     from alembic.config import Config
     from sqlalchemy import create_engine
 
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     config = Config()
     config.set_main_option("script_location", str(_SCRIPTS))
     engine = create_engine(url)
