@@ -20,6 +20,7 @@ __all__ = [
     "ProviderEvent",
     "TextDelta",
     "ThoughtDelta",
+    "ToolChoice",
     "Turn",
     "UsageReport",
     "step_text",
@@ -38,7 +39,42 @@ class Turn:
     system_instruction: str | None = None
     tools: list[dict[str, Any]] = field(default_factory=list)
     generation_config: dict[str, Any] = field(default_factory=dict)
-    response_format: Any = None
+    json_schema: dict[str, Any] | None = None
+
+    def functions(self) -> list[dict[str, Any]]:
+        """The function declarations the model may call, as allowed by `tool_choice`."""
+        choice = self.tool_choice()
+        if choice.mode == "none":
+            return []
+        return [
+            tool
+            for tool in self.tools
+            if tool.get("type") == "function"
+            and (choice.allowed is None or tool["name"] in choice.allowed)
+        ]
+
+    def tool_choice(self) -> ToolChoice:
+        """`generation_config.tool_choice` normalised (reference §3.6); default `auto`."""
+        value = self.generation_config.get("tool_choice")
+        if value is None:
+            return ToolChoice()
+        if isinstance(value, str):
+            return ToolChoice(mode=value)
+        allowed = value.get("allowed_tools") or {}
+        return ToolChoice(mode=allowed.get("mode") or "auto", allowed=allowed.get("tools"))
+
+
+@dataclass(slots=True)
+class ToolChoice:
+    """How the model may use tools: `auto`, `any` (must call), `none`, or `validated` (must
+    call, arguments checked against the schema); `allowed`: the tool names it may call."""
+
+    mode: str = "auto"
+    allowed: list[str] | None = None
+
+    @property
+    def forced(self) -> bool:
+        return self.mode in ("any", "validated")
 
 
 @dataclass(slots=True)

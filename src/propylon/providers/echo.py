@@ -11,22 +11,45 @@ so a client can see exactly what Propylon sent to a model. Newlines inside a ste
 as `\\n` to keep one line per step. Tokens are counted as whitespace-separated words. The
 answer streams a few characters per delta; the model option `delay` (seconds) paces the deltas,
 for testing clients against a slow model.
+
+Directives, for testing tool loops deterministically: when the last step is a `user_input`
+whose text has lines `call NAME {json arguments}` and NAME is a declared, allowed tool, echo
+calls it (one call per line, several calls in one turn). After a `function_result` it echoes
+the history again, results included. With `tool_choice` `any`/`validated` and no directive it
+calls the first allowed tool with `{}`. With a JSON `response_format`, echo answers the last
+input text as is, so a JSON input passes the schema check and anything else fails it.
+Generation settings: `max_output_tokens` (words) and `stop_sequences` are honoured;
+`temperature`, `top_p` and `seed` are accepted and change nothing (echo is deterministic).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 
 from propylon.domain.usage import Usage
-from propylon.providers.base import Finish, ProviderEvent, TextDelta, Turn, UsageReport, step_text
+from propylon.errors import InvalidArgument
+from propylon.providers.base import (
+    Finish,
+    FunctionCall,
+    ProviderEvent,
+    TextDelta,
+    Turn,
+    UsageReport,
+    step_text,
+)
 
 __all__ = ["EchoProvider", "render_history"]
 
 _CHUNK = 8  # characters per delta
+_DIRECTIVE = re.compile(r"^call\s+([A-Za-z_][\w.-]*)\s*(\{.*\})?\s*$")
+_CONFIG = frozenset(
+    {"temperature", "top_p", "seed", "stop_sequences", "max_output_tokens", "tool_choice"}
+)
 
 
 def render_history(turn: Turn) -> str:
@@ -63,10 +86,27 @@ class EchoProvider:
         self.delay = delay
 
     def check(self, turn: Turn) -> None:
-        """echo accepts every turn."""
+        """echo takes any content; it refuses server-side tool types and generation settings
+        it cannot honour, naming the field."""
+        for index, tool in enumerate(turn.tools):
+            if tool.get("type") != "function":
+                raise InvalidArgument(
+                    f"`tools.{index}`: echo does not run `{tool.get('type')}` tools"
+                )
+        for name in sorted(set(turn.generation_config) - _CONFIG):
+            raise InvalidArgument(f"`generation_config.{name}` is not supported by echo")
 
     async def stream(self, turn: Turn) -> AsyncIterator[ProviderEvent]:
-        text = render_history(turn)
+        words_in = sum(len(step_text(s).split()) for s in turn.history)
+        words_in += len((turn.system_instruction or "").split())
+        calls = _calls(turn)
+        if calls:
+            for call in calls:
+                yield call
+            yield UsageReport(Usage(input_tokens=words_in, output_tokens=len(calls)))
+            yield Finish("stop")
+            return
+        text = _answer(turn)
         limit = turn.generation_config.get("max_output_tokens")
         finish = Finish("stop")
         if limit is not None and len(text.split()) > limit:
@@ -76,10 +116,45 @@ class EchoProvider:
             if self.delay:
                 await asyncio.sleep(self.delay)
             yield TextDelta(text[start : start + _CHUNK])
-        words_in = sum(len(step_text(s).split()) for s in turn.history)
-        words_in += len((turn.system_instruction or "").split())
         yield UsageReport(Usage(input_tokens=words_in, output_tokens=len(text.split())))
         yield finish
 
     async def close(self) -> None:
         pass
+
+
+def _answer(turn: Turn) -> str:
+    """The text echo answers: the history, or the last input for a JSON response format;
+    cut at the first stop sequence."""
+    if turn.json_schema is not None:
+        last: dict[str, Any] = next(
+            (s for s in reversed(turn.history) if s.get("type") == "user_input"), {}
+        )
+        text = step_text(last)
+    else:
+        text = render_history(turn)
+    for stop in turn.generation_config.get("stop_sequences") or []:
+        if stop and stop in text:
+            text = text[: text.index(stop)]
+    return text
+
+
+def _calls(turn: Turn) -> list[FunctionCall]:
+    """The function calls the last user input asks for (see the module's directives)."""
+    if not turn.history or turn.history[-1].get("type") != "user_input":
+        return []
+    allowed = [tool["name"] for tool in turn.functions()]
+    calls: list[FunctionCall] = []
+    for line in step_text(turn.history[-1]).splitlines():
+        match = _DIRECTIVE.match(line.strip())
+        if match and match.group(1) in allowed:
+            try:
+                arguments = orjson.loads(match.group(2)) if match.group(2) else {}
+            except orjson.JSONDecodeError:
+                continue
+            calls.append(
+                FunctionCall(f"call_{len(turn.history)}_{len(calls)}", match.group(1), arguments)
+            )
+    if not calls and allowed and turn.tool_choice().forced:
+        calls.append(FunctionCall(f"call_{len(turn.history)}_0", allowed[0], {}))
+    return calls

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
+import secrets
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +21,16 @@ from typing import Any
 
 from propylon.domain.usage import Usage
 from propylon.errors import InvalidArgument
-from propylon.providers.base import Finish, ProviderEvent, TextDelta, Turn, UsageReport, step_text
+from propylon.providers.base import (
+    Finish,
+    FunctionCall,
+    ProviderEvent,
+    TextDelta,
+    Turn,
+    UsageReport,
+    step_text,
+)
+from propylon.providers.constrained import bound_strings, tool_call_schema
 
 __all__ = ["EmbeddedProvider", "available", "default_model_path"]
 
@@ -30,10 +41,10 @@ _PREAMBLE = (
     "User: Name a primary colour.\n"
     "Assistant: Red is a primary colour.\n\n"
 )
-_STOP = ["\nUser:", "User:", "\n\n"]
+_STOP = ["\nUser:", "User:", "\n\n", "\nTool result"]
 # generation_config fields this provider maps onto llama.cpp; any other set field answers 400.
 _SUPPORTED_CONFIG = frozenset(
-    {"temperature", "top_p", "seed", "stop_sequences", "max_output_tokens"}
+    {"temperature", "top_p", "seed", "stop_sequences", "max_output_tokens", "tool_choice"}
 )
 
 
@@ -59,17 +70,42 @@ def default_model_path() -> Path:
     return target
 
 
-def build_prompt(turn: Turn) -> str:
-    """The few-shot transcript for `turn`, ending with `Assistant:` for the model to continue."""
+def build_prompt(turn: Turn, schema: dict[str, Any] | None = None) -> str:
+    """The few-shot transcript for `turn`, ending with `Assistant:` for the model to continue.
+
+    Offered functions are listed before the transcript; `schema` (the constrained output)
+    is stated so the model knows what the grammar will hold it to.
+    """
     parts = [_PREAMBLE]
     if turn.system_instruction:
         parts.insert(0, f"{turn.system_instruction}\n\n")
+    functions = turn.functions()
+    if functions:
+        listing = "\n".join(
+            f"- {f['name']}: {f.get('description', '')} arguments: "
+            f"{json.dumps(f.get('parameters') or {})}"
+            for f in functions
+        )
+        parts.append(
+            "The Assistant can call these tools by answering with JSON "
+            f'{{"name": ..., "arguments": {{...}}}}:\n{listing}\n\n'
+        )
+    if schema is not None:
+        parts.append(f"The Assistant answers in JSON matching: {json.dumps(schema)}\n\n")
     for step in turn.history:
         kind = step.get("type")
         if kind == "user_input":
             parts.append(f"User: {step_text(step)}\n")
         elif kind == "model_output":
             parts.append(f"Assistant: {step_text(step)}\n\n")
+        elif kind == "function_call":
+            arguments = json.dumps(step.get("arguments", {}))
+            parts.append(f"Assistant (calls {step['name']} with {arguments})\n")
+        elif kind == "function_result":
+            parts.append(
+                f"Tool result ({step.get('name') or step['call_id']}): "
+                f"{json.dumps(step.get('result'))}\n"
+            )
     parts.append("Assistant:")
     return "".join(parts)
 
@@ -109,10 +145,12 @@ class EmbeddedProvider:
                         "model `gemma-3-270m` accepts text input only; "
                         f"got {item.get('type')} content"
                     )
-        if turn.tools:
-            raise InvalidArgument("`tools` are not supported by the embedded model yet")
-        if turn.response_format is not None:
-            raise InvalidArgument("`response_format` is not supported by the embedded model yet")
+        for index, tool in enumerate(turn.tools):
+            if tool.get("type") != "function":
+                raise InvalidArgument(
+                    f"`tools.{index}`: the embedded model does not run `{tool.get('type')}` tools"
+                )
+
         unsupported = sorted(set(turn.generation_config) - _SUPPORTED_CONFIG)
         if unsupported:
             raise InvalidArgument(
@@ -121,7 +159,17 @@ class EmbeddedProvider:
 
     async def stream(self, turn: Turn) -> AsyncIterator[ProviderEvent]:
         config = turn.generation_config
-        prompt = build_prompt(turn)
+        functions = turn.functions()
+        forced = bool(functions) and turn.tool_choice().forced
+        schema = tool_call_schema(functions) if forced else turn.json_schema
+        grammar = None
+        if schema is not None:
+            from llama_cpp.llama_grammar import LlamaGrammar
+
+            grammar = LlamaGrammar.from_json_schema(
+                json.dumps(bound_strings(schema)), verbose=False
+            )
+        prompt = build_prompt(turn, schema if not forced else None)
         max_tokens = config.get("max_output_tokens") or self.max_output_tokens
         kwargs: dict[str, Any] = {
             "max_tokens": max_tokens,
@@ -131,6 +179,9 @@ class EmbeddedProvider:
         }
         if config.get("seed") is not None:
             kwargs["seed"] = config["seed"]
+        if grammar is not None:
+            kwargs["grammar"] = grammar
+            kwargs["stop"] = list(config.get("stop_sequences") or [])
 
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -160,15 +211,24 @@ class EmbeddedProvider:
         worker = loop.run_in_executor(None, generate)
         try:
             leading = True
+            held: list[str] = []  # with functions offered, the answer may be a call: hold it
             while True:
                 kind, value = await queue.get()
                 if kind == "text":
                     text = value.lstrip() if leading else value
                     if text:
+                        if (leading and functions and text.startswith("{")) or held:
+                            held.append(text)
+                        else:
+                            yield TextDelta(text)
                         leading = False
-                        yield TextDelta(text)
                 elif kind == "done":
                     usage, finish = value
+                    call = _as_call("".join(held), functions) if held else None
+                    if call is not None:
+                        yield call
+                    elif held:
+                        yield TextDelta("".join(held))
                     yield UsageReport(usage)
                     yield Finish(finish)
                     return
@@ -183,3 +243,20 @@ class EmbeddedProvider:
             if self._llama is not None:
                 self._llama.close()
                 self._llama = None
+
+
+def _as_call(text: str, functions: list[dict[str, Any]]) -> FunctionCall | None:
+    """`text` as a call of one of `functions` (`{"name": ..., "arguments": {...}}`), or None."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    names = {f["name"] for f in functions}
+    if not isinstance(value, dict) or value.get("name") not in names:
+        return None
+    arguments = value.get("arguments")
+    return FunctionCall(
+        id="call_" + secrets.token_hex(6),
+        name=value["name"],
+        arguments=arguments if isinstance(arguments, dict) else {},
+    )

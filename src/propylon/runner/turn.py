@@ -35,10 +35,13 @@ from propylon.providers.base import (
     UsageReport,
 )
 from propylon.runner.log import EventLog
+from propylon.runner.output import output_problem
 
 __all__ = ["run_turn"]
 
 logger = logging.getLogger("propylon.runner")
+
+_ARGUMENTS_CHUNK = 16  # characters of a function call's JSON arguments per arguments_delta
 
 
 class _Steps:
@@ -119,17 +122,24 @@ async def run_turn(log: EventLog, provider: Provider, turn: Turn) -> None:
                     f"function_call:{event.id}",
                     {"type": "function_call", "id": event.id, "name": event.name, "arguments": {}},
                 )
-                delta = {
-                    "type": "arguments_delta",
-                    "arguments": orjson.dumps(event.arguments).decode(),
-                }
-                log.emit(STEP_DELTA, {"index": index, "delta": delta})
+                arguments = orjson.dumps(event.arguments).decode()
+                for start in range(0, len(arguments), _ARGUMENTS_CHUNK):
+                    delta = {
+                        "type": "arguments_delta",
+                        "arguments": arguments[start : start + _ARGUMENTS_CHUNK],
+                    }
+                    log.emit(STEP_DELTA, {"index": index, "delta": delta})
             elif isinstance(event, UsageReport):
                 usage = event.usage
             elif isinstance(event, Finish) and event.reason == "max_tokens":
                 status = "incomplete"
         if calls:
             status = "requires_action"
+        elif status == "completed" and turn.json_schema is not None:
+            problem = output_problem(log.projection.steps, turn.json_schema)
+            if problem is not None:
+                status = "failed"
+                log.emit(ERROR, {"error": {"code": "invalid_output", "message": problem}})
     except asyncio.CancelledError:
         status = "cancelled"
         task = asyncio.current_task()

@@ -15,6 +15,7 @@ __all__ = [
     "CONTENT_TYPES",
     "STEP_TYPES",
     "CreateInteraction",
+    "json_schema_of",
     "normalize_input",
     "parse_create",
 ]
@@ -161,6 +162,39 @@ class GenerationConfig(BaseModel):
     video_config: dict[str, Any] | None = None
 
 
+class FunctionTool(BaseModel):
+    """A client-side function the model may call (reference §3.5)."""
+
+    model_config = _open
+    type: Literal["function"]
+    name: str = Field(min_length=1, max_length=128)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class AllowedTools(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["auto", "any", "none", "validated"] | None = None
+    tools: list[str] | None = None
+
+
+class McpServerTool(BaseModel):
+    """An MCP server Propylon itself calls (Streamable HTTP)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["mcp_server"]
+    name: str = Field(min_length=1)
+    url: str
+    headers: dict[str, str] | None = None
+    allowed_tools: list[AllowedTools] | None = None
+
+
+_tool_validators: dict[str, TypeAdapter[Any]] = {
+    "function": TypeAdapter(FunctionTool),
+    "mcp_server": TypeAdapter(McpServerTool),
+}
+
+
 class CreateInteraction(BaseModel):
     """The CreateInteraction body (reference §3.1); `model` xor `agent`."""
 
@@ -187,6 +221,23 @@ class CreateInteraction(BaseModel):
     labels: dict[str, str] | None = None
     service_tier: str | None = None
     webhook_config: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _tools_are_well_formed(self) -> CreateInteraction:
+        names: set[str] = set()
+        for index, tool in enumerate(self.tools or []):
+            validator = _tool_validators.get(str(tool.get("type")))
+            if validator is None:
+                continue  # server-side tool types are refused by the providers that lack them
+            try:
+                validator.validate_python(tool)
+            except ValidationError as exc:
+                raise ValueError(f"tools.{index}: {_describe(exc)}") from None
+            if tool["type"] == "function":
+                if tool["name"] in names:
+                    raise ValueError(f"tools.{index}: function `{tool['name']}` is declared twice")
+                names.add(tool["name"])
+        return self
 
     @model_validator(mode="after")
     def _model_xor_agent(self) -> CreateInteraction:
@@ -241,6 +292,31 @@ def normalize_input(
     if unknown:
         raise InvalidArgument(f"`input` has items of unknown type: {', '.join(unknown)}")
     raise InvalidArgument("`input` mixes content items and steps: send one or the other")
+
+
+def json_schema_of(request: CreateInteraction) -> dict[str, Any] | None:
+    """The JSON Schema the output must satisfy (reference §3.7), or None for free text.
+
+    `response_format` may be an entry `{type: "text", mime_type: "application/json", schema}`, a
+    list of entries, or a raw JSON Schema. Raises InvalidArgument for non-text formats.
+    """
+    value = request.response_format
+    if value is None:
+        return {} if request.response_mime_type == "application/json" else None
+    entries = value if isinstance(value, list) else [value]
+    for entry in entries:
+        kind = entry.get("type")
+        if kind == "text":
+            if "schema" in entry:
+                schema: dict[str, Any] = entry["schema"]
+                return schema
+            if entry.get("mime_type") == "application/json":
+                return {}
+        elif kind in ("audio", "image", "video"):
+            raise InvalidArgument(f"`response_format` of type `{kind}` is not supported")
+        else:
+            return entry  # a raw JSON Schema
+    return None
 
 
 def _dump(items: Sequence[BaseModel]) -> list[dict[str, Any]]:

@@ -20,9 +20,10 @@ from propylon.domain.projection import Projection
 from propylon.errors import FailedPrecondition, InvalidArgument, NotFound
 from propylon.gateway.registry import ModelRegistry
 from propylon.providers.base import Turn
+from propylon.runner.history import check_function_results
 from propylon.runner.log import EventLog
 from propylon.runner.turn import run_turn
-from propylon.schema.interactions import CreateInteraction, normalize_input
+from propylon.schema.interactions import CreateInteraction, json_schema_of, normalize_input
 from propylon.store.base import EventSource, InteractionRecord, Snapshot, Store
 
 __all__ = ["Created", "InteractionService", "to_resource"]
@@ -114,6 +115,7 @@ class InteractionService:
                     f"(status `{previous.status}`)"
                 )
             history = await self.store.history(previous.id)
+        check_function_results(history, input_steps)
 
         config = request.generation_config
         turn = Turn(
@@ -121,7 +123,7 @@ class InteractionService:
             system_instruction=request.system_instruction,
             tools=request.tools or [],
             generation_config=config.model_dump(exclude_none=True) if config else {},
-            response_format=request.response_format,
+            json_schema=json_schema_of(request),
         )
         served.provider.check(turn)
 
