@@ -62,6 +62,8 @@ path_prefix = "/gemini"
 stream_keepalive_seconds = 0.1
 # small, so that fast streams overflow it and exercise the re-read-the-store path
 stream_buffer_events = 4
+allow_private_network_targets = true
+max_tool_rounds = 2
 
 [[models]]
 name = "echo"
@@ -134,6 +136,33 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running = start_server(tmp_path_factory.mktemp("propylon"), config)
     yield running
     stop_server(running)
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("the helper server did not start")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def mcp_url() -> Iterator[str]:
+    """A real MCP server (tests/mcp_server.py) on loopback; it needs `x-test-token: secret`."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("mcp_server.py")), str(port)]
+    )
+    wait_for_port(port, process)
+    yield f"http://127.0.0.1:{port}/mcp"
+    process.terminate()
+    process.wait(timeout=20)
 
 
 @pytest.fixture(scope="session")

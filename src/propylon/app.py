@@ -36,9 +36,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     """
     models = models or ModelRegistry.from_settings(settings)
     store = SQLiteStore(settings.database_path)
-    service = InteractionService(
-        store, MemoryBus(settings.stream_buffer_events), models, settings.stream_keepalive_seconds
-    )
+    service = InteractionService(store, MemoryBus(settings.stream_buffer_events), models, settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -64,6 +64,9 @@ def serve(
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    # HTTP client libraries log request URLs at INFO; an outbound URL may carry a secret.
+    for name in ("httpx", "httpx2", "mcp"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     asgi = create_app(settings)
     names = ", ".join(
         m.name + (f" (aliases: {', '.join(m.aliases)})" if m.aliases else "")

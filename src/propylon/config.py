@@ -94,6 +94,21 @@ class Settings(BaseSettings):
         gt=0,
         description="Live events buffered per stream reader; a slower reader re-reads the store.",
     )
+    max_tool_rounds: int = Field(
+        default=8,
+        ge=0,
+        description="Rounds of server-side (MCP) tool calls per turn before `budget_exceeded`.",
+    )
+    tool_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Timeout of one request to an MCP server, in seconds."
+    )
+    allow_private_network_targets: bool = Field(
+        default=False,
+        description=(
+            "Let MCP server and webhook URLs point at loopback, private or link-local addresses "
+            "(refused by default: SSRF)."
+        ),
+    )
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
 
     config_file: Path | None = Field(

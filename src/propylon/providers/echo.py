@@ -16,7 +16,8 @@ Directives, for testing tool loops deterministically: when the last step is a `u
 whose text has lines `call NAME {json arguments}` and NAME is a declared, allowed tool, echo
 calls it (one call per line, several calls in one turn). After a `function_result` it echoes
 the history again, results included. With `tool_choice` `any`/`validated` and no directive it
-calls the first allowed tool with `{}`. With a JSON `response_format`, echo answers the last
+calls the first allowed tool with `{}`, after tool results too (so a forced tool loop runs
+until its round limit). With a JSON `response_format`, echo answers the last
 input text as is, so a JSON input passes the schema check and anything else fails it.
 Generation settings: `max_output_tokens` (words) and `stop_sequences` are honoured;
 `temperature`, `top_p` and `seed` are accepted and change nothing (echo is deterministic).
@@ -141,11 +142,10 @@ def _answer(turn: Turn) -> str:
 
 def _calls(turn: Turn) -> list[FunctionCall]:
     """The function calls the last user input asks for (see the module's directives)."""
-    if not turn.history or turn.history[-1].get("type") != "user_input":
-        return []
     allowed = [tool["name"] for tool in turn.functions()]
     calls: list[FunctionCall] = []
-    for line in step_text(turn.history[-1]).splitlines():
+    last = turn.history[-1] if turn.history else {}
+    for line in step_text(last).splitlines() if last.get("type") == "user_input" else []:
         match = _DIRECTIVE.match(line.strip())
         if match and match.group(1) in allowed:
             try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -35,6 +36,7 @@ from propylon.providers.base import (
     UsageReport,
 )
 from propylon.runner.log import EventLog
+from propylon.runner.mcp import McpToolbox
 from propylon.runner.output import output_problem
 
 __all__ = ["run_turn"]
@@ -59,6 +61,13 @@ class _Steps:
             self.open = kind
             self.log.emit(STEP_START, {"index": self.index, "step": skeleton})
         return self.index
+
+    def single(self, key: str, skeleton: dict[str, Any], delta: dict[str, Any]) -> None:
+        """A whole step at once: start, one delta carrying its fields, stop."""
+        self.close()
+        index = self.ensure(key, skeleton)
+        self.log.emit(STEP_DELTA, {"index": index, "delta": delta})
+        self.close()
 
     def close(self, usage: Usage | None = None) -> None:
         if self.open is None:
@@ -85,61 +94,152 @@ def _partial(log: EventLog, status: str, usage: Usage | None = None) -> dict[str
     return interaction
 
 
-async def run_turn(log: EventLog, provider: Provider, turn: Turn) -> None:
+@dataclass(slots=True)
+class _Pass:
+    """What one provider pass produced."""
+
+    status: str = "completed"
+    usage: Usage = field(default_factory=Usage)
+    client_calls: int = 0
+    server_calls: list[FunctionCall] = field(default_factory=list)
+
+
+async def _provider_pass(
+    log: EventLog, steps: _Steps, provider: Provider, turn: Turn, toolbox: McpToolbox | None
+) -> _Pass:
+    """Stream one provider answer into steps. Calls of MCP tools become
+    `mcp_server_tool_call` steps, to be run by the caller; others `function_call` steps."""
+    result = _Pass()
+    async for event in provider.stream(turn):
+        if isinstance(event, TextDelta):
+            index = steps.ensure("model_output", {"type": "model_output", "content": []})
+            log.emit(STEP_DELTA, {"index": index, "delta": {"type": "text", "text": event.text}})
+        elif isinstance(event, ThoughtDelta):
+            index = steps.ensure("thought", {"type": "thought"})
+            if event.summary is not None:
+                delta = {
+                    "type": "thought_summary",
+                    "content": {"type": "text", "text": event.summary},
+                }
+                log.emit(STEP_DELTA, {"index": index, "delta": delta})
+            if event.signature is not None:
+                delta = {"type": "thought_signature", "signature": event.signature}
+                log.emit(STEP_DELTA, {"index": index, "delta": delta})
+        elif isinstance(event, FunctionCall):
+            server = toolbox.server_of(event.name) if toolbox else None
+            if server is not None:
+                result.server_calls.append(event)
+                steps.single(
+                    f"mcp:{event.id}",
+                    {"type": "mcp_server_tool_call", "id": event.id},
+                    {
+                        "type": "mcp_server_tool_call",
+                        "name": event.name,
+                        "server_name": server,
+                        "arguments": event.arguments,
+                    },
+                )
+                continue
+            result.client_calls += 1
+            index = steps.ensure(
+                f"function_call:{event.id}",
+                {"type": "function_call", "id": event.id, "name": event.name, "arguments": {}},
+            )
+            arguments = orjson.dumps(event.arguments).decode()
+            for start in range(0, len(arguments), _ARGUMENTS_CHUNK):
+                delta = {
+                    "type": "arguments_delta",
+                    "arguments": arguments[start : start + _ARGUMENTS_CHUNK],
+                }
+                log.emit(STEP_DELTA, {"index": index, "delta": delta})
+        elif isinstance(event, UsageReport):
+            result.usage = event.usage
+        elif isinstance(event, Finish) and event.reason == "max_tokens":
+            result.status = "incomplete"
+    return result
+
+
+async def _run(
+    log: EventLog,
+    steps: _Steps,
+    provider: Provider,
+    turn: Turn,
+    toolbox: McpToolbox | None,
+    max_tool_rounds: int,
+    usage: Usage,
+) -> str:
+    """The tool loop: provider passes, running MCP calls in between. Returns the status."""
+    asked = list(turn.history)
+    rounds = 0
+    while True:
+        result = await _provider_pass(log, steps, provider, turn, toolbox)
+        usage.add(result.usage)
+        if result.client_calls:
+            return "requires_action"
+        if not result.server_calls:
+            break
+        if rounds >= max_tool_rounds:
+            log.emit(
+                ERROR,
+                {
+                    "error": {
+                        "code": "budget_exceeded",
+                        "message": f"the model still called tools after {max_tool_rounds} rounds",
+                    }
+                },
+            )
+            return "budget_exceeded"
+        rounds += 1
+        assert toolbox is not None
+        for call in result.server_calls:
+            server = toolbox.server_of(call.name)
+            output = await toolbox.call(call.name, call.arguments)
+            steps.single(
+                f"mcp_result:{call.id}",
+                {"type": "mcp_server_tool_result", "call_id": call.id},
+                {
+                    "type": "mcp_server_tool_result",
+                    "name": call.name,
+                    "server_name": server,
+                    "result": output,
+                },
+            )
+        # The next pass sees everything this turn produced so far, in log order.
+        turn.history = [*asked, *log.projection.steps]
+    if result.status == "completed" and turn.json_schema is not None:
+        problem = output_problem(log.projection.steps, turn.json_schema)
+        if problem is not None:
+            log.emit(ERROR, {"error": {"code": "invalid_output", "message": problem}})
+            return "failed"
+    return result.status
+
+
+async def run_turn(
+    log: EventLog,
+    provider: Provider,
+    turn: Turn,
+    mcp_servers: list[dict[str, Any]] | None = None,
+    max_tool_rounds: int = 8,
+    tool_timeout: float = 30.0,
+) -> None:
     """Run `turn` on `provider`, appending every event to `log`, and wait until all are stored.
 
-    Never raises for a provider failure: the interaction ends `failed` with an `errors` entry.
-    Cancelling the task ends the interaction `cancelled`.
+    mcp_servers: the request's `mcp_server` tools, run here (at most `max_tool_rounds` rounds
+    of calls; more ends the interaction `budget_exceeded`). Never raises for a provider or tool
+    failure: the interaction ends `failed` with an `errors` entry. Cancelling the task ends the
+    interaction `cancelled`.
     """
     log.emit(CREATED, {"interaction": _partial(log, "in_progress")})
     log.emit(STATUS_UPDATE, {"interaction_id": log.interaction_id, "status": "in_progress"})
     steps = _Steps(log)
     usage = Usage()
-    status = "completed"
-    calls = 0
     try:
-        async for event in provider.stream(turn):
-            if isinstance(event, TextDelta):
-                index = steps.ensure("model_output", {"type": "model_output", "content": []})
-                log.emit(
-                    STEP_DELTA, {"index": index, "delta": {"type": "text", "text": event.text}}
-                )
-            elif isinstance(event, ThoughtDelta):
-                index = steps.ensure("thought", {"type": "thought"})
-                if event.summary is not None:
-                    delta = {
-                        "type": "thought_summary",
-                        "content": {"type": "text", "text": event.summary},
-                    }
-                    log.emit(STEP_DELTA, {"index": index, "delta": delta})
-                if event.signature is not None:
-                    delta = {"type": "thought_signature", "signature": event.signature}
-                    log.emit(STEP_DELTA, {"index": index, "delta": delta})
-            elif isinstance(event, FunctionCall):
-                calls += 1
-                steps.close()
-                index = steps.ensure(
-                    f"function_call:{event.id}",
-                    {"type": "function_call", "id": event.id, "name": event.name, "arguments": {}},
-                )
-                arguments = orjson.dumps(event.arguments).decode()
-                for start in range(0, len(arguments), _ARGUMENTS_CHUNK):
-                    delta = {
-                        "type": "arguments_delta",
-                        "arguments": arguments[start : start + _ARGUMENTS_CHUNK],
-                    }
-                    log.emit(STEP_DELTA, {"index": index, "delta": delta})
-            elif isinstance(event, UsageReport):
-                usage = event.usage
-            elif isinstance(event, Finish) and event.reason == "max_tokens":
-                status = "incomplete"
-        if calls:
-            status = "requires_action"
-        elif status == "completed" and turn.json_schema is not None:
-            problem = output_problem(log.projection.steps, turn.json_schema)
-            if problem is not None:
-                status = "failed"
-                log.emit(ERROR, {"error": {"code": "invalid_output", "message": problem}})
+        if mcp_servers:
+            async with McpToolbox(mcp_servers, tool_timeout) as toolbox:
+                turn.tools = [*turn.tools, *toolbox.declarations]
+                status = await _run(log, steps, provider, turn, toolbox, max_tool_rounds, usage)
+        else:
+            status = await _run(log, steps, provider, turn, None, max_tool_rounds, usage)
     except asyncio.CancelledError:
         status = "cancelled"
         task = asyncio.current_task()

@@ -7,11 +7,12 @@ nothing. Runs execute as tasks of their own: a client that goes away does not st
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from propylon.bus.base import Bus, Subscription
+from propylon.config import Settings
 from propylon.domain import lifecycle
 from propylon.domain.clock import now
 from propylon.domain.events import COMPLETED, ERROR, Event, is_terminal_event
@@ -19,6 +20,7 @@ from propylon.domain.ids import new_interaction_id, parse_event_id
 from propylon.domain.projection import Projection
 from propylon.errors import FailedPrecondition, InvalidArgument, NotFound
 from propylon.gateway.registry import ModelRegistry
+from propylon.outbound import check_url
 from propylon.providers.base import Turn
 from propylon.runner.history import check_function_results
 from propylon.runner.log import EventLog
@@ -75,13 +77,12 @@ def to_resource(
 class InteractionService:
     """The use cases, over a store, a bus and the model registry."""
 
-    def __init__(
-        self, store: Store, bus: Bus, models: ModelRegistry, keepalive: float = 15.0
-    ) -> None:
+    def __init__(self, store: Store, bus: Bus, models: ModelRegistry, settings: Settings) -> None:
         self.store = store
         self.bus = bus
         self.models = models
-        self.keepalive = keepalive
+        self.settings = settings
+        self.keepalive = settings.stream_keepalive_seconds
         self._runs: dict[str, asyncio.Task[None]] = {}
 
     async def create(self, request: CreateInteraction) -> Created:
@@ -117,11 +118,20 @@ class InteractionService:
             history = await self.store.history(previous.id)
         check_function_results(history, input_steps)
 
+        tools = request.tools or []
+        mcp_servers = [tool for tool in tools if tool.get("type") == "mcp_server"]
+        for server in mcp_servers:
+            await check_url(
+                server["url"],
+                allow_private=self.settings.allow_private_network_targets,
+                what=f"MCP server `{server['name']}`",
+            )
+
         config = request.generation_config
         turn = Turn(
             history=history + input_steps,
             system_instruction=request.system_instruction,
-            tools=request.tools or [],
+            tools=[tool for tool in tools if tool.get("type") != "mcp_server"],
             generation_config=config.model_dump(exclude_none=True) if config else {},
             json_schema=json_schema_of(request),
         )
@@ -141,16 +151,24 @@ class InteractionService:
         )
         log = EventLog(record, self.store if request.store else None, self.bus)
 
+        run = run_turn(
+            log,
+            served.provider,
+            turn,
+            mcp_servers,
+            max_tool_rounds=self.settings.max_tool_rounds,
+            tool_timeout=self.settings.tool_timeout_seconds,
+        )
         if request.stream:
             # Subscribe before the run starts so the creator misses nothing.
             source: EventSource = log if log.events is not None else self.store
             events = self._tail(record.id, source, 0, subscription=self.bus.subscribe(record.id))
-            task = self._start(log, served.provider, turn, stored=request.store)
+            task = self._start(log.interaction_id, run, stored=request.store)
             if not request.store:
                 events = _cancel_on_close(events, task)
             return Created(events=events, interaction_id=record.id)
 
-        task = self._start(log, served.provider, turn, stored=request.store)
+        task = self._start(log.interaction_id, run, stored=request.store)
         if request.background:
             await log.drain()
             return Created(
@@ -164,12 +182,12 @@ class InteractionService:
         )
 
     def _start(
-        self, log: EventLog, provider: Any, turn: Turn, *, stored: bool
+        self, interaction_id: str, run: Coroutine[Any, Any, None], *, stored: bool
     ) -> asyncio.Task[None]:
-        task = asyncio.create_task(run_turn(log, provider, turn))
+        task = asyncio.create_task(run)
         if stored:
-            self._runs[log.interaction_id] = task
-            task.add_done_callback(lambda _: self._runs.pop(log.interaction_id, None))
+            self._runs[interaction_id] = task
+            task.add_done_callback(lambda _: self._runs.pop(interaction_id, None))
         return task
 
     async def get(self, interaction_id: str, include_input: bool = False) -> dict[str, Any]:
