@@ -254,3 +254,22 @@ def test_embedded_forced_tool_call(client: genai.Client) -> None:
     )
     assert answer.status in ("completed", "incomplete")
     assert answer.output_text.strip()
+
+
+def test_validated_tool_choice_checks_arguments_against_the_schema(client: genai.Client) -> None:
+    config = {"tool_choice": "validated"}
+    good = client.interactions.create(
+        model="echo",
+        input='call get_weather {"location": "Nice"}',
+        tools=[WEATHER],
+        generation_config=config,
+    )
+    assert good.status == "requires_action"
+    bad = client.interactions.create(
+        model="echo",
+        input='call get_weather {"city": "Nice"}',
+        tools=[WEATHER],
+        generation_config=config,
+    )
+    assert bad.status == "failed"
+    assert "'location' is a required property" in bad.errors[0].message

@@ -7,7 +7,7 @@ from typing import Any
 import jsonschema
 import orjson
 
-__all__ = ["output_problem"]
+__all__ = ["check_arguments", "output_problem"]
 
 
 def output_problem(steps: list[dict[str, Any]], schema: dict[str, Any]) -> str | None:
@@ -36,3 +36,22 @@ def output_problem(steps: list[dict[str, Any]], schema: dict[str, Any]) -> str |
             f"{error.message}"
         )
     return None
+
+
+def check_arguments(call: Any, tools: list[dict[str, Any]]) -> None:
+    """For `tool_choice: validated`: raise ValueError unless `call.arguments` satisfies the
+    declared function's `parameters` schema."""
+    declared = next(
+        (t for t in tools if t.get("type") == "function" and t["name"] == call.name), None
+    )
+    if declared is None:
+        raise ValueError(f"the model called `{call.name}`, which is not declared")
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(declared.get("parameters") or {}).iter_errors(
+            call.arguments
+        )
+    )
+    if error is not None:
+        raise ValueError(
+            f"the arguments of `{call.name}` do not match its parameters: {error.message}"
+        )

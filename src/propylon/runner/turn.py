@@ -37,7 +37,7 @@ from propylon.providers.base import (
 )
 from propylon.runner.log import EventLog
 from propylon.runner.mcp import McpToolbox
-from propylon.runner.output import output_problem
+from propylon.runner.output import check_arguments, output_problem
 
 __all__ = ["run_turn"]
 
@@ -140,6 +140,8 @@ async def _provider_pass(
                     },
                 )
                 continue
+            if turn.tool_choice().mode == "validated":
+                check_arguments(event, turn.tools)
             result.client_calls += 1
             index = steps.ensure(
                 f"function_call:{event.id}",
