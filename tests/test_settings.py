@@ -5,7 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import propylon
-from propylon.config import EmbeddedSettings, Settings
+from propylon.config import (
+    BreakerSettings,
+    EmbeddedSettings,
+    ModelSettings,
+    RetrySettings,
+    Settings,
+    TargetSettings,
+)
+
+NESTED = {"embedded": EmbeddedSettings, "models": ModelSettings, "targets": TargetSettings,
+          "retry": RetrySettings, "breaker": BreakerSettings}
 
 DOCS = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
 
@@ -21,7 +31,7 @@ def test_every_setting_is_documented() -> None:
 
 
 def test_every_setting_has_a_description() -> None:
-    for model in (Settings, EmbeddedSettings):
+    for model in (Settings, *NESTED.values()):
         assert all(field.description for field in model.model_fields.values())
 
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,20 +20,120 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["EmbeddedSettings", "ModelSettings", "Settings"]
+__all__ = [
+    "BreakerSettings",
+    "EmbeddedSettings",
+    "ModelSettings",
+    "RetrySettings",
+    "Settings",
+    "TargetSettings",
+]
 
-ProviderName = Literal["echo", "embedded"]
+ProviderName = Literal["echo", "embedded", "openai", "gemini"]
 
 
-class ModelSettings(BaseModel):
-    """One model the server serves: a name clients send as `model`, and the provider behind it."""
+class TargetSettings(BaseModel):
+    """One upstream a model can be sent to. API keys are read from the environment variable
+    named by `api_key_env`, never written in the file, never logged."""
 
-    name: str = Field(description="The model name clients send, e.g. `gemma-3-270m`.")
-    provider: ProviderName = Field(description="Which built-in provider answers it.")
-    aliases: list[str] = Field(default_factory=list, description="Other names for this model.")
+    model_config = ConfigDict(extra="forbid")
+
+    provider: ProviderName = Field(description="`echo`, `embedded`, `openai` or `gemini`.")
+    name: str | None = Field(
+        default=None, description="Name in logs and errors; default `<provider>:<model>`."
+    )
+    base_url: str | None = Field(
+        default=None,
+        description=(
+            "The upstream's base URL: for `openai` up to `/v1` "
+            "(`http://127.0.0.1:8000/v1`); for `gemini` default "
+            "`https://generativelanguage.googleapis.com`."
+        ),
+    )
+    api_key_env: str | None = Field(
+        default=None, description="Environment variable holding the upstream API key."
+    )
+    model: str | None = Field(
+        default=None, description="The upstream's model id; default: the served model's name."
+    )
+    timeout_seconds: float = Field(
+        default=120.0, gt=0, description="Timeout of one upstream attempt, in seconds."
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, description="Attempts on this target before falling back to the next."
+    )
+    price_input_per_million: float = Field(
+        default=0.0, ge=0, description="Price of a million input tokens (not cached), in USD."
+    )
+    price_output_per_million: float = Field(
+        default=0.0, ge=0, description="Price of a million output (and thought) tokens, in USD."
+    )
+    price_cached_per_million: float = Field(
+        default=0.0, ge=0, description="Price of a million cached input tokens, in USD."
+    )
     options: dict[str, Any] = Field(
         default_factory=dict,
         description="Provider options; `echo` takes `delay` (seconds before each delta).",
+    )
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.provider}:{self.model or ''}".rstrip(":")
+
+
+class ModelSettings(BaseModel):
+    """A model clients can name (`name` or an alias) and its targets, in priority order.
+
+    `provider` (with `options`) is shorthand for a single target of that provider.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="The model name clients send, e.g. `gemma-3-270m`.")
+    aliases: list[str] = Field(default_factory=list, description="Other names for this model.")
+    targets: list[TargetSettings] = Field(
+        default_factory=list, description="Upstreams in priority order: the next is a fallback."
+    )
+    provider: ProviderName | None = Field(
+        default=None, description="Shorthand for one target of this provider."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Options of the shorthand target."
+    )
+
+    @model_validator(mode="after")
+    def _one_way_of_saying_targets(self) -> ModelSettings:
+        if self.provider is not None:
+            if self.targets:
+                raise ValueError(f"model `{self.name}`: give `provider` or `targets`, not both")
+            self.targets = [TargetSettings(provider=self.provider, options=self.options)]
+        if not self.targets:
+            raise ValueError(f"model `{self.name}` has no `targets`")
+        return self
+
+
+class BreakerSettings(BaseModel):
+    """The per-target circuit breaker."""
+
+    failures: int = Field(
+        default=5, ge=1, description="Consecutive failed attempts that open the circuit."
+    )
+    cooldown_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long an open circuit refuses calls before one probe is let through.",
+    )
+
+
+class RetrySettings(BaseModel):
+    """Backoff between attempts on one target: exponential with full jitter."""
+
+    initial_seconds: float = Field(default=0.5, ge=0, description="First backoff, in seconds.")
+    max_seconds: float = Field(default=8.0, ge=0, description="Backoff ceiling, in seconds.")
+    max_retry_after_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="Longest upstream `Retry-After` honoured; a longer one falls back at once.",
     )
 
 
@@ -85,6 +185,12 @@ class Settings(BaseSettings):
     )
     path_prefix: str = Field(
         default="", description="Serve the API behind this path prefix too, e.g. `/gemini`."
+    )
+    retry: RetrySettings = Field(
+        default_factory=RetrySettings, description="Backoff between upstream attempts."
+    )
+    breaker: BreakerSettings = Field(
+        default_factory=BreakerSettings, description="The per-target circuit breaker."
     )
     stream_keepalive_seconds: float = Field(
         default=15.0, gt=0, description="Idle time after which a stream sends a keep-alive comment."

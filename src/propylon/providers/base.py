@@ -22,6 +22,7 @@ __all__ = [
     "ThoughtDelta",
     "ToolChoice",
     "Turn",
+    "UpstreamError",
     "UsageReport",
     "step_text",
 ]
@@ -116,6 +117,31 @@ class Finish:
 
 
 ProviderEvent = TextDelta | ThoughtDelta | FunctionCall | UsageReport | Finish
+
+
+class UpstreamError(Exception):
+    """An upstream failed: an HTTP error `status`, or None when it could not be reached or
+    timed out. `retry_after`: the upstream's `Retry-After`, in seconds. `target`: set by the
+    gateway to the target's name."""
+
+    def __init__(
+        self, message: str, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+        self.target: str | None = None
+
+    @property
+    def retryable(self) -> bool:
+        """Worth another attempt: no answer, 408, 429 or 5xx."""
+        return self.status is None or self.status in (408, 429) or self.status >= 500
+
+    @property
+    def request_error(self) -> bool:
+        """The request itself was refused (400, 422): no other target would take it either."""
+        return self.status in (400, 422)
 
 
 class Provider(Protocol):

@@ -93,4 +93,5 @@ class EventLog:
             snapshot.steps = projection.steps
             snapshot.usage = projection.usage
             snapshot.errors = projection.errors
+            snapshot.cost_usd = self.record.cost_usd
         await self._store.append(self.record.id, batch, snapshot)

@@ -33,6 +33,7 @@ from propylon.providers.base import (
     TextDelta,
     ThoughtDelta,
     Turn,
+    UpstreamError,
     UsageReport,
 )
 from propylon.runner.log import EventLog
@@ -247,10 +248,17 @@ async def run_turn(
         task = asyncio.current_task()
         if task is not None:
             task.uncancel()
+    except UpstreamError as exc:
+        status = "failed"
+        where = f"upstream `{exc.target}`" if exc.target else "the upstream"
+        log.emit(
+            ERROR,
+            {"error": {"code": "upstream_error", "message": f"{where} failed: {exc.message}"}},
+        )
     except Exception as exc:
         logger.warning("interaction %s failed: %s", log.interaction_id, exc)
         status = "failed"
-        log.emit(ERROR, {"error": {"code": "upstream_error", "message": str(exc)}})
+        log.emit(ERROR, {"error": {"code": "run_failed", "message": str(exc)}})
     steps.close(usage)
     log.emit(COMPLETED, {"interaction": _partial(log, status, usage)})
     await log.drain()

@@ -135,7 +135,7 @@ class InteractionService:
             generation_config=config.model_dump(exclude_none=True) if config else {},
             json_schema=json_schema_of(request),
         )
-        served.provider.check(turn)
+        served.check(turn)
 
         timestamp = now()
         record = InteractionRecord(
@@ -153,7 +153,7 @@ class InteractionService:
 
         run = run_turn(
             log,
-            served.provider,
+            served.bind(record.id, request.model, request.labels or {}, record.add_cost),
             turn,
             mcp_servers,
             max_tool_rounds=self.settings.max_tool_rounds,

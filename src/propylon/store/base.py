@@ -36,6 +36,11 @@ class InteractionRecord:
     usage: dict[str, Any] | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
     last_seq: int = 0
+    cost_usd: float = 0.0
+
+    def add_cost(self, cost_usd: float) -> None:
+        """Add the cost of one upstream call, in USD."""
+        self.cost_usd += cost_usd
 
 
 @dataclass(slots=True)
@@ -47,6 +52,7 @@ class Snapshot:
     steps: list[dict[str, Any]] | None = None
     usage: dict[str, Any] | None = None
     errors: list[dict[str, Any]] | None = None
+    cost_usd: float | None = None
 
 
 class EventSource(Protocol):

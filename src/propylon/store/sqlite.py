@@ -27,7 +27,7 @@ T = TypeVar("T")
 
 _COLUMNS = (
     "id, status, created, updated, previous_interaction_id, background, request, input, "
-    "input_steps, steps, usage, errors, last_seq"
+    "input_steps, steps, usage, errors, last_seq, cost_usd"
 )
 _HISTORY = """
 WITH RECURSIVE chain(id, prev, depth) AS (
@@ -109,11 +109,12 @@ class SQLiteStore:
             _dumps(record.usage) if record.usage is not None else None,
             _dumps(record.errors),
             events[-1].seq if events else 0,
+            record.cost_usd,
         )
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
-                f"INSERT INTO interactions ({_COLUMNS}) VALUES ({', '.join('?' * 13)})", row
+                f"INSERT INTO interactions ({_COLUMNS}) VALUES ({', '.join('?' * 14)})", row
             )
             _insert_events(conn, record.id, events)
 
@@ -133,6 +134,9 @@ class SQLiteStore:
             if value is not None:
                 sets.append(f"{column} = ?")
                 params.append(_dumps(value))
+        if snapshot.cost_usd is not None:
+            sets.append("cost_usd = ?")
+            params.append(snapshot.cost_usd)
         params.append(interaction_id)
         sql = f"UPDATE interactions SET {', '.join(sets)} WHERE id = ?"
 
@@ -223,6 +227,7 @@ def _record(row: tuple[Any, ...]) -> InteractionRecord:
         usage,
         errors,
         last_seq,
+        cost_usd,
     ) = row
     return InteractionRecord(
         id=id_,
@@ -238,4 +243,5 @@ def _record(row: tuple[Any, ...]) -> InteractionRecord:
         usage=orjson.loads(usage) if usage else None,
         errors=orjson.loads(errors),
         last_seq=last_seq,
+        cost_usd=cost_usd,
     )

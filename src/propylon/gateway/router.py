@@ -1,0 +1,202 @@
+"""The one place where upstream failures are handled: bounded attempts per target with
+exponential backoff and jitter (honouring `Retry-After`), fallback to the next target, a
+circuit breaker per target, and one structured log line per upstream call.
+
+Retries and fallback happen only before the first provider event reaches the runner: once
+anything has been emitted to a client, a failure ends the interaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from propylon.config import RetrySettings, TargetSettings
+from propylon.domain.usage import Usage
+from propylon.gateway.breaker import CircuitBreaker
+from propylon.providers.base import Provider, ProviderEvent, Turn, UpstreamError, UsageReport
+
+__all__ = ["CallRecord", "CircuitOpen", "Target", "route"]
+
+logger = logging.getLogger("propylon.upstream")
+
+
+@dataclass(slots=True)
+class Target:
+    """A configured upstream with its provider and breaker."""
+
+    settings: TargetSettings
+    provider: Provider
+    breaker: CircuitBreaker
+
+    @property
+    def name(self) -> str:
+        return self.settings.label
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """What a routed call did, for the log line, usage and cost. `target`: the one that answered
+    (or last tried)."""
+
+    model: str
+    alias: str
+    labels: dict[str, str]
+    interaction_id: str
+    target: Target | None = None
+    attempts: int = 0
+    usage: Usage = field(default_factory=Usage)
+    outcome: str = "ok"
+    started: float = field(default_factory=time.perf_counter)
+    on_cost: Callable[[float], None] | None = None
+
+    def cost_usd(self) -> float:
+        """The call's cost from its target's price table (USD per million tokens)."""
+        if self.target is None:
+            return 0.0
+        prices, u = self.target.settings, self.usage
+        uncached = max(0, u.input_tokens - u.cached_tokens)
+        return (
+            uncached * prices.price_input_per_million
+            + u.cached_tokens * prices.price_cached_per_million
+            + (u.output_tokens + u.thought_tokens) * prices.price_output_per_million
+        ) / 1e6
+
+    def log(self) -> None:
+        """One JSON line: ids, model, alias, target, tokens, latency, attempts, outcome, cost.
+        Also hands the cost to `on_cost`."""
+        if self.on_cost is not None:
+            self.on_cost(self.cost_usd())
+        logger.info(
+            orjson.dumps(
+                {
+                    "event": "upstream_call",
+                    "interaction_id": self.interaction_id,
+                    "model": self.model,
+                    "alias": self.alias,
+                    "target": self.target.name if self.target else None,
+                    "attempts": self.attempts,
+                    "outcome": self.outcome,
+                    "latency_ms": round((time.perf_counter() - self.started) * 1000, 1),
+                    "usage": self.usage.to_wire(),
+                    "cost_usd": round(self.cost_usd(), 8),
+                    "labels": self.labels,
+                }
+            ).decode()
+        )
+
+
+def _wait(retry: RetrySettings) -> Any:
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, UpstreamError) and exc.retry_after:
+            return exc.retry_after
+        ceiling = min(retry.max_seconds, retry.initial_seconds * 2 ** (state.attempt_number - 1))
+        return random.uniform(0, ceiling)  # full jitter
+
+    return wait
+
+
+def _retryable(retry: RetrySettings) -> Any:
+    def check(exc: BaseException) -> bool:
+        return (
+            isinstance(exc, UpstreamError)
+            and exc.retryable
+            and (exc.retry_after or 0) <= retry.max_retry_after_seconds
+        )
+
+    return check
+
+
+async def route(
+    targets: list[Target], turn: Turn, record: CallRecord, retry: RetrySettings
+) -> AsyncIterator[ProviderEvent]:
+    """Stream `turn` from the first target that answers. Raises the last UpstreamError (its
+    `target` set) when every target failed before its first event."""
+    try:
+        target, stream, first = await _connect(targets, turn, record, retry)
+        if first is None:
+            return
+        # From here on the client has seen output: no retry, no fallback.
+        try:
+            yield first
+            if isinstance(first, UsageReport):
+                record.usage = first.usage
+            async for event in stream:
+                if isinstance(event, UsageReport):
+                    record.usage = event.usage
+                yield event
+        except UpstreamError as exc:
+            exc.target = target.name
+            target.breaker.record_failure()
+            raise
+        target.breaker.record_success()
+    except BaseException as exc:
+        record.outcome = (
+            (f"http_{exc.status}" if exc.status else "unreachable")
+            if isinstance(exc, UpstreamError)
+            else type(exc).__name__
+        )
+        raise
+    finally:
+        record.log()
+
+
+async def _connect(
+    targets: list[Target], turn: Turn, record: CallRecord, retry: RetrySettings
+) -> tuple[Target, AsyncIterator[ProviderEvent], ProviderEvent | None]:
+    """The first target, in order, whose stream yields a first event (or ends cleanly), with
+    that stream and event. Each target gets its bounded attempts; an open circuit is skipped."""
+    last_error: UpstreamError | None = None
+    for target in targets:
+        record.target = target
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(target.settings.max_attempts),
+                wait=_wait(retry),
+                retry=retry_if_exception(_retryable(retry)),
+                reraise=True,
+            ):
+                with attempt:
+                    if not target.breaker.allow():
+                        raise CircuitOpen(target.name)
+                    record.attempts += 1
+                    stream = target.provider.stream(turn)
+                    first = await _first(stream, target)
+            return target, stream, first
+        except UpstreamError as exc:
+            exc.target = target.name
+            last_error = exc
+            if exc.request_error:
+                raise
+    raise last_error or UpstreamError("no target is configured")
+
+
+async def _first(stream: AsyncIterator[ProviderEvent], target: Target) -> ProviderEvent | None:
+    """The stream's first event; an UpstreamError counts against the target's breaker."""
+    try:
+        return await anext(stream)
+    except StopAsyncIteration:
+        target.breaker.record_success()
+        return None
+    except UpstreamError:
+        target.breaker.record_failure()
+        raise
+
+
+class CircuitOpen(UpstreamError):
+    """The target's circuit is open: skip it without an attempt."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(f"circuit open for target `{target}`", status=503)
+
+    @property
+    def retryable(self) -> bool:
+        return False

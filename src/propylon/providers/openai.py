@@ -1,0 +1,211 @@
+"""`openai`: any OpenAI-compatible Chat Completions server (vLLM, Ollama, llama.cpp's server,
+OpenAI itself), always streamed.
+
+Mapping (OpenAI's Chat Completions API reference): `user_input` -> user message (text and
+`image_url` parts), `model_output` -> assistant message, `function_call` -> assistant
+`tool_calls`, `function_result` -> `tool` message, `thought` -> dropped (no equivalent).
+`tool_choice`: auto/none as is, any/validated -> `required`, `allowed_tools` -> the offered
+tools restricted (one tool: named). `response_format` -> `json_schema` (strict) or
+`json_object`. Usage from the final chunk (`stream_options.include_usage`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from propylon.domain.usage import Usage
+from propylon.errors import InvalidArgument
+from propylon.providers.base import (
+    Finish,
+    FunctionCall,
+    ProviderEvent,
+    TextDelta,
+    ThoughtDelta,
+    Turn,
+    UsageReport,
+)
+from propylon.providers.http import Upstream
+
+__all__ = ["OpenAIProvider", "build_request"]
+
+_CONFIG = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "seed": "seed",
+    "stop_sequences": "stop",
+    "max_output_tokens": "max_tokens",
+}
+
+
+class OpenAIProvider:
+    """Chat Completions at `base_url` (ending in `/v1`) with upstream model id `model`."""
+
+    def __init__(self, base_url: str, model: str, api_key: str | None, timeout: float) -> None:
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self.upstream = Upstream(timeout, headers)
+
+    def check(self, turn: Turn) -> None:
+        """Refuses server-side tool types, non-image media and unmapped generation settings."""
+        build_request(turn, self.model)
+
+    async def stream(self, turn: Turn) -> AsyncIterator[ProviderEvent]:
+        calls: dict[int, dict[str, Any]] = {}
+        finish = "stop"
+        async for chunk in self.upstream.stream(self.url, build_request(turn, self.model)):
+            if chunk.get("usage"):
+                yield UsageReport(_usage(chunk["usage"]))
+            for choice in chunk.get("choices") or []:
+                delta = choice.get("delta") or {}
+                if delta.get("reasoning_content"):
+                    yield ThoughtDelta(summary=delta["reasoning_content"])
+                if delta.get("content"):
+                    yield TextDelta(delta["content"])
+                for call in delta.get("tool_calls") or []:
+                    entry = calls.setdefault(
+                        call.get("index", 0), {"id": None, "name": "", "arguments": ""}
+                    )
+                    entry["id"] = call.get("id") or entry["id"]
+                    function = call.get("function") or {}
+                    entry["name"] += function.get("name") or ""
+                    entry["arguments"] += function.get("arguments") or ""
+                if choice.get("finish_reason") == "length":
+                    finish = "max_tokens"
+        for index, call in sorted(calls.items()):
+            try:
+                arguments = json.loads(call["arguments"]) if call["arguments"] else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    f"the model's call of `{call['name']}` has invalid JSON arguments: {exc}"
+                ) from None
+            yield FunctionCall(call["id"] or f"call_{index}", call["name"], arguments)
+        yield Finish("max_tokens" if finish == "max_tokens" else "stop")
+
+    async def close(self) -> None:
+        await self.upstream.close()
+
+
+def build_request(turn: Turn, model: str) -> dict[str, Any]:
+    """The Chat Completions body for `turn`. Raises InvalidArgument naming what cannot map."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": _messages(turn),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    for name, value in turn.generation_config.items():
+        if name == "tool_choice":
+            continue
+        if name not in _CONFIG:
+            raise InvalidArgument(
+                f"`generation_config.{name}` is not supported by OpenAI-compatible upstreams"
+            )
+        body[_CONFIG[name]] = value
+    for index, tool in enumerate(turn.tools):
+        if tool.get("type") != "function":
+            raise InvalidArgument(
+                f"`tools.{index}`: OpenAI-compatible upstreams do not run "
+                f"`{tool.get('type')}` tools"
+            )
+    functions = turn.functions()
+    if functions:
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": f["name"],
+                    "description": f.get("description") or "",
+                    "parameters": f.get("parameters") or {"type": "object", "properties": {}},
+                },
+            }
+            for f in functions
+        ]
+        choice = turn.tool_choice()
+        if choice.forced and len(functions) == 1 and choice.allowed is not None:
+            body["tool_choice"] = {"type": "function", "function": {"name": functions[0]["name"]}}
+        else:
+            body["tool_choice"] = "required" if choice.forced else "auto"
+    if turn.json_schema is not None:
+        body["response_format"] = (
+            {
+                "type": "json_schema",
+                "json_schema": {"name": "response", "schema": turn.json_schema, "strict": True},
+            }
+            if turn.json_schema
+            else {"type": "json_object"}
+        )
+    return body
+
+
+def _messages(turn: Turn) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    if turn.system_instruction:
+        messages.append({"role": "system", "content": turn.system_instruction})
+    for step in turn.history:
+        kind = step.get("type")
+        if kind == "user_input":
+            messages.append({"role": "user", "content": _parts(step.get("content") or [])})
+        elif kind == "model_output":
+            text = "".join(
+                i.get("text", "") for i in step.get("content") or [] if i.get("type") == "text"
+            )
+            messages.append({"role": "assistant", "content": text})
+        elif kind in ("function_call", "mcp_server_tool_call"):
+            call = {
+                "id": step["id"],
+                "type": "function",
+                "function": {
+                    "name": step["name"],
+                    "arguments": json.dumps(step.get("arguments") or {}),
+                },
+            }
+            last = messages[-1] if messages else {}
+            if last.get("role") == "assistant" and "tool_calls" in last:
+                last["tool_calls"].append(call)
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind in ("function_result", "mcp_server_tool_result"):
+            result = step.get("result")
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": step["call_id"],
+                    "content": result if isinstance(result, str) else json.dumps(result),
+                }
+            )
+    return messages
+
+
+def _parts(content: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    if all(item.get("type") == "text" for item in content):
+        return "".join(item.get("text", "") for item in content)
+    parts: list[dict[str, Any]] = []
+    for item in content:
+        kind = item.get("type")
+        if kind == "text":
+            parts.append({"type": "text", "text": item.get("text", "")})
+        elif kind == "image":
+            url = (
+                item.get("uri")
+                or f"data:{item.get('mime_type') or 'image/png'};base64,{item.get('data')}"
+            )
+            parts.append({"type": "image_url", "image_url": {"url": url}})
+        else:
+            raise InvalidArgument(f"OpenAI-compatible upstreams do not take {kind} content")
+    return parts
+
+
+def _usage(data: dict[str, Any]) -> Usage:
+    prompt = data.get("prompt_tokens") or 0
+    cached = (data.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    completion = data.get("completion_tokens") or 0
+    reasoning = (data.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
+    return Usage(
+        input_tokens=prompt,
+        output_tokens=completion - reasoning,
+        thought_tokens=reasoning,
+        cached_tokens=cached,
+    )
