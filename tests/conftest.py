@@ -87,8 +87,9 @@ provider = "embedded"
 """
 
 
-def start_server(data_dir: Path, config: str) -> Server:
-    """Start `propylon serve` and wait until it answers /healthz (or fail after 60 s)."""
+def start_server(data_dir: Path, config: str, log: Path | None = None) -> Server:
+    """Start `propylon serve` and wait until it answers /healthz (or fail after 60 s).
+    With `log`, the server's stderr (its log lines) goes to that file."""
     data_dir.mkdir(parents=True, exist_ok=True)
     config_file = data_dir / "propylon.toml"
     config_file.write_text(config)
@@ -106,6 +107,7 @@ def start_server(data_dir: Path, config: str) -> Server:
             "--data-dir",
             str(data_dir),
         ],
+        stderr=log.open("ab") if log else None,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

@@ -14,8 +14,13 @@ from propylon.config import (
     TargetSettings,
 )
 
-NESTED = {"embedded": EmbeddedSettings, "models": ModelSettings, "targets": TargetSettings,
-          "retry": RetrySettings, "breaker": BreakerSettings}
+NESTED = {
+    "embedded": EmbeddedSettings,
+    "models": ModelSettings,
+    "targets": TargetSettings,
+    "retry": RetrySettings,
+    "breaker": BreakerSettings,
+}
 
 DOCS = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
 

@@ -67,7 +67,11 @@ def serve(
     # HTTP client libraries log request URLs at INFO; an outbound URL may carry a secret.
     for name in ("httpx", "httpx2", "mcp"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    asgi = create_app(settings)
+    try:
+        asgi = create_app(settings)
+    except ValueError as exc:
+        typer.echo(f"propylon: {exc}", err=True)
+        raise typer.Exit(2) from None
     names = ", ".join(
         m.name + (f" (aliases: {', '.join(m.aliases)})" if m.aliases else "")
         for m in asgi.state.models.models

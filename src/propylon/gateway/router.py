@@ -186,8 +186,9 @@ async def _first(stream: AsyncIterator[ProviderEvent], target: Target) -> Provid
     except StopAsyncIteration:
         target.breaker.record_success()
         return None
-    except UpstreamError:
-        target.breaker.record_failure()
+    except UpstreamError as exc:
+        if not exc.request_error:  # a refused request says nothing of the target's health
+            target.breaker.record_failure()
         raise
 
 

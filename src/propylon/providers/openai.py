@@ -70,7 +70,8 @@ class OpenAIProvider:
                     )
                     entry["id"] = call.get("id") or entry["id"]
                     function = call.get("function") or {}
-                    entry["name"] += function.get("name") or ""
+                    # some servers (llama.cpp) repeat the name in every chunk
+                    entry["name"] = entry["name"] or function.get("name") or ""
                     entry["arguments"] += function.get("arguments") or ""
                 if choice.get("finish_reason") == "length":
                     finish = "max_tokens"
@@ -124,7 +125,7 @@ def build_request(turn: Turn, model: str) -> dict[str, Any]:
             for f in functions
         ]
         choice = turn.tool_choice()
-        if choice.forced and len(functions) == 1 and choice.allowed is not None:
+        if choice.forced and len(functions) == 1:  # "required" with one tool: name it
             body["tool_choice"] = {"type": "function", "function": {"name": functions[0]["name"]}}
         else:
             body["tool_choice"] = "required" if choice.forced else "auto"

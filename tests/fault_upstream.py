@@ -1,0 +1,95 @@
+"""A fault-injecting OpenAI-compatible upstream for the tests, on loopback.
+
+Each request's last user message says what to do: `id=<run id> primary=500,ok backup=ok`.
+The request's `model` (here `primary` or `backup`) picks the script; the Nth call of a run and
+model plays the Nth item (the last repeats). Items: `ok` (stream "hello from <model>" in three
+chunks, with usage), `429` (with `Retry-After: 0.05`), `500`, `400`, `timeout` (answer after
+2 s), `reset` (close the connection before answering), `cut` (stream one chunk, then close).
+`GET /calls/<run id>` answers the call counts per model.
+
+    python tests/fault_upstream.py PORT
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+from collections import defaultdict
+
+from aiohttp import web
+
+calls: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+
+
+def _chunk(
+    content: str | None = None, usage: dict[str, int] | None = None, finish: str | None = None
+) -> bytes:
+    body: dict[str, object] = {"object": "chat.completion.chunk", "choices": []}
+    if content is not None or finish is not None:
+        body["choices"] = [
+            {"index": 0, "delta": {"content": content} if content else {}, "finish_reason": finish}
+        ]
+    if usage is not None:
+        body["usage"] = usage
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    body = await request.json()
+    model = body["model"]
+    text = body["messages"][-1]["content"]
+    run = re.search(r"id=(\S+)", text)
+    script = re.search(rf"{model}=(\S+)", text)
+    if run is None or script is None:
+        return web.json_response({"error": {"message": "no script"}}, status=400)
+    steps = script.group(1).split(",")
+    count = calls[run.group(1)][model]
+    calls[run.group(1)][model] += 1
+    step = steps[min(count, len(steps) - 1)]
+    if step in ("429", "500", "400"):
+        headers = {"retry-after": "0.05"} if step == "429" else {}
+        return web.json_response(
+            {"error": {"message": f"injected {step}"}}, status=int(step), headers=headers
+        )
+    if step == "reset":
+        assert request.transport is not None
+        request.transport.abort()
+        return web.Response()
+    if step == "timeout":
+        await asyncio.sleep(2)
+    response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await response.prepare(request)
+    words = ["hello ", "from ", model]
+    for index, word in enumerate(words):
+        await response.write(_chunk(word))
+        if step == "cut" and index == 0:
+            await asyncio.sleep(0.05)
+            assert request.transport is not None
+            request.transport.abort()
+            return response
+    await response.write(_chunk(finish="stop"))
+    await response.write(
+        _chunk(
+            usage={
+                "prompt_tokens": 7,
+                "completion_tokens": 3,
+                "total_tokens": 10,
+                "prompt_tokens_details": {"cached_tokens": 2},
+            }
+        )
+    )
+    await response.write(b"data: [DONE]\n\n")
+    return response
+
+
+async def count(request: web.Request) -> web.Response:
+    return web.json_response(calls.get(request.match_info["run"], {}))
+
+
+app = web.Application()
+app.add_routes([web.post("/v1/chat/completions", completions), web.get("/calls/{run}", count)])
+
+if __name__ == "__main__":
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)

@@ -1,0 +1,56 @@
+"""Replays recorded Gemini responses (../shared/fixtures/gemini/) for the tests, on loopback.
+
+`POST /v1beta/models/<model>:streamGenerateContent?alt=sse` answers with the fixture named by
+the last user text part (e.g. `generate_content/text_basic.json`): an `.sse` file verbatim, a
+JSON body as one SSE event, a JSON array as one event per element; `errors/<name>_<status>...`
+files are sent with that HTTP status. `GET /requests` lists the request bodies received.
+
+    python tests/gemini_replay.py PORT FIXTURES_DIR
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+received: list[dict[str, object]] = []
+
+
+async def generate(request: web.Request) -> web.StreamResponse:
+    body = await request.json()
+    received.append(body)
+    name = next(
+        part["text"]
+        for content in reversed(body["contents"])
+        if content["role"] == "user"
+        for part in content["parts"]
+        if "text" in part
+    )
+    path = Path(request.app["fixtures"]) / name
+    raw = path.read_bytes()
+    status = re.search(r"_(\d{3})", path.name)
+    if name.startswith("errors/") and status:
+        return web.Response(body=raw, status=int(status.group(1)), content_type="application/json")
+    if path.suffix == ".sse":
+        payload = raw
+    else:
+        parsed = json.loads(raw)
+        chunks = parsed if isinstance(parsed, list) else [parsed]
+        payload = b"".join(b"data: " + json.dumps(c).encode() + b"\r\n\r\n" for c in chunks)
+    return web.Response(body=payload, content_type="text/event-stream")
+
+
+async def requests(request: web.Request) -> web.Response:
+    return web.json_response(received)
+
+
+app = web.Application()
+app.add_routes([web.post(r"/v1beta/models/{model}", generate), web.get("/requests", requests)])
+
+if __name__ == "__main__":
+    app["fixtures"] = sys.argv[2]
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
