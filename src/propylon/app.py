@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -38,17 +40,38 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     store = SQLiteStore(settings.database_path)
     service = InteractionService(store, MemoryBus(settings.stream_buffer_events), models, settings)
 
+    retired: list[ModelRegistry] = []
+
+    def reload_models() -> None:
+        """SIGHUP: re-read the config file's models, retry and breaker settings and route new
+        interactions by them; runs under way finish on the old targets."""
+        try:
+            fresh = Settings.load(settings.config_file)
+            current = settings.model_copy(
+                update={"models": fresh.models, "retry": fresh.retry, "breaker": fresh.breaker}
+            )
+            registry = ModelRegistry.from_settings(current)
+        except Exception as exc:  # a bad edit must not take the server down
+            logger.error("config reload failed, keeping the current models: %s", exc)
+            return
+        retired.append(service.models)
+        service.models = app.state.models = registry
+        logger.warning("config reloaded: serving %s", ", ".join(m.name for m in registry.models))
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.open()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_models)
         closed = await service.recover()
         if closed:
             logger.warning("closed %d interactions interrupted by the last stop as failed", closed)
         try:
             yield
         finally:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             await service.shutdown()
-            await models.close()
+            for registry in (*retired, service.models):
+                await registry.close()
             await store.close()
 
     routes: list[BaseRoute] = [Route("/healthz", _healthz), *interactions.routes]
