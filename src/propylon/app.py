@@ -62,9 +62,13 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.open()
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_models)
-        closed = await service.recover()
-        if closed:
-            logger.warning("closed %d interactions interrupted by the last stop as failed", closed)
+        requeued, closed = await service.recover()
+        if requeued or closed:
+            logger.warning(
+                "recovered the runs the last stop interrupted: %d re-queued, %d closed as failed",
+                requeued,
+                closed,
+            )
         try:
             yield
         finally:

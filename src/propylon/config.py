@@ -200,6 +200,16 @@ class Settings(BaseSettings):
         gt=0,
         description="Live events buffered per stream reader; a slower reader re-reads the store.",
     )
+    background_workers: int = Field(
+        default=16,
+        ge=1,
+        description="Background interactions run at once; more wait with status `queued`.",
+    )
+    idempotency_window_seconds: float = Field(
+        default=86400.0,
+        gt=0,
+        description="How long an `Idempotency-Key` returns its first interaction, in seconds.",
+    )
     max_tool_rounds: int = Field(
         default=8,
         ge=0,

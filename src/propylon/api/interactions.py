@@ -43,7 +43,8 @@ async def create(request: Request) -> Response:
         body: Any = orjson.loads(await request.body())
     except orjson.JSONDecodeError as exc:
         raise InvalidArgument(f"malformed JSON body: {exc}") from None
-    created = await service.create(parse_create(body))
+    key = request.headers.get("idempotency-key") or None
+    created = await service.create(parse_create(body), key, body)
     if created.events is not None:
         return event_stream_response(created.interaction_id, created.events)
     return JSONResponse(created.resource)

@@ -23,13 +23,21 @@ __all__ = ["EventLog"]
 class EventLog:
     """Appends the events of `record`'s run. `store` None means `store=false`."""
 
-    def __init__(self, record: InteractionRecord, store: Store | None, bus: Bus) -> None:
+    def __init__(
+        self,
+        record: InteractionRecord,
+        store: Store | None,
+        bus: Bus,
+        existing: Projection | None = None,
+    ) -> None:
+        """`existing`: the fold of a stored log to continue (a queued or recovered run); its
+        events are already stored, so appends continue its sequence."""
         self.record = record
-        self.projection = Projection()
+        self.projection = existing or Projection()
         self._store = store
         self._bus = bus
         self._pending: list[Event] = []
-        self._created = False
+        self._created = existing is not None
         self._flusher: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
         # store=false: the whole log, for the one reader of the request

@@ -26,6 +26,7 @@ from propylon.domain.events import (
     STEP_STOP,
 )
 from propylon.domain.usage import Usage
+from propylon.jobs.base import SHUTDOWN
 from propylon.providers.base import (
     Finish,
     FunctionCall,
@@ -40,7 +41,7 @@ from propylon.runner.log import EventLog
 from propylon.runner.mcp import McpToolbox
 from propylon.runner.output import check_arguments, output_problem
 
-__all__ = ["run_turn"]
+__all__ = ["announce", "finish_unstarted", "run_turn"]
 
 logger = logging.getLogger("propylon.runner")
 
@@ -217,6 +218,19 @@ async def _run(
     return result.status
 
 
+def announce(log: EventLog, status: str) -> None:
+    """The first event of every interaction: `interaction.created` with `status`
+    (`in_progress`, or `queued` when a background run waits for a worker)."""
+    log.emit(CREATED, {"interaction": _partial(log, status)})
+
+
+def finish_unstarted(log: EventLog, status: str, error: dict[str, str] | None = None) -> None:
+    """End a run that never started (cancelled in the queue, interrupted, ...)."""
+    if error is not None:
+        log.emit(ERROR, {"error": error})
+    log.emit(COMPLETED, {"interaction": _partial(log, status)})
+
+
 async def run_turn(
     log: EventLog,
     provider: Provider,
@@ -230,9 +244,9 @@ async def run_turn(
     mcp_servers: the request's `mcp_server` tools, run here (at most `max_tool_rounds` rounds
     of calls; more ends the interaction `budget_exceeded`). Never raises for a provider or tool
     failure: the interaction ends `failed` with an `errors` entry. Cancelling the task ends the
-    interaction `cancelled`.
+    interaction `cancelled`, unless the cancel message is SHUTDOWN. The log must already hold
+    the `interaction.created` event (see `announce`).
     """
-    log.emit(CREATED, {"interaction": _partial(log, "in_progress")})
     log.emit(STATUS_UPDATE, {"interaction_id": log.interaction_id, "status": "in_progress"})
     steps = _Steps(log)
     usage = Usage()
@@ -243,7 +257,9 @@ async def run_turn(
                 status = await _run(log, steps, provider, turn, toolbox, max_tool_rounds, usage)
         else:
             status = await _run(log, steps, provider, turn, None, max_tool_rounds, usage)
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as exc:
+        if exc.args == (SHUTDOWN,):
+            raise  # the process is stopping: the next start recovers this run
         status = "cancelled"
         task = asyncio.current_task()
         if task is not None:

@@ -1,4 +1,5 @@
-"""Use cases of the Interactions API: create, get, stream, cancel, delete (reference §2).
+"""Use cases of the Interactions API: create, get, stream, cancel, delete (reference §2), plus
+the background worker's `execute` and start-up `recover`.
 
 Every check that can refuse a request runs before anything is stored, so bad input changes
 nothing. Runs execute as tasks of their own: a client that goes away does not stop a stored run.
@@ -7,31 +8,38 @@ nothing. Runs execute as tasks of their own: a client that goes away does not st
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import time
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from propylon.bus.base import Bus, Subscription
+import orjson
+
+from propylon.bus.base import Bus
 from propylon.config import Settings
 from propylon.domain import lifecycle
 from propylon.domain.clock import now
-from propylon.domain.events import COMPLETED, ERROR, Event, is_terminal_event
+from propylon.domain.events import Event
 from propylon.domain.ids import new_interaction_id, parse_event_id
 from propylon.domain.projection import Projection
 from propylon.errors import FailedPrecondition, InvalidArgument, NotFound
 from propylon.gateway.registry import ModelRegistry
-from propylon.outbound import check_url
-from propylon.providers.base import Turn
-from propylon.runner.history import check_function_results
+from propylon.jobs.base import SHUTDOWN
+from propylon.jobs.local import LocalQueue
 from propylon.runner.log import EventLog
-from propylon.runner.turn import run_turn
-from propylon.schema.interactions import CreateInteraction, json_schema_of, normalize_input
-from propylon.store.base import EventSource, InteractionRecord, Snapshot, Store
+from propylon.runner.turn import announce, finish_unstarted, run_turn
+from propylon.schema.interactions import CreateInteraction
+from propylon.service import reading
+from propylon.service.plan import Plan, plan, request_of
+from propylon.store.base import EventSource, InteractionRecord, Store
 
 __all__ = ["Created", "InteractionService", "to_resource"]
 
-_FIRST_PAGE = 32  # events in the first store read of a replay
-_PAGE = 500  # events per later store read
+_INTERRUPTED = {
+    "code": "interrupted",
+    "message": "the server stopped while this interaction was running",
+}
 
 
 @dataclass(slots=True)
@@ -75,7 +83,7 @@ def to_resource(
 
 
 class InteractionService:
-    """The use cases, over a store, a bus and the model registry."""
+    """The use cases, over a store, a bus, the model registry and the background job queue."""
 
     def __init__(self, store: Store, bus: Bus, models: ModelRegistry, settings: Settings) -> None:
         self.store = store
@@ -83,60 +91,46 @@ class InteractionService:
         self.models = models
         self.settings = settings
         self.keepalive = settings.stream_keepalive_seconds
-        self._runs: dict[str, asyncio.Task[None]] = {}
+        self.jobs = LocalQueue(self.execute, settings.background_workers)
+        self._foreground: dict[str, asyncio.Task[None]] = {}
+        self._key_locks: dict[str, asyncio.Lock] = {}
 
-    async def create(self, request: CreateInteraction) -> Created:
-        """Validate, store and run one turn. Raises InvalidArgument, NotFound or
-        FailedPrecondition before anything is written."""
-        if not request.store and request.previous_interaction_id:
+    async def create(
+        self, request: CreateInteraction, idempotency_key: str | None = None, body: Any = None
+    ) -> Created:
+        """Validate, store and run one turn. With `idempotency_key` (and the decoded `body`),
+        a repeat of the same body returns the first interaction instead of running again.
+        Raises InvalidArgument, NotFound or FailedPrecondition before anything is written."""
+        if idempotency_key is None:
+            return await self._create(request)
+        if not request.store:
             raise InvalidArgument(
-                "`previous_interaction_id` needs `store=true`: nothing is "
-                "kept with `store=false`; send the whole history as steps"
+                "`Idempotency-Key` needs `store=true`: with `store=false` "
+                "there is no interaction to return again"
             )
-        if not request.store and request.background:
-            raise InvalidArgument("`background=true` needs `store=true`")
-        if request.agent:
-            raise NotFound(f"agent `{request.agent}` is not served here")
-        assert request.model is not None
-        served = self.models.resolve(request.model)
-        input_steps = normalize_input(request.input)
-        if not input_steps:
-            raise InvalidArgument("`input` is required")
+        body_hash = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        lock = self._key_locks.setdefault(idempotency_key, asyncio.Lock())
+        try:
+            async with lock:
+                found = await self.store.find_idempotency_key(idempotency_key, now_seconds())
+                if found is not None:
+                    first_hash, interaction_id = found
+                    if first_hash != body_hash:
+                        raise InvalidArgument(
+                            "this `Idempotency-Key` was used with a different request body"
+                        )
+                    record = await self.store.get(interaction_id)
+                    if record is not None:
+                        return await self._repeat(record, request)
+                return await self._create(request, (idempotency_key, body_hash))
+        finally:
+            if not lock.locked() and not getattr(lock, "_waiters", None):
+                self._key_locks.pop(idempotency_key, None)
 
-        history: list[dict[str, Any]] = []
-        if request.previous_interaction_id:
-            previous = await self.store.get(request.previous_interaction_id)
-            if previous is None:
-                raise NotFound(
-                    f"previous interaction `{request.previous_interaction_id}` not found"
-                )
-            if previous.status not in lifecycle.CONTINUABLE:
-                raise FailedPrecondition(
-                    f"previous interaction `{previous.id}` has not finished "
-                    f"(status `{previous.status}`)"
-                )
-            history = await self.store.history(previous.id)
-        check_function_results(history, input_steps)
-
-        tools = request.tools or []
-        mcp_servers = [tool for tool in tools if tool.get("type") == "mcp_server"]
-        for server in mcp_servers:
-            await check_url(
-                server["url"],
-                allow_private=self.settings.allow_private_network_targets,
-                what=f"MCP server `{server['name']}`",
-            )
-
-        config = request.generation_config
-        turn = Turn(
-            history=history + input_steps,
-            system_instruction=request.system_instruction,
-            tools=[tool for tool in tools if tool.get("type") != "mcp_server"],
-            generation_config=config.model_dump(exclude_none=True) if config else {},
-            json_schema=json_schema_of(request),
-        )
-        served.check(turn)
-
+    async def _create(
+        self, request: CreateInteraction, key: tuple[str, str] | None = None
+    ) -> Created:
+        planned = await plan(request, self.store, self.models, self.settings)
         timestamp = now()
         record = InteractionRecord(
             id=new_interaction_id(),
@@ -145,40 +139,79 @@ class InteractionService:
             updated=timestamp,
             request=request.echoed_fields(),
             input=request.input,
-            input_steps=input_steps,
+            input_steps=planned.input_steps,
             previous_interaction_id=request.previous_interaction_id,
             background=request.background,
         )
+        if key is not None:
+            await self.store.save_idempotency_key(
+                key[0], key[1], record.id, now_seconds() + self.settings.idempotency_window_seconds
+            )
         log = EventLog(record, self.store if request.store else None, self.bus)
 
-        run = run_turn(
-            log,
-            served.bind(record.id, request.model, request.labels or {}, record.add_cost),
-            turn,
-            mcp_servers,
-            max_tool_rounds=self.settings.max_tool_rounds,
-            tool_timeout=self.settings.tool_timeout_seconds,
-        )
+        if request.background:
+            announce(log, "in_progress" if self.jobs.has_capacity() else "queued")
+            await log.drain()
+            self.jobs.submit(record.id)
+            return Created(
+                to_resource(record, log.projection, include_input_steps=False),
+                interaction_id=record.id,
+            )
+
+        announce(log, "in_progress")
+        run = self._run(log, planned, request)
         if request.stream:
             # Subscribe before the run starts so the creator misses nothing.
             source: EventSource = log if log.events is not None else self.store
-            events = self._tail(record.id, source, 0, subscription=self.bus.subscribe(record.id))
-            task = self._start(log.interaction_id, run, stored=request.store)
-            if not request.store:
-                events = _cancel_on_close(events, task)
-            return Created(events=events, interaction_id=record.id)
-
-        task = self._start(log.interaction_id, run, stored=request.store)
-        if request.background:
-            await log.drain()
-            return Created(
-                resource=to_resource(record, log.projection, include_input_steps=False),
-                interaction_id=record.id,
+            events = reading.tail(
+                source, record.id, 0, self.bus.subscribe(record.id), self.keepalive
             )
-        await asyncio.shield(task) if request.store else await task
+            task = self._start(record.id, run, stored=request.store)
+            if not request.store:
+                events = reading.cancel_on_close(events, task)
+            return Created(events=events, interaction_id=record.id)
+        task = self._start(record.id, run, stored=request.store)
+        await (asyncio.shield(task) if request.store else task)
         return Created(
-            resource=to_resource(record, log.projection, include_input_steps=False),
+            to_resource(record, log.projection, include_input_steps=False), interaction_id=record.id
+        )
+
+    async def _repeat(self, record: InteractionRecord, request: CreateInteraction) -> Created:
+        """The answer to a repeated idempotent create: the first interaction, never a rerun."""
+        if request.stream:
+            events = reading.tail(
+                self.store, record.id, 0, self.bus.subscribe(record.id), self.keepalive
+            )
+            return Created(events=events, interaction_id=record.id)
+        if not record.background and not lifecycle.is_terminal(record.status):
+            async for _ in reading.tail(
+                self.store,
+                record.id,
+                record.last_seq,
+                self.bus.subscribe(record.id),
+                self.keepalive,
+            ):
+                pass  # wait for the first request's run to end
+            record = await self._record(record.id)
+        return Created(
+            to_resource(await self._current(record), include_input_steps=False),
             interaction_id=record.id,
+        )
+
+    def _run(
+        self, log: EventLog, planned: Plan, request: CreateInteraction
+    ) -> Coroutine[Any, Any, None]:
+        record = log.record
+        provider = planned.served.bind(
+            record.id, request.model or "", request.labels or {}, record.add_cost
+        )
+        return run_turn(
+            log,
+            provider,
+            planned.turn,
+            planned.mcp_servers,
+            max_tool_rounds=self.settings.max_tool_rounds,
+            tool_timeout=self.settings.tool_timeout_seconds,
         )
 
     def _start(
@@ -186,19 +219,48 @@ class InteractionService:
     ) -> asyncio.Task[None]:
         task = asyncio.create_task(run)
         if stored:
-            self._runs[interaction_id] = task
-            task.add_done_callback(lambda _: self._runs.pop(interaction_id, None))
+            self._foreground[interaction_id] = task
+            task.add_done_callback(lambda _: self._foreground.pop(interaction_id, None))
         return task
+
+    async def execute(self, interaction_id: str) -> None:
+        """Run a stored background interaction (the job queue's handler): rebuild its turn from
+        the store and continue its log. A turn that can no longer be planned (its model was
+        removed, say) ends `failed`."""
+        record = await self.store.get(interaction_id)
+        if record is None or lifecycle.is_terminal(record.status):
+            return  # deleted or finished meanwhile: never run twice
+        log = EventLog(
+            record, self.store, self.bus, existing=await reading.fold(self.store, interaction_id)
+        )
+        request = request_of(record)
+        try:
+            planned = await plan(request, self.store, self.models, self.settings)
+        except (InvalidArgument, NotFound, FailedPrecondition) as exc:
+            finish_unstarted(log, "failed", {"code": "invalid_request", "message": exc.message})
+            await log.drain()
+            return
+        except asyncio.CancelledError as exc:
+            if exc.args != (SHUTDOWN,):
+                finish_unstarted(log, "cancelled")
+                await log.drain()
+            raise
+        await self._run(log, planned, request)
 
     async def get(self, interaction_id: str, include_input: bool = False) -> dict[str, Any]:
         """The Interaction with its `user_input` steps. Raises NotFound."""
-        record = await self._record(interaction_id)
-        projection = None
-        if not lifecycle.is_terminal(record.status):
-            projection = Projection()
-            async for event in self._replay(interaction_id, self.store, 0):
-                projection.apply(event)
-        return to_resource(record, projection, include_input=include_input)
+        record = await self._current(await self._record(interaction_id))
+        return to_resource(record, include_input=include_input)
+
+    async def _current(self, record: InteractionRecord) -> InteractionRecord:
+        """`record` with the projection of its log when it is still running."""
+        if lifecycle.is_terminal(record.status):
+            return record
+        projection = await reading.fold(self.store, record.id)
+        record.status = projection.status
+        record.steps, record.errors = projection.steps, projection.errors
+        record.usage = projection.usage
+        return record
 
     async def stream(
         self, interaction_id: str, last_event_id: str | None
@@ -212,97 +274,88 @@ class InteractionService:
             seq = parse_event_id(interaction_id, last_event_id)
             if seq is None or (seq > record.last_seq and lifecycle.is_terminal(record.status)):
                 raise InvalidArgument(
-                    f"`last_event_id` `{last_event_id}` is not an event of interaction "
-                    f"`{interaction_id}`"
+                    f"`last_event_id` `{last_event_id}` is not an event of "
+                    f"interaction `{interaction_id}`"
                 )
             after = seq
         if lifecycle.is_terminal(record.status) and after >= record.last_seq:
-            return _empty()
-        return self._tail(interaction_id, self.store, after, self.bus.subscribe(interaction_id))
+            return reading.empty()
+        return reading.tail(
+            self.store, interaction_id, after, self.bus.subscribe(interaction_id), self.keepalive
+        )
 
     async def cancel(self, interaction_id: str) -> dict[str, Any]:
-        """Cancel a running background interaction. Raises NotFound, or FailedPrecondition when
-        it has finished or is not a background run."""
+        """Cancel a queued or running background interaction; it ends `cancelled` with exactly
+        one terminal event. Cancelling it again gives the same answer. Raises NotFound, or
+        FailedPrecondition for a finished or foreground interaction."""
         record = await self._record(interaction_id)
-        task = self._runs.get(interaction_id)
         if record.status == "cancelled":
             return to_resource(record)
-        if lifecycle.is_terminal(record.status) or task is None:
-            raise FailedPrecondition(
-                f"interaction `{interaction_id}` is `{record.status}`: only running background "
-                "interactions can be cancelled"
-            )
         if not record.background:
-            raise FailedPrecondition("only background interactions can be cancelled")
-        task.cancel()
-        await asyncio.shield(task)
-        return to_resource(await self._record(interaction_id))
+            raise FailedPrecondition(
+                "only background interactions can be cancelled; "
+                f"`{interaction_id}` is a foreground interaction"
+            )
+        if lifecycle.is_terminal(record.status):
+            raise FailedPrecondition(
+                f"interaction `{interaction_id}` has already finished (status `{record.status}`)"
+            )
+        if self.jobs.cancel(interaction_id):
+            await self.jobs.wait(interaction_id)
+        record = await self._record(interaction_id)
+        if not lifecycle.is_terminal(record.status):  # cancelled before its run began
+            log = EventLog(
+                record,
+                self.store,
+                self.bus,
+                existing=await reading.fold(self.store, interaction_id),
+            )
+            finish_unstarted(log, "cancelled")
+            await log.drain()
+            record = await self._record(interaction_id)
+        return to_resource(record)
 
     async def delete(self, interaction_id: str) -> None:
         """Delete the interaction and its events, stopping a running one first.
-
         Raises NotFound."""
-        task = self._runs.get(interaction_id)
+        task = self._foreground.get(interaction_id)
         if task is not None:
             task.cancel()
-            await asyncio.shield(task)
+            await asyncio.gather(task, return_exceptions=True)
+        if self.jobs.cancel(interaction_id):
+            await self.jobs.wait(interaction_id)
         if not await self.store.delete(interaction_id):
             raise NotFound(f"interaction `{interaction_id}` not found")
 
-    async def recover(self) -> int:
-        """End every run a previous process left unfinished as `failed` (it was interrupted).
+    async def recover(self) -> tuple[int, int]:
+        """Bring every run a previous process left unfinished to an end, once, at start-up:
+        a background run that had produced no step yet runs again from the start (queued);
+        any other ends `failed` with an `errors` entry saying it was interrupted.
 
-        Returns how many were closed. Called once at start-up, before serving.
-        """
-        closed = 0
+        Returns (re-queued, closed)."""
+        requeued = closed = 0
         for interaction_id in await self.store.unfinished():
             record = await self.store.get(interaction_id)
             if record is None:
                 continue
-            projection = Projection()
-            async for event in self._replay(interaction_id, self.store, 0):
-                projection.apply(event)
-            seq = projection.last_seq
-            error = {
-                "code": "interrupted",
-                "message": "the server stopped while this interaction was running",
-            }
-            interaction = {
-                "id": interaction_id,
-                "object": "interaction",
-                "status": "failed",
-                "model": record.request.get("model"),
-                "created": record.created,
-                "updated": now(),
-            }
-            if projection.usage is not None:
-                interaction["usage"] = projection.usage
-            events = [
-                Event(seq + 1, ERROR, {"error": error}),
-                Event(seq + 2, COMPLETED, {"interaction": interaction}),
-            ]
-            for event in events:
-                projection.apply(event)
-            await self.store.append(
-                interaction_id,
-                events,
-                Snapshot(
-                    status="failed",
-                    updated=now(),
-                    steps=projection.steps,
-                    usage=projection.usage,
-                    errors=projection.errors,
-                ),
-            )
+            projection = await reading.fold(self.store, interaction_id)
+            if record.background and not projection.steps:
+                self.jobs.submit(interaction_id)
+                requeued += 1
+                continue
+            log = EventLog(record, self.store, self.bus, existing=projection)
+            finish_unstarted(log, "failed", _INTERRUPTED)
+            await log.drain()
             closed += 1
-        return closed
+        return requeued, closed
 
     async def shutdown(self) -> None:
-        """Stop every run still going; each ends `cancelled` with its terminal event stored."""
-        tasks = list(self._runs.values())
+        """Stop every run still going without ending it: the next start recovers each."""
+        tasks = list(self._foreground.values())
         for task in tasks:
-            task.cancel()
+            task.cancel(SHUTDOWN)
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.jobs.stop()
 
     async def _record(self, interaction_id: str) -> InteractionRecord:
         record = await self.store.get(interaction_id)
@@ -310,71 +363,7 @@ class InteractionService:
             raise NotFound(f"interaction `{interaction_id}` not found")
         return record
 
-    async def _replay(
-        self, interaction_id: str, source: EventSource, after: int
-    ) -> AsyncIterator[Event]:
-        # A small first page gets the first event out fast; later pages amortise the reads.
-        page = _FIRST_PAGE
-        while True:
-            events = await source.read_events(interaction_id, after, page)
-            for event in events:
-                yield event
-            if len(events) < page:
-                return
-            after = events[-1].seq
-            page = _PAGE
 
-    async def _tail(
-        self, interaction_id: str, source: EventSource, after: int, subscription: Subscription
-    ) -> AsyncIterator[Event | None]:
-        """Replay from `source` after `after`, then follow live events until the terminal one.
-
-        The subscription was opened before the replay, so an event is either replayed or
-        received live (duplicates are dropped by seq); a gap or an overflow re-reads the source.
-        """
-        try:
-            seq = after
-            catch_up = True
-            while True:
-                if catch_up:
-                    async for event in self._replay(interaction_id, source, seq):
-                        yield event
-                        seq = event.seq
-                        if is_terminal_event(event):
-                            return
-                    catch_up = False
-                live = await subscription.next(self.keepalive)
-                if live is None:
-                    catch_up = True
-                    continue
-                if not live:
-                    yield None
-                    continue
-                for event in live:
-                    if event.seq <= seq:
-                        continue
-                    if event.seq != seq + 1:
-                        catch_up = True
-                        break
-                    yield event
-                    seq = event.seq
-                    if is_terminal_event(event):
-                        return
-        finally:
-            subscription.close()
-
-
-async def _cancel_on_close(
-    events: AsyncIterator[Event | None], task: asyncio.Task[None]
-) -> AsyncIterator[Event | None]:
-    """A store=false stream: its run lives only as long as its one reader."""
-    try:
-        async for event in events:
-            yield event
-    finally:
-        task.cancel()
-
-
-async def _empty() -> AsyncIterator[Event | None]:
-    return
-    yield
+def now_seconds() -> float:
+    """Unix time in seconds, for expiry times."""
+    return time.time()

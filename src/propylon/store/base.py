@@ -83,6 +83,15 @@ class Store(Protocol):
         """Every step of the chain ending at `interaction_id`, oldest first: for each
         interaction its input steps then its output steps."""
 
+    async def find_idempotency_key(self, key: str, now: float) -> tuple[str, str] | None:
+        """(body hash, interaction id) saved under `key` and not expired at `now` (Unix
+        seconds), or None."""
+
+    async def save_idempotency_key(
+        self, key: str, body_hash: str, interaction_id: str, expires: float
+    ) -> None:
+        """Save `key` until `expires` (Unix seconds), replacing an expired entry."""
+
     async def unfinished(self) -> list[str]:
         """Ids of interactions whose status is not terminal (`in_progress`, `queued`)."""
 

@@ -177,6 +177,29 @@ class SQLiteStore:
 
         return await self._read(run)
 
+    async def find_idempotency_key(self, key: str, now: float) -> tuple[str, str] | None:
+        def run(conn: sqlite3.Connection) -> tuple[str, str] | None:
+            row = conn.execute(
+                "SELECT body_hash, interaction_id FROM idempotency_keys "
+                "WHERE key = ? AND expires > ?",
+                (key, now),
+            ).fetchone()
+            return (row[0], row[1]) if row else None
+
+        return await self._read(run)
+
+    async def save_idempotency_key(
+        self, key: str, body_hash: str, interaction_id: str, expires: float
+    ) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO idempotency_keys (key, body_hash, interaction_id, "
+                "expires) VALUES (?, ?, ?, ?)",
+                (key, body_hash, interaction_id, expires),
+            )
+
+        await self._write(run)
+
     async def unfinished(self) -> list[str]:
         def run(conn: sqlite3.Connection) -> list[str]:
             rows = conn.execute(

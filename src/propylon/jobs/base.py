@@ -1,0 +1,35 @@
+"""The job queue interface: background runs are jobs named by their interaction id.
+
+A job carries only the id: the worker rebuilds the turn from the store, so the embedded
+in-process queue and a distributed one (a queue library on PostgreSQL or Redis, with
+`propylon worker` processes) share the runner unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+__all__ = ["SHUTDOWN", "Handler", "JobQueue"]
+
+Handler = Callable[[str], Awaitable[None]]
+
+# The cancel message that stops a run without ending it: the process is going down, and the
+# next start recovers the run.
+SHUTDOWN = "propylon-shutdown"
+
+
+class JobQueue(Protocol):
+    """Runs `handler(interaction_id)` for submitted jobs, at most `concurrency` at once."""
+
+    def has_capacity(self) -> bool:
+        """True when a job submitted now would start at once (else it is `queued`)."""
+
+    def submit(self, interaction_id: str) -> None:
+        """Queue the job; it starts when a worker is free."""
+
+    def cancel(self, interaction_id: str) -> bool:
+        """Cancel the job if it is queued or running here. False when it is not."""
+
+    async def stop(self) -> None:
+        """Stop every job without finishing it (their runs are recovered at the next start)."""

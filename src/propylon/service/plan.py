@@ -1,0 +1,93 @@
+"""Planning a turn: every check that can refuse a create, and the Turn a provider will get.
+
+Run at create (before anything is stored) and again by a background worker, which rebuilds
+the turn of a stored interaction from its echoed request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from propylon.config import Settings
+from propylon.domain import lifecycle
+from propylon.errors import FailedPrecondition, InvalidArgument, NotFound
+from propylon.gateway.registry import ModelRegistry, ServedModel
+from propylon.outbound import check_url
+from propylon.providers.base import Turn
+from propylon.runner.history import check_function_results
+from propylon.schema.interactions import CreateInteraction, json_schema_of, normalize_input
+from propylon.store.base import InteractionRecord, Store
+
+__all__ = ["Plan", "plan", "request_of"]
+
+
+@dataclass(slots=True)
+class Plan:
+    """A turn ready to run: the model, this turn's input as steps, the provider's Turn, and
+    the MCP servers the runner will call."""
+
+    served: ServedModel
+    input_steps: list[dict[str, Any]]
+    turn: Turn
+    mcp_servers: list[dict[str, Any]]
+
+
+async def plan(
+    request: CreateInteraction, store: Store, models: ModelRegistry, settings: Settings
+) -> Plan:
+    """Check `request` and build its turn. Raises InvalidArgument, NotFound or
+    FailedPrecondition; writes nothing."""
+    if not request.store and request.previous_interaction_id:
+        raise InvalidArgument(
+            "`previous_interaction_id` needs `store=true`: nothing is kept "
+            "with `store=false`; send the whole history as steps"
+        )
+    if not request.store and request.background:
+        raise InvalidArgument("`background=true` needs `store=true`")
+    if request.agent:
+        raise NotFound(f"agent `{request.agent}` is not served here")
+    assert request.model is not None
+    served = models.resolve(request.model)
+    input_steps = normalize_input(request.input)
+    if not input_steps:
+        raise InvalidArgument("`input` is required")
+
+    history: list[dict[str, Any]] = []
+    if request.previous_interaction_id:
+        previous = await store.get(request.previous_interaction_id)
+        if previous is None:
+            raise NotFound(f"previous interaction `{request.previous_interaction_id}` not found")
+        if previous.status not in lifecycle.CONTINUABLE:
+            raise FailedPrecondition(
+                f"previous interaction `{previous.id}` has not finished "
+                f"(status `{previous.status}`)"
+            )
+        history = await store.history(previous.id)
+    check_function_results(history, input_steps)
+
+    tools = request.tools or []
+    mcp_servers = [tool for tool in tools if tool.get("type") == "mcp_server"]
+    for server in mcp_servers:
+        await check_url(
+            server["url"],
+            allow_private=settings.allow_private_network_targets,
+            what=f"MCP server `{server['name']}`",
+        )
+    config = request.generation_config
+    turn = Turn(
+        history=history + input_steps,
+        system_instruction=request.system_instruction,
+        tools=[tool for tool in tools if tool.get("type") != "mcp_server"],
+        generation_config=config.model_dump(exclude_none=True) if config else {},
+        json_schema=json_schema_of(request),
+    )
+    served.check(turn)
+    return Plan(served, input_steps, turn, mcp_servers)
+
+
+def request_of(record: InteractionRecord) -> CreateInteraction:
+    """The create request a stored interaction came from (its echoed fields and input)."""
+    return CreateInteraction.model_validate(
+        {**record.request, "input": record.input, "background": record.background}
+    )

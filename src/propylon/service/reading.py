@@ -1,0 +1,99 @@
+"""Reading logs: replay from a source, then follow live events until the terminal one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from propylon.bus.base import Subscription
+from propylon.domain.events import Event, is_terminal_event
+from propylon.domain.projection import Projection
+from propylon.store.base import EventSource
+
+__all__ = ["cancel_on_close", "empty", "fold", "replay", "tail"]
+
+_FIRST_PAGE = 32  # events in the first read of a replay: the first event goes out fast
+_PAGE = 500  # events per later read
+
+
+async def replay(source: EventSource, interaction_id: str, after: int) -> AsyncIterator[Event]:
+    """Every stored event after seq `after`, in pages."""
+    page = _FIRST_PAGE
+    while True:
+        events = await source.read_events(interaction_id, after, page)
+        for event in events:
+            yield event
+        if len(events) < page:
+            return
+        after = events[-1].seq
+        page = _PAGE
+
+
+async def fold(source: EventSource, interaction_id: str) -> Projection:
+    """The projection of a whole stored log."""
+    projection = Projection()
+    async for event in replay(source, interaction_id, 0):
+        projection.apply(event)
+    return projection
+
+
+async def tail(
+    source: EventSource,
+    interaction_id: str,
+    after: int,
+    subscription: Subscription,
+    keepalive: float,
+) -> AsyncIterator[Event | None]:
+    """Replay after `after`, then follow live events until the terminal one; None items are
+    keep-alive ticks (every `keepalive` idle seconds).
+
+    The subscription was opened before the replay, so an event is either replayed or received
+    live (duplicates are dropped by seq); a gap or an overflow re-reads the source.
+    """
+    try:
+        seq = after
+        catch_up = True
+        while True:
+            if catch_up:
+                async for event in replay(source, interaction_id, seq):
+                    yield event
+                    seq = event.seq
+                    if is_terminal_event(event):
+                        return
+                catch_up = False
+            live = await subscription.next(keepalive)
+            if live is None:
+                catch_up = True
+                continue
+            if not live:
+                yield None
+                continue
+            for event in live:
+                if event.seq <= seq:
+                    continue
+                if event.seq != seq + 1:
+                    catch_up = True
+                    break
+                yield event
+                seq = event.seq
+                if is_terminal_event(event):
+                    return
+    finally:
+        subscription.close()
+
+
+async def empty() -> AsyncIterator[Event | None]:
+    """A stream with nothing left to send."""
+    return
+    yield
+
+
+async def cancel_on_close(
+    events: AsyncIterator[Event | None], task: asyncio.Task[None]
+) -> AsyncIterator[Event | None]:
+    """A store=false stream: its run lives only as long as its one reader."""
+    try:
+        async for event in events:
+            yield event
+    finally:
+        task.cancel()
