@@ -4,7 +4,8 @@ Each request's last user message says what to do: `id=<run id> primary=500,ok ba
 The request's `model` (here `primary` or `backup`) picks the script; the Nth call of a run and
 model plays the Nth item (the last repeats). Items: `ok` (stream "hello from <model>" in three
 chunks, with usage), `429` (with `Retry-After: 0.05`), `500`, `400`, `timeout` (answer after
-2 s), `reset` (close the connection before answering), `cut` (stream one chunk, then close).
+2 s), `reset` (close the connection before answering), `cut` (stream one chunk, then close),
+`slow` (stream ten chunks, 0.3 s apart).
 `GET /calls/<run id>` answers the call counts per model.
 
     python tests/fault_upstream.py PORT
@@ -62,7 +63,11 @@ async def completions(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"content-type": "text/event-stream"})
     await response.prepare(request)
     words = ["hello ", "from ", model]
+    if step == "slow":
+        words = [f"{n} " for n in range(10)]
     for index, word in enumerate(words):
+        if step == "slow":
+            await asyncio.sleep(0.3)
         await response.write(_chunk(word))
         if step == "cut" and index == 0:
             await asyncio.sleep(0.05)

@@ -49,6 +49,8 @@ class Created:
     resource: dict[str, Any] | None = None
     events: AsyncIterator[Event | None] | None = None
     interaction_id: str = ""
+    task: asyncio.Task[None] | None = None  # a foreground run still to wait for
+    log: EventLog | None = None
 
 
 def to_resource(
@@ -94,6 +96,7 @@ class InteractionService:
         self.jobs = LocalQueue(self.execute, settings.background_workers)
         self._foreground: dict[str, asyncio.Task[None]] = {}
         self._key_locks: dict[str, asyncio.Lock] = {}
+        self._key_users: dict[str, int] = {}
 
     async def create(
         self, request: CreateInteraction, idempotency_key: str | None = None, body: Any = None
@@ -102,30 +105,48 @@ class InteractionService:
         a repeat of the same body returns the first interaction instead of running again.
         Raises InvalidArgument, NotFound or FailedPrecondition before anything is written."""
         if idempotency_key is None:
-            return await self._create(request)
+            return await self._finish(await self._create(request))
         if not request.store:
             raise InvalidArgument(
                 "`Idempotency-Key` needs `store=true`: with `store=false` "
                 "there is no interaction to return again"
             )
         body_hash = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        # The lock covers the look-up and the claim only: duplicates wait for the first run
+        # outside it. Across processes the store's key table decides.
         lock = self._key_locks.setdefault(idempotency_key, asyncio.Lock())
+        self._key_users[idempotency_key] = self._key_users.get(idempotency_key, 0) + 1
         try:
             async with lock:
                 found = await self.store.find_idempotency_key(idempotency_key, now_seconds())
+                first = None
                 if found is not None:
                     first_hash, interaction_id = found
                     if first_hash != body_hash:
                         raise InvalidArgument(
                             "this `Idempotency-Key` was used with a different request body"
                         )
-                    record = await self.store.get(interaction_id)
-                    if record is not None:
-                        return await self._repeat(record, request)
-                return await self._create(request, (idempotency_key, body_hash))
+                    first = await self.store.get(interaction_id)
+                if first is None:
+                    started = await self._create(request, (idempotency_key, body_hash))
         finally:
-            if not lock.locked() and not getattr(lock, "_waiters", None):
-                self._key_locks.pop(idempotency_key, None)
+            self._key_users[idempotency_key] -= 1
+            if not self._key_users[idempotency_key]:
+                del self._key_users[idempotency_key], self._key_locks[idempotency_key]
+        if first is not None:
+            return await self._repeat(first, request)
+        return await self._finish(started)
+
+    async def _finish(self, created: Created) -> Created:
+        """Wait for a foreground run's end and answer with its resource."""
+        if created.task is None or created.log is None:
+            return created
+        task, log = created.task, created.log
+        await (asyncio.shield(task) if log.events is None else task)
+        return Created(
+            to_resource(log.record, log.projection, include_input_steps=False),
+            interaction_id=log.record.id,
+        )
 
     async def _create(
         self, request: CreateInteraction, key: tuple[str, str] | None = None
@@ -171,10 +192,7 @@ class InteractionService:
                 events = reading.cancel_on_close(events, task)
             return Created(events=events, interaction_id=record.id)
         task = self._start(record.id, run, stored=request.store)
-        await (asyncio.shield(task) if request.store else task)
-        return Created(
-            to_resource(record, log.projection, include_input_steps=False), interaction_id=record.id
-        )
+        return Created(interaction_id=record.id, task=task, log=log)
 
     async def _repeat(self, record: InteractionRecord, request: CreateInteraction) -> Created:
         """The answer to a repeated idempotent create: the first interaction, never a rerun."""
