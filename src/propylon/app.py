@@ -7,6 +7,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -14,12 +15,15 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from propylon.api import interactions
+from propylon.api import webhooks as webhook_routes
 from propylon.api.auth import KeyChecker
 from propylon.api.errors import EXCEPTION_HANDLERS, JSONResponse
 from propylon.bus.memory import MemoryBus
 from propylon.config import Settings
 from propylon.gateway.registry import ModelRegistry
+from propylon.jobs.webhooks import DeliveryWorker
 from propylon.service.interactions import InteractionService
+from propylon.service.webhooks import WebhookService, new_secret
 from propylon.store.sqlite import SQLiteStore
 
 __all__ = ["create_app"]
@@ -31,6 +35,16 @@ async def _healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+def _generated_secret(data_dir: Path) -> str:
+    """The data dir's own signing secret for `webhook_config.uris` deliveries (made once)."""
+    path = data_dir / "webhook_secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(new_secret())
+    return path.read_text().strip()
+
+
 def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starlette:
     """The ASGI app for `settings`. `models` defaults to the registry the settings describe.
 
@@ -38,7 +52,24 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     """
     models = models or ModelRegistry.from_settings(settings)
     store = SQLiteStore(settings.database_path)
-    service = InteractionService(store, MemoryBus(settings.stream_buffer_events), models, settings)
+    webhooks = WebhookService(store, settings.allow_private_network_targets)
+    worker = DeliveryWorker(
+        store,
+        settings.webhook_secret or _generated_secret(settings.data_dir),
+        max_attempts=settings.webhook_max_attempts,
+        backoff=settings.webhook_retry_initial_seconds,
+        disable_after=settings.webhook_disable_after_failures,
+        timeout=settings.webhook_timeout_seconds,
+        allow_private=settings.allow_private_network_targets,
+    )
+    service = InteractionService(
+        store,
+        MemoryBus(settings.stream_buffer_events),
+        models,
+        settings,
+        webhooks=webhooks,
+        on_outbox=worker.wake,
+    )
 
     retired: list[ModelRegistry] = []
 
@@ -61,6 +92,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.open()
+        worker.start()
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_models)
         requeued, closed = await service.recover()
         if requeued or closed:
@@ -74,16 +106,19 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         finally:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             await service.shutdown()
+            await worker.stop()
             for registry in (*retired, service.models):
                 await registry.close()
             await store.close()
 
-    routes: list[BaseRoute] = [Route("/healthz", _healthz), *interactions.routes]
+    api = [*interactions.routes, *webhook_routes.routes]
+    routes: list[BaseRoute] = [Route("/healthz", _healthz), *api]
     if settings.path_prefix:
-        routes.append(Mount(settings.path_prefix.rstrip("/"), routes=list(interactions.routes)))
+        routes.append(Mount(settings.path_prefix.rstrip("/"), routes=api))
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.state.settings = settings
     app.state.service = service
+    app.state.webhooks = webhooks
     app.state.models = models
     app.state.keys = KeyChecker(settings.api_keys)
     return app

@@ -210,6 +210,27 @@ class Settings(BaseSettings):
         gt=0,
         description="How long an `Idempotency-Key` returns its first interaction, in seconds.",
     )
+    webhook_secret: str | None = Field(
+        default=None,
+        description=(
+            "Signing secret (`whsec_...`) of deliveries to per-request `webhook_config.uris`; "
+            "default: one generated into `<data_dir>/webhook_secret`."
+        ),
+    )
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, description="Attempts per webhook delivery before it is given up."
+    )
+    webhook_retry_initial_seconds: float = Field(
+        default=5.0, gt=0, description="Wait before a delivery's second attempt; it doubles."
+    )
+    webhook_disable_after_failures: int = Field(
+        default=20,
+        ge=1,
+        description="Consecutive failed attempts that disable a registered webhook.",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of one delivery attempt, in seconds."
+    )
     max_tool_rounds: int = Field(
         default=8,
         ge=0,

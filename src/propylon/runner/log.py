@@ -9,13 +9,14 @@ With `store=false` the events stay in memory for the lifetime of the request.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from propylon.bus.base import Bus
 from propylon.domain.clock import now
 from propylon.domain.events import STATUS_UPDATE, Event, is_terminal_event
 from propylon.domain.projection import Projection
-from propylon.store.base import InteractionRecord, Snapshot, Store
+from propylon.store.base import Delivery, InteractionRecord, Snapshot, Store
 
 __all__ = ["EventLog"]
 
@@ -29,9 +30,15 @@ class EventLog:
         store: Store | None,
         bus: Bus,
         existing: Projection | None = None,
+        on_terminal: Callable[[InteractionRecord], Awaitable[list[Delivery]]] | None = None,
+        on_outbox: Callable[[], None] | None = None,
     ) -> None:
         """`existing`: the fold of a stored log to continue (a queued or recovered run); its
-        events are already stored, so appends continue its sequence."""
+        events are already stored, so appends continue its sequence. `on_terminal`: the
+        webhook deliveries an ending run enqueues, written with its terminal event;
+        `on_outbox` is called once they are committed."""
+        self._on_terminal = on_terminal
+        self._on_outbox = on_outbox
         self.record = record
         self.projection = existing or Projection()
         self._store = store
@@ -83,23 +90,32 @@ class EventLog:
             self.events.extend(batch)
             return
         assert self._store is not None
-        projection = self.projection
+        record, projection = self.record, self.projection
         terminal = is_terminal_event(batch[-1])
         for event in batch:
             if event.type == STATUS_UPDATE:
-                self.record.status = event.data["status"]
-        if terminal:
-            self.record.status = projection.status
+                record.status = event.data["status"]
+        deliveries: list[Delivery] = []
+        if terminal:  # the snapshot and the outbox go in the terminal event's transaction
+            record.status, record.steps = projection.status, projection.steps
+            record.usage, record.errors = projection.usage, projection.errors
+            record.updated = now()
+            if self._on_terminal is not None:
+                deliveries = await self._on_terminal(record)
         if not self._created:
             self._created = True
-            await self._store.create(self.record, batch)
-            if not terminal:
-                return
-            batch = []
-        snapshot = Snapshot(status=self.record.status, updated=now())
+            await self._store.create(record, batch, deliveries)
+        else:
+            await self._append(batch, terminal, deliveries)
+        if deliveries and self._on_outbox is not None:
+            self._on_outbox()
+
+    async def _append(self, batch: list[Event], terminal: bool, deliveries: list[Delivery]) -> None:
+        assert self._store is not None
+        record = self.record
+        snapshot = Snapshot(status=record.status, updated=now())
         if terminal:
-            snapshot.steps = projection.steps
-            snapshot.usage = projection.usage
-            snapshot.errors = projection.errors
-            snapshot.cost_usd = self.record.cost_usd
-        await self._store.append(self.record.id, batch, snapshot)
+            snapshot.steps, snapshot.usage = record.steps, record.usage
+            snapshot.errors, snapshot.cost_usd = record.errors, record.cost_usd
+            snapshot.deliveries = deliveries
+        await self._store.append(record.id, batch, snapshot)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,7 @@ from propylon.runner.turn import announce, finish_unstarted, run_turn
 from propylon.schema.interactions import CreateInteraction
 from propylon.service import reading
 from propylon.service.plan import Plan, plan, request_of
+from propylon.service.webhooks import WebhookService
 from propylon.store.base import EventSource, InteractionRecord, Store
 
 __all__ = ["Created", "InteractionService", "to_resource"]
@@ -87,7 +88,19 @@ def to_resource(
 class InteractionService:
     """The use cases, over a store, a bus, the model registry and the background job queue."""
 
-    def __init__(self, store: Store, bus: Bus, models: ModelRegistry, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        models: ModelRegistry,
+        settings: Settings,
+        webhooks: WebhookService | None = None,
+        on_outbox: Callable[[], None] | None = None,
+    ) -> None:
+        """`webhooks` computes an ending interaction's deliveries; `on_outbox` is told when
+        new ones are committed (the delivery worker's wake-up)."""
+        self.webhooks = webhooks
+        self.on_outbox = on_outbox
         self.store = store
         self.bus = bus
         self.models = models
@@ -168,7 +181,7 @@ class InteractionService:
             await self.store.save_idempotency_key(
                 key[0], key[1], record.id, now_seconds() + self.settings.idempotency_window_seconds
             )
-        log = EventLog(record, self.store if request.store else None, self.bus)
+        log = self._log(record, stored=request.store)
 
         if request.background:
             announce(log, "in_progress" if self.jobs.has_capacity() else "queued")
@@ -248,9 +261,7 @@ class InteractionService:
         record = await self.store.get(interaction_id)
         if record is None or lifecycle.is_terminal(record.status):
             return  # deleted or finished meanwhile: never run twice
-        log = EventLog(
-            record, self.store, self.bus, existing=await reading.fold(self.store, interaction_id)
-        )
+        log = self._log(record, existing=await reading.fold(self.store, interaction_id))
         request = request_of(record)
         try:
             planned = await plan(request, self.store, self.models, self.settings)
@@ -322,12 +333,7 @@ class InteractionService:
             await self.jobs.wait(interaction_id)
         record = await self._record(interaction_id)
         if not lifecycle.is_terminal(record.status):  # cancelled before its run began
-            log = EventLog(
-                record,
-                self.store,
-                self.bus,
-                existing=await reading.fold(self.store, interaction_id),
-            )
+            log = self._log(record, existing=await reading.fold(self.store, interaction_id))
             finish_unstarted(log, "cancelled")
             await log.drain()
             record = await self._record(interaction_id)
@@ -361,7 +367,7 @@ class InteractionService:
                 self.jobs.submit(interaction_id)
                 requeued += 1
                 continue
-            log = EventLog(record, self.store, self.bus, existing=projection)
+            log = self._log(record, existing=projection)
             finish_unstarted(log, "failed", _INTERRUPTED)
             await log.drain()
             closed += 1
@@ -374,6 +380,21 @@ class InteractionService:
             task.cancel(SHUTDOWN)
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.jobs.stop()
+
+    def _log(
+        self, record: InteractionRecord, *, stored: bool = True, existing: Projection | None = None
+    ) -> EventLog:
+        """The log writer of `record` (store=false: kept in memory only)."""
+        if not stored:
+            return EventLog(record, None, self.bus)
+        return EventLog(
+            record,
+            self.store,
+            self.bus,
+            existing=existing,
+            on_terminal=self.webhooks.deliveries_for if self.webhooks else None,
+            on_outbox=self.on_outbox,
+        )
 
     async def _record(self, interaction_id: str) -> InteractionRecord:
         record = await self.store.get(interaction_id)

@@ -74,6 +74,12 @@ async def plan(
             allow_private=settings.allow_private_network_targets,
             what=f"MCP server `{server['name']}`",
         )
+    for uri in (request.webhook_config or {}).get("uris") or []:
+        await check_url(
+            str(uri),
+            allow_private=settings.allow_private_network_targets,
+            what="`webhook_config.uris`",
+        )
     config = request.generation_config
     turn = Turn(
         history=history + input_steps,

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from propylon.domain.events import Event
 
-__all__ = ["EventSource", "InteractionRecord", "Snapshot", "Store"]
+__all__ = ["Delivery", "EventSource", "InteractionRecord", "Snapshot", "Store"]
 
 
 @dataclass(slots=True)
@@ -44,6 +44,19 @@ class InteractionRecord:
 
 
 @dataclass(slots=True)
+class Delivery:
+    """One webhook message to send (the outbox). `id` is the `webhook-id` header, stable
+    across retries; `webhook_id` None means a per-request `webhook_config.uris` target."""
+
+    id: str
+    uri: str
+    payload: str
+    webhook_id: str | None = None
+    attempts: int = 0
+    next_attempt: float = 0.0
+
+
+@dataclass(slots=True)
 class Snapshot:
     """The projection columns written together with a batch of events."""
 
@@ -53,6 +66,7 @@ class Snapshot:
     usage: dict[str, Any] | None = None
     errors: list[dict[str, Any]] | None = None
     cost_usd: float | None = None
+    deliveries: list[Delivery] = field(default_factory=list)  # written in the same transaction
 
 
 class EventSource(Protocol):
@@ -65,8 +79,14 @@ class EventSource(Protocol):
 class Store(Protocol):
     """Persistence of interactions and their logs. All methods are safe to call concurrently."""
 
-    async def create(self, record: InteractionRecord, events: list[Event]) -> None:
-        """Insert a new interaction with its first events, atomically."""
+    async def create(
+        self,
+        record: InteractionRecord,
+        events: list[Event],
+        deliveries: list[Delivery] | None = None,
+    ) -> None:
+        """Insert a new interaction with its first events (and, when they end it, its webhook
+        deliveries), atomically."""
 
     async def append(self, interaction_id: str, events: list[Event], snapshot: Snapshot) -> None:
         """Append events (seqs continue the log without gaps) and update the projection columns,
@@ -91,6 +111,36 @@ class Store(Protocol):
         self, key: str, body_hash: str, interaction_id: str, expires: float
     ) -> None:
         """Save `key` until `expires` (Unix seconds), replacing an expired entry."""
+
+    async def save_webhook(self, webhook: dict[str, Any]) -> None:
+        """Insert or replace a webhook (its `id` set)."""
+
+    async def list_webhooks(self, after: str | None, limit: int) -> list[dict[str, Any]]:
+        """Webhooks ordered by id, after id `after`."""
+
+    async def get_webhook(self, webhook_id: str) -> dict[str, Any] | None:
+        """The webhook, or None."""
+
+    async def delete_webhook(self, webhook_id: str) -> bool:
+        """Delete the webhook and its pending deliveries. False when there was none."""
+
+    async def enqueue(self, deliveries: list[Delivery]) -> None:
+        """Add deliveries to the outbox."""
+
+    async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
+        """Pending deliveries whose next attempt is due at `now` (Unix seconds)."""
+
+    async def delivery_done(
+        self,
+        delivery: Delivery,
+        ok: bool,
+        error: str | None,
+        next_attempt: float | None,
+        disable_after: int,
+    ) -> None:
+        """Record an attempt: delivered (`ok`), to retry at `next_attempt`, or failed for good
+        (`next_attempt` None). Counts the webhook's consecutive failed attempts; at
+        `disable_after` its state becomes `disabled_due_to_failed_deliveries`."""
 
     async def unfinished(self) -> list[str]:
         """Ids of interactions whose status is not terminal (`in_progress`, `queued`)."""

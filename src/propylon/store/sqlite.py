@@ -19,7 +19,7 @@ import orjson
 
 from propylon.domain.events import Event
 from propylon.store import migrate
-from propylon.store.base import InteractionRecord, Snapshot
+from propylon.store.base import Delivery, InteractionRecord, Snapshot
 
 __all__ = ["SQLiteStore"]
 
@@ -94,7 +94,12 @@ class SQLiteStore:
             self._readers, lambda: fn(self._connection())
         )
 
-    async def create(self, record: InteractionRecord, events: list[Event]) -> None:
+    async def create(
+        self,
+        record: InteractionRecord,
+        events: list[Event],
+        deliveries: list[Delivery] | None = None,
+    ) -> None:
         row = (
             record.id,
             record.status,
@@ -117,6 +122,7 @@ class SQLiteStore:
                 f"INSERT INTO interactions ({_COLUMNS}) VALUES ({', '.join('?' * 14)})", row
             )
             _insert_events(conn, record.id, events)
+            _insert_deliveries(conn, deliveries or [])
 
         await self._write(run)
 
@@ -144,6 +150,7 @@ class SQLiteStore:
             if conn.execute(sql, params).rowcount == 0:
                 raise KeyError(interaction_id)
             _insert_events(conn, interaction_id, events)
+            _insert_deliveries(conn, snapshot.deliveries)
 
         await self._write(run)
 
@@ -200,6 +207,93 @@ class SQLiteStore:
 
         await self._write(run)
 
+    async def save_webhook(self, webhook: dict[str, Any]) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO webhooks (id, data) VALUES (?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+                (webhook["id"], _dumps(webhook)),
+            )
+
+        await self._write(run)
+
+    async def list_webhooks(self, after: str | None, limit: int) -> list[dict[str, Any]]:
+        def run(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = conn.execute(
+                "SELECT data FROM webhooks WHERE id > ? ORDER BY id LIMIT ?", (after or "", limit)
+            ).fetchall()
+            return [orjson.loads(row[0]) for row in rows]
+
+        return await self._read(run)
+
+    async def get_webhook(self, webhook_id: str) -> dict[str, Any] | None:
+        def run(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute("SELECT data FROM webhooks WHERE id = ?", (webhook_id,)).fetchone()
+            return orjson.loads(row[0]) if row else None
+
+        return await self._read(run)
+
+    async def delete_webhook(self, webhook_id: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            conn.execute(
+                "DELETE FROM deliveries WHERE webhook_id = ? AND state = 'pending'", (webhook_id,)
+            )
+            return conn.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,)).rowcount > 0
+
+        return await self._write(run)
+
+    async def enqueue(self, deliveries: list[Delivery]) -> None:
+        await self._write(lambda conn: _insert_deliveries(conn, deliveries))
+
+    async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
+        def run(conn: sqlite3.Connection) -> list[Delivery]:
+            rows = conn.execute(
+                "SELECT id, uri, payload, webhook_id, attempts, next_attempt FROM deliveries "
+                "WHERE state = 'pending' AND next_attempt <= ? ORDER BY next_attempt LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            return [Delivery(*row) for row in rows]
+
+        return await self._read(run)
+
+    async def delivery_done(
+        self,
+        delivery: Delivery,
+        ok: bool,
+        error: str | None,
+        next_attempt: float | None,
+        disable_after: int,
+    ) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            state = "delivered" if ok else ("pending" if next_attempt is not None else "failed")
+            conn.execute(
+                "UPDATE deliveries SET attempts = attempts + 1, state = ?, next_attempt = ?, "
+                "last_error = ? WHERE id = ?",
+                (state, next_attempt or 0.0, error, delivery.id),
+            )
+            if delivery.webhook_id is None:
+                return
+            if ok:
+                conn.execute(
+                    "UPDATE webhooks SET consecutive_failures = 0 WHERE id = ?",
+                    (delivery.webhook_id,),
+                )
+                return
+            row = conn.execute(
+                "UPDATE webhooks SET consecutive_failures = consecutive_failures + 1 "
+                "WHERE id = ? RETURNING consecutive_failures, data",
+                (delivery.webhook_id,),
+            ).fetchone()
+            if row and row[0] >= disable_after:
+                webhook = orjson.loads(row[1])
+                webhook["state"] = "disabled_due_to_failed_deliveries"
+                conn.execute(
+                    "UPDATE webhooks SET data = ? WHERE id = ?",
+                    (_dumps(webhook), delivery.webhook_id),
+                )
+
+        await self._write(run)
+
     async def unfinished(self) -> list[str]:
         def run(conn: sqlite3.Connection) -> list[str]:
             rows = conn.execute(
@@ -232,6 +326,14 @@ def _insert_events(conn: sqlite3.Connection, interaction_id: str, events: list[E
     conn.executemany(
         "INSERT INTO events (interaction_id, seq, type, data) VALUES (?, ?, ?, ?)",
         [(interaction_id, e.seq, e.type, _dumps(e.data)) for e in events],
+    )
+
+
+def _insert_deliveries(conn: sqlite3.Connection, deliveries: list[Delivery]) -> None:
+    conn.executemany(
+        "INSERT OR IGNORE INTO deliveries (id, webhook_id, uri, payload, next_attempt) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [(d.id, d.webhook_id, d.uri, d.payload, d.next_attempt) for d in deliveries],
     )
 
 

@@ -1,0 +1,76 @@
+"""HTTP endpoints of the webhooks resource (reference §7.2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from propylon.api.auth import KeyChecker
+from propylon.api.errors import JSONResponse
+from propylon.errors import InvalidArgument, NotFound
+from propylon.service.webhooks import WebhookService
+
+__all__ = ["routes"]
+
+
+def _service(request: Request) -> WebhookService:
+    keys: KeyChecker = request.app.state.keys
+    keys.check(request)
+    service: WebhookService = request.app.state.webhooks
+    return service
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidArgument(f"malformed JSON body: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument("the request body must be a JSON object")
+    return body
+
+
+async def collection(request: Request) -> Response:
+    service = _service(request)
+    if request.method == "POST":
+        return JSONResponse(await service.create(await _body(request)))
+    try:
+        size = int(request.query_params.get("page_size") or 50)
+    except ValueError:
+        raise InvalidArgument("`page_size` must be a number") from None
+    return JSONResponse(await service.page(size, request.query_params.get("page_token")))
+
+
+async def item(request: Request) -> Response:
+    service = _service(request)
+    name = request.path_params["name"]
+    if request.method == "GET":
+        return JSONResponse(await service.get(name))
+    if request.method == "PATCH":
+        body = await _body(request)
+        return JSONResponse(
+            await service.update(name, body, request.query_params.get("update_mask"))
+        )
+    if request.method == "DELETE":
+        await service.delete(name)
+        return JSONResponse({})
+    webhook_id, _, verb = name.partition(":")  # POST /webhooks/{id}:ping, :rotateSigningSecret
+    if verb == "ping":
+        return JSONResponse(await service.ping(webhook_id))
+    if verb == "rotateSigningSecret":
+        body = await _body(request)
+        return JSONResponse(await service.rotate(webhook_id, body.get("revocation_behavior")))
+    raise NotFound(f"no method `{verb}` on webhooks")
+
+
+routes = [
+    Route("/{version}/webhooks", collection, methods=["GET", "POST"]),
+    Route("/{version}/webhooks/{name}", item, methods=["GET", "PATCH", "DELETE", "POST"]),
+]

@@ -1,0 +1,242 @@
+"""Webhooks (reference §7.2 and §8): registered webhooks, and the deliveries an ending
+interaction enqueues, to its `webhook_config.uris` or else to every enabled webhook subscribed
+to the event.
+
+Events: `interaction.completed` (status completed or incomplete), `interaction.requires_action`,
+`interaction.failed` (failed or budget_exceeded); a cancelled interaction sends none. The body
+is Standard Webhooks' shape `{"type", "timestamp", "data"}`, `data` holding the interaction's
+id, status, usage and the request's `webhook_config.user_metadata`.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from typing import Any
+
+import orjson
+
+from propylon.domain.clock import now
+from propylon.errors import InvalidArgument, NotFound
+from propylon.jobs.webhooks import GRACE_SECONDS
+from propylon.outbound import check_url
+from propylon.store.base import Delivery, InteractionRecord, Store
+
+__all__ = ["EVENTS", "WebhookService", "event_of", "new_secret"]
+
+EVENTS = frozenset(
+    {
+        "batch.succeeded",
+        "batch.expired",
+        "batch.failed",
+        "interaction.requires_action",
+        "interaction.completed",
+        "interaction.failed",
+        "video.generated",
+    }
+)
+_STATUS_EVENTS = {
+    "completed": "interaction.completed",
+    "incomplete": "interaction.completed",
+    "requires_action": "interaction.requires_action",
+    "failed": "interaction.failed",
+    "budget_exceeded": "interaction.failed",
+}
+_STATES = frozenset({"enabled", "disabled"})
+_MUTABLE = frozenset({"name", "uri", "subscribed_events", "state"})
+
+
+def new_secret() -> str:
+    """A Standard Webhooks signing secret: `whsec_` + base64 of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def event_of(status: str) -> str | None:
+    """The webhook event a final status sends, or None."""
+    return _STATUS_EVENTS.get(status)
+
+
+def _public(webhook: dict[str, Any]) -> dict[str, Any]:
+    """The wire Webhook: secrets shown truncated, never whole."""
+    shown = {k: v for k, v in webhook.items() if k != "secrets"}
+    shown["signing_secrets"] = [
+        {
+            "truncated_secret": s["secret"][:10] + "…",
+            **({"expire_time": s["expire_time"]} if s.get("expire_time") else {}),
+        }
+        for s in webhook["secrets"]
+    ]
+    return shown
+
+
+class WebhookService:
+    """CRUD of registered webhooks and the outbox entries of ending interactions."""
+
+    def __init__(self, store: Store, allow_private: bool) -> None:
+        self.store = store
+        self.allow_private = allow_private
+        self._cache: list[dict[str, Any]] | None = None  # enabled webhooks, for on_terminal
+
+    async def _check(self, body: dict[str, Any]) -> None:
+        if "uri" in body:
+            await check_url(
+                str(body["uri"]), allow_private=self.allow_private, what="webhook `uri`"
+            )
+        events = body.get("subscribed_events")
+        if events is not None:
+            unknown = sorted(set(events) - EVENTS)
+            if not events or unknown:
+                raise InvalidArgument(
+                    f"`subscribed_events` must list known events; unknown: "
+                    f"{', '.join(unknown) or 'none given'}"
+                )
+        if "state" in body and body["state"] not in _STATES:
+            raise InvalidArgument("`state` must be `enabled` or `disabled`")
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Register a webhook. The answer's `new_signing_secret` is the only time the secret
+        is shown. Raises InvalidArgument."""
+        unknown = sorted(set(body) - {"uri", "subscribed_events", "name"})
+        if unknown or "uri" not in body or "subscribed_events" not in body:
+            raise InvalidArgument(
+                "a webhook needs `uri` and `subscribed_events` (and an "
+                f"optional `name`){'; unknown: ' + ', '.join(unknown) if unknown else ''}"
+            )
+        await self._check(body)
+        secret = new_secret()
+        stamp = now()
+        webhook = {
+            "id": "wh_" + secrets.token_urlsafe(12),
+            "name": body.get("name") or "",
+            "uri": body["uri"],
+            "subscribed_events": list(body["subscribed_events"]),
+            "state": "enabled",
+            "create_time": stamp,
+            "update_time": stamp,
+            "secrets": [{"secret": secret}],
+        }
+        await self._save(webhook)
+        return {**_public(webhook), "new_signing_secret": secret}
+
+    async def page(self, page_size: int, page_token: str | None) -> dict[str, Any]:
+        """A page of webhooks: `{webhooks, next_page_token?}`."""
+        size = max(1, min(page_size or 50, 1000))
+        page = await self.store.list_webhooks(page_token, size + 1)
+        answer: dict[str, Any] = {"webhooks": [_public(w) for w in page[:size]]}
+        if len(page) > size:
+            answer["next_page_token"] = page[size - 1]["id"]
+        return answer
+
+    async def get(self, webhook_id: str) -> dict[str, Any]:
+        """Raises NotFound."""
+        return _public(await self._get(webhook_id))
+
+    async def update(
+        self, webhook_id: str, body: dict[str, Any], update_mask: str | None
+    ) -> dict[str, Any]:
+        """Change the fields named by `update_mask` (default: those in the body).
+        Raises NotFound or InvalidArgument."""
+        webhook = await self._get(webhook_id)
+        fields = [f.strip() for f in update_mask.split(",")] if update_mask else list(body)
+        unknown = sorted(set(fields) - _MUTABLE)
+        if unknown:
+            raise InvalidArgument(f"cannot update: {', '.join(unknown)}")
+        changes = {f: body[f] for f in fields if f in body}
+        await self._check(changes)
+        webhook.update(changes, update_time=now())
+        await self._save(webhook)
+        return _public(webhook)
+
+    async def delete(self, webhook_id: str) -> None:
+        """Raises NotFound."""
+        if not await self.store.delete_webhook(webhook_id):
+            raise NotFound(f"webhook `{webhook_id}` not found")
+        self._cache = None
+
+    async def ping(self, webhook_id: str) -> dict[str, Any]:
+        """Queue a `webhook.ping` delivery to the webhook. Raises NotFound."""
+        webhook = await self._get(webhook_id)
+        await self.store.enqueue(
+            [_delivery(webhook["uri"], "webhook.ping", {"webhook_id": webhook_id}, webhook_id)]
+        )
+        return {}
+
+    async def rotate(self, webhook_id: str, revocation: str | None) -> dict[str, Any]:
+        """A new signing secret, returned once; the old ones stop at once or after 24 h."""
+        webhook = await self._get(webhook_id)
+        if revocation not in (
+            None,
+            "revoke_previous_secrets_after_h24",
+            "revoke_previous_secrets_immediately",
+        ):
+            raise InvalidArgument(f"unknown `revocation_behavior` `{revocation}`")
+        secret = new_secret()
+        kept = []
+        if revocation != "revoke_previous_secrets_immediately":
+            expires = time.time() + GRACE_SECONDS
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))
+            kept = [
+                {
+                    **s,
+                    "expires_at": s.get("expires_at") or expires,
+                    "expire_time": s.get("expire_time") or stamp,
+                }
+                for s in webhook["secrets"]
+            ]
+        webhook["secrets"] = [{"secret": secret}, *kept]
+        webhook["update_time"] = now()
+        await self._save(webhook)
+        return {"secret": secret}
+
+    async def enabled(self) -> list[dict[str, Any]]:
+        """Every enabled webhook (cached until one changes)."""
+        if self._cache is None:
+            found, after = [], None
+            while page := await self.store.list_webhooks(after, 500):
+                found += [w for w in page if w["state"] == "enabled"]
+                after = page[-1]["id"]
+            self._cache = found
+        return self._cache
+
+    async def deliveries_for(self, record: InteractionRecord) -> list[Delivery]:
+        """The outbox entries of an interaction that just ended with `record.status`."""
+        event = event_of(record.status)
+        if event is None:
+            return []
+        config = record.request.get("webhook_config") or {}
+        data = {
+            "id": record.id,
+            "object": "interaction",
+            "status": record.status,
+            **({"usage": record.usage} if record.usage else {}),
+            **({"user_metadata": config["user_metadata"]} if "user_metadata" in config else {}),
+        }
+        if config.get("uris"):
+            return [_delivery(uri, event, data, None) for uri in config["uris"]]
+        return [
+            _delivery(w["uri"], event, data, w["id"])
+            for w in await self.enabled()
+            if event in w["subscribed_events"]
+        ]
+
+    async def _get(self, webhook_id: str) -> dict[str, Any]:
+        webhook = await self.store.get_webhook(webhook_id)
+        if webhook is None:
+            raise NotFound(f"webhook `{webhook_id}` not found")
+        return webhook
+
+    async def _save(self, webhook: dict[str, Any]) -> None:
+        await self.store.save_webhook(webhook)
+        self._cache = None
+
+
+def _delivery(uri: str, event: str, data: dict[str, Any], webhook_id: str | None) -> Delivery:
+    payload = orjson.dumps({"type": event, "timestamp": now(), "data": data}).decode()
+    return Delivery(
+        id="msg_" + secrets.token_urlsafe(16),
+        uri=uri,
+        payload=payload,
+        webhook_id=webhook_id,
+        next_attempt=time.time(),
+    )
