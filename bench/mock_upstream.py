@@ -1,0 +1,65 @@
+"""A fast mock OpenAI-compatible upstream for the benchmarks: a fixed small reply, an optional
+fixed delay, streaming with N chunks. aiohttp sets TCP_NODELAY on its sockets.
+
+    python bench/mock_upstream.py PORT [--chunks 100] [--delay-ms 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+
+from aiohttp import web
+
+REPLY = {"id": "chatcmpl-bench", "object": "chat.completion", "created": 0, "model": "bench",
+         "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there!"},
+                      "finish_reason": "stop"}],
+         "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
+BODY = json.dumps(REPLY).encode()
+
+
+def _chunk(content: str | None, finish: str | None = None, usage: bool = False) -> bytes:
+    chunk: dict[str, object] = {"id": "chatcmpl-bench", "object": "chat.completion.chunk",
+                                "created": 0, "model": "bench", "choices": [
+                                    {"index": 0, "delta": {"content": content} if content else {},
+                                     "finish_reason": finish}]}
+    if usage:
+        chunk["choices"] = []
+        chunk["usage"] = REPLY["usage"]
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+def make_app(chunks: int, delay: float) -> web.Application:
+    stream_body = b"".join(_chunk(f"t{i} ") for i in range(chunks)) + _chunk(None, "stop") + \
+        _chunk(None, usage=True) + b"data: [DONE]\n\n"
+    one_chunk = _chunk("Hello there!") + _chunk(None, "stop") + _chunk(None, usage=True) + \
+        b"data: [DONE]\n\n"
+
+    async def completions(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if delay:
+            await asyncio.sleep(delay)
+        if not body.get("stream"):
+            return web.Response(body=BODY, content_type="application/json")
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        # `stream_chunks` in the body asks for the long stream (the streaming scenario)
+        await response.write(stream_body if body.get("stream_chunks") or body.get("model")
+                             == "bench-stream" else one_chunk)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.add_routes([web.post("/v1/chat/completions", completions)])
+    return app
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("port", type=int)
+    parser.add_argument("--chunks", type=int, default=100)
+    parser.add_argument("--delay-ms", type=float, default=0.0)
+    args = parser.parse_args()
+    web.run_app(make_app(args.chunks, args.delay_ms / 1000), host="127.0.0.1", port=args.port,
+                print=None, access_log=None)
