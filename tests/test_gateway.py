@@ -191,10 +191,9 @@ def test_usage_cost_and_one_log_line_per_upstream_call(gateway: Server, upstream
         [(cost,)] = conn.execute("SELECT cost_usd FROM interactions WHERE id = ?", (answer.id,))
     assert cost == pytest.approx((5 * 1.0 + 2 * 0.5 + 3 * 2.0) / 1e6)
     log = (gateway.data_dir / "server.log").read_text().splitlines()
+    records = [json.loads(line) for line in log if line.startswith("{")]
     lines = [
-        json.loads(line.split(" propylon.upstream ", 1)[1])
-        for line in log
-        if " propylon.upstream " in line and answer.id in line
+        r for r in records if r.get("event") == "upstream_call" and r["interaction_id"] == answer.id
     ]
     assert len(lines) == 1
     [line] = lines

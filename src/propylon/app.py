@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from propylon.api import interactions
 from propylon.api import webhooks as webhook_routes
-from propylon.api.auth import KeyChecker
+from propylon.api.auth import Authenticator
 from propylon.api.errors import EXCEPTION_HANDLERS, JSONResponse
 from propylon.bus.memory import MemoryBus
 from propylon.config import Settings
 from propylon.gateway.registry import ModelRegistry
 from propylon.jobs.webhooks import DeliveryWorker
+from propylon.observability import Metrics, MetricsMiddleware
 from propylon.service.interactions import InteractionService
+from propylon.service.retention import purge_expired
 from propylon.service.webhooks import WebhookService, new_secret
 from propylon.store.sqlite import SQLiteStore
 
@@ -32,7 +37,24 @@ logger = logging.getLogger("propylon")
 
 
 async def _healthz(request: Request) -> Response:
+    """Liveness: the process answers."""
     return JSONResponse({"status": "ok"})
+
+
+async def _readyz(request: Request) -> Response:
+    """Readiness: the store answers a read (503 while it does not)."""
+    store: SQLiteStore = request.app.state.store
+    try:
+        await store.count_api_keys()
+    except Exception as exc:
+        return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, 503)
+    return JSONResponse({"status": "ready"})
+
+
+async def _metrics(request: Request) -> Response:
+    """Prometheus exposition of the app's own registry."""
+    metrics: Metrics = request.app.state.metrics
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def _generated_secret(data_dir: Path) -> str:
@@ -52,6 +74,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     """
     models = models or ModelRegistry.from_settings(settings)
     store = SQLiteStore(settings.database_path)
+    metrics = Metrics()
     webhooks = WebhookService(store, settings.allow_private_network_targets)
     worker = DeliveryWorker(
         store,
@@ -69,8 +92,9 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         settings,
         webhooks=webhooks,
         on_outbox=worker.wake,
+        metrics=metrics,
     )
-
+    metrics.queue_depth.set_function(service.jobs.waiting)
     retired: list[ModelRegistry] = []
 
     def reload_models() -> None:
@@ -89,11 +113,20 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         service.models = app.state.models = registry
         logger.warning("config reloaded: serving %s", ", ".join(m.name for m in registry.models))
 
+    async def purge_loop() -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                removed = await purge_expired(store, settings)
+                if removed:
+                    logger.info("purged %d expired interactions", removed)
+            await asyncio.sleep(settings.purge_interval_seconds)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.open()
         worker.start()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_models)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, reload_models)
         requeued, closed = await service.recover()
         if requeued or closed:
             logger.warning(
@@ -101,10 +134,12 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
                 requeued,
                 closed,
             )
+        purger = asyncio.create_task(purge_loop())
         try:
             yield
         finally:
-            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            purger.cancel()
+            loop.remove_signal_handler(signal.SIGHUP)
             await service.shutdown()
             await worker.stop()
             for registry in (*retired, service.models):
@@ -112,13 +147,25 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
             await store.close()
 
     api = [*interactions.routes, *webhook_routes.routes]
-    routes: list[BaseRoute] = [Route("/healthz", _healthz), *api]
+    routes: list[BaseRoute] = [
+        Route("/healthz", _healthz),
+        Route("/readyz", _readyz),
+        Route("/metrics", _metrics),
+        *api,
+    ]
     if settings.path_prefix:
         routes.append(Mount(settings.path_prefix.rstrip("/"), routes=api))
-    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+    )
     app.state.settings = settings
+    app.state.store = store
     app.state.service = service
     app.state.webhooks = webhooks
     app.state.models = models
-    app.state.keys = KeyChecker(settings.api_keys)
+    app.state.metrics = metrics
+    app.state.auth = Authenticator(settings.api_keys, store, settings.auth_cache_seconds)
     return app

@@ -1,25 +1,39 @@
-"""The `propylon` command."""
+"""The `propylon` command: serve, keys, export, import, purge."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import ipaddress
 import logging
+import secrets
+import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
+import orjson
 import typer
 import uvicorn
 
-from propylon.app import create_app
 from propylon.config import Settings
 
 __all__ = ["app"]
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="Propylon: a self-hosted server for Google's Interactions API.",
     no_args_is_help=True,
     add_completion=False,
 )
+keys_app = typer.Typer(
+    help="API keys: each belongs to a tenant; stored hashed, shown once.", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+
+ConfigOption = Annotated[Path | None, typer.Option(help="A TOML settings file.")]
+DataDirOption = Annotated[Path | None, typer.Option(help="Where state is kept [default: ./data].")]
 
 
 @app.callback()
@@ -37,36 +51,92 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    try:
+        return Settings.load(config, **overrides)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"propylon: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _with_store(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `work(store)` on the data dir's store (migrated first)."""
+    from propylon.store.sqlite import SQLiteStore
+
+    async def run() -> T:
+        store = SQLiteStore(settings.database_path)
+        await store.open()
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def _configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler()
+    if settings.log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s",
+                rename_fields={"levelname": "level", "asctime": "time"},
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
+    # HTTP client libraries log request URLs at INFO; an outbound URL may carry a secret.
+    for name in ("httpx", "httpx2", "mcp"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _configure_tracing(settings: Settings) -> None:
+    if settings.otel_exporter == "none":
+        return
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "propylon"}))
+    if settings.otel_exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporter: Any = OTLPSpanExporter(endpoint=settings.otel_endpoint)
+    else:
+        exporter = ConsoleSpanExporter()
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+
+
 @app.command()
 def serve(
     host: Annotated[
         str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")
     ] = None,
     port: Annotated[int | None, typer.Option(help="TCP port [default: 8080].")] = None,
-    config: Annotated[Path | None, typer.Option(help="A TOML settings file.")] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Where state is kept [default: ./data].")
-    ] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Serve the Interactions API."""
-    try:
-        settings = Settings.load(config, host=host, port=port, data_dir=data_dir)
-    except (FileNotFoundError, ValueError) as exc:
-        typer.echo(f"propylon: {exc}", err=True)
-        raise typer.Exit(2) from None
-    if not settings.api_keys and not is_loopback(settings.host):
+    from propylon.app import create_app
+
+    settings = _settings(config, host=host, port=port, data_dir=data_dir)
+    stored_keys = 0
+    if settings.database_path.exists():
+        stored_keys = _with_store(settings, lambda store: store.count_api_keys())
+    if not settings.api_keys and not stored_keys and not is_loopback(settings.host):
         typer.echo(
             f"propylon: refusing to listen on {settings.host} with no API key configured; "
-            "set `api_keys` (or PROPYLON_API_KEYS) or listen on 127.0.0.1",
+            "create one with `propylon keys create`, set `api_keys`, or listen on 127.0.0.1",
             err=True,
         )
         raise typer.Exit(2)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    # HTTP client libraries log request URLs at INFO; an outbound URL may carry a secret.
-    for name in ("httpx", "httpx2", "mcp"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    _configure_logging(settings)
+    _configure_tracing(settings)
     try:
         asgi = create_app(settings)
     except ValueError as exc:
@@ -76,10 +146,11 @@ def serve(
         m.name + (f" (aliases: {', '.join(m.aliases)})" if m.aliases else "")
         for m in asgi.state.models.models
     )
+    auth = "API keys" if settings.api_keys or stored_keys else "none (loopback only)"
     typer.echo(f"Propylon serving on http://{settings.host}:{settings.port}")
     typer.echo(f"  data dir: {settings.data_dir.resolve()}")
     typer.echo(f"  models:   {names}")
-    typer.echo(f"  auth:     {'API keys' if settings.api_keys else 'none (loopback only)'}")
+    typer.echo(f"  auth:     {auth}")
     uvicorn.run(
         asgi,
         host=settings.host,
@@ -87,4 +158,163 @@ def serve(
         log_level=settings.log_level,
         access_log=False,
         lifespan="on",
+        log_config=None,
     )
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="The tenant (project) the key acts in.")],
+    name: Annotated[str, typer.Option(help="A label for people.")] = "",
+    admin: Annotated[bool, typer.Option(help="May see and act on every tenant.")] = False,
+    models: Annotated[str | None, typer.Option(help="Allowed models, comma-separated.")] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute.")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
+    budget_usd: Annotated[float | None, typer.Option(help="Spend budget per period, USD.")] = None,
+    budget_period: Annotated[str, typer.Option(help="`day` or `month` (UTC).")] = "month",
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Token ceiling of one interaction.")
+    ] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create a key; it is printed once and only its SHA-256 is stored."""
+    from propylon.api.auth import digest
+    from propylon.domain.clock import now
+    from propylon.store.base import ApiKey
+
+    if budget_period not in ("day", "month"):
+        raise typer.BadParameter("`--budget-period` is `day` or `month`")
+    policy = {
+        k: v
+        for k, v in {
+            "models": [m.strip() for m in models.split(",") if m.strip()] if models else None,
+            "rpm": rpm,
+            "tpm": tpm,
+            "budget_usd": budget_usd,
+            "budget_period": budget_period if budget_usd is not None else None,
+            "max_tokens_per_interaction": max_tokens,
+        }.items()
+        if v is not None
+    }
+    secret = "pk-" + secrets.token_urlsafe(32)
+    key = ApiKey(
+        id="key_" + secrets.token_hex(6),
+        key_hash=digest(secret),
+        tenant=tenant,
+        name=name,
+        admin=admin,
+        policy=policy,
+        created=now(),
+    )
+    settings = _settings(config, data_dir=data_dir)
+    _with_store(settings, lambda store: store.save_api_key(key))
+    typer.echo(
+        f"key id:  {key.id}\ntenant:  {tenant}\napi key: {secret}\n(shown once: store it now)"
+    )
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """List keys (never their secrets)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    found = _with_store(_settings(config, data_dir=data_dir), lambda s: s.list_api_keys())
+    table = Table("id", "tenant", "name", "admin", "created", "revoked", "policy")
+    for key in found:
+        table.add_row(
+            key.id,
+            key.tenant,
+            key.name,
+            "yes" if key.admin else "",
+            key.created,
+            key.revoked or "",
+            orjson.dumps(key.policy).decode(),
+        )
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Revoke a key: it answers 401 from then on."""
+    from propylon.domain.clock import now
+
+    async def revoke(store: Any) -> bool:
+        for key in await store.list_api_keys():
+            if key.id == key_id:
+                key.revoked = key.revoked or now()
+                await store.save_api_key(key)
+                return True
+        return False
+
+    if not _with_store(_settings(config, data_dir=data_dir), revoke):
+        typer.echo(f"propylon: no key `{key_id}`", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {key_id}")
+
+
+@app.command("export")
+def export(
+    tenant: Annotated[str, typer.Option(help="The tenant whose interactions to export.")],
+    output: Annotated[Path | None, typer.Option(help="A file; default: standard output.")] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Write a tenant's interactions as JSONL: one line per interaction with its steps, usage,
+    labels (in `request`) and its whole event log. `propylon import` reads it back."""
+    rows = _with_store(_settings(config, data_dir=data_dir), lambda s: s.export(tenant))
+    sink = output.open("wb") if output else sys.stdout.buffer
+    for record, events in rows:
+        sink.write(
+            orjson.dumps(
+                {
+                    "record": dataclasses.asdict(record),
+                    "events": [[e.seq, e.type, e.data] for e in events],
+                }
+            )
+            + b"\n"
+        )
+    if output:
+        sink.close()
+        typer.echo(f"exported {len(rows)} interactions to {output}", err=True)
+
+
+@app.command("import")
+def import_(
+    source: Annotated[Path, typer.Argument(help="A JSONL file from `propylon export`.")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Read interactions exported by `propylon export` into this data dir; ids already present
+    are skipped."""
+    from propylon.domain.events import Event
+    from propylon.store.base import InteractionRecord
+
+    async def load(store: Any) -> tuple[int, int]:
+        added = skipped = 0
+        with source.open("rb") as lines:
+            for line in lines:
+                if not line.strip():
+                    continue
+                row = orjson.loads(line)
+                record = InteractionRecord(**row["record"])
+                if await store.get(record.id) is not None:
+                    skipped += 1
+                    continue
+                await store.create(record, [Event(*e) for e in row["events"]])
+                added += 1
+        return added, skipped
+
+    added, skipped = _with_store(_settings(config, data_dir=data_dir), load)
+    typer.echo(f"imported {added} interactions ({skipped} already present)")
+
+
+@app.command()
+def purge(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Delete the interactions older than their tenant's retention period, now."""
+    from propylon.service.retention import purge_expired
+
+    settings = _settings(config, data_dir=data_dir)
+    removed = _with_store(settings, lambda store: purge_expired(store, settings))
+    typer.echo(f"purged {removed} interactions")

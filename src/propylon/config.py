@@ -27,6 +27,7 @@ __all__ = [
     "RetrySettings",
     "Settings",
     "TargetSettings",
+    "TenantSettings",
 ]
 
 ProviderName = Literal["echo", "embedded", "openai", "gemini"]
@@ -110,6 +111,16 @@ class ModelSettings(BaseModel):
         if not self.targets:
             raise ValueError(f"model `{self.name}` has no `targets`")
         return self
+
+
+class TenantSettings(BaseModel):
+    """Settings of one tenant, overriding the server-wide defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retention_days: float | None = Field(
+        default=None, gt=0, description="Keep this tenant's interactions this many days."
+    )
 
 
 class BreakerSettings(BaseModel):
@@ -230,6 +241,44 @@ class Settings(BaseSettings):
     )
     webhook_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Timeout of one delivery attempt, in seconds."
+    )
+    auth_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long a stored API key's lookup is reused; a revoked key is refused "
+        "at most this long after `propylon keys revoke`.",
+    )
+    max_tokens_per_interaction: int | None = Field(
+        default=None,
+        gt=0,
+        description="Token ceiling of one interaction (a key's policy may set its own); "
+        "crossing it ends the interaction `budget_exceeded`.",
+    )
+    retention_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="Delete interactions older than this many days (None: keep them).",
+    )
+    tenants: dict[str, TenantSettings] = Field(
+        default_factory=dict, description="Per-tenant overrides, e.g. `retention_days`."
+    )
+    purge_interval_seconds: float = Field(
+        default=3600.0, gt=0, description="How often expired interactions are purged."
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="`json` (one object per line) or `text` logs."
+    )
+    otel_exporter: Literal["none", "otlp", "console"] = Field(
+        default="none",
+        description="Where OpenTelemetry traces go: `none`, `otlp` (HTTP), or `console`.",
+    )
+    otel_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces endpoint, e.g. `http://collector:4318/v1/traces`.",
+    )
+    trace_content: bool = Field(
+        default=False,
+        description="Put prompts and outputs into spans (off: they never leave the store).",
     )
     max_tool_rounds: int = Field(
         default=8,

@@ -11,7 +11,9 @@ __all__ = [
     "FailedPrecondition",
     "InvalidArgument",
     "NotFound",
+    "PermissionDenied",
     "PropylonError",
+    "ResourceExhausted",
     "Unauthenticated",
     "Unavailable",
 ]
@@ -47,6 +49,24 @@ class Unauthenticated(PropylonError):
 
     http_status = 401
     status = "UNAUTHENTICATED"
+
+
+class PermissionDenied(PropylonError):
+    """The caller's key may not do this, e.g. use that model (HTTP 403)."""
+
+    http_status = 403
+    status = "PERMISSION_DENIED"
+
+
+class ResourceExhausted(PropylonError):
+    """A rate limit or budget is spent (HTTP 429); `retry_after` seconds until it may pass."""
+
+    http_status = 429
+    status = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class NotFound(PropylonError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import orjson
@@ -10,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from propylon.errors import PropylonError
+from propylon.errors import PropylonError, ResourceExhausted
 
 __all__ = ["EXCEPTION_HANDLERS", "JSONResponse", "error_body"]
 
@@ -45,7 +46,12 @@ def error_body(code: int, message: str, status: str) -> dict[str, Any]:
 
 async def _propylon_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PropylonError)
-    return JSONResponse(error_body(exc.http_status, exc.message, exc.status), exc.http_status)
+    headers = {}
+    if isinstance(exc, ResourceExhausted):
+        headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
+    return JSONResponse(
+        error_body(exc.http_status, exc.message, exc.status), exc.http_status, headers=headers
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

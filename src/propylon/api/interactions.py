@@ -9,9 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from propylon.api.auth import KeyChecker
+from propylon.api.auth import Authenticator
 from propylon.api.errors import JSONResponse
 from propylon.api.sse import event_stream_response
+from propylon.domain.caller import Caller
 from propylon.errors import InvalidArgument
 from propylon.schema.interactions import parse_create
 from propylon.service.interactions import InteractionService
@@ -19,11 +20,11 @@ from propylon.service.interactions import InteractionService
 __all__ = ["routes"]
 
 
-def _service(request: Request) -> InteractionService:
-    keys: KeyChecker = request.app.state.keys
-    keys.check(request)
+async def _service(request: Request) -> tuple[InteractionService, Caller]:
+    auth: Authenticator = request.app.state.auth
+    caller = await auth.caller(request)
     service: InteractionService = request.app.state.service
-    return service
+    return service, caller
 
 
 def _flag(request: Request, name: str) -> bool:
@@ -38,38 +39,42 @@ def _flag(request: Request, name: str) -> bool:
 
 
 async def create(request: Request) -> Response:
-    service = _service(request)
+    service, caller = await _service(request)
     try:
         body: Any = orjson.loads(await request.body())
     except orjson.JSONDecodeError as exc:
         raise InvalidArgument(f"malformed JSON body: {exc}") from None
     key = request.headers.get("idempotency-key") or None
-    created = await service.create(parse_create(body), key, body)
+    created = await service.create(parse_create(body), caller, key, body)
     if created.events is not None:
-        return event_stream_response(created.interaction_id, created.events)
+        return event_stream_response(
+            created.interaction_id, created.events, request.app.state.metrics.active_streams
+        )
     return JSONResponse(created.resource)
 
 
 async def get(request: Request) -> Response:
-    service = _service(request)
+    service, caller = await _service(request)
     interaction_id = request.path_params["interaction_id"]
     last_event_id = request.query_params.get("last_event_id")
     if _flag(request, "stream"):
-        events = await service.stream(interaction_id, last_event_id)
-        return event_stream_response(interaction_id, events)
+        events = await service.stream(interaction_id, last_event_id, caller)
+        return event_stream_response(
+            interaction_id, events, request.app.state.metrics.active_streams
+        )
     if last_event_id is not None:
         raise InvalidArgument("`last_event_id` can only be used with `stream=true`")
-    return JSONResponse(await service.get(interaction_id, _flag(request, "include_input")))
+    return JSONResponse(await service.get(interaction_id, caller, _flag(request, "include_input")))
 
 
 async def cancel(request: Request) -> Response:
-    service = _service(request)
-    return JSONResponse(await service.cancel(request.path_params["interaction_id"]))
+    service, caller = await _service(request)
+    return JSONResponse(await service.cancel(request.path_params["interaction_id"], caller))
 
 
 async def delete(request: Request) -> Response:
-    service = _service(request)
-    await service.delete(request.path_params["interaction_id"])
+    service, caller = await _service(request)
+    await service.delete(request.path_params["interaction_id"], caller)
     return JSONResponse({})
 
 

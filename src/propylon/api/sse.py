@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import orjson
+from prometheus_client import Gauge
 from starlette.responses import StreamingResponse
 
 from propylon.domain.events import Event
@@ -32,7 +33,11 @@ def frame(interaction_id: str, event: Event) -> bytes:
     )
 
 
-async def _frames(interaction_id: str, events: AsyncIterator[Event | None]) -> AsyncIterator[bytes]:
+async def _frames(
+    interaction_id: str, events: AsyncIterator[Event | None], open_streams: Gauge | None
+) -> AsyncIterator[bytes]:
+    if open_streams is not None:
+        open_streams.inc()
     try:
         async for event in events:
             yield _KEEPALIVE if event is None else frame(interaction_id, event)
@@ -40,15 +45,19 @@ async def _frames(interaction_id: str, events: AsyncIterator[Event | None]) -> A
         logger.exception("stream of %s failed", interaction_id)
         error = {"event_type": "error", "error": {"code": "internal", "message": "stream failed"}}
         yield b"event: error\ndata: %s\n\n" % orjson.dumps(error)
+    finally:
+        if open_streams is not None:
+            open_streams.dec()
     yield _DONE
 
 
 def event_stream_response(
-    interaction_id: str, events: AsyncIterator[Event | None]
+    interaction_id: str, events: AsyncIterator[Event | None], open_streams: Gauge | None = None
 ) -> StreamingResponse:
-    """A 200 `text/event-stream` response that sends `events`, then `data: [DONE]`."""
+    """A 200 `text/event-stream` response that sends `events`, then `data: [DONE]`;
+    `open_streams` counts it while it is open."""
     return StreamingResponse(
-        _frames(interaction_id, events),
+        _frames(interaction_id, events, open_streams),
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )

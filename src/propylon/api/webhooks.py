@@ -9,19 +9,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from propylon.api.auth import KeyChecker
+from propylon.api.auth import Authenticator
 from propylon.api.errors import JSONResponse
+from propylon.domain.caller import Caller
 from propylon.errors import InvalidArgument, NotFound
 from propylon.service.webhooks import WebhookService
 
 __all__ = ["routes"]
 
 
-def _service(request: Request) -> WebhookService:
-    keys: KeyChecker = request.app.state.keys
-    keys.check(request)
+async def _service(request: Request) -> tuple[WebhookService, Caller]:
+    auth: Authenticator = request.app.state.auth
+    caller = await auth.caller(request)
     service: WebhookService = request.app.state.webhooks
-    return service
+    return service, caller
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -38,35 +39,37 @@ async def _body(request: Request) -> dict[str, Any]:
 
 
 async def collection(request: Request) -> Response:
-    service = _service(request)
+    service, caller = await _service(request)
     if request.method == "POST":
-        return JSONResponse(await service.create(await _body(request)))
+        return JSONResponse(await service.create(await _body(request), caller))
     try:
         size = int(request.query_params.get("page_size") or 50)
     except ValueError:
         raise InvalidArgument("`page_size` must be a number") from None
-    return JSONResponse(await service.page(size, request.query_params.get("page_token")))
+    return JSONResponse(await service.page(size, request.query_params.get("page_token"), caller))
 
 
 async def item(request: Request) -> Response:
-    service = _service(request)
+    service, caller = await _service(request)
     name = request.path_params["name"]
     if request.method == "GET":
-        return JSONResponse(await service.get(name))
+        return JSONResponse(await service.get(name, caller))
     if request.method == "PATCH":
         body = await _body(request)
         return JSONResponse(
             await service.update(name, body, request.query_params.get("update_mask"))
         )
     if request.method == "DELETE":
-        await service.delete(name)
+        await service.delete(name, caller)
         return JSONResponse({})
     webhook_id, _, verb = name.partition(":")  # POST /webhooks/{id}:ping, :rotateSigningSecret
     if verb == "ping":
-        return JSONResponse(await service.ping(webhook_id))
+        return JSONResponse(await service.ping(webhook_id, caller))
     if verb == "rotateSigningSecret":
         body = await _body(request)
-        return JSONResponse(await service.rotate(webhook_id, body.get("revocation_behavior")))
+        return JSONResponse(
+            await service.rotate(webhook_id, body.get("revocation_behavior"), caller)
+        )
     raise NotFound(f"no method `{verb}` on webhooks")
 
 

@@ -37,10 +37,10 @@ class ServedModel:
         interaction_id: str,
         alias: str,
         labels: dict[str, str],
-        on_cost: Callable[[float], None],
+        on_done: Callable[[CallRecord], None],
     ) -> Provider:
         """A provider for one interaction's turns: routed, logged and costed."""
-        return _Bound(self, interaction_id, alias, labels, on_cost)
+        return _Bound(self, interaction_id, alias, labels, on_done)
 
 
 @dataclass(slots=True)
@@ -49,7 +49,7 @@ class _Bound:
     interaction_id: str
     alias: str
     labels: dict[str, str]
-    on_cost: Callable[[float], None]
+    on_done: Callable[[CallRecord], None]
 
     def check(self, turn: Turn) -> None:
         self.model.check(turn)
@@ -60,7 +60,7 @@ class _Bound:
             alias=self.alias,
             labels=self.labels,
             interaction_id=self.interaction_id,
-            on_cost=self.on_cost,
+            on_done=self.on_done,
         )
         return route(self.model.targets, turn, record, self.model.settings.retry)
 

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from propylon.config import RetrySettings, TargetSettings
@@ -55,7 +54,7 @@ class CallRecord:
     usage: Usage = field(default_factory=Usage)
     outcome: str = "ok"
     started: float = field(default_factory=time.perf_counter)
-    on_cost: Callable[[float], None] | None = None
+    on_done: Callable[[CallRecord], None] | None = None
 
     def cost_usd(self) -> float:
         """The call's cost from its target's price table (USD per million tokens)."""
@@ -71,25 +70,24 @@ class CallRecord:
 
     def log(self) -> None:
         """One JSON line: ids, model, alias, target, tokens, latency, attempts, outcome, cost.
-        Also hands the cost to `on_cost`."""
-        if self.on_cost is not None:
-            self.on_cost(self.cost_usd())
+        Then hands the record to `on_done` (cost and metrics)."""
+        if self.on_done is not None:
+            self.on_done(self)
         logger.info(
-            orjson.dumps(
-                {
-                    "event": "upstream_call",
-                    "interaction_id": self.interaction_id,
-                    "model": self.model,
-                    "alias": self.alias,
-                    "target": self.target.name if self.target else None,
-                    "attempts": self.attempts,
-                    "outcome": self.outcome,
-                    "latency_ms": round((time.perf_counter() - self.started) * 1000, 1),
-                    "usage": self.usage.to_wire(),
-                    "cost_usd": round(self.cost_usd(), 8),
-                    "labels": self.labels,
-                }
-            ).decode()
+            "upstream call",
+            extra={
+                "event": "upstream_call",
+                "interaction_id": self.interaction_id,
+                "model": self.model,
+                "alias": self.alias,
+                "target": self.target.name if self.target else None,
+                "attempts": self.attempts,
+                "outcome": self.outcome,
+                "latency_ms": round((time.perf_counter() - self.started) * 1000, 1),
+                "usage": self.usage.to_wire(),
+                "cost_usd": round(self.cost_usd(), 8),
+                "labels": self.labels,
+            },
         )
 
 

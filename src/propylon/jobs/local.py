@@ -23,9 +23,10 @@ class LocalQueue:
         self._running = 0
 
     def has_capacity(self) -> bool:
-        return self._running + self._waiting() < self._concurrency
+        return self._running + self.waiting() < self._concurrency
 
-    def _waiting(self) -> int:
+    def waiting(self) -> int:
+        """Jobs queued for a worker (the queue depth)."""
         return len(self._tasks) - self._running
 
     def submit(self, interaction_id: str) -> None:

@@ -86,8 +86,14 @@ class EventLog:
             self._bus.publish(self.record.id, batch)
 
     async def _persist(self, batch: list[Event]) -> None:
-        if self.events is not None:
+        if self.events is not None:  # store=false: nothing is written, but an end is counted
             self.events.extend(batch)
+            if is_terminal_event(batch[-1]) and self._on_terminal is not None:
+                self.record.status, self.record.usage = (
+                    self.projection.status,
+                    self.projection.usage,
+                )
+                await self._on_terminal(self.record)
             return
         assert self._store is not None
         record, projection = self.record, self.projection

@@ -171,6 +171,7 @@ async def _run(
     toolbox: McpToolbox | None,
     max_tool_rounds: int,
     usage: Usage,
+    token_ceiling: int | None,
 ) -> str:
     """The tool loop: provider passes, running MCP calls in between. Returns the status."""
     asked = list(turn.history)
@@ -178,6 +179,13 @@ async def _run(
     while True:
         result = await _provider_pass(log, steps, provider, turn, toolbox)
         usage.add(result.usage)
+        if token_ceiling is not None and usage.total_tokens > token_ceiling:
+            message = (
+                f"the interaction used {usage.total_tokens} tokens, over its ceiling "
+                f"of {token_ceiling}"
+            )
+            log.emit(ERROR, {"error": {"code": "budget_exceeded", "message": message}})
+            return "budget_exceeded"
         if result.client_calls:
             return "requires_action"
         if not result.server_calls:
@@ -238,11 +246,13 @@ async def run_turn(
     mcp_servers: list[dict[str, Any]] | None = None,
     max_tool_rounds: int = 8,
     tool_timeout: float = 30.0,
+    token_ceiling: int | None = None,
 ) -> None:
     """Run `turn` on `provider`, appending every event to `log`, and wait until all are stored.
 
     mcp_servers: the request's `mcp_server` tools, run here (at most `max_tool_rounds` rounds
-    of calls; more ends the interaction `budget_exceeded`). Never raises for a provider or tool
+    of calls; more ends the interaction `budget_exceeded`, as does using more than
+    `token_ceiling` tokens, checked after each model answer). Never raises for a provider or tool
     failure: the interaction ends `failed` with an `errors` entry. Cancelling the task ends the
     interaction `cancelled`, unless the cancel message is SHUTDOWN. The log must already hold
     the `interaction.created` event (see `announce`).
@@ -254,9 +264,13 @@ async def run_turn(
         if mcp_servers:
             async with McpToolbox(mcp_servers, tool_timeout) as toolbox:
                 turn.tools = [*turn.tools, *toolbox.declarations]
-                status = await _run(log, steps, provider, turn, toolbox, max_tool_rounds, usage)
+                status = await _run(
+                    log, steps, provider, turn, toolbox, max_tool_rounds, usage, token_ceiling
+                )
         else:
-            status = await _run(log, steps, provider, turn, None, max_tool_rounds, usage)
+            status = await _run(
+                log, steps, provider, turn, None, max_tool_rounds, usage, token_ceiling
+            )
     except asyncio.CancelledError as exc:
         if exc.args == (SHUTDOWN,):
             raise  # the process is stopping: the next start recovers this run

@@ -19,21 +19,26 @@ import orjson
 from propylon.bus.base import Bus
 from propylon.config import Settings
 from propylon.domain import lifecycle
+from propylon.domain.caller import ANONYMOUS, Caller
 from propylon.domain.clock import now
 from propylon.domain.events import Event
 from propylon.domain.ids import new_interaction_id, parse_event_id
 from propylon.domain.projection import Projection
+from propylon.domain.usage import Usage
 from propylon.errors import FailedPrecondition, InvalidArgument, NotFound
 from propylon.gateway.registry import ModelRegistry
+from propylon.gateway.router import CallRecord
 from propylon.jobs.base import SHUTDOWN
 from propylon.jobs.local import LocalQueue
+from propylon.observability import Metrics
 from propylon.runner.log import EventLog
 from propylon.runner.turn import announce, finish_unstarted, run_turn
 from propylon.schema.interactions import CreateInteraction
 from propylon.service import reading
 from propylon.service.plan import Plan, plan, request_of
+from propylon.service.quotas import Quotas
 from propylon.service.webhooks import WebhookService
-from propylon.store.base import EventSource, InteractionRecord, Store
+from propylon.store.base import Delivery, EventSource, InteractionRecord, Store
 
 __all__ = ["Created", "InteractionService", "to_resource"]
 
@@ -96,10 +101,13 @@ class InteractionService:
         settings: Settings,
         webhooks: WebhookService | None = None,
         on_outbox: Callable[[], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """`webhooks` computes an ending interaction's deliveries; `on_outbox` is told when
-        new ones are committed (the delivery worker's wake-up)."""
+        new ones are committed (the delivery worker's wake-up); `metrics` counts what runs."""
         self.webhooks = webhooks
+        self.metrics = metrics
+        self.quotas = Quotas(store)
         self.on_outbox = on_outbox
         self.store = store
         self.bus = bus
@@ -110,15 +118,23 @@ class InteractionService:
         self._foreground: dict[str, asyncio.Task[None]] = {}
         self._key_locks: dict[str, asyncio.Lock] = {}
         self._key_users: dict[str, int] = {}
+        self._callers: dict[str, Caller] = {}  # runs under way: whose tokens to count
 
     async def create(
-        self, request: CreateInteraction, idempotency_key: str | None = None, body: Any = None
+        self,
+        request: CreateInteraction,
+        caller: Caller = ANONYMOUS,
+        idempotency_key: str | None = None,
+        body: Any = None,
     ) -> Created:
-        """Validate, store and run one turn. With `idempotency_key` (and the decoded `body`),
-        a repeat of the same body returns the first interaction instead of running again.
-        Raises InvalidArgument, NotFound or FailedPrecondition before anything is written."""
+        """Validate, store and run one turn for `caller`'s tenant. With `idempotency_key` (and
+        the decoded `body`), a repeat of the same body returns the first interaction instead of
+        running again. Raises InvalidArgument, NotFound, FailedPrecondition, PermissionDenied
+        or ResourceExhausted before anything is written."""
+        await self.quotas.admit(caller, request.model or request.agent or "")
         if idempotency_key is None:
-            return await self._finish(await self._create(request))
+            return await self._finish(await self._create(request, caller))
+        idempotency_key = f"{caller.tenant}/{idempotency_key}"  # keys are per tenant
         if not request.store:
             raise InvalidArgument(
                 "`Idempotency-Key` needs `store=true`: with `store=false` "
@@ -141,7 +157,7 @@ class InteractionService:
                         )
                     first = await self.store.get(interaction_id)
                 if first is None:
-                    started = await self._create(request, (idempotency_key, body_hash))
+                    started = await self._create(request, caller, (idempotency_key, body_hash))
         finally:
             self._key_users[idempotency_key] -= 1
             if not self._key_users[idempotency_key]:
@@ -162,9 +178,9 @@ class InteractionService:
         )
 
     async def _create(
-        self, request: CreateInteraction, key: tuple[str, str] | None = None
+        self, request: CreateInteraction, caller: Caller, key: tuple[str, str] | None = None
     ) -> Created:
-        planned = await plan(request, self.store, self.models, self.settings)
+        planned = await plan(request, self.store, self.models, self.settings, caller)
         timestamp = now()
         record = InteractionRecord(
             id=new_interaction_id(),
@@ -176,7 +192,10 @@ class InteractionService:
             input_steps=planned.input_steps,
             previous_interaction_id=request.previous_interaction_id,
             background=request.background,
+            tenant=caller.tenant,
+            api_key_id=caller.key_id,
         )
+        self._callers[record.id] = caller
         if key is not None:
             await self.store.save_idempotency_key(
                 key[0], key[1], record.id, now_seconds() + self.settings.idempotency_window_seconds
@@ -233,8 +252,16 @@ class InteractionService:
         self, log: EventLog, planned: Plan, request: CreateInteraction
     ) -> Coroutine[Any, Any, None]:
         record = log.record
+        caller = self._callers.get(record.id)
+        policy = caller.policy if caller else {}
+
+        def on_done(call: CallRecord) -> None:
+            record.add_cost(call.cost_usd())
+            if self.metrics is not None:
+                self.metrics.upstream_call(call, record.tenant)
+
         provider = planned.served.bind(
-            record.id, request.model or "", request.labels or {}, record.add_cost
+            record.id, request.model or "", request.labels or {}, on_done
         )
         return run_turn(
             log,
@@ -243,6 +270,8 @@ class InteractionService:
             planned.mcp_servers,
             max_tool_rounds=self.settings.max_tool_rounds,
             tool_timeout=self.settings.tool_timeout_seconds,
+            token_ceiling=policy.get("max_tokens_per_interaction")
+            or self.settings.max_tokens_per_interaction,
         )
 
     def _start(
@@ -264,7 +293,13 @@ class InteractionService:
         log = self._log(record, existing=await reading.fold(self.store, interaction_id))
         request = request_of(record)
         try:
-            planned = await plan(request, self.store, self.models, self.settings)
+            planned = await plan(
+                request,
+                self.store,
+                self.models,
+                self.settings,
+                Caller(tenant=record.tenant, key_id=record.api_key_id),
+            )
         except (InvalidArgument, NotFound, FailedPrecondition) as exc:
             finish_unstarted(log, "failed", {"code": "invalid_request", "message": exc.message})
             await log.drain()
@@ -276,9 +311,12 @@ class InteractionService:
             raise
         await self._run(log, planned, request)
 
-    async def get(self, interaction_id: str, include_input: bool = False) -> dict[str, Any]:
-        """The Interaction with its `user_input` steps. Raises NotFound."""
-        record = await self._current(await self._record(interaction_id))
+    async def get(
+        self, interaction_id: str, caller: Caller = ANONYMOUS, include_input: bool = False
+    ) -> dict[str, Any]:
+        """The Interaction with its `user_input` steps. Raises NotFound (also for another
+        tenant's)."""
+        record = await self._current(await self._record(interaction_id, caller))
         return to_resource(record, include_input=include_input)
 
     async def _current(self, record: InteractionRecord) -> InteractionRecord:
@@ -292,12 +330,12 @@ class InteractionService:
         return record
 
     async def stream(
-        self, interaction_id: str, last_event_id: str | None
+        self, interaction_id: str, last_event_id: str | None, caller: Caller = ANONYMOUS
     ) -> AsyncIterator[Event | None]:
         """The log from the start (or after `last_event_id`), then live until its terminal
         event; None items are keep-alive ticks. Raises NotFound, or InvalidArgument when the
         event id is not one of this interaction's."""
-        record = await self._record(interaction_id)
+        record = await self._record(interaction_id, caller)
         after = 0
         if last_event_id:
             seq = parse_event_id(interaction_id, last_event_id)
@@ -313,11 +351,11 @@ class InteractionService:
             self.store, interaction_id, after, self.bus.subscribe(interaction_id), self.keepalive
         )
 
-    async def cancel(self, interaction_id: str) -> dict[str, Any]:
+    async def cancel(self, interaction_id: str, caller: Caller = ANONYMOUS) -> dict[str, Any]:
         """Cancel a queued or running background interaction; it ends `cancelled` with exactly
         one terminal event. Cancelling it again gives the same answer. Raises NotFound, or
         FailedPrecondition for a finished or foreground interaction."""
-        record = await self._record(interaction_id)
+        record = await self._record(interaction_id, caller)
         if record.status == "cancelled":
             return to_resource(record)
         if not record.background:
@@ -339,9 +377,10 @@ class InteractionService:
             record = await self._record(interaction_id)
         return to_resource(record)
 
-    async def delete(self, interaction_id: str) -> None:
+    async def delete(self, interaction_id: str, caller: Caller = ANONYMOUS) -> None:
         """Delete the interaction and its events, stopping a running one first.
         Raises NotFound."""
+        await self._record(interaction_id, caller)
         task = self._foreground.get(interaction_id)
         if task is not None:
             task.cancel()
@@ -392,13 +431,25 @@ class InteractionService:
             self.store,
             self.bus,
             existing=existing,
-            on_terminal=self.webhooks.deliveries_for if self.webhooks else None,
+            on_terminal=self._ended,
             on_outbox=self.on_outbox,
         )
 
-    async def _record(self, interaction_id: str) -> InteractionRecord:
+    async def _ended(self, record: InteractionRecord) -> list[Delivery]:
+        """A run ended: count its tokens and metrics; the webhook deliveries it sends."""
+        usage = Usage.from_wire(record.usage)
+        caller = self._callers.pop(record.id, None)
+        if caller is not None:
+            self.quotas.count_tokens(caller, usage.total_tokens)
+        if self.metrics is not None:
+            self.metrics.interaction_ended(record, usage)
+        if self.webhooks is None:
+            return []
+        return await self.webhooks.deliveries_for(record)
+
+    async def _record(self, interaction_id: str, caller: Caller = ANONYMOUS) -> InteractionRecord:
         record = await self.store.get(interaction_id)
-        if record is None:
+        if record is None or not caller.sees(record.tenant):
             raise NotFound(f"interaction `{interaction_id}` not found")
         return record
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from propylon.config import Settings
 from propylon.domain import lifecycle
+from propylon.domain.caller import ANONYMOUS, Caller
 from propylon.errors import FailedPrecondition, InvalidArgument, NotFound
 from propylon.gateway.registry import ModelRegistry, ServedModel
 from propylon.outbound import check_url
@@ -34,10 +35,14 @@ class Plan:
 
 
 async def plan(
-    request: CreateInteraction, store: Store, models: ModelRegistry, settings: Settings
+    request: CreateInteraction,
+    store: Store,
+    models: ModelRegistry,
+    settings: Settings,
+    caller: Caller = ANONYMOUS,
 ) -> Plan:
-    """Check `request` and build its turn. Raises InvalidArgument, NotFound or
-    FailedPrecondition; writes nothing."""
+    """Check `request` and build its turn for `caller`. Raises InvalidArgument, NotFound
+    (also for another tenant's previous interaction) or FailedPrecondition; writes nothing."""
     if not request.store and request.previous_interaction_id:
         raise InvalidArgument(
             "`previous_interaction_id` needs `store=true`: nothing is kept "
@@ -56,7 +61,7 @@ async def plan(
     history: list[dict[str, Any]] = []
     if request.previous_interaction_id:
         previous = await store.get(request.previous_interaction_id)
-        if previous is None:
+        if previous is None or not caller.sees(previous.tenant):
             raise NotFound(f"previous interaction `{request.previous_interaction_id}` not found")
         if previous.status not in lifecycle.CONTINUABLE:
             raise FailedPrecondition(

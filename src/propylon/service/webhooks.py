@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from propylon.domain.caller import ANONYMOUS, Caller
 from propylon.domain.clock import now
 from propylon.errors import InvalidArgument, NotFound
 from propylon.jobs.webhooks import GRACE_SECONDS
@@ -94,7 +95,7 @@ class WebhookService:
         if "state" in body and body["state"] not in _STATES:
             raise InvalidArgument("`state` must be `enabled` or `disabled`")
 
-    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, body: dict[str, Any], caller: Caller = ANONYMOUS) -> dict[str, Any]:
         """Register a webhook. The answer's `new_signing_secret` is the only time the secret
         is shown. Raises InvalidArgument."""
         unknown = sorted(set(body) - {"uri", "subscribed_events", "name"})
@@ -108,6 +109,7 @@ class WebhookService:
         stamp = now()
         webhook = {
             "id": "wh_" + secrets.token_urlsafe(12),
+            "tenant": caller.tenant,
             "name": body.get("name") or "",
             "uri": body["uri"],
             "subscribed_events": list(body["subscribed_events"]),
@@ -119,25 +121,32 @@ class WebhookService:
         await self._save(webhook)
         return {**_public(webhook), "new_signing_secret": secret}
 
-    async def page(self, page_size: int, page_token: str | None) -> dict[str, Any]:
-        """A page of webhooks: `{webhooks, next_page_token?}`."""
+    async def page(
+        self, page_size: int, page_token: str | None, caller: Caller = ANONYMOUS
+    ) -> dict[str, Any]:
+        """A page of the caller's webhooks: `{webhooks, next_page_token?}`."""
         size = max(1, min(page_size or 50, 1000))
-        page = await self.store.list_webhooks(page_token, size + 1)
+        tenant = None if caller.admin else caller.tenant
+        page = await self.store.list_webhooks(tenant, page_token, size + 1)
         answer: dict[str, Any] = {"webhooks": [_public(w) for w in page[:size]]}
         if len(page) > size:
             answer["next_page_token"] = page[size - 1]["id"]
         return answer
 
-    async def get(self, webhook_id: str) -> dict[str, Any]:
+    async def get(self, webhook_id: str, caller: Caller = ANONYMOUS) -> dict[str, Any]:
         """Raises NotFound."""
-        return _public(await self._get(webhook_id))
+        return _public(await self._get(webhook_id, caller))
 
     async def update(
-        self, webhook_id: str, body: dict[str, Any], update_mask: str | None
+        self,
+        webhook_id: str,
+        body: dict[str, Any],
+        update_mask: str | None,
+        caller: Caller = ANONYMOUS,
     ) -> dict[str, Any]:
         """Change the fields named by `update_mask` (default: those in the body).
         Raises NotFound or InvalidArgument."""
-        webhook = await self._get(webhook_id)
+        webhook = await self._get(webhook_id, caller)
         fields = [f.strip() for f in update_mask.split(",")] if update_mask else list(body)
         unknown = sorted(set(fields) - _MUTABLE)
         if unknown:
@@ -148,23 +157,26 @@ class WebhookService:
         await self._save(webhook)
         return _public(webhook)
 
-    async def delete(self, webhook_id: str) -> None:
+    async def delete(self, webhook_id: str, caller: Caller = ANONYMOUS) -> None:
         """Raises NotFound."""
+        await self._get(webhook_id, caller)
         if not await self.store.delete_webhook(webhook_id):
             raise NotFound(f"webhook `{webhook_id}` not found")
         self._cache = None
 
-    async def ping(self, webhook_id: str) -> dict[str, Any]:
+    async def ping(self, webhook_id: str, caller: Caller = ANONYMOUS) -> dict[str, Any]:
         """Queue a `webhook.ping` delivery to the webhook. Raises NotFound."""
-        webhook = await self._get(webhook_id)
+        webhook = await self._get(webhook_id, caller)
         await self.store.enqueue(
             [_delivery(webhook["uri"], "webhook.ping", {"webhook_id": webhook_id}, webhook_id)]
         )
         return {}
 
-    async def rotate(self, webhook_id: str, revocation: str | None) -> dict[str, Any]:
+    async def rotate(
+        self, webhook_id: str, revocation: str | None, caller: Caller = ANONYMOUS
+    ) -> dict[str, Any]:
         """A new signing secret, returned once; the old ones stop at once or after 24 h."""
-        webhook = await self._get(webhook_id)
+        webhook = await self._get(webhook_id, caller)
         if revocation not in (
             None,
             "revoke_previous_secrets_after_h24",
@@ -189,15 +201,15 @@ class WebhookService:
         await self._save(webhook)
         return {"secret": secret}
 
-    async def enabled(self) -> list[dict[str, Any]]:
-        """Every enabled webhook (cached until one changes)."""
+    async def enabled(self, tenant: str) -> list[dict[str, Any]]:
+        """The tenant's enabled webhooks (all cached until one changes)."""
         if self._cache is None:
             found, after = [], None
-            while page := await self.store.list_webhooks(after, 500):
+            while page := await self.store.list_webhooks(None, after, 500):
                 found += [w for w in page if w["state"] == "enabled"]
                 after = page[-1]["id"]
             self._cache = found
-        return self._cache
+        return [w for w in self._cache if w.get("tenant", "default") == tenant]
 
     async def deliveries_for(self, record: InteractionRecord) -> list[Delivery]:
         """The outbox entries of an interaction that just ended with `record.status`."""
@@ -216,13 +228,13 @@ class WebhookService:
             return [_delivery(uri, event, data, None) for uri in config["uris"]]
         return [
             _delivery(w["uri"], event, data, w["id"])
-            for w in await self.enabled()
+            for w in await self.enabled(record.tenant)
             if event in w["subscribed_events"]
         ]
 
-    async def _get(self, webhook_id: str) -> dict[str, Any]:
+    async def _get(self, webhook_id: str, caller: Caller = ANONYMOUS) -> dict[str, Any]:
         webhook = await self.store.get_webhook(webhook_id)
-        if webhook is None:
+        if webhook is None or not caller.sees(webhook.get("tenant", "default")):
             raise NotFound(f"webhook `{webhook_id}` not found")
         return webhook
 

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from propylon.domain.events import Event
 
-__all__ = ["Delivery", "EventSource", "InteractionRecord", "Snapshot", "Store"]
+__all__ = ["ApiKey", "Delivery", "EventSource", "InteractionRecord", "Snapshot", "Store"]
 
 
 @dataclass(slots=True)
@@ -37,10 +37,27 @@ class InteractionRecord:
     errors: list[dict[str, Any]] = field(default_factory=list)
     last_seq: int = 0
     cost_usd: float = 0.0
+    tenant: str = "default"
+    api_key_id: str | None = None
 
     def add_cost(self, cost_usd: float) -> None:
         """Add the cost of one upstream call, in USD."""
         self.cost_usd += cost_usd
+
+
+@dataclass(slots=True)
+class ApiKey:
+    """A stored API key: only the SHA-256 of the secret is kept. `policy` holds the per-key
+    limits (see service/quotas.py)."""
+
+    id: str
+    key_hash: str
+    tenant: str
+    name: str = ""
+    admin: bool = False
+    policy: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+    revoked: str | None = None
 
 
 @dataclass(slots=True)
@@ -113,10 +130,12 @@ class Store(Protocol):
         """Save `key` until `expires` (Unix seconds), replacing an expired entry."""
 
     async def save_webhook(self, webhook: dict[str, Any]) -> None:
-        """Insert or replace a webhook (its `id` set)."""
+        """Insert or replace a webhook (its `id` and `tenant` set)."""
 
-    async def list_webhooks(self, after: str | None, limit: int) -> list[dict[str, Any]]:
-        """Webhooks ordered by id, after id `after`."""
+    async def list_webhooks(
+        self, tenant: str | None, after: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """A tenant's webhooks (every tenant's with None) ordered by id, after id `after`."""
 
     async def get_webhook(self, webhook_id: str) -> dict[str, Any] | None:
         """The webhook, or None."""
@@ -141,6 +160,31 @@ class Store(Protocol):
         """Record an attempt: delivered (`ok`), to retry at `next_attempt`, or failed for good
         (`next_attempt` None). Counts the webhook's consecutive failed attempts; at
         `disable_after` its state becomes `disabled_due_to_failed_deliveries`."""
+
+    async def save_api_key(self, key: ApiKey) -> None:
+        """Insert or replace an API key."""
+
+    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The key whose secret hashes to `key_hash` (revoked ones included), or None."""
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        """Every key, oldest first."""
+
+    async def count_api_keys(self) -> int:
+        """How many keys are not revoked."""
+
+    async def spend(self, api_key_id: str, since: str) -> float:
+        """USD spent by a key's interactions created at or after `since` (wire timestamp)."""
+
+    async def tenants(self) -> list[str]:
+        """Every tenant that has interactions."""
+
+    async def purge(self, tenant: str, before: str) -> int:
+        """Delete a tenant's interactions created before `before`, with their events.
+        Returns how many."""
+
+    async def export(self, tenant: str) -> list[tuple[InteractionRecord, list[Event]]]:
+        """Every interaction of a tenant with its whole log, oldest first."""
 
     async def unfinished(self) -> list[str]:
         """Ids of interactions whose status is not terminal (`in_progress`, `queued`)."""

@@ -19,7 +19,7 @@ import orjson
 
 from propylon.domain.events import Event
 from propylon.store import migrate
-from propylon.store.base import Delivery, InteractionRecord, Snapshot
+from propylon.store.base import ApiKey, Delivery, InteractionRecord, Snapshot
 
 __all__ = ["SQLiteStore"]
 
@@ -27,8 +27,9 @@ T = TypeVar("T")
 
 _COLUMNS = (
     "id, status, created, updated, previous_interaction_id, background, request, input, "
-    "input_steps, steps, usage, errors, last_seq, cost_usd"
+    "input_steps, steps, usage, errors, last_seq, cost_usd, tenant, api_key_id"
 )
+_KEY_COLUMNS = "id, key_hash, tenant, name, admin, policy, created, revoked"
 _HISTORY = """
 WITH RECURSIVE chain(id, prev, depth) AS (
     SELECT id, previous_interaction_id, 0 FROM interactions WHERE id = ?
@@ -115,11 +116,13 @@ class SQLiteStore:
             _dumps(record.errors),
             events[-1].seq if events else 0,
             record.cost_usd,
+            record.tenant,
+            record.api_key_id,
         )
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
-                f"INSERT INTO interactions ({_COLUMNS}) VALUES ({', '.join('?' * 14)})", row
+                f"INSERT INTO interactions ({_COLUMNS}) VALUES ({', '.join('?' * 16)})", row
             )
             _insert_events(conn, record.id, events)
             _insert_deliveries(conn, deliveries or [])
@@ -210,17 +213,21 @@ class SQLiteStore:
     async def save_webhook(self, webhook: dict[str, Any]) -> None:
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT INTO webhooks (id, data) VALUES (?, ?) "
+                "INSERT INTO webhooks (id, tenant, data) VALUES (?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET data = excluded.data",
-                (webhook["id"], _dumps(webhook)),
+                (webhook["id"], webhook["tenant"], _dumps(webhook)),
             )
 
         await self._write(run)
 
-    async def list_webhooks(self, after: str | None, limit: int) -> list[dict[str, Any]]:
+    async def list_webhooks(
+        self, tenant: str | None, after: str | None, limit: int
+    ) -> list[dict[str, Any]]:
         def run(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             rows = conn.execute(
-                "SELECT data FROM webhooks WHERE id > ? ORDER BY id LIMIT ?", (after or "", limit)
+                "SELECT data FROM webhooks WHERE id > ? AND (? IS NULL OR tenant = ?) "
+                "ORDER BY id LIMIT ?",
+                (after or "", tenant, tenant, limit),
             ).fetchall()
             return [orjson.loads(row[0]) for row in rows]
 
@@ -294,6 +301,103 @@ class SQLiteStore:
 
         await self._write(run)
 
+    async def save_api_key(self, key: ApiKey) -> None:
+        row = (
+            key.id,
+            key.key_hash,
+            key.tenant,
+            key.name,
+            int(key.admin),
+            _dumps(key.policy),
+            key.created,
+            key.revoked,
+        )
+        await self._write(
+            lambda conn: conn.execute(
+                f"INSERT OR REPLACE INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+        )
+
+    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        def run(conn: sqlite3.Connection) -> ApiKey | None:
+            row = conn.execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,)
+            ).fetchone()
+            return _api_key(row) if row else None
+
+        return await self._read(run)
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        def run(conn: sqlite3.Connection) -> list[ApiKey]:
+            rows = conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created, id")
+            return [_api_key(row) for row in rows]
+
+        return await self._read(run)
+
+    async def count_api_keys(self) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT count(*) FROM api_keys WHERE revoked IS NULL").fetchone()
+            return int(row[0])
+
+        return await self._read(run)
+
+    async def spend(self, api_key_id: str, since: str) -> float:
+        def run(conn: sqlite3.Connection) -> float:
+            row = conn.execute(
+                "SELECT coalesce(sum(cost_usd), 0) FROM interactions "
+                "WHERE api_key_id = ? AND created >= ?",
+                (api_key_id, since),
+            ).fetchone()
+            return float(row[0])
+
+        return await self._read(run)
+
+    async def tenants(self) -> list[str]:
+        def run(conn: sqlite3.Connection) -> list[str]:
+            return [row[0] for row in conn.execute("SELECT DISTINCT tenant FROM interactions")]
+
+        return await self._read(run)
+
+    async def purge(self, tenant: str, before: str) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            doomed = "SELECT id FROM interactions WHERE tenant = ? AND created < ?"
+            conn.execute(f"DELETE FROM events WHERE interaction_id IN ({doomed})", (tenant, before))
+            conn.execute(
+                f"DELETE FROM idempotency_keys WHERE interaction_id IN ({doomed})", (tenant, before)
+            )
+            return conn.execute(
+                "DELETE FROM interactions WHERE tenant = ? AND created < ?", (tenant, before)
+            ).rowcount
+
+        return await self._write(run)
+
+    async def export(self, tenant: str) -> list[tuple[InteractionRecord, list[Event]]]:
+        def run(conn: sqlite3.Connection) -> list[tuple[InteractionRecord, list[Event]]]:
+            records = [
+                _record(row)
+                for row in conn.execute(
+                    f"SELECT {_COLUMNS} FROM interactions WHERE tenant = ? ORDER BY created, id",
+                    (tenant,),
+                )
+            ]
+            return [
+                (
+                    record,
+                    [
+                        Event(seq, kind, orjson.loads(data))
+                        for seq, kind, data in conn.execute(
+                            "SELECT seq, type, data FROM events WHERE "
+                            "interaction_id = ? ORDER BY seq",
+                            (record.id,),
+                        )
+                    ],
+                )
+                for record in records
+            ]
+
+        return await self._read(run)
+
     async def unfinished(self) -> list[str]:
         def run(conn: sqlite3.Connection) -> list[str]:
             rows = conn.execute(
@@ -337,6 +441,20 @@ def _insert_deliveries(conn: sqlite3.Connection, deliveries: list[Delivery]) -> 
     )
 
 
+def _api_key(row: tuple[Any, ...]) -> ApiKey:
+    id_, key_hash, tenant, name, admin, policy, created, revoked = row
+    return ApiKey(
+        id=id_,
+        key_hash=key_hash,
+        tenant=tenant,
+        name=name,
+        admin=bool(admin),
+        policy=orjson.loads(policy),
+        created=created,
+        revoked=revoked,
+    )
+
+
 def _record(row: tuple[Any, ...]) -> InteractionRecord:
     (
         id_,
@@ -353,6 +471,8 @@ def _record(row: tuple[Any, ...]) -> InteractionRecord:
         errors,
         last_seq,
         cost_usd,
+        tenant,
+        api_key_id,
     ) = row
     return InteractionRecord(
         id=id_,
@@ -369,4 +489,6 @@ def _record(row: tuple[Any, ...]) -> InteractionRecord:
         errors=orjson.loads(errors),
         last_seq=last_seq,
         cost_usd=cost_usd,
+        tenant=tenant,
+        api_key_id=api_key_id,
     )

@@ -1,0 +1,28 @@
+"""Who is calling: the tenant a request acts in, the API key it used, and that key's policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ANONYMOUS", "Caller"]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """tenant: whose data the request sees and writes. admin: may see every tenant's.
+    policy: the key's limits (`models`, `rpm`, `tpm`, `budget_usd`, `budget_period`,
+    `max_tokens_per_interaction`), empty for none."""
+
+    tenant: str = "default"
+    key_id: str | None = None
+    admin: bool = False
+    policy: dict[str, Any] = field(default_factory=dict)
+
+    def sees(self, tenant: str) -> bool:
+        """May this caller see data of `tenant`?"""
+        return self.admin or tenant == self.tenant
+
+
+# A server with no keys at all: one tenant, everything visible (loopback only, see the CLI).
+ANONYMOUS = Caller(admin=True)

@@ -1,0 +1,152 @@
+"""Observability: Prometheus metrics (one registry per app, no globals), HTTP request metrics as
+a pure ASGI middleware, and OpenTelemetry spans that follow the GenAI semantic conventions
+(`gen_ai.*` attributes). Prompts and outputs never go into metrics, logs or spans unless the
+operator sets `trace_content`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from opentelemetry import trace
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from propylon.domain.usage import Usage
+
+__all__ = ["Metrics", "MetricsMiddleware", "tracer"]
+
+_LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
+)
+
+
+def tracer() -> trace.Tracer:
+    """Propylon's tracer; a no-op until an exporter is configured (`otel_exporter`)."""
+    return trace.get_tracer("propylon")
+
+
+class Metrics:
+    """Every metric Propylon exports, on its own registry (`registry`)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "propylon_http_requests",
+            "HTTP requests answered.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "propylon_http_request_duration_seconds",
+            "Time to answer an HTTP request (to the response start for streams), in seconds.",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.interactions = Counter(
+            "propylon_interactions",
+            "Interactions that ended.",
+            ["model", "tenant", "status"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "propylon_tokens",
+            "Tokens used by interactions that ended.",
+            ["model", "tenant", "kind"],
+            registry=r,
+        )
+        self.cost = Counter(
+            "propylon_cost_usd",
+            "Cost of interactions that ended, in USD.",
+            ["model", "tenant"],
+            registry=r,
+        )
+        self.active_streams = Gauge("propylon_active_streams", "Open SSE streams.", registry=r)
+        self.queue_depth = Gauge(
+            "propylon_queue_depth", "Background interactions waiting for a worker.", registry=r
+        )
+        self.upstream_calls = Counter(
+            "propylon_upstream_calls",
+            "Upstream calls by outcome.",
+            ["target", "outcome"],
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "propylon_upstream_errors",
+            "Upstream calls that failed, per target.",
+            ["target"],
+            registry=r,
+        )
+
+    def interaction_ended(self, record: Any, usage: Usage) -> None:
+        model = str(record.request.get("model") or record.request.get("agent") or "")
+        self.interactions.labels(model, record.tenant, record.status).inc()
+        for kind, value in (
+            ("input", usage.input_tokens),
+            ("output", usage.output_tokens),
+            ("thought", usage.thought_tokens),
+            ("cached", usage.cached_tokens),
+            ("tool_use", usage.tool_use_tokens),
+        ):
+            if value:
+                self.tokens.labels(model, record.tenant, kind).inc(value)
+        if record.cost_usd:
+            self.cost.labels(model, record.tenant).inc(record.cost_usd)
+
+    def upstream_call(self, call: Any, tenant: str) -> None:
+        target = call.target.name if call.target else "none"
+        self.upstream_calls.labels(target, call.outcome).inc()
+        if call.outcome != "ok":
+            self.upstream_errors.labels(target).inc()
+
+
+class MetricsMiddleware:
+    """Counts requests and times them per method, route template and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        status = 500
+
+        async def timed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                route = _route(scope)
+                self.metrics.latency.labels(scope["method"], route).observe(
+                    time.perf_counter() - began
+                )
+                self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
+
+
+def _route(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return str(path) if path else "unmatched"

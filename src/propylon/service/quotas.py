@@ -1,0 +1,88 @@
+"""Per-key policy: which models a key may use, requests and tokens per minute, and a spend
+budget per period. Checked before a create; tokens are counted when a run ends.
+
+Policy fields (set with `propylon keys create`): `models` (names or aliases), `rpm`, `tpm`,
+`budget_usd` with `budget_period` (`day` or `month`, UTC), `max_tokens_per_interaction`.
+Rate windows are moving one-minute windows kept in this process by the `limits` package.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from limits import RateLimitItemPerMinute
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from propylon.domain.caller import Caller
+from propylon.errors import PermissionDenied, ResourceExhausted
+from propylon.store.base import Store
+
+__all__ = ["Quotas", "period_start"]
+
+
+def period_start(period: str, now: datetime | None = None) -> tuple[str, float]:
+    """The wire timestamp where the current `day` or `month` (UTC) began, and seconds until the
+    next one begins."""
+    now = now or datetime.now(tz=UTC)
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "month":
+        start = start.replace(day=1)
+        following = start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
+    else:
+        following = datetime.fromtimestamp(start.timestamp() + 86400, tz=UTC)
+    return start.strftime("%Y-%m-%dT%H:%M:%SZ"), (following - now).total_seconds()
+
+
+class Quotas:
+    """Enforces callers' policies."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    async def admit(self, caller: Caller, model: str) -> None:
+        """Raise PermissionDenied (model not allowed) or ResourceExhausted (a limit is spent,
+        with seconds until it may pass) before a create runs; counts the request."""
+        policy = caller.policy
+        if not policy or caller.key_id is None:
+            return
+        models = policy.get("models")
+        if models and model.removeprefix("models/") not in models:
+            raise PermissionDenied(
+                f"this API key may not use model `{model}`; it may use {', '.join(models)}"
+            )
+        tpm = policy.get("tpm")
+        if tpm and not self._limiter.test(RateLimitItemPerMinute(tpm), caller.key_id, "tokens"):
+            raise ResourceExhausted(
+                f"tokens-per-minute limit of {tpm} reached",
+                self._wait(RateLimitItemPerMinute(tpm), caller.key_id, "tokens"),
+            )
+        budget = policy.get("budget_usd")
+        if budget is not None:
+            since, until_next = period_start(policy.get("budget_period", "month"))
+            if await self.store.spend(caller.key_id, since) >= budget:
+                raise ResourceExhausted(
+                    f"the spend budget of {budget} USD for this "
+                    f"{policy.get('budget_period', 'month')} is spent",
+                    until_next,
+                )
+        rpm = policy.get("rpm")
+        if rpm and not self._limiter.hit(RateLimitItemPerMinute(rpm), caller.key_id, "requests"):
+            raise ResourceExhausted(
+                f"requests-per-minute limit of {rpm} reached",
+                self._wait(RateLimitItemPerMinute(rpm), caller.key_id, "requests"),
+            )
+
+    def count_tokens(self, caller: Caller, tokens: int) -> None:
+        """Charge a finished run's tokens to the caller's tokens-per-minute window."""
+        tpm = caller.policy.get("tpm")
+        if tpm and caller.key_id and tokens > 0:
+            item = RateLimitItemPerMinute(tpm)
+            # a run larger than the whole window fills it rather than failing to count
+            self._limiter.hit(item, caller.key_id, "tokens", cost=min(tokens, tpm))
+
+    def _wait(self, item: RateLimitItemPerMinute, *identifiers: str) -> float:
+        reset = self._limiter.get_window_stats(item, *identifiers).reset_time
+        return max(1.0, reset - time.time())
