@@ -126,7 +126,8 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         await store.open()
         worker.start()
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGHUP, reload_models)
+        with contextlib.suppress(ValueError, RuntimeError):  # only the main thread has signals
+            loop.add_signal_handler(signal.SIGHUP, reload_models)
         requeued, closed = await service.recover()
         if requeued or closed:
             logger.warning(
@@ -139,7 +140,8 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
             yield
         finally:
             purger.cancel()
-            loop.remove_signal_handler(signal.SIGHUP)
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGHUP)
             await service.shutdown()
             await worker.stop()
             for registry in (*retired, service.models):

@@ -222,6 +222,8 @@ def keys_list(config: ConfigOption = None, data_dir: DataDirOption = None) -> No
 
     found = _with_store(_settings(config, data_dir=data_dir), lambda s: s.list_api_keys())
     table = Table("id", "tenant", "name", "admin", "created", "revoked", "policy")
+    for column in table.columns:
+        column.overflow = "fold"  # ids must stay whole, whatever the terminal's width
     for key in found:
         table.add_row(
             key.id,
@@ -232,7 +234,7 @@ def keys_list(config: ConfigOption = None, data_dir: DataDirOption = None) -> No
             key.revoked or "",
             orjson.dumps(key.policy).decode(),
         )
-    Console().print(table)
+    Console(width=max(160, Console().width)).print(table)
 
 
 @keys_app.command("revoke")

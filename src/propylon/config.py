@@ -108,6 +108,7 @@ class ModelSettings(BaseModel):
             if self.targets:
                 raise ValueError(f"model `{self.name}`: give `provider` or `targets`, not both")
             self.targets = [TargetSettings(provider=self.provider, options=self.options)]
+            self.provider = None  # said once: validating the model again must not see both
         if not self.targets:
             raise ValueError(f"model `{self.name}` has no `targets`")
         return self
@@ -247,6 +248,11 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a stored API key's lookup is reused; a revoked key is refused "
         "at most this long after `propylon keys revoke`.",
+    )
+    rate_window_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="The moving window of the keys' `rpm` and `tpm` limits, in seconds.",
     )
     max_tokens_per_interaction: int | None = Field(
         default=None,

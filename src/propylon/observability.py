@@ -7,15 +7,17 @@ operator sets `trace_content`.
 from __future__ import annotations
 
 import time
+from collections.abc import Coroutine
 from typing import Any
 
+import orjson
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from propylon.domain.usage import Usage
 
-__all__ = ["Metrics", "MetricsMiddleware", "tracer"]
+__all__ = ["Metrics", "MetricsMiddleware", "traced_run", "tracer"]
 
 _LATENCY_BUCKETS = (
     0.001,
@@ -150,3 +152,31 @@ def _route(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     return str(path) if path else "unmatched"
+
+
+async def traced_run(run: Coroutine[Any, Any, None], log: Any, model: str, content: bool) -> None:
+    """Run `run` (one interaction's turn) inside its span: GenAI attributes, the final status
+    and usage; the input and output steps only when `content` (`trace_content`) is on."""
+    record = log.record
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": model,
+        "gen_ai.conversation.id": record.id,
+        "propylon.tenant": record.tenant,
+    }
+    if content:
+        attributes["gen_ai.input.messages"] = orjson.dumps(record.input_steps).decode()
+    with tracer().start_as_current_span(f"interaction {model}", attributes=attributes) as span:
+        try:
+            await run
+        finally:
+            usage = Usage.from_wire(log.projection.usage)
+            span.set_attribute("propylon.interaction.status", log.projection.status)
+            span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
+            span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+            if content:
+                span.set_attribute(
+                    "gen_ai.output.messages", orjson.dumps(log.projection.steps).decode()
+                )
+            if log.projection.status == "failed":
+                span.set_status(trace.StatusCode.ERROR)

@@ -72,12 +72,12 @@ class Authenticator:
             )
             if key
         ]
+        if not await self._keys_exist():
+            return ANONYMOUS  # no keys anywhere: auth is off (and the server on loopback)
         if not presented:
-            if await self._keys_exist():
-                raise Unauthenticated(
-                    "missing API key: send `x-goog-api-key` or `Authorization: Bearer`"
-                )
-            return ANONYMOUS
+            raise Unauthenticated(
+                "missing API key: send `x-goog-api-key` or `Authorization: Bearer`"
+            )
         # The SDK sends both headers when a user sets both (reference §1.2): either may match.
         for key in presented:
             key_digest = digest(key)

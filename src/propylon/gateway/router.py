@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import trace
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from propylon.config import RetrySettings, TargetSettings
@@ -118,6 +119,11 @@ async def route(
 ) -> AsyncIterator[ProviderEvent]:
     """Stream `turn` from the first target that answers. Raises the last UpstreamError (its
     `target` set) when every target failed before its first event."""
+    span = trace.get_tracer("propylon").start_span(
+        f"chat {record.model}",
+        kind=trace.SpanKind.CLIENT,
+        attributes={"gen_ai.operation.name": "chat", "propylon.alias": record.alias},
+    )
     try:
         target, stream, first = await _connect(targets, turn, record, retry)
         if first is None:
@@ -145,6 +151,7 @@ async def route(
         raise
     finally:
         record.log()
+        _end_span(span, record)
 
 
 async def _connect(
@@ -175,6 +182,24 @@ async def _connect(
             if exc.request_error:
                 raise
     raise last_error or UpstreamError("no target is configured")
+
+
+def _end_span(span: trace.Span, record: CallRecord) -> None:
+    """GenAI attributes of the upstream call (semantic conventions); never content."""
+    if record.target is not None:
+        settings = record.target.settings
+        span.set_attribute("gen_ai.provider.name", settings.provider)
+        span.set_attribute("gen_ai.request.model", settings.model or record.model)
+        span.set_attribute("propylon.target", record.target.name)
+        if settings.base_url:
+            span.set_attribute("server.address", settings.base_url)
+    span.set_attribute("gen_ai.usage.input_tokens", record.usage.input_tokens)
+    span.set_attribute("gen_ai.usage.output_tokens", record.usage.output_tokens)
+    span.set_attribute("propylon.attempts", record.attempts)
+    if record.outcome != "ok":
+        span.set_attribute("error.type", record.outcome)
+        span.set_status(trace.StatusCode.ERROR)
+    span.end()
 
 
 async def _first(stream: AsyncIterator[ProviderEvent], target: Target) -> ProviderEvent | None:

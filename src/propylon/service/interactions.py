@@ -30,7 +30,7 @@ from propylon.gateway.registry import ModelRegistry
 from propylon.gateway.router import CallRecord
 from propylon.jobs.base import SHUTDOWN
 from propylon.jobs.local import LocalQueue
-from propylon.observability import Metrics
+from propylon.observability import Metrics, traced_run
 from propylon.runner.log import EventLog
 from propylon.runner.turn import announce, finish_unstarted, run_turn
 from propylon.schema.interactions import CreateInteraction
@@ -107,7 +107,7 @@ class InteractionService:
         new ones are committed (the delivery worker's wake-up); `metrics` counts what runs."""
         self.webhooks = webhooks
         self.metrics = metrics
-        self.quotas = Quotas(store)
+        self.quotas = Quotas(store, settings.rate_window_seconds)
         self.on_outbox = on_outbox
         self.store = store
         self.bus = bus
@@ -263,7 +263,7 @@ class InteractionService:
         provider = planned.served.bind(
             record.id, request.model or "", request.labels or {}, on_done
         )
-        return run_turn(
+        run = run_turn(
             log,
             provider,
             planned.turn,
@@ -273,6 +273,7 @@ class InteractionService:
             token_ceiling=policy.get("max_tokens_per_interaction")
             or self.settings.max_tokens_per_interaction,
         )
+        return traced_run(run, log, request.model or "", self.settings.trace_content)
 
     def _start(
         self, interaction_id: str, run: Coroutine[Any, Any, None], *, stored: bool

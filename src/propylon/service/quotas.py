@@ -3,7 +3,8 @@ budget per period. Checked before a create; tokens are counted when a run ends.
 
 Policy fields (set with `propylon keys create`): `models` (names or aliases), `rpm`, `tpm`,
 `budget_usd` with `budget_period` (`day` or `month`, UTC), `max_tokens_per_interaction`.
-Rate windows are moving one-minute windows kept in this process by the `limits` package.
+Rate windows are moving windows (a minute, `rate_window_seconds`) kept in this process by
+the `limits` package.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from limits import RateLimitItemPerMinute
+from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
@@ -38,9 +39,14 @@ def period_start(period: str, now: datetime | None = None) -> tuple[str, float]:
 class Quotas:
     """Enforces callers' policies."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, window_seconds: float = 60.0) -> None:
         self.store = store
+        self.window = max(1, round(window_seconds))
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def _item(self, amount: int) -> RateLimitItem:
+        """`amount` per window (a minute by default: rpm and tpm)."""
+        return RateLimitItemPerSecond(amount, self.window)
 
     async def admit(self, caller: Caller, model: str) -> None:
         """Raise PermissionDenied (model not allowed) or ResourceExhausted (a limit is spent,
@@ -54,10 +60,10 @@ class Quotas:
                 f"this API key may not use model `{model}`; it may use {', '.join(models)}"
             )
         tpm = policy.get("tpm")
-        if tpm and not self._limiter.test(RateLimitItemPerMinute(tpm), caller.key_id, "tokens"):
+        if tpm and not self._limiter.test(self._item(tpm), caller.key_id, "tokens"):
             raise ResourceExhausted(
                 f"tokens-per-minute limit of {tpm} reached",
-                self._wait(RateLimitItemPerMinute(tpm), caller.key_id, "tokens"),
+                self._wait(self._item(tpm), caller.key_id, "tokens"),
             )
         budget = policy.get("budget_usd")
         if budget is not None:
@@ -69,20 +75,20 @@ class Quotas:
                     until_next,
                 )
         rpm = policy.get("rpm")
-        if rpm and not self._limiter.hit(RateLimitItemPerMinute(rpm), caller.key_id, "requests"):
+        if rpm and not self._limiter.hit(self._item(rpm), caller.key_id, "requests"):
             raise ResourceExhausted(
                 f"requests-per-minute limit of {rpm} reached",
-                self._wait(RateLimitItemPerMinute(rpm), caller.key_id, "requests"),
+                self._wait(self._item(rpm), caller.key_id, "requests"),
             )
 
     def count_tokens(self, caller: Caller, tokens: int) -> None:
         """Charge a finished run's tokens to the caller's tokens-per-minute window."""
         tpm = caller.policy.get("tpm")
         if tpm and caller.key_id and tokens > 0:
-            item = RateLimitItemPerMinute(tpm)
+            item = self._item(tpm)
             # a run larger than the whole window fills it rather than failing to count
             self._limiter.hit(item, caller.key_id, "tokens", cost=min(tokens, tpm))
 
-    def _wait(self, item: RateLimitItemPerMinute, *identifiers: str) -> float:
+    def _wait(self, item: RateLimitItem, *identifiers: str) -> float:
         reset = self._limiter.get_window_stats(item, *identifiers).reset_time
         return max(1.0, reset - time.time())

@@ -1,0 +1,260 @@
+"""Keys and tenants, per-key policy, retention, export and import: through the CLI, the SDK
+and plain HTTP against the real server."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from google import genai
+from google.genai import _interactions as errors
+from google.genai import types
+
+from tests.conftest import Server, start_server, stop_server
+
+CONFIG = """
+auth_cache_seconds = 0
+allow_private_network_targets = true
+rate_window_seconds = 2
+
+[[models]]
+name = "echo"
+provider = "echo"
+
+[[models]]
+name = "priced"
+[[models.targets]]
+provider = "echo"
+price_input_per_million = 1000000.0
+"""
+
+
+def _cli(data_dir: Path, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "propylon", *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _new_key(data_dir: Path, *args: str) -> tuple[str, str]:
+    """(key id, secret) of a key made with `propylon keys create`."""
+    out = _cli(data_dir, "keys", "create", *args)
+    return (
+        re.search(r"key id:\s+(\S+)", out).group(1),  # type: ignore[union-attr]
+        re.search(r"api key:\s+(\S+)", out).group(1),
+    )  # type: ignore[union-attr]
+
+
+def _client(server: Server, key: str) -> genai.Client:
+    # one attempt: a 429 must reach the test, not be retried away by the SDK
+    return genai.Client(
+        api_key=key,
+        http_options=types.HttpOptions(
+            base_url=server.url, retry_options=types.HttpRetryOptions(attempts=1)
+        ),
+    )
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tenancy")
+
+
+@pytest.fixture(scope="module")
+def keys(data_dir: Path) -> dict[str, tuple[str, str]]:
+    return {
+        "a": _new_key(data_dir, "--tenant", "acme", "--name", "a"),
+        "b": _new_key(data_dir, "--tenant", "globex"),
+        "admin": _new_key(data_dir, "--tenant", "ops", "--admin"),
+        "limited": _new_key(data_dir, "--tenant", "acme", "--rpm", "2"),
+        "only-echo": _new_key(data_dir, "--tenant", "acme", "--models", "echo"),
+        "budget": _new_key(
+            data_dir, "--tenant", "acme", "--budget-usd", "1.5", "--budget-period", "day"
+        ),
+        "ceiling": _new_key(data_dir, "--tenant", "acme", "--max-tokens", "3"),
+        "revoked": _new_key(data_dir, "--tenant", "acme"),
+    }
+
+
+@pytest.fixture(scope="module")
+def server(data_dir: Path, keys: dict[str, tuple[str, str]]) -> Iterator[Server]:
+    running = start_server(data_dir, CONFIG)
+    yield running
+    stop_server(running)
+
+
+def test_keys_are_stored_hashed_and_listed_without_secrets(
+    data_dir: Path, keys: dict[str, tuple[str, str]]
+) -> None:
+    listing = _cli(data_dir, "keys", "list")
+    for key_id, secret in keys.values():
+        assert key_id in listing and secret not in listing
+    with sqlite3.connect(data_dir / "propylon.db") as conn:
+        stored = "".join(str(row) for row in conn.execute("SELECT * FROM api_keys"))
+    assert all(secret not in stored for _, secret in keys.values())
+
+
+def test_another_tenant_sees_nothing(server: Server, keys: dict[str, tuple[str, str]]) -> None:
+    a, b = _client(server, keys["a"][1]), _client(server, keys["b"][1])
+    mine = a.interactions.create(model="echo", input="acme secret", background=True)
+    _wait_for(lambda: a.interactions.get(mine.id).status == "completed")
+    calls: list[Callable[[], Any]] = [
+        lambda: b.interactions.get(mine.id),
+        lambda: list(b.interactions.get(mine.id, stream=True)),
+        lambda: b.interactions.cancel(mine.id),
+        lambda: b.interactions.delete(mine.id),
+        lambda: b.interactions.create(model="echo", input="x", previous_interaction_id=mine.id),
+    ]
+    for call in calls:
+        with pytest.raises(errors.NotFoundError):
+            call()
+    assert a.interactions.get(mine.id).output_text == "user: acme secret"  # still there
+    admin = _client(server, keys["admin"][1])
+    assert admin.interactions.get(mine.id).id == mine.id  # admin keys cross tenants
+    hook = a.webhooks.create(
+        uri="http://127.0.0.1:9/hook", subscribed_events=["interaction.completed"]
+    )
+    assert hook.id not in [w.id for w in b.webhooks.list().webhooks or []]
+    with pytest.raises(errors.NotFoundError):
+        b.webhooks.get(hook.id)
+
+
+def test_idempotency_keys_are_per_tenant(server: Server, keys: dict[str, tuple[str, str]]) -> None:
+    header = {"Idempotency-Key": "same-key-in-two-tenants"}
+    acme, globex = _client(server, keys["a"][1]), _client(server, keys["b"][1])
+    a = acme.interactions.create(model="echo", input="x", extra_headers=header)
+    b = globex.interactions.create(model="echo", input="x", extra_headers=header)
+    assert a.id != b.id
+
+
+def test_a_revoked_key_answers_401(
+    server: Server, data_dir: Path, keys: dict[str, tuple[str, str]]
+) -> None:
+    key_id, secret = keys["revoked"]
+    client = _client(server, secret)
+    assert client.interactions.create(model="echo", input="ok").status == "completed"
+    _cli(data_dir, "keys", "revoke", key_id)
+    with pytest.raises(errors.AuthenticationError):
+        client.interactions.create(model="echo", input="no more")
+    response = httpx.post(f"{server.url}/v1beta/interactions", json={"model": "echo"})
+    assert response.status_code == 401  # keys exist: anonymous requests are refused
+
+
+def test_rate_limit_answers_429_with_retry_after_then_recovers(
+    server: Server, keys: dict[str, tuple[str, str]]
+) -> None:
+    headers = {"x-goog-api-key": keys["limited"][1]}
+    body = {"model": "echo", "input": "x"}
+    with httpx.Client(base_url=server.url, headers=headers) as http:
+        assert [http.post("/v1beta/interactions", json=body).status_code for _ in range(2)] == [
+            200,
+            200,
+        ]
+        refused = http.post("/v1beta/interactions", json=body)
+        assert refused.status_code == 429
+        assert refused.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+        wait = int(refused.headers["retry-after"])
+        assert 1 <= wait <= 2  # rate_window_seconds = 2
+        time.sleep(wait + 0.1)  # the window under test
+        assert http.post("/v1beta/interactions", json=body).status_code == 200
+
+
+def test_allowed_models(server: Server, keys: dict[str, tuple[str, str]]) -> None:
+    client = _client(server, keys["only-echo"][1])
+    assert client.interactions.create(model="echo", input="x").status == "completed"
+    with pytest.raises(errors.PermissionDeniedError):
+        client.interactions.create(model="priced", input="x")
+
+
+def test_a_spent_budget_refuses_creates(server: Server, keys: dict[str, tuple[str, str]]) -> None:
+    client = _client(server, keys["budget"][1])
+    first = client.interactions.create(model="priced", input="two words")
+    assert first.usage.total_input_tokens == 2  # 2 USD at a million USD per million tokens
+    with pytest.raises(errors.RateLimitError) as caught:
+        client.interactions.create(model="priced", input="again")
+    assert "budget" in caught.value.body["error"]["message"]
+
+
+def test_the_token_ceiling_ends_budget_exceeded(
+    server: Server, keys: dict[str, tuple[str, str]]
+) -> None:
+    client = _client(server, keys["ceiling"][1])
+    answer = client.interactions.create(model="echo", input="one two three four")
+    assert answer.status == "budget_exceeded"
+    assert "ceiling of 3" in answer.errors[0].message
+
+
+def test_export_then_import_reproduces_the_interactions(
+    server: Server, data_dir: Path, tmp_path: Path, keys: dict[str, tuple[str, str]]
+) -> None:
+    client = _client(server, keys["a"][1])
+    first = client.interactions.create(model="echo", input="export me", labels={"job": "x"})
+    second = client.interactions.create(
+        model="echo", input="and me", previous_interaction_id=first.id
+    )
+    dump = tmp_path / "acme.jsonl"
+    _cli(data_dir, "export", "--tenant", "acme", "--output", str(dump))
+    exported = dump.read_text()
+    assert first.id in exported and second.id in exported
+    assert "globex" not in exported  # one tenant's data only
+    fresh = tmp_path / "fresh"
+    assert "imported" in _cli(fresh, "import", str(dump))
+    copy = start_server(fresh, CONFIG)
+    try:
+        reader = _client(copy, _new_key(fresh, "--tenant", "acme")[1])
+        for original in (first, second):
+            assert (
+                reader.interactions.get(original.id).model_dump()
+                == client.interactions.get(original.id).model_dump()
+            )
+            assert [e.model_dump() for e in reader.interactions.get(original.id, stream=True)] == [
+                e.model_dump() for e in client.interactions.get(original.id, stream=True)
+            ]
+        chained = reader.interactions.create(
+            model="echo", input="three", previous_interaction_id=second.id
+        )
+        assert chained.output_text.startswith("user: export me\nmodel: user: export me")
+    finally:
+        stop_server(copy)
+
+
+def test_the_purge_removes_expired_interactions_and_their_events(tmp_path: Path) -> None:
+    data = tmp_path / "retention"
+    server = start_server(
+        data, "retention_days = 0.00002\npurge_interval_seconds = 0.2\n" + CONFIG
+    )  # 0.00002 days: about 1.7 s
+    client = server.client()
+    try:
+        answer = client.interactions.create(model="echo", input="soon gone")
+        assert server.rows()[1] > 0
+
+        def gone() -> bool:
+            try:
+                client.interactions.get(answer.id)
+            except errors.NotFoundError:
+                return True
+            return False
+
+        _wait_for(gone, 20)
+        assert server.rows() == (0, 0)
+    finally:
+        stop_server(server)
