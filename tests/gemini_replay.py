@@ -5,11 +5,17 @@ the last user text part (e.g. `generate_content/text_basic.json`): an `.sse` fil
 JSON body as one SSE event, a JSON array as one event per element; `errors/<name>_<status>...`
 files are sent with that HTTP status. `GET /requests` lists the request bodies received.
 
+`POST /v1beta/interactions` (Google's Interactions API, for agents) streams the recorded events
+of the fixture named by the input (`interactions/steps_text_stream.jsonl`), or, for the input
+`hang`, an `interaction.created` and a status update, then silence;
+`POST /v1beta/interactions/<id>/cancel` is recorded and listed by `GET /cancelled`.
+
     python tests/gemini_replay.py PORT FIXTURES_DIR
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sys
@@ -48,8 +54,53 @@ async def requests(request: web.Request) -> web.Response:
     return web.json_response(received)
 
 
+cancelled: list[str] = []
+
+
+async def interactions(request: web.Request) -> web.StreamResponse:
+    body = await request.json()
+    received.append(body)
+    response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await response.prepare(request)
+    if body["input"] == "hang":
+        created = {
+            "event_type": "interaction.created",
+            "interaction": {"id": "v1_upstream_hanging", "status": "in_progress"},
+        }
+        status = {
+            "event_type": "interaction.status_update",
+            "interaction_id": "v1_upstream_hanging",
+            "status": "in_progress",
+        }
+        for event in (created, status):
+            await response.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+        await asyncio.sleep(60)
+        return response
+    for line in (Path(request.app["fixtures"]) / body["input"]).read_text().splitlines():
+        await response.write(b"data: " + line.encode() + b"\n\n")
+    await response.write(b"data: [DONE]\n\n")
+    return response
+
+
+async def cancel(request: web.Request) -> web.Response:
+    cancelled.append(request.match_info["id"])
+    return web.json_response({"id": request.match_info["id"], "status": "cancelled"})
+
+
+async def cancellations(request: web.Request) -> web.Response:
+    return web.json_response(cancelled)
+
+
 app = web.Application()
-app.add_routes([web.post(r"/v1beta/models/{model}", generate), web.get("/requests", requests)])
+app.add_routes(
+    [
+        web.post(r"/v1beta/models/{model}", generate),
+        web.get("/requests", requests),
+        web.post("/v1beta/interactions", interactions),
+        web.post("/v1beta/interactions/{id}/cancel", cancel),
+        web.get("/cancelled", cancellations),
+    ]
+)
 
 if __name__ == "__main__":
     app["fixtures"] = sys.argv[2]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +27,7 @@ from propylon.config import Settings
 from propylon.gateway.registry import ModelRegistry
 from propylon.jobs.webhooks import DeliveryWorker
 from propylon.observability import Metrics, MetricsMiddleware
+from propylon.providers.google_interactions import GoogleInteractions
 from propylon.service.interactions import InteractionService
 from propylon.service.retention import purge_expired
 from propylon.service.webhooks import WebhookService, new_secret
@@ -67,6 +69,16 @@ def _generated_secret(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def _env_key(variable: str | None) -> str | None:
+    """An upstream API key from the environment. Raises ValueError when it is not set."""
+    if variable is None:
+        return None
+    value = os.environ.get(variable)
+    if not value:
+        raise ValueError(f"environment variable `{variable}` is not set")
+    return value
+
+
 def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starlette:
     """The ASGI app for `settings`. `models` defaults to the registry the settings describe.
 
@@ -85,6 +97,12 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         timeout=settings.webhook_timeout_seconds,
         allow_private=settings.allow_private_network_targets,
     )
+    agents = {
+        agent.name: GoogleInteractions(
+            agent.base_url, _env_key(agent.api_key_env), agent.timeout_seconds
+        )
+        for agent in settings.agents
+    }
     service = InteractionService(
         store,
         MemoryBus(settings.stream_buffer_events),
@@ -93,6 +111,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         webhooks=webhooks,
         on_outbox=worker.wake,
         metrics=metrics,
+        agents=agents,
     )
     metrics.queue_depth.set_function(service.jobs.waiting)
     retired: list[ModelRegistry] = []
@@ -146,6 +165,8 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
             await worker.stop()
             for registry in (*retired, service.models):
                 await registry.close()
+            for agent in agents.values():
+                await agent.close()
             await store.close()
 
     api = [*interactions.routes, *webhook_routes.routes]

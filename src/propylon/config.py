@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 __all__ = [
+    "AgentSettings",
     "BreakerSettings",
     "EmbeddedSettings",
     "ModelSettings",
@@ -114,6 +115,24 @@ class ModelSettings(BaseModel):
         return self
 
 
+class AgentSettings(BaseModel):
+    """A Google-hosted agent (deep research and the like) served by pass-through to Google's
+    Interactions API; its events are mirrored into Propylon's store."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="The agent id clients send as `agent`.")
+    base_url: str | None = Field(
+        default=None, description="Default `https://generativelanguage.googleapis.com`."
+    )
+    api_key_env: str | None = Field(
+        default=None, description="Environment variable holding the Gemini API key."
+    )
+    timeout_seconds: float = Field(
+        default=600.0, gt=0, description="Longest silence on the upstream stream, in seconds."
+    )
+
+
 class TenantSettings(BaseModel):
     """Settings of one tenant, overriding the server-wide defaults."""
 
@@ -191,6 +210,9 @@ class Settings(BaseSettings):
     models: list[ModelSettings] | None = Field(
         default=None,
         description="Models served. Default: `echo`, plus `gemma-3-270m` when installed.",
+    )
+    agents: list[AgentSettings] = Field(
+        default_factory=list, description="Google-hosted agents served by pass-through."
     )
     embedded: EmbeddedSettings = Field(
         default_factory=EmbeddedSettings, description="The embedded model's settings."

@@ -69,6 +69,25 @@ class Upstream:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise UpstreamError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
 
+    async def post_json(self, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """POST JSON (or nothing) and return the JSON answer. Raises UpstreamError."""
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        try:
+            async with self._client().post(
+                url, data=orjson.dumps(body) if body else b"", headers=self.headers, timeout=timeout
+            ) as response:
+                text = await response.text()
+                if response.status != 200:
+                    raise UpstreamError(
+                        f"HTTP {response.status}: {text[:500]}",
+                        response.status,
+                        _retry_after(response.headers.get("retry-after")),
+                    )
+                answer: dict[str, Any] = orjson.loads(text) if text else {}
+                return answer
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

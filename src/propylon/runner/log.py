@@ -119,7 +119,7 @@ class EventLog:
     async def _append(self, batch: list[Event], terminal: bool, deliveries: list[Delivery]) -> None:
         assert self._store is not None
         record = self.record
-        snapshot = Snapshot(status=record.status, updated=now())
+        snapshot = Snapshot(status=record.status, updated=now(), upstream_id=record.upstream_id)
         if terminal:
             snapshot.steps, snapshot.usage = record.steps, record.usage
             snapshot.errors, snapshot.cost_usd = record.errors, record.cost_usd

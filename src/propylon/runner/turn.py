@@ -41,7 +41,7 @@ from propylon.runner.log import EventLog
 from propylon.runner.mcp import McpToolbox
 from propylon.runner.output import check_arguments, output_problem
 
-__all__ = ["announce", "finish_unstarted", "run_turn"]
+__all__ = ["announce", "finish", "finish_unstarted", "run_turn"]
 
 logger = logging.getLogger("propylon.runner")
 
@@ -236,7 +236,12 @@ def finish_unstarted(log: EventLog, status: str, error: dict[str, str] | None = 
     """End a run that never started (cancelled in the queue, interrupted, ...)."""
     if error is not None:
         log.emit(ERROR, {"error": error})
-    log.emit(COMPLETED, {"interaction": _partial(log, status)})
+    finish(log, status)
+
+
+def finish(log: EventLog, status: str, usage: Usage | None = None) -> None:
+    """The terminal event: `interaction.completed` with the final status and usage."""
+    log.emit(COMPLETED, {"interaction": _partial(log, status, usage)})
 
 
 async def run_turn(

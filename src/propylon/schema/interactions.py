@@ -245,6 +245,10 @@ class CreateInteraction(BaseModel):
             raise ValueError("`model` and `agent` are mutually exclusive: set one")
         if not self.model and not self.agent:
             raise ValueError("one of `model` or `agent` is required")
+        if self.agent and (self.generation_config or self.cached_content):
+            raise ValueError(
+                "`generation_config` and `cached_content` go with `model`, not with `agent`"
+            )
         return self
 
     def echoed_fields(self) -> dict[str, Any]:

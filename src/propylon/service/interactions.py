@@ -31,11 +31,13 @@ from propylon.gateway.router import CallRecord
 from propylon.jobs.base import SHUTDOWN
 from propylon.jobs.local import LocalQueue
 from propylon.observability import Metrics, traced_run
+from propylon.providers.google_interactions import GoogleInteractions
 from propylon.runner.log import EventLog
+from propylon.runner.mirror import mirror_turn
 from propylon.runner.turn import announce, finish_unstarted, run_turn
 from propylon.schema.interactions import CreateInteraction
 from propylon.service import reading
-from propylon.service.plan import Plan, plan, request_of
+from propylon.service.plan import AgentPlan, Plan, plan, request_of
 from propylon.service.quotas import Quotas
 from propylon.service.webhooks import WebhookService
 from propylon.store.base import Delivery, EventSource, InteractionRecord, Store
@@ -102,11 +104,13 @@ class InteractionService:
         webhooks: WebhookService | None = None,
         on_outbox: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
+        agents: dict[str, GoogleInteractions] | None = None,
     ) -> None:
         """`webhooks` computes an ending interaction's deliveries; `on_outbox` is told when
         new ones are committed (the delivery worker's wake-up); `metrics` counts what runs."""
         self.webhooks = webhooks
         self.metrics = metrics
+        self.agents = agents or {}
         self.quotas = Quotas(store, settings.rate_window_seconds)
         self.on_outbox = on_outbox
         self.store = store
@@ -180,7 +184,7 @@ class InteractionService:
     async def _create(
         self, request: CreateInteraction, caller: Caller, key: tuple[str, str] | None = None
     ) -> Created:
-        planned = await plan(request, self.store, self.models, self.settings, caller)
+        planned = await plan(request, self.store, self.models, self.settings, caller, self.agents)
         timestamp = now()
         record = InteractionRecord(
             id=new_interaction_id(),
@@ -249,9 +253,16 @@ class InteractionService:
         )
 
     def _run(
-        self, log: EventLog, planned: Plan, request: CreateInteraction
+        self, log: EventLog, planned: Plan | AgentPlan, request: CreateInteraction
     ) -> Coroutine[Any, Any, None]:
         record = log.record
+        if isinstance(planned, AgentPlan):
+            return traced_run(
+                mirror_turn(log, planned.agent, planned.body),
+                log,
+                request.agent or "",
+                self.settings.trace_content,
+            )
         caller = self._callers.get(record.id)
         policy = caller.policy if caller else {}
 
@@ -300,6 +311,7 @@ class InteractionService:
                 self.models,
                 self.settings,
                 Caller(tenant=record.tenant, key_id=record.api_key_id),
+                self.agents,
             )
         except (InvalidArgument, NotFound, FailedPrecondition) as exc:
             finish_unstarted(log, "failed", {"code": "invalid_request", "message": exc.message})

@@ -16,11 +16,12 @@ from propylon.errors import FailedPrecondition, InvalidArgument, NotFound
 from propylon.gateway.registry import ModelRegistry, ServedModel
 from propylon.outbound import check_url
 from propylon.providers.base import Turn
+from propylon.providers.google_interactions import GoogleInteractions
 from propylon.runner.history import check_function_results
 from propylon.schema.interactions import CreateInteraction, json_schema_of, normalize_input
 from propylon.store.base import InteractionRecord, Store
 
-__all__ = ["Plan", "plan", "request_of"]
+__all__ = ["AgentPlan", "Plan", "plan", "request_of"]
 
 
 @dataclass(slots=True)
@@ -34,13 +35,23 @@ class Plan:
     mcp_servers: list[dict[str, Any]]
 
 
+@dataclass(slots=True)
+class AgentPlan:
+    """A turn for a Google-hosted agent: the upstream to forward `body` to."""
+
+    agent: GoogleInteractions
+    input_steps: list[dict[str, Any]]
+    body: dict[str, Any]
+
+
 async def plan(
     request: CreateInteraction,
     store: Store,
     models: ModelRegistry,
     settings: Settings,
     caller: Caller = ANONYMOUS,
-) -> Plan:
+    agents: dict[str, GoogleInteractions] | None = None,
+) -> Plan | AgentPlan:
     """Check `request` and build its turn for `caller`. Raises InvalidArgument, NotFound
     (also for another tenant's previous interaction) or FailedPrecondition; writes nothing."""
     if not request.store and request.previous_interaction_id:
@@ -51,7 +62,7 @@ async def plan(
     if not request.store and request.background:
         raise InvalidArgument("`background=true` needs `store=true`")
     if request.agent:
-        raise NotFound(f"agent `{request.agent}` is not served here")
+        return await _plan_agent(request, store, caller, agents or {})
     assert request.model is not None
     served = models.resolve(request.model)
     input_steps = normalize_input(request.input)
@@ -95,6 +106,30 @@ async def plan(
     )
     served.check(turn)
     return Plan(served, input_steps, turn, mcp_servers)
+
+
+async def _plan_agent(
+    request: CreateInteraction, store: Store, caller: Caller, agents: dict[str, GoogleInteractions]
+) -> AgentPlan:
+    assert request.agent is not None
+    agent = agents.get(request.agent)
+    if agent is None:
+        raise NotFound(f"agent `{request.agent}` is not served here")
+    body = request.model_dump(
+        exclude_none=True,
+        exclude={"store", "stream", "previous_interaction_id", "webhook_config", "labels"},
+    )
+    if request.previous_interaction_id:
+        previous = await store.get(request.previous_interaction_id)
+        if previous is None or not caller.sees(previous.tenant):
+            raise NotFound(f"previous interaction `{request.previous_interaction_id}` not found")
+        if not previous.upstream_id or previous.status not in lifecycle.CONTINUABLE:
+            raise FailedPrecondition(
+                f"previous interaction `{previous.id}` is not a finished "
+                "interaction of a Google-hosted agent"
+            )
+        body["previous_interaction_id"] = previous.upstream_id
+    return AgentPlan(agent, normalize_input(request.input), body)
 
 
 def request_of(record: InteractionRecord) -> CreateInteraction:

@@ -39,6 +39,7 @@ class InteractionRecord:
     cost_usd: float = 0.0
     tenant: str = "default"
     api_key_id: str | None = None
+    upstream_id: str | None = None  # a mirrored agent interaction's id at Google
 
     def add_cost(self, cost_usd: float) -> None:
         """Add the cost of one upstream call, in USD."""
@@ -83,6 +84,7 @@ class Snapshot:
     usage: dict[str, Any] | None = None
     errors: list[dict[str, Any]] | None = None
     cost_usd: float | None = None
+    upstream_id: str | None = None
     deliveries: list[Delivery] = field(default_factory=list)  # written in the same transaction
 
 

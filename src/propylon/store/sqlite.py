@@ -27,7 +27,7 @@ T = TypeVar("T")
 
 _COLUMNS = (
     "id, status, created, updated, previous_interaction_id, background, request, input, "
-    "input_steps, steps, usage, errors, last_seq, cost_usd, tenant, api_key_id"
+    "input_steps, steps, usage, errors, last_seq, cost_usd, tenant, api_key_id, upstream_id"
 )
 _KEY_COLUMNS = "id, key_hash, tenant, name, admin, policy, created, revoked"
 _HISTORY = """
@@ -118,11 +118,12 @@ class SQLiteStore:
             record.cost_usd,
             record.tenant,
             record.api_key_id,
+            record.upstream_id,
         )
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
-                f"INSERT INTO interactions ({_COLUMNS}) VALUES ({', '.join('?' * 16)})", row
+                f"INSERT INTO interactions ({_COLUMNS}) VALUES ({', '.join('?' * 17)})", row
             )
             _insert_events(conn, record.id, events)
             _insert_deliveries(conn, deliveries or [])
@@ -146,6 +147,9 @@ class SQLiteStore:
         if snapshot.cost_usd is not None:
             sets.append("cost_usd = ?")
             params.append(snapshot.cost_usd)
+        if snapshot.upstream_id is not None:
+            sets.append("upstream_id = ?")
+            params.append(snapshot.upstream_id)
         params.append(interaction_id)
         sql = f"UPDATE interactions SET {', '.join(sets)} WHERE id = ?"
 
@@ -473,6 +477,7 @@ def _record(row: tuple[Any, ...]) -> InteractionRecord:
         cost_usd,
         tenant,
         api_key_id,
+        upstream_id,
     ) = row
     return InteractionRecord(
         id=id_,
@@ -491,4 +496,5 @@ def _record(row: tuple[Any, ...]) -> InteractionRecord:
         cost_usd=cost_usd,
         tenant=tenant,
         api_key_id=api_key_id,
+        upstream_id=upstream_id,
     )

@@ -1,0 +1,101 @@
+"""Google-hosted agents by pass-through: the create goes to Google's Interactions API (a
+replay of recorded streams on loopback here), and its events are mirrored into Propylon's log,
+so clients read, stream and resume the interaction from Propylon."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from google import genai
+
+from tests.conftest import CONFIG, free_port, start_server, stop_server, wait_for_port
+
+FIXTURES = Path(__file__).parent / "fixtures" / "gemini"
+AGENT = "deep-research-preview-04-2026"
+
+
+@pytest.fixture(scope="module")
+def replay() -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("gemini_replay.py")),
+            str(port),
+            str(FIXTURES),
+        ]
+    )
+    wait_for_port(port, process)
+    yield f"http://127.0.0.1:{port}"
+    process.kill()  # its `hang` answer would hold a graceful stop for a minute
+    process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def client(replay: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[genai.Client]:
+    agents = f'\n[[agents]]\nname = "{AGENT}"\nbase_url = "{replay}"\n'
+    config = CONFIG + agents  # tables after the top-level keys
+    server = start_server(tmp_path_factory.mktemp("agents"), config)
+    yield server.client()
+    stop_server(server)
+
+
+def _recorded(name: str) -> list[dict]:
+    return [json.loads(line) for line in (FIXTURES / name).read_text().splitlines()]
+
+
+def test_an_agent_interaction_is_mirrored(client: genai.Client, replay: str) -> None:
+    recorded = _recorded("interactions/steps_text_stream.jsonl")
+    answer = client.interactions.create(
+        agent=AGENT, input="interactions/steps_text_stream.jsonl", background=True
+    )
+    deadline = time.monotonic() + 20
+    while client.interactions.get(answer.id).status not in ("completed", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    got = client.interactions.get(answer.id)
+    assert got.status == "completed" and got.agent == AGENT
+    assert got.id == answer.id and not got.id.startswith("v1_ChdU")  # Propylon's own id
+    text = next(
+        e["delta"]["text"]
+        for e in recorded
+        if e["event_type"] == "step.delta" and e["delta"].get("type") == "text"
+    )
+    assert got.output_text == text
+    assert [s.type for s in got.steps] == ["user_input", "thought", "model_output"]
+    assert got.usage.total_tokens == recorded[-1]["interaction"]["usage"]["total_tokens"]
+    # the mirrored log streams and resumes from Propylon, with Propylon's ids
+    events = list(client.interactions.get(answer.id, stream=True))
+    assert [e.event_type for e in events][1:] == [e["event_type"] for e in recorded][1:]
+    assert all(e.event_id.startswith(answer.id) for e in events)
+    rest = list(client.interactions.get(answer.id, stream=True, last_event_id=events[3].event_id))
+    assert [e.event_id for e in rest] == [e.event_id for e in events[4:]]
+    forwarded = httpx.get(f"{replay}/requests").json()[-1]
+    assert forwarded["agent"] == AGENT and forwarded["stream"] is True
+
+
+def test_cancel_is_forwarded_upstream(client: genai.Client, replay: str) -> None:
+    running = client.interactions.create(agent=AGENT, input="hang", background=True)
+    stream = client.interactions.get(running.id, stream=True)
+    # the mirrored status update comes after the upstream's id is known
+    assert [next(stream).event_type, next(stream).event_type] == [
+        "interaction.created",
+        "interaction.status_update",
+    ]
+    stream.close()
+    assert client.interactions.cancel(running.id).status == "cancelled"
+    assert "v1_upstream_hanging" in httpx.get(f"{replay}/cancelled").json()
+
+
+def test_unknown_agents_are_404(client: genai.Client) -> None:
+    from google.genai import _interactions as errors
+
+    with pytest.raises(errors.NotFoundError):
+        client.interactions.create(agent="no-such-agent", input="x", background=True)
