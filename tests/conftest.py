@@ -8,7 +8,8 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,17 +155,38 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
         time.sleep(0.05)
 
 
+def wait_for(condition: Callable[[], object], seconds: float = 30) -> None:
+    """Poll `condition` until it holds; fail the test after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+@contextmanager
+def helper(script: str, *args: str, kill: bool = False) -> Iterator[str]:
+    """Run `tests/<script> PORT *args` (a test peer: upstream, receiver, MCP server) on a free
+    loopback port; yield its base URL. `kill`: stop it at once rather than gracefully."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name(script)), str(port), *args]
+    )
+    wait_for_port(port, process)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if kill:
+            process.kill()
+        else:
+            process.terminate()
+        process.wait(timeout=20)
+
+
 @pytest.fixture(scope="session")
 def mcp_url() -> Iterator[str]:
     """A real MCP server (tests/mcp_server.py) on loopback; it needs `x-test-token: secret`."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("mcp_server.py")), str(port)]
-    )
-    wait_for_port(port, process)
-    yield f"http://127.0.0.1:{port}/mcp"
-    process.terminate()
-    process.wait(timeout=20)
+    with helper("mcp_server.py") as url:
+        yield f"{url}/mcp"
 
 
 @pytest.fixture(scope="session")

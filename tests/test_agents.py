@@ -5,8 +5,6 @@ so clients read, stream and resume the interaction from Propylon."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +13,7 @@ import httpx
 import pytest
 from google import genai
 
-from tests.conftest import CONFIG, free_port, start_server, stop_server, wait_for_port
+from tests.conftest import CONFIG, helper, start_server, stop_server
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gemini"
 AGENT = "deep-research-preview-04-2026"
@@ -23,19 +21,8 @@ AGENT = "deep-research-preview-04-2026"
 
 @pytest.fixture(scope="module")
 def replay() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(Path(__file__).with_name("gemini_replay.py")),
-            str(port),
-            str(FIXTURES),
-        ]
-    )
-    wait_for_port(port, process)
-    yield f"http://127.0.0.1:{port}"
-    process.kill()  # its `hang` answer would hold a graceful stop for a minute
-    process.wait(timeout=20)
+    with helper("gemini_replay.py", str(FIXTURES), kill=True) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

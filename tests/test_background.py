@@ -4,12 +4,10 @@ upstream calls for finished runs, and Idempotency-Key under concurrent duplicate
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +16,9 @@ import pytest
 from google import genai
 from google.genai import _interactions as errors
 
-from tests.conftest import CONFIG, Server, free_port, start_server, stop_server, wait_for_port
+from tests.conftest import CONFIG, Server, helper, start_server, stop_server, wait_for
 
 TERMINAL = {"completed", "failed", "cancelled", "incomplete", "requires_action", "budget_exceeded"}
-
-
-def _wait_for(condition: Callable[[], bool], seconds: float = 30) -> None:
-    """Poll `condition` until it holds (fails the test after `seconds`)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
 
 
 def _status(client: genai.Client, interaction_id: str) -> str:
@@ -37,14 +27,8 @@ def _status(client: genai.Client, interaction_id: str) -> str:
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("fault_upstream.py")), str(port)]
-    )
-    wait_for_port(port, process)
-    yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=20)
+    with helper("fault_upstream.py") as url:
+        yield url
 
 
 def _config(upstream: str, workers: int, window: float = 60) -> str:
@@ -97,7 +81,7 @@ def test_twenty_concurrent_background_creates_all_complete(client: genai.Client)
         thread.join(timeout=60)
     assert {c.status for c in created} <= {"in_progress", "queued"}
     assert "queued" in {c.status for c in created}  # 8 workers for 20 runs
-    _wait_for(lambda: all(_status(client, c.id) == "completed" for c in created), 60)
+    wait_for(lambda: all(_status(client, c.id) == "completed" for c in created), 60)
     for index, interaction in enumerate(created):
         assert client.interactions.get(interaction.id).output_text == f"user: job {index}"
 
@@ -106,7 +90,7 @@ def test_cancel_mid_run(client: genai.Client) -> None:
     running = client.interactions.create(
         model="echo-idle", input="a long answer " * 5, background=True
     )
-    _wait_for(lambda: bool(client.interactions.get(running.id).steps[1:]))  # output started
+    wait_for(lambda: bool(client.interactions.get(running.id).steps[1:]))  # output started
     cancelled = client.interactions.cancel(running.id)
     assert cancelled.status == "cancelled"
     assert client.interactions.cancel(running.id).status == "cancelled"  # same answer again
@@ -114,7 +98,7 @@ def test_cancel_mid_run(client: genai.Client) -> None:
     assert [e.event_type for e in events].count("interaction.completed") == 1
     assert events[-1].interaction.status == "cancelled"
     finished = client.interactions.create(model="echo", input="done", background=True)
-    _wait_for(lambda: _status(client, finished.id) == "completed")
+    wait_for(lambda: _status(client, finished.id) == "completed")
     foreground = client.interactions.create(model="echo", input="fg")
     for interaction_id in (finished.id, foreground.id):
         with pytest.raises(errors.BadRequestError) as caught:
@@ -151,9 +135,9 @@ def test_sigkill_mid_run_then_restart(upstream: str, tmp_path: Path) -> None:
         return str(interaction.id)
 
     ids = {name: start(name, "ok") for name in "AB"}
-    _wait_for(lambda: all(_status(client, ids[n]) == "completed" for n in "AB"))
+    wait_for(lambda: all(_status(client, ids[n]) == "completed" for n in "AB"))
     ids |= {name: start(name, "slow") for name in "CDEF"}  # C, D run; E, F wait for a worker
-    _wait_for(lambda: all(client.interactions.get(ids[n]).steps[1:] for n in "CD"))
+    wait_for(lambda: all(client.interactions.get(ids[n]).steps[1:] for n in "CD"))
     assert {_status(client, ids[n]) for n in "EF"} == {"queued"}
     server.process.send_signal(signal.SIGKILL)
     server.process.wait(timeout=10)
@@ -161,7 +145,7 @@ def test_sigkill_mid_run_then_restart(upstream: str, tmp_path: Path) -> None:
     restarted = start_server(data, _config(upstream, 2))
     client = restarted.client()
     try:
-        _wait_for(lambda: all(_status(client, i) in TERMINAL for i in ids.values()), 60)
+        wait_for(lambda: all(_status(client, i) in TERMINAL for i in ids.values()), 60)
         final = {name: client.interactions.get(i) for name, i in ids.items()}
         for name in "AB":  # finished before the crash: untouched
             assert final[name].status == "completed"

@@ -5,30 +5,21 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import API_KEY, Server, free_port, start_server, stop_server, wait_for_port
+from tests.conftest import API_KEY, Server, helper, start_server, stop_server
 
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("fault_upstream.py")), str(port)]
-    )
-    wait_for_port(port, process)
-    yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=20)
+    with helper("fault_upstream.py") as url:
+        yield url
 
 
 def _target(upstream: str, model: str, name: str, attempts: int) -> str:

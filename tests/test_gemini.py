@@ -5,8 +5,6 @@ google-genai SDK; and the requests we build, validated against the SDK's own req
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,26 +14,15 @@ import pytest
 from google import genai
 from google.genai import types
 
-from tests.conftest import CONFIG, Server, free_port, start_server, stop_server, wait_for_port
+from tests.conftest import CONFIG, Server, helper, start_server, stop_server
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gemini"
 
 
 @pytest.fixture(scope="module")
 def replay() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(Path(__file__).with_name("gemini_replay.py")),
-            str(port),
-            str(FIXTURES),
-        ]
-    )
-    wait_for_port(port, process)
-    yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=20)
+    with helper("gemini_replay.py", str(FIXTURES)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

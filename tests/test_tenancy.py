@@ -18,7 +18,7 @@ from google import genai
 from google.genai import _interactions as errors
 from google.genai import types
 
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, start_server, stop_server, wait_for
 
 CONFIG = """
 auth_cache_seconds = 0
@@ -67,13 +67,6 @@ def _client(server: Server, key: str) -> genai.Client:
     )
 
 
-def _wait_for(condition: Callable[[], bool], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("tenancy")
@@ -116,7 +109,7 @@ def test_keys_are_stored_hashed_and_listed_without_secrets(
 def test_another_tenant_sees_nothing(server: Server, keys: dict[str, tuple[str, str]]) -> None:
     a, b = _client(server, keys["a"][1]), _client(server, keys["b"][1])
     mine = a.interactions.create(model="echo", input="acme secret", background=True)
-    _wait_for(lambda: a.interactions.get(mine.id).status == "completed")
+    wait_for(lambda: a.interactions.get(mine.id).status == "completed")
     calls: list[Callable[[], Any]] = [
         lambda: b.interactions.get(mine.id),
         lambda: list(b.interactions.get(mine.id, stream=True)),
@@ -254,7 +247,7 @@ def test_the_purge_removes_expired_interactions_and_their_events(tmp_path: Path)
                 return True
             return False
 
-        _wait_for(gone, 20)
+        wait_for(gone, 20)
         assert server.rows() == (0, 0)
     finally:
         stop_server(server)

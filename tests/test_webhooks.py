@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +16,7 @@ from google import genai
 from google.genai import _interactions as errors
 from standardwebhooks import Webhook
 
-from tests.conftest import CONFIG, Server, free_port, start_server, stop_server, wait_for_port
+from tests.conftest import CONFIG, Server, helper, start_server, stop_server, wait_for
 
 EVENTS = ["interaction.completed", "interaction.failed", "interaction.requires_action"]
 WEATHER = {
@@ -29,23 +26,10 @@ WEATHER = {
 }
 
 
-def _wait_for(condition: Callable[[], bool], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("webhook_receiver.py")), str(port)]
-    )
-    wait_for_port(port, process)
-    yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=20)
+    with helper("webhook_receiver.py") as url:
+        yield url
 
 
 def _config(**settings: Any) -> str:
@@ -114,7 +98,7 @@ def test_webhook_resource_through_the_sdk(server: Server, receiver: str) -> None
     secrets = client.webhooks.get(created.id).signing_secrets
     assert len(secrets) == 2 and secrets[1].expire_time is not None  # the old one has 24 h
     client.webhooks.ping(created.id)
-    _wait_for(lambda: bool(_received(receiver, "crud")))
+    wait_for(lambda: bool(_received(receiver, "crud")))
     [ping] = _received(receiver, "crud")
     for secret in (rotated.secret, created.new_signing_secret):  # signed with both
         assert Webhook(secret).verify(ping["body"], ping["headers"])["type"] == "webhook.ping"
@@ -129,7 +113,7 @@ def test_events_reach_registered_webhooks_signed(server: Server, receiver: str) 
     client = server.client()
     hook = client.webhooks.create(uri=f"{receiver}/hook/events", subscribed_events=EVENTS)
     ids = _make_three(client, webhook_config={"user_metadata": {"job": "nightly"}})
-    _wait_for(lambda: len(_received(receiver, "events")) == 3)
+    wait_for(lambda: len(_received(receiver, "events")) == 3)
     payloads = _verified(_received(receiver, "events"), hook.new_signing_secret).values()
     by_id = {p["data"]["id"]: p for p in payloads}
     assert {by_id[i]["data"]["status"] for i in ids.values()} == set(ids)
@@ -147,7 +131,7 @@ def test_per_request_uris_are_signed_with_the_server_secret(server: Server, rece
         input="x",
         webhook_config={"uris": [f"{receiver}/hook/dynamic"], "user_metadata": {"k": 1}},
     )
-    _wait_for(lambda: bool(_received(receiver, "dynamic")))
+    wait_for(lambda: bool(_received(receiver, "dynamic")))
     secret = (server.data_dir / "webhook_secret").read_text().strip()
     [payload] = _verified(_received(receiver, "dynamic"), secret).values()
     usage = payload["data"].pop("usage")
@@ -166,7 +150,7 @@ def test_a_webhook_that_keeps_failing_is_disabled(server: Server, receiver: str)
     hook = client.webhooks.create(uri=f"{receiver}/hook/bad", subscribed_events=EVENTS)
     client.interactions.create(model="echo", input="1")
     client.interactions.create(model="echo", input="2")
-    _wait_for(lambda: client.webhooks.get(hook.id).state == "disabled_due_to_failed_deliveries")
+    wait_for(lambda: client.webhooks.get(hook.id).state == "disabled_due_to_failed_deliveries")
     assert len(_received(receiver, "bad")) >= 3  # webhook_disable_after_failures = 3
     client.webhooks.delete(hook.id)
 
@@ -181,13 +165,13 @@ def test_deliveries_survive_a_restart_in_the_middle_of_retries(
     httpx.post(f"{receiver}/mode/restart", json={"fail": True})
     hook = client.webhooks.create(uri=f"{receiver}/hook/restart", subscribed_events=EVENTS)
     ids = _make_three(client)
-    _wait_for(lambda: len(_received(receiver, "restart")) >= 6)  # every event failed twice
+    wait_for(lambda: len(_received(receiver, "restart")) >= 6)  # every event failed twice
     server.process.send_signal(signal.SIGKILL)
     server.process.wait(timeout=10)
     httpx.post(f"{receiver}/mode/restart", json={"fail": False})
     restarted = start_server(data, config)
     try:
-        _wait_for(
+        wait_for(
             lambda: len(_verified(_received(receiver, "restart"), hook.new_signing_secret)) == 3
         )
         payloads = _verified(_received(receiver, "restart"), hook.new_signing_secret).values()

@@ -17,7 +17,7 @@ from propylon.domain.caller import ANONYMOUS, Caller
 from propylon.errors import Unauthenticated
 from propylon.store.base import ApiKey, Store
 
-__all__ = ["Authenticator", "digest"]
+__all__ = ["Authenticator", "authorize", "digest"]
 
 
 def digest(key: str) -> str:
@@ -89,3 +89,9 @@ class Authenticator:
                     tenant=stored.tenant, key_id=stored.id, admin=stored.admin, policy=stored.policy
                 )
         raise Unauthenticated("API key not valid")
+
+
+async def authorize(request: Request) -> Caller:
+    """The caller of `request`, by the app's Authenticator. Raises Unauthenticated."""
+    auth: Authenticator = request.app.state.auth
+    return await auth.caller(request)

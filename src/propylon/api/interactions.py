@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from propylon.api.auth import Authenticator
+from propylon.api.auth import authorize
 from propylon.api.errors import JSONResponse
 from propylon.api.sse import event_stream_response
 from propylon.domain.caller import Caller
@@ -21,10 +21,8 @@ __all__ = ["routes"]
 
 
 async def _service(request: Request) -> tuple[InteractionService, Caller]:
-    auth: Authenticator = request.app.state.auth
-    caller = await auth.caller(request)
     service: InteractionService = request.app.state.service
-    return service, caller
+    return service, await authorize(request)
 
 
 def _flag(request: Request, name: str) -> bool:

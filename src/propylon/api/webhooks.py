@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from propylon.api.auth import Authenticator
+from propylon.api.auth import authorize
 from propylon.api.errors import JSONResponse
 from propylon.domain.caller import Caller
 from propylon.errors import InvalidArgument, NotFound
@@ -19,10 +19,8 @@ __all__ = ["routes"]
 
 
 async def _service(request: Request) -> tuple[WebhookService, Caller]:
-    auth: Authenticator = request.app.state.auth
-    caller = await auth.caller(request)
     service: WebhookService = request.app.state.webhooks
-    return service, caller
+    return service, await authorize(request)
 
 
 async def _body(request: Request) -> dict[str, Any]:

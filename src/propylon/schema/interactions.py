@@ -5,7 +5,7 @@ request's JSON field names. Validation failures become InvalidArgument (HTTP 400
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
@@ -21,6 +21,27 @@ __all__ = [
 ]
 
 CONTENT_TYPES = frozenset({"text", "image", "audio", "video", "document"})
+# Steps of server-side tools, which a client may replay in a stateless history.
+ToolStepType = Literal[
+    "code_execution_call",
+    "code_execution_result",
+    "google_search_call",
+    "google_search_result",
+    "url_context_call",
+    "url_context_result",
+    "google_maps_call",
+    "google_maps_result",
+    "file_search_call",
+    "file_search_result",
+    "mcp_server_tool_call",
+    "mcp_server_tool_result",
+    "retrieval_call",
+    "retrieval_result",
+    "tool_search_call",
+    "tool_search_result",
+    "processing_call",
+    "processing_result",
+]
 STEP_TYPES = frozenset(
     {
         "user_input",
@@ -28,24 +49,7 @@ STEP_TYPES = frozenset(
         "thought",
         "function_call",
         "function_result",
-        "code_execution_call",
-        "code_execution_result",
-        "google_search_call",
-        "google_search_result",
-        "url_context_call",
-        "url_context_result",
-        "google_maps_call",
-        "google_maps_result",
-        "file_search_call",
-        "file_search_result",
-        "mcp_server_tool_call",
-        "mcp_server_tool_result",
-        "retrieval_call",
-        "retrieval_result",
-        "tool_search_call",
-        "tool_search_result",
-        "processing_call",
-        "processing_result",
+        *get_args(ToolStepType),
     }
 )
 
@@ -113,26 +117,7 @@ class OtherStep(BaseModel):
     """Server-side tool steps replayed by a client: kept as sent."""
 
     model_config = _open
-    type: Literal[
-        "code_execution_call",
-        "code_execution_result",
-        "google_search_call",
-        "google_search_result",
-        "url_context_call",
-        "url_context_result",
-        "google_maps_call",
-        "google_maps_result",
-        "file_search_call",
-        "file_search_result",
-        "mcp_server_tool_call",
-        "mcp_server_tool_result",
-        "retrieval_call",
-        "retrieval_result",
-        "tool_search_call",
-        "tool_search_result",
-        "processing_call",
-        "processing_result",
-    ]
+    type: ToolStepType
 
 
 Step = Annotated[
