@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import ipaddress
 import logging
@@ -74,6 +75,21 @@ def _with_store(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
+def _stored_key_count(settings: Settings) -> int:
+    """Keys in the data dir's store, read without migrating it (the app migrates once, at
+    start-up); 0 when there is no store or no key table yet."""
+    import sqlite3
+
+    if not settings.database_path.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(settings.database_path)) as conn:
+        try:
+            row = conn.execute("SELECT count(*) FROM api_keys WHERE revoked IS NULL").fetchone()
+        except sqlite3.OperationalError:
+            return 0
+    return int(row[0])
+
+
 def _configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler()
     if settings.log_format == "json":
@@ -125,9 +141,7 @@ def serve(
     from propylon.app import create_app
 
     settings = _settings(config, host=host, port=port, data_dir=data_dir)
-    stored_keys = 0
-    if settings.database_path.exists():
-        stored_keys = _with_store(settings, lambda store: store.count_api_keys())
+    stored_keys = _stored_key_count(settings)
     if not settings.api_keys and not stored_keys and not is_loopback(settings.host):
         typer.echo(
             f"propylon: refusing to listen on {settings.host} with no API key configured; "

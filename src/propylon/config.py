@@ -94,22 +94,26 @@ class ModelSettings(BaseModel):
     name: str = Field(description="The model name clients send, e.g. `gemma-3-270m`.")
     aliases: list[str] = Field(default_factory=list, description="Other names for this model.")
     targets: list[TargetSettings] = Field(
-        default_factory=list, description="Upstreams in priority order: the next is a fallback."
-    )
-    provider: ProviderName | None = Field(
-        default=None, description="Shorthand for one target of this provider."
-    )
-    options: dict[str, Any] = Field(
-        default_factory=dict, description="Options of the shorthand target."
+        description="Upstreams in priority order: the next is a fallback."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        """`provider` (with `options`) is shorthand for one target of that provider."""
+        if isinstance(data, dict) and "provider" in data:
+            data = dict(data)
+            if data.get("targets"):
+                raise ValueError(
+                    f"model `{data.get('name')}`: give `provider` or `targets`, not both"
+                )
+            data["targets"] = [
+                {"provider": data.pop("provider"), "options": data.pop("options", {})}
+            ]
+        return data
+
     @model_validator(mode="after")
-    def _one_way_of_saying_targets(self) -> ModelSettings:
-        if self.provider is not None:
-            if self.targets:
-                raise ValueError(f"model `{self.name}`: give `provider` or `targets`, not both")
-            self.targets = [TargetSettings(provider=self.provider, options=self.options)]
-            self.provider = None  # said once: validating the model again must not see both
+    def _has_targets(self) -> ModelSettings:
         if not self.targets:
             raise ValueError(f"model `{self.name}` has no `targets`")
         return self

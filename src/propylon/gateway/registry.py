@@ -87,9 +87,13 @@ class ModelRegistry:
         that cannot work (a missing API key variable, the embedded model not installed)."""
         configured = settings.models
         if configured is None:
-            configured = [ModelSettings(name="echo", provider="echo")]
+            configured = [ModelSettings(name="echo", targets=[TargetSettings(provider="echo")])]
             if embedded.available():
-                configured.append(ModelSettings(name="gemma-3-270m", provider="embedded"))
+                configured.append(
+                    ModelSettings(
+                        name="gemma-3-270m", targets=[TargetSettings(provider="embedded")]
+                    )
+                )
         return cls(
             [
                 ServedModel(

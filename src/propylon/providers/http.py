@@ -52,12 +52,7 @@ class Upstream:
                 url, data=orjson.dumps(body), headers=self.headers, timeout=timeout
             ) as response:
                 if response.status != 200:
-                    text = (await response.text())[:500]
-                    raise UpstreamError(
-                        f"HTTP {response.status}: {text}",
-                        response.status,
-                        _retry_after(response.headers.get("retry-after")),
-                    )
+                    raise _status_error(response, await response.text())
                 decoder = SSEDecoder()
                 async for raw in response.content:
                     sse = decoder.decode(raw.decode().rstrip("\r\n"))
@@ -78,11 +73,7 @@ class Upstream:
             ) as response:
                 text = await response.text()
                 if response.status != 200:
-                    raise UpstreamError(
-                        f"HTTP {response.status}: {text[:500]}",
-                        response.status,
-                        _retry_after(response.headers.get("retry-after")),
-                    )
+                    raise _status_error(response, text)
                 answer: dict[str, Any] = orjson.loads(text) if text else {}
                 return answer
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -91,6 +82,15 @@ class Upstream:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _status_error(response: aiohttp.ClientResponse, text: str) -> UpstreamError:
+    """The error for a non-200 answer: its status, body head and `Retry-After`."""
+    return UpstreamError(
+        f"HTTP {response.status}: {text[:500]}",
+        response.status,
+        _retry_after(response.headers.get("retry-after")),
+    )
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -151,7 +151,7 @@ class InteractionService:
         self._key_users[idempotency_key] = self._key_users.get(idempotency_key, 0) + 1
         try:
             async with lock:
-                found = await self.store.find_idempotency_key(idempotency_key, now_seconds())
+                found = await self.store.find_idempotency_key(idempotency_key, time.time())
                 first = None
                 if found is not None:
                     first_hash, interaction_id = found
@@ -202,7 +202,7 @@ class InteractionService:
         self._callers[record.id] = caller
         if key is not None:
             await self.store.save_idempotency_key(
-                key[0], key[1], record.id, now_seconds() + self.settings.idempotency_window_seconds
+                key[0], key[1], record.id, time.time() + self.settings.idempotency_window_seconds
             )
         log = self._log(record, stored=request.store)
 
@@ -465,8 +465,3 @@ class InteractionService:
         if record is None or not caller.sees(record.tenant):
             raise NotFound(f"interaction `{interaction_id}` not found")
         return record
-
-
-def now_seconds() -> float:
-    """Unix time in seconds, for expiry times."""
-    return time.time()
