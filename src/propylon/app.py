@@ -114,6 +114,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         agents=agents,
     )
     metrics.queue_depth.set_function(service.jobs.waiting)
+    metrics.watch_model_processes(lambda: service.models.model_processes())
     retired: list[ModelRegistry] = []
 
     def reload_models() -> None:

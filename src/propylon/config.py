@@ -190,6 +190,28 @@ class EmbeddedSettings(BaseModel):
     max_output_tokens: int = Field(
         default=256, description="Cap on generated tokens when the request sets none."
     )
+    max_queue: int = Field(
+        default=8,
+        ge=0,
+        description=(
+            "Requests that may wait for the model while it generates another answer; a "
+            "foreground create past that answers 429 `RESOURCE_EXHAUSTED` with `Retry-After`."
+        ),
+    )
+    start_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="Longest the model's process may take to load, in seconds."
+    )
+    restart_backoff_initial_seconds: float = Field(
+        default=0.5,
+        ge=0,
+        description=(
+            "Wait before restarting the model's process after a crash, in seconds; doubles with "
+            "each crash in a row (a completed request resets it)."
+        ),
+    )
+    restart_backoff_max_seconds: float = Field(
+        default=30.0, ge=0, description="Longest wait before restarting a crashed model process."
+    )
 
 
 class Settings(BaseSettings):

@@ -7,15 +7,18 @@ operator sets `trace_content`.
 from __future__ import annotations
 
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import orjson
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from propylon.domain.usage import Usage
+from propylon.providers.embedded_process import ProcessStats
 
 __all__ = ["Metrics", "MetricsMiddleware", "traced_run", "tracer"]
 
@@ -97,6 +100,13 @@ class Metrics:
             ["target"],
             registry=r,
         )
+
+    def watch_model_processes(
+        self, processes: Callable[[], list[tuple[str, ProcessStats]]]
+    ) -> None:
+        """Export the counters of the model processes `processes()` lists (model name, stats),
+        read at each scrape."""
+        self.registry.register(_ModelProcesses(processes))
 
     def interaction_ended(self, record: Any, usage: Usage) -> None:
         model = str(record.request.get("model") or record.request.get("agent") or "")
@@ -180,3 +190,41 @@ async def traced_run(run: Coroutine[Any, Any, None], log: Any, model: str, conte
                 )
             if log.projection.status == "failed":
                 span.set_status(trace.StatusCode.ERROR)
+
+
+class _ModelProcesses(Collector):
+    """Crashes, restarts and queue length of each supervised model process."""
+
+    def __init__(self, processes: Callable[[], list[tuple[str, ProcessStats]]]) -> None:
+        self._processes = processes
+
+    def collect(self) -> Iterator[Metric]:
+        crashes = CounterMetricFamily(
+            "propylon_model_process_crashes",
+            "Times a model's child process ended unexpectedly (signal or exit code).",
+            labels=["model"],
+        )
+        restarts = CounterMetricFamily(
+            "propylon_model_process_restarts",
+            "Times a model's child process was started again after the first start.",
+            labels=["model"],
+        )
+        waiting = GaugeMetricFamily(
+            "propylon_model_queue_waiting",
+            "Requests waiting for a model's process while it generates another answer.",
+            labels=["model"],
+        )
+        cancelled = CounterMetricFamily(
+            "propylon_model_generations_cancelled",
+            "Generations a model's process stopped early because their request went away.",
+            labels=["model"],
+        )
+        for model, stats in self._processes():
+            crashes.add_metric([model], stats.crashes)
+            restarts.add_metric([model], stats.restarts)
+            waiting.add_metric([model], stats.waiting)
+            cancelled.add_metric([model], stats.cancelled)
+        yield from (crashes, restarts, waiting, cancelled)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())

@@ -12,7 +12,8 @@ from propylon.errors import NotFound
 from propylon.gateway.breaker import CircuitBreaker
 from propylon.gateway.router import CallRecord, Target, route
 from propylon.providers import echo, embedded
-from propylon.providers.base import Provider, ProviderEvent, Turn
+from propylon.providers.base import Admission, Provider, ProviderEvent, Turn
+from propylon.providers.embedded_process import ProcessStats
 
 __all__ = ["ModelRegistry", "ServedModel"]
 
@@ -31,6 +32,14 @@ class ServedModel:
         Raises InvalidArgument naming the field."""
         for target in self.targets:
             target.provider.check(turn)
+
+    def admit(self) -> None:
+        """Refuse a foreground request now when the first target that queues requests (the
+        embedded model) has no room for it. Raises ResourceExhausted."""
+        for target in self.targets:
+            if isinstance(target.provider, Admission):
+                target.provider.admit()
+                return
 
     def bind(
         self,
@@ -114,6 +123,15 @@ class ModelRegistry:
             raise NotFound(f"model `{name}` is not served here; known models: {known}")
         return model
 
+    def model_processes(self) -> list[tuple[str, ProcessStats]]:
+        """(model name, counters) of every target run in a supervised child process."""
+        return [
+            (model.name, target.provider.process.stats)
+            for model in self.models
+            for target in model.targets
+            if isinstance(target.provider, embedded.EmbeddedProvider)
+        ]
+
     async def close(self) -> None:
         for model in self.models:
             for target in model.targets:
@@ -145,10 +163,7 @@ def _provider(target: TargetSettings, settings: Settings) -> Provider:
             )
         conf = settings.embedded
         return embedded.EmbeddedProvider(
-            model_path=conf.model_path or embedded.default_model_path(),
-            n_threads=conf.n_threads,
-            n_ctx=conf.n_ctx,
-            max_output_tokens=conf.max_output_tokens,
+            upstream_model, conf.model_path or embedded.default_model_path(), conf
         )
     if target.provider == "openai":
         from propylon.providers.openai import OpenAIProvider

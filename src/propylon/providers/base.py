@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from propylon.domain.usage import Usage
 
 __all__ = [
+    "Admission",
     "Finish",
     "FunctionCall",
     "Provider",
@@ -155,6 +156,14 @@ class Provider(Protocol):
 
     async def close(self) -> None:
         """Release what the provider holds (models, connections)."""
+
+
+@runtime_checkable
+class Admission(Protocol):
+    """A provider that queues requests itself (the embedded model) and can refuse one early."""
+
+    def admit(self) -> None:
+        """Raise ResourceExhausted when a new request would find no room in the queue."""
 
 
 def step_text(step: dict[str, Any]) -> str:

