@@ -197,8 +197,10 @@ def test_mcp_headers_and_credentials_are_absent_from_every_read(
         background = a.post("/v1beta/interactions", json={**body, "background": True}).json()
         _no_credentials(json.dumps(background))
         wait_for(
-            lambda: a.get(f"/v1beta/interactions/{background['id']}").json()["status"]
-            != "in_progress"
+            lambda: (
+                a.get(f"/v1beta/interactions/{background['id']}").json()["status"]
+                not in ("queued", "in_progress")
+            )
         )
         done = a.get(f"/v1beta/interactions/{background['id']}", params={"include_input": "true"})
         assert done.json()["status"] == "completed", done.text  # re-planned from the store

@@ -275,6 +275,11 @@ class Settings(BaseSettings):
         description="How long a stored API key's lookup is reused; a revoked key is refused "
         "at most this long after `propylon keys revoke`.",
     )
+    metrics_public: bool = Field(
+        default=False,
+        description="Serve `/metrics` and `/readyz` without an API key (for scrapers and "
+        "probes that send none); off: they need a key like every route but `/healthz`.",
+    )
     rate_window_seconds: float = Field(
         default=60.0,
         gt=0,
