@@ -4,6 +4,7 @@ of issue 12's tenancy slice, each against the real server, its CLI and real peer
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,7 @@ def test_mcp_headers_and_credentials_are_absent_from_every_read(
         {
             "type": "mcp_server",
             "name": "calc",
-            "url": mcp_url,
+            "url": f"{mcp_url}?api_key=sk-live-7f3a",  # a credential in the URL, too
             "headers": {"x-test-token": MCP_TOKEN},
         }
     ]
@@ -172,6 +173,7 @@ def test_mcp_headers_and_credentials_are_absent_from_every_read(
         "input": 'call add {"a": 2, "b": 3}',
         "tools": tools,
         "webhook_config": {"user_metadata": {"api_key": "sk-live-7f3a", "job": "nightly"}},
+        "labels": {"deploy_token": "sk-live-7f3a", "team": "ml"},  # logged per upstream call
     }
     with _http(server, keys["a"]) as a:
         created = a.post("/v1beta/interactions", json=body)
@@ -184,6 +186,7 @@ def test_mcp_headers_and_credentials_are_absent_from_every_read(
         ]
         _no_credentials(created.text)
         assert answer["tools"][0]["headers"] == {"x-test-token": "[redacted]"}
+        assert answer["tools"][0]["url"] == f"{mcp_url}?api_key=[redacted]"
         assert answer["webhook_config"]["user_metadata"] == {
             "api_key": "[redacted]",
             "job": "nightly",
@@ -213,7 +216,9 @@ def test_mcp_headers_and_credentials_are_absent_from_every_read(
     exported = dump.read_text()
     assert answer["id"] in exported and background["id"] in exported
     _no_credentials(exported)
-    _no_credentials((data_dir / "server.log").read_text())
+    log = (data_dir / "server.log").read_text()
+    _no_credentials(log)
+    assert '"deploy_token": "[redacted]"' in log  # the upstream call's log line, redacted
 
 
 def _signing_secret(client: httpx.Client) -> str:
@@ -226,11 +231,15 @@ def _signing_secret(client: httpx.Client) -> str:
 def test_per_request_deliveries_are_signed_with_the_tenants_own_secret(
     server: Server, keys: dict[str, str]
 ) -> None:
+    with _http(server, keys["admin"]) as admin:  # an operator may fetch it for a tenant
+        for_acme = admin.get("/v1beta/webhooks:signingSecret", params={"tenant": "acme"})
     with helper("webhook_receiver.py") as receiver:
         with _http(server, keys["a"]) as a, _http(server, keys["b"]) as b:
             secrets = {"acme": _signing_secret(a), "globex": _signing_secret(b)}
             assert secrets["acme"] != secrets["globex"]
+            assert for_acme.json() == {"secret": secrets["acme"]}
             assert _signing_secret(a) == secrets["acme"]  # stable
+            assert b.get("/v1beta/webhooks:signingSecret?tenant=acme").status_code == 403
             for name, client in (("acme", a), ("globex", b)):
                 created = client.post(
                     "/v1beta/interactions",
@@ -255,3 +264,38 @@ def test_per_request_deliveries_are_signed_with_the_tenants_own_secret(
             for wrong in (secrets[other], master):  # no tenant can sign for another
                 with pytest.raises(WebhookVerificationError):
                     Webhook(wrong).verify(delivery["body"], delivery["headers"])
+
+
+def test_the_redaction_rule() -> None:
+    """The rule of propylon.domain.redaction, on names, requests and free text."""
+    from propylon.domain.redaction import (
+        RedactingFilter,
+        is_credential_name,
+        redact_request,
+        redact_text,
+    )
+
+    credentials = ["Authorization", "x-api-key", "api_key", "x-test-token", "access_token"]
+    credentials += ["client_secret", "db_password", "AWS_ACCESS_KEY_ID", "cookie", "token"]
+    assert all(is_credential_name(name) for name in credentials)
+    plain = ["max_output_tokens", "total_tokens", "tokens", "name", "keyword", "author"]
+    assert not any(is_credential_name(name) for name in plain)
+    schema = {"type": "object", "properties": {"password": {"type": "string"}}}
+    request = {
+        "tools": [{"type": "function", "name": "login", "parameters": schema}],
+        "response_format": schema,
+        "system_instruction": "the password is not a field here",
+        "generation_config": {"max_output_tokens": 5},
+    }
+    assert redact_request(request) == request  # schemas and content are left whole
+    line = 'GET https://u:pw@h/mcp?token=t1&x=1 {"Authorization": "Bearer t2"} '
+    line += "key pk-abcdefghijklmnopq"
+    record = logging.LogRecord("t", logging.WARNING, "", 0, "auth %s", ("Bearer t3",), None)
+    record.labels = {"api_key": "t4", "team": "ml"}  # a structured line's `extra`
+    assert RedactingFilter().filter(record)
+    assert record.getMessage() == "auth Bearer [redacted]"
+    assert record.labels == {"api_key": "[redacted]", "team": "ml"}
+    assert redact_text(line) == (
+        'GET https://u:[redacted]@h/mcp?token=[redacted]&x=1 {"Authorization": "[redacted]"} '
+        "key [redacted]"
+    )

@@ -208,7 +208,8 @@ class Settings(BaseSettings):
         default_factory=list,
         description=(
             "Accepted API keys, each either `sha256:<hex digest>` (preferred) or plain text. "
-            "Empty: no auth, and the server refuses to listen on a non-loopback address."
+            "Empty, and no key ever stored by `propylon keys create`: no auth, and the server "
+            "refuses to listen on a non-loopback address."
         ),
     )
     models: list[ModelSettings] | None = Field(

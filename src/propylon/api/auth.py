@@ -54,11 +54,6 @@ class Authenticator:
         """Decide at start-up whether keys are required (call once the store is open)."""
         await self._check_for_keys()
 
-    @property
-    def keys_required(self) -> bool:
-        """Whether a request without a valid key is refused."""
-        return self._required
-
     async def _check_for_keys(self) -> None:
         # Every key ever stored counts, revoked or not: a server that has had keys stays keyed.
         self._required = self._required or bool(await self._store.list_api_keys())

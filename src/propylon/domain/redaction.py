@@ -9,6 +9,8 @@ cancel and `include_input` answers, and `propylon export`) and to every log line
   and turning `-` into `_`, a name that is `authorization`, `proxy_authorization`, `cookie`,
   `auth`, `token`, or ends in `_token` or `_auth`, or contains `api_key`, `apikey`, `secret`,
   `password`, `passwd`, `credential`, `private_key` or `access_key`;
+- in a URL (`url`, `uri`, `uris`: an MCP server's, a webhook's), the password of its user
+  info and every query parameter named like a credential (`?api_key=...`) become `[redacted]`;
 - JSON Schemas (`response_format`, a function tool's `parameters`) are left whole: they name
   fields, they hold no values;
 - conversation content (`input`, steps, outputs) is never rewritten: it is what the model saw
@@ -41,6 +43,7 @@ _PARTS = (
     "access_key",
 )
 _SCHEMAS = frozenset({"response_format", "parameters", "input_schema"})
+_URLS = frozenset({"url", "uri", "uris"})
 
 
 def is_credential_name(name: str) -> bool:
@@ -65,24 +68,36 @@ def _without_headers(tool: Any) -> Any:
     return tool
 
 
-def _redact(value: Any) -> Any:
+def _redact(value: Any, url: bool = False) -> Any:
     if isinstance(value, dict):
-        return {
-            key: REDACTED
-            if is_credential_name(str(key))
-            else (item if key in _SCHEMAS else _redact(item))
-            for key, item in value.items()
-        }
+        return {key: _field(str(key), item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_redact(item) for item in value]
+        return [_redact(item, url) for item in value]
+    if url and isinstance(value, str):
+        return redact_text(value)
     return value
+
+
+def _field(key: str, value: Any) -> Any:
+    if is_credential_name(key):
+        return REDACTED
+    if key in _SCHEMAS:
+        return value
+    return _redact(value, url=key in _URLS)
 
 
 # Free text (log lines, exception messages): `name: value` and `name=value` pairs whose name is
 # credential-like by the same rule, `Bearer` tokens, and Propylon's own key and secret formats.
 _PAIR = re.compile(
     r"""(?ix)
-    (?P<open>["']?)(?P<name>[a-z_][\w-]*)(?P=open)
+    (?P<open>["']?)
+    (?<![\w-])
+    (?P<name>  # the names is_credential_name accepts
+        [\w-]*(?:api[_-]?key|secret|password|passwd|credential|private[_-]key|access[_-]key)[\w-]*
+        | [\w-]*[_-](?:token|auth)
+        | authorization | proxy[_-]authorization | cookie | auth | token
+    )
+    (?P=open)
     (?P<sep>\s*[:=]\s*)
     (?P<quote>["']?)
     (?:bearer\s+)?
@@ -90,6 +105,7 @@ _PAIR = re.compile(
     """
 )
 _BEARER = re.compile(r"(?i)\bbearer\s+[\w.~+/=-]+")
+_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/@\s:]*):[^/@\s]+@")
 _OWN_SECRETS = re.compile(r"\b(?:pk-[\w-]{16,}|whsec_[\w+/=]{16,})")
 _LOG_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -98,8 +114,6 @@ _LOG_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, No
 
 
 def _pair(match: re.Match[str]) -> str:
-    if not is_credential_name(match["name"]):
-        return match[0]
     return f"{match['open']}{match['name']}{match['open']}{match['sep']}{match['quote']}{REDACTED}"
 
 
@@ -107,6 +121,7 @@ def redact_text(text: str) -> str:
     """`text` with credential-looking values replaced by `REDACTED`."""
     text = _PAIR.sub(_pair, text)
     text = _BEARER.sub(f"Bearer {REDACTED}", text)
+    text = _USERINFO.sub(rf"\1:{REDACTED}@", text)
     return _OWN_SECRETS.sub(REDACTED, text)
 
 
