@@ -1,7 +1,7 @@
 """A real MCP server for the tests (MCPServer, formerly FastMCP, from the `mcp` package),
-served over Streamable HTTP on loopback. It requires the header `x-test-token: secret`.
+served over Streamable HTTP on loopback. It requires the header `x-test-token: TOKEN`.
 
-    python tests/mcp_server.py PORT
+    python tests/mcp_server.py PORT [TOKEN]    (TOKEN: default `secret`)
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from mcp.server.mcpserver import MCPServer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 server = MCPServer("calc")
+TOKEN = (sys.argv[2] if len(sys.argv) > 2 else "secret").encode()
 
 
 @server.tool()
@@ -29,7 +30,7 @@ def get_weather(location: str) -> str:
 
 def require_token(app: ASGIApp) -> ASGIApp:
     async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (b"x-test-token", b"secret") not in scope["headers"]:
+        if scope["type"] == "http" and (b"x-test-token", TOKEN) not in scope["headers"]:
             await send({"type": "http.response.start", "status": 401, "headers": []})
             await send({"type": "http.response.body", "body": b"missing x-test-token"})
             return

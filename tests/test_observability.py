@@ -25,7 +25,8 @@ from tests.conftest import API_KEY, Server, free_port
 
 
 def _samples(server: Server) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = httpx.get(f"{server.url}/metrics").text
+    with server.http() as http:  # /metrics needs a key (`metrics_public` is off)
+        text = http.get("/metrics").text
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
@@ -83,7 +84,9 @@ def test_metrics_count_what_happened(server: Server, client: genai.Client) -> No
 
 def test_health_and_readiness(server: Server) -> None:
     assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
-    assert httpx.get(f"{server.url}/readyz").json() == {"status": "ready"}
+    assert httpx.get(f"{server.url}/readyz").status_code == 401  # behind a key by default
+    with server.http() as http:
+        assert http.get("/readyz").json() == {"status": "ready"}
 
 
 @pytest.fixture(scope="module")

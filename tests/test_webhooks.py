@@ -124,7 +124,7 @@ def test_events_reach_registered_webhooks_signed(server: Server, receiver: str) 
     client.webhooks.delete(hook.id)
 
 
-def test_per_request_uris_are_signed_with_the_server_secret(server: Server, receiver: str) -> None:
+def test_per_request_uris_are_signed_with_the_tenants_secret(server: Server, receiver: str) -> None:
     client = server.client()
     answer = client.interactions.create(
         model="echo",
@@ -132,7 +132,8 @@ def test_per_request_uris_are_signed_with_the_server_secret(server: Server, rece
         webhook_config={"uris": [f"{receiver}/hook/dynamic"], "user_metadata": {"k": 1}},
     )
     wait_for(lambda: bool(_received(receiver, "dynamic")))
-    secret = (server.data_dir / "webhook_secret").read_text().strip()
+    with server.http() as http:  # the secret of this key's tenant (`default`)
+        secret = http.get("/v1beta/webhooks:signingSecret").json()["secret"]
     [payload] = _verified(_received(receiver, "dynamic"), secret).values()
     usage = payload["data"].pop("usage")
     assert usage["total_tokens"] == answer.usage.total_tokens

@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from propylon.api import interactions
 from propylon.api import webhooks as webhook_routes
-from propylon.api.auth import Authenticator
+from propylon.api.auth import Authenticator, AuthMiddleware
 from propylon.api.errors import EXCEPTION_HANDLERS, JSONResponse
 from propylon.bus.memory import MemoryBus
 from propylon.config import Settings
@@ -87,10 +87,14 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     models = models or ModelRegistry.from_settings(settings)
     store = SQLiteStore(settings.database_path)
     metrics = Metrics()
-    webhooks = WebhookService(store, settings.allow_private_network_targets)
+    webhooks = WebhookService(
+        store,
+        settings.allow_private_network_targets,
+        settings.webhook_secret or _generated_secret(settings.data_dir),
+    )
     worker = DeliveryWorker(
         store,
-        settings.webhook_secret or _generated_secret(settings.data_dir),
+        webhooks.uris_secret_of,
         max_attempts=settings.webhook_max_attempts,
         backoff=settings.webhook_retry_initial_seconds,
         disable_after=settings.webhook_disable_after_failures,
@@ -144,6 +148,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.open()
+        await auth.start()  # keys required or not: decided here, from settings and store
         worker.start()
         loop = asyncio.get_running_loop()
         with contextlib.suppress(ValueError, RuntimeError):  # only the main thread has signals
@@ -179,11 +184,17 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     ]
     if settings.path_prefix:
         routes.append(Mount(settings.path_prefix.rstrip("/"), routes=api))
+    auth = Authenticator(settings.api_keys, store, settings.auth_cache_seconds)
+    # Every route but these is authenticated once, in the middleware, before routing.
+    open_paths = {"/healthz"} | ({"/metrics", "/readyz"} if settings.metrics_public else set())
     app = Starlette(
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
-        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+        middleware=[
+            Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(AuthMiddleware, auth=auth, open_paths=frozenset(open_paths)),
+        ],
     )
     app.state.settings = settings
     app.state.store = store
@@ -191,5 +202,5 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     app.state.webhooks = webhooks
     app.state.models = models
     app.state.metrics = metrics
-    app.state.auth = Authenticator(settings.api_keys, store, settings.auth_cache_seconds)
+    app.state.auth = auth
     return app

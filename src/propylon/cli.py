@@ -76,21 +76,24 @@ def _with_store(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
 
 
 def _stored_key_count(settings: Settings) -> int:
-    """Keys in the data dir's store, read without migrating it (the app migrates once, at
-    start-up); 0 when there is no store or no key table yet."""
+    """Keys the data dir's store has ever held, revoked ones included (a store that has had
+    keys keeps requiring one), read without migrating it (the app migrates once, at start-up);
+    0 when there is no store or no key table yet."""
     import sqlite3
 
     if not settings.database_path.exists():
         return 0
     with contextlib.closing(sqlite3.connect(settings.database_path)) as conn:
         try:
-            row = conn.execute("SELECT count(*) FROM api_keys WHERE revoked IS NULL").fetchone()
+            row = conn.execute("SELECT count(*) FROM api_keys").fetchone()
         except sqlite3.OperationalError:
             return 0
     return int(row[0])
 
 
 def _configure_logging(settings: Settings) -> None:
+    from propylon.domain.redaction import RedactingFilter
+
     handler = logging.StreamHandler()
     if settings.log_format == "json":
         from pythonjsonlogger.json import JsonFormatter
@@ -103,6 +106,7 @@ def _configure_logging(settings: Settings) -> None:
         )
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.addFilter(RedactingFilter())  # no credential reaches a log line
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
     # HTTP client libraries log request URLs at INFO; an outbound URL may carry a secret.
     for name in ("httpx", "httpx2", "mcp"):
@@ -278,10 +282,15 @@ def export(
     data_dir: DataDirOption = None,
 ) -> None:
     """Write a tenant's interactions as JSONL: one line per interaction with its steps, usage,
-    labels (in `request`) and its whole event log. `propylon import` reads it back."""
+    labels (in `request`) and its whole event log. `propylon import` reads it back.
+    Credentials in the requests (MCP `headers`, fields named like a credential) are written
+    as `[redacted]` (see propylon.domain.redaction)."""
+    from propylon.domain.redaction import redact_request
+
     rows = _with_store(_settings(config, data_dir=data_dir), lambda s: s.export(tenant))
     sink = output.open("wb") if output else sys.stdout.buffer
     for record, events in rows:
+        record.request = redact_request(record.request)  # a dump never carries credentials
         sink.write(
             orjson.dumps(
                 {

@@ -230,7 +230,8 @@ class Settings(BaseSettings):
         default_factory=list,
         description=(
             "Accepted API keys, each either `sha256:<hex digest>` (preferred) or plain text. "
-            "Empty: no auth, and the server refuses to listen on a non-loopback address."
+            "Empty, and no key ever stored by `propylon keys create`: no auth, and the server "
+            "refuses to listen on a non-loopback address."
         ),
     )
     models: list[ModelSettings] | None = Field(
@@ -296,6 +297,11 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a stored API key's lookup is reused; a revoked key is refused "
         "at most this long after `propylon keys revoke`.",
+    )
+    metrics_public: bool = Field(
+        default=False,
+        description="Serve `/metrics` and `/readyz` without an API key (for scrapers and "
+        "probes that send none); off: they need a key like every route but `/healthz`.",
     )
     rate_window_seconds: float = Field(
         default=60.0,

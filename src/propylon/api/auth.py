@@ -2,8 +2,14 @@
 
 Keys are held only as SHA-256 digests. Keys in the settings (`api_keys`) are admin keys of the
 `default` tenant; keys made with `propylon keys create` live in the store with their tenant and
-policy. With no key anywhere, every request is the anonymous admin of `default` (the CLI then
-listens on loopback only).
+policy. Authentication happens once per request, in `AuthMiddleware`, before routing: routes read
+the resolved caller with `caller_of`.
+
+Whether keys are required is a latch, set at start-up (`Authenticator.start`) from the settings
+and the store: a server with configured keys, or whose store has ever held a key (revoked ones
+count), requires a key on every request for good. Only a server that has never had a key serves
+every request as the anonymous admin of `default` (the CLI then listens on loopback only); the
+first key created turns that off without a restart. Revoking the last key never turns it back on.
 """
 
 from __future__ import annotations
@@ -11,13 +17,16 @@ from __future__ import annotations
 import hashlib
 import time
 
+from starlette.datastructures import Headers
 from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from propylon.api.errors import JSONResponse, error_body
 from propylon.domain.caller import ANONYMOUS, Caller
 from propylon.errors import Unauthenticated
 from propylon.store.base import ApiKey, Store
 
-__all__ = ["Authenticator", "authorize", "digest"]
+__all__ = ["AuthMiddleware", "Authenticator", "caller_of", "digest"]
 
 
 def digest(key: str) -> str:
@@ -37,7 +46,18 @@ class Authenticator:
         self._store = store
         self._ttl = cache_seconds
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
-        self._any_stored: tuple[float, bool] = (0.0, False)
+        # The latch: True once keys are required; it is never set back to False.
+        self._required = bool(self._admin_digests)
+        self._next_check = 0.0  # keyless only: when to look for a first key again
+
+    async def start(self) -> None:
+        """Decide at start-up whether keys are required (call once the store is open)."""
+        await self._check_for_keys()
+
+    async def _check_for_keys(self) -> None:
+        # Every key ever stored counts, revoked or not: a server that has had keys stays keyed.
+        self._required = self._required or bool(await self._store.list_api_keys())
+        self._next_check = time.monotonic() + self._ttl
 
     async def _stored(self, key_digest: str) -> ApiKey | None:
         hit = self._cache.get(key_digest)
@@ -50,30 +70,22 @@ class Authenticator:
             self._cache[key_digest] = (time.monotonic() + self._ttl, found)
         return found
 
-    async def _keys_exist(self) -> bool:
-        if self._admin_digests:
-            return True
-        until, exist = self._any_stored
-        if until > time.monotonic():
-            return exist
-        exist = await self._store.count_api_keys() > 0
-        self._any_stored = (time.monotonic() + max(self._ttl, 0.0), exist)
-        return exist
-
-    async def caller(self, request: Request) -> Caller:
-        """The caller of `request`. Raises Unauthenticated for a missing, unknown or revoked
-        key (when keys exist)."""
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    async def caller(self, headers: Headers) -> Caller:
+        """The caller presenting `headers`. Raises Unauthenticated for a missing, unknown or
+        revoked key (whenever keys are required)."""
+        if not self._required and time.monotonic() >= self._next_check:
+            await self._check_for_keys()  # a key made by the CLI turns auth on for good
+        if not self._required:
+            return ANONYMOUS  # never had a key: auth is off (and the server on loopback)
+        scheme, _, token = headers.get("authorization", "").partition(" ")
         presented = [
             key
             for key in (
-                request.headers.get("x-goog-api-key"),
+                headers.get("x-goog-api-key"),
                 token.strip() if scheme.lower() == "bearer" else None,
             )
             if key
         ]
-        if not await self._keys_exist():
-            return ANONYMOUS  # no keys anywhere: auth is off (and the server on loopback)
         if not presented:
             raise Unauthenticated(
                 "missing API key: send `x-goog-api-key` or `Authorization: Bearer`"
@@ -91,7 +103,34 @@ class Authenticator:
         raise Unauthenticated("API key not valid")
 
 
-async def authorize(request: Request) -> Caller:
-    """The caller of `request`, by the app's Authenticator. Raises Unauthenticated."""
-    auth: Authenticator = request.app.state.auth
-    return await auth.caller(request)
+class AuthMiddleware:
+    """Authenticates every HTTP request before it is routed, except those to `open_paths`
+    (exact paths, e.g. `/healthz`): the caller goes into the request's state (`caller_of`);
+    a refused request is answered 401 in Google's error shape and reaches no route."""
+
+    def __init__(self, app: ASGIApp, auth: Authenticator, open_paths: frozenset[str]) -> None:
+        self.app = app
+        self.auth = auth
+        self.open_paths = open_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
+            await self.app(scope, receive, send)
+            return
+        try:
+            caller = await self.auth.caller(Headers(scope=scope))
+        except Unauthenticated as exc:
+            refusal = JSONResponse(error_body(exc.http_status, exc.message, exc.status), 401)
+            await refusal(scope, receive, send)
+            return
+        scope.setdefault("state", {})["caller"] = caller
+        await self.app(scope, receive, send)
+
+
+def caller_of(request: Request) -> Caller:
+    """The caller AuthMiddleware resolved for `request`. Raises Unauthenticated when there is
+    none (a route the middleware did not cover must not act as anyone)."""
+    caller = request.scope.get("state", {}).get("caller")
+    if not isinstance(caller, Caller):
+        raise Unauthenticated("this request was not authenticated")
+    return caller

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from propylon.api.auth import authorize
+from propylon.api.auth import caller_of
 from propylon.api.errors import JSONResponse
 from propylon.domain.caller import Caller
 from propylon.errors import InvalidArgument, NotFound
@@ -20,7 +20,7 @@ __all__ = ["routes"]
 
 async def _service(request: Request) -> tuple[WebhookService, Caller]:
     service: WebhookService = request.app.state.webhooks
-    return service, await authorize(request)
+    return service, caller_of(request)
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -55,7 +55,7 @@ async def item(request: Request) -> Response:
     if request.method == "PATCH":
         body = await _body(request)
         return JSONResponse(
-            await service.update(name, body, request.query_params.get("update_mask"))
+            await service.update(name, body, request.query_params.get("update_mask"), caller)
         )
     if request.method == "DELETE":
         await service.delete(name, caller)
@@ -71,7 +71,15 @@ async def item(request: Request) -> Response:
     raise NotFound(f"no method `{verb}` on webhooks")
 
 
+async def signing_secret(request: Request) -> Response:
+    """`GET /{version}/webhooks:signingSecret[?tenant=]`: the secret that signs the caller's
+    tenant's `webhook_config.uris` deliveries (Propylon's own; an admin may name a tenant)."""
+    service, caller = await _service(request)
+    return JSONResponse(service.signing_secret(caller, request.query_params.get("tenant")))
+
+
 routes = [
+    Route("/{version}/webhooks:signingSecret", signing_secret, methods=["GET"]),
     Route("/{version}/webhooks", collection, methods=["GET", "POST"]),
     Route("/{version}/webhooks/{name}", item, methods=["GET", "PATCH", "DELETE", "POST"]),
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ANONYMOUS", "Caller"]
+__all__ = ["ANONYMOUS", "SYSTEM", "Caller"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,4 +25,10 @@ class Caller:
 
 
 # A server with no keys at all: one tenant, everything visible (loopback only, see the CLI).
+# Only the Authenticator hands it out, and only to a server that has never had a key.
 ANONYMOUS = Caller(admin=True)
+
+# Propylon itself (the background worker, start-up recovery, re-reads of a record a caller was
+# already allowed to see). Service methods take the caller as a required argument, so acting
+# as SYSTEM is always written out at the call site, never a default.
+SYSTEM = Caller(tenant="default", key_id="system", admin=True)

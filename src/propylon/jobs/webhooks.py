@@ -11,6 +11,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,8 +41,9 @@ logger = logging.getLogger("propylon.webhooks")
 
 
 class DeliveryWorker:
-    """Delivers the outbox. `secret_for_uris` signs per-request `webhook_config.uris`
-    deliveries; registered webhooks are signed with their own live secrets.
+    """Delivers the outbox. `secret_for_uris(tenant)` is the secret that signs a tenant's
+    per-request `webhook_config.uris` deliveries; registered webhooks are signed with their own
+    live secrets.
 
     max_attempts: attempts per delivery. backoff: seconds before the second attempt, doubling
     (with jitter). disable_after: consecutive failed attempts that disable a webhook.
@@ -50,7 +52,7 @@ class DeliveryWorker:
     def __init__(
         self,
         store: Store,
-        secret_for_uris: str,
+        secret_for_uris: Callable[[str], str],
         *,
         max_attempts: int,
         backoff: float,
@@ -102,7 +104,7 @@ class DeliveryWorker:
 
     async def _secrets(self, delivery: Delivery) -> list[str]:
         if delivery.webhook_id is None:
-            return [self.secret_for_uris]
+            return [self.secret_for_uris(delivery.tenant)]
         webhook = await self.store.get_webhook(delivery.webhook_id)
         return live_secrets(webhook) if webhook else []
 

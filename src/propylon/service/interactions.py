@@ -19,11 +19,12 @@ import orjson
 from propylon.bus.base import Bus
 from propylon.config import Settings
 from propylon.domain import lifecycle
-from propylon.domain.caller import ANONYMOUS, Caller
+from propylon.domain.caller import SYSTEM, Caller
 from propylon.domain.clock import now
 from propylon.domain.events import Event
 from propylon.domain.ids import new_interaction_id, parse_event_id
 from propylon.domain.projection import Projection
+from propylon.domain.redaction import redact_request
 from propylon.domain.usage import Usage
 from propylon.errors import FailedPrecondition, InvalidArgument, NotFound
 from propylon.gateway.registry import ModelRegistry
@@ -80,7 +81,7 @@ def to_resource(
         "status": status,
         "created": record.created,
         "updated": (projection.updated if projection else None) or record.updated,
-        **record.request,
+        **redact_request(record.request),  # credentials stay in the store only
         "steps": (record.input_steps + steps) if include_input_steps else list(steps),
     }
     if usage is not None:
@@ -127,7 +128,7 @@ class InteractionService:
     async def create(
         self,
         request: CreateInteraction,
-        caller: Caller = ANONYMOUS,
+        caller: Caller,
         idempotency_key: str | None = None,
         body: Any = None,
     ) -> Created:
@@ -246,7 +247,7 @@ class InteractionService:
                 self.keepalive,
             ):
                 pass  # wait for the first request's run to end
-            record = await self._record(record.id)
+            record = await self._record(record.id, SYSTEM)
         return Created(
             to_resource(await self._current(record), include_input_steps=False),
             interaction_id=record.id,
@@ -325,7 +326,7 @@ class InteractionService:
         await self._run(log, planned, request)
 
     async def get(
-        self, interaction_id: str, caller: Caller = ANONYMOUS, include_input: bool = False
+        self, interaction_id: str, caller: Caller, include_input: bool = False
     ) -> dict[str, Any]:
         """The Interaction with its `user_input` steps. Raises NotFound (also for another
         tenant's)."""
@@ -343,7 +344,7 @@ class InteractionService:
         return record
 
     async def stream(
-        self, interaction_id: str, last_event_id: str | None, caller: Caller = ANONYMOUS
+        self, interaction_id: str, last_event_id: str | None, caller: Caller
     ) -> AsyncIterator[Event | None]:
         """The log from the start (or after `last_event_id`), then live until its terminal
         event; None items are keep-alive ticks. Raises NotFound, or InvalidArgument when the
@@ -364,7 +365,7 @@ class InteractionService:
             self.store, interaction_id, after, self.bus.subscribe(interaction_id), self.keepalive
         )
 
-    async def cancel(self, interaction_id: str, caller: Caller = ANONYMOUS) -> dict[str, Any]:
+    async def cancel(self, interaction_id: str, caller: Caller) -> dict[str, Any]:
         """Cancel a queued or running background interaction; it ends `cancelled` with exactly
         one terminal event. Cancelling it again gives the same answer. Raises NotFound, or
         FailedPrecondition for a finished or foreground interaction."""
@@ -382,15 +383,15 @@ class InteractionService:
             )
         if self.jobs.cancel(interaction_id):
             await self.jobs.wait(interaction_id)
-        record = await self._record(interaction_id)
+        record = await self._record(interaction_id, caller)
         if not lifecycle.is_terminal(record.status):  # cancelled before its run began
             log = self._log(record, existing=await reading.fold(self.store, interaction_id))
             finish_unstarted(log, "cancelled")
             await log.drain()
-            record = await self._record(interaction_id)
+            record = await self._record(interaction_id, caller)
         return to_resource(record)
 
-    async def delete(self, interaction_id: str, caller: Caller = ANONYMOUS) -> None:
+    async def delete(self, interaction_id: str, caller: Caller) -> None:
         """Delete the interaction and its events, stopping a running one first.
         Raises NotFound."""
         await self._record(interaction_id, caller)
@@ -460,7 +461,7 @@ class InteractionService:
             return []
         return await self.webhooks.deliveries_for(record)
 
-    async def _record(self, interaction_id: str, caller: Caller = ANONYMOUS) -> InteractionRecord:
+    async def _record(self, interaction_id: str, caller: Caller) -> InteractionRecord:
         record = await self.store.get(interaction_id)
         if record is None or not caller.sees(record.tenant):
             raise NotFound(f"interaction `{interaction_id}` not found")

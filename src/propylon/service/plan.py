@@ -11,7 +11,7 @@ from typing import Any
 
 from propylon.config import Settings
 from propylon.domain import lifecycle
-from propylon.domain.caller import ANONYMOUS, Caller
+from propylon.domain.caller import Caller
 from propylon.errors import FailedPrecondition, InvalidArgument, NotFound
 from propylon.gateway.registry import ModelRegistry, ServedModel
 from propylon.outbound import check_url
@@ -49,7 +49,7 @@ async def plan(
     store: Store,
     models: ModelRegistry,
     settings: Settings,
-    caller: Caller = ANONYMOUS,
+    caller: Caller,
     agents: dict[str, GoogleInteractions] | None = None,
 ) -> Plan | AgentPlan:
     """Check `request` and build its turn for `caller`. Raises InvalidArgument, NotFound

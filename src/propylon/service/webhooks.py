@@ -11,20 +11,22 @@ id, status, usage and the request's `webhook_config.user_metadata`.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import secrets
 import time
 from typing import Any
 
 import orjson
 
-from propylon.domain.caller import ANONYMOUS, Caller
+from propylon.domain.caller import Caller
 from propylon.domain.clock import now
-from propylon.errors import InvalidArgument, NotFound
+from propylon.errors import InvalidArgument, NotFound, PermissionDenied
 from propylon.jobs.webhooks import GRACE_SECONDS
 from propylon.outbound import check_url
 from propylon.store.base import Delivery, InteractionRecord, Store
 
-__all__ = ["EVENTS", "WebhookService", "event_of", "new_secret"]
+__all__ = ["EVENTS", "WebhookService", "event_of", "new_secret", "tenant_secret"]
 
 EVENTS = frozenset(
     {
@@ -53,6 +55,15 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
+def tenant_secret(server_secret: str, tenant: str) -> str:
+    """The `whsec_` secret that signs `tenant`'s `webhook_config.uris` deliveries: an HMAC of the
+    tenant's name under the server's secret, so each tenant can verify its own deliveries and
+    no tenant can sign (forge) another's. The server secret itself is never handed out."""
+    label = b"propylon webhook_config.uris\x00" + tenant.encode()
+    mac = hmac.new(server_secret.encode(), label, hashlib.sha256)
+    return "whsec_" + base64.b64encode(mac.digest()).decode()
+
+
 def event_of(status: str) -> str | None:
     """The webhook event a final status sends, or None."""
     return _STATUS_EVENTS.get(status)
@@ -74,9 +85,12 @@ def _public(webhook: dict[str, Any]) -> dict[str, Any]:
 class WebhookService:
     """CRUD of registered webhooks and the outbox entries of ending interactions."""
 
-    def __init__(self, store: Store, allow_private: bool) -> None:
+    def __init__(self, store: Store, allow_private: bool, uris_secret: str) -> None:
+        """`uris_secret`: the server's secret, from which each tenant's signing secret of
+        per-request `webhook_config.uris` deliveries is derived (`tenant_secret`)."""
         self.store = store
         self.allow_private = allow_private
+        self._uris_secret = uris_secret
         self._cache: list[dict[str, Any]] | None = None  # enabled webhooks, for on_terminal
 
     async def _check(self, body: dict[str, Any]) -> None:
@@ -95,7 +109,7 @@ class WebhookService:
         if "state" in body and body["state"] not in _STATES:
             raise InvalidArgument("`state` must be `enabled` or `disabled`")
 
-    async def create(self, body: dict[str, Any], caller: Caller = ANONYMOUS) -> dict[str, Any]:
+    async def create(self, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
         """Register a webhook. The answer's `new_signing_secret` is the only time the secret
         is shown. Raises InvalidArgument."""
         unknown = sorted(set(body) - {"uri", "subscribed_events", "name"})
@@ -121,9 +135,7 @@ class WebhookService:
         await self._save(webhook)
         return {**_public(webhook), "new_signing_secret": secret}
 
-    async def page(
-        self, page_size: int, page_token: str | None, caller: Caller = ANONYMOUS
-    ) -> dict[str, Any]:
+    async def page(self, page_size: int, page_token: str | None, caller: Caller) -> dict[str, Any]:
         """A page of the caller's webhooks: `{webhooks, next_page_token?}`."""
         size = max(1, min(page_size or 50, 1000))
         tenant = None if caller.admin else caller.tenant
@@ -133,7 +145,7 @@ class WebhookService:
             answer["next_page_token"] = page[size - 1]["id"]
         return answer
 
-    async def get(self, webhook_id: str, caller: Caller = ANONYMOUS) -> dict[str, Any]:
+    async def get(self, webhook_id: str, caller: Caller) -> dict[str, Any]:
         """Raises NotFound."""
         return _public(await self._get(webhook_id, caller))
 
@@ -142,7 +154,7 @@ class WebhookService:
         webhook_id: str,
         body: dict[str, Any],
         update_mask: str | None,
-        caller: Caller = ANONYMOUS,
+        caller: Caller,
     ) -> dict[str, Any]:
         """Change the fields named by `update_mask` (default: those in the body).
         Raises NotFound or InvalidArgument."""
@@ -157,23 +169,31 @@ class WebhookService:
         await self._save(webhook)
         return _public(webhook)
 
-    async def delete(self, webhook_id: str, caller: Caller = ANONYMOUS) -> None:
+    async def delete(self, webhook_id: str, caller: Caller) -> None:
         """Raises NotFound."""
         await self._get(webhook_id, caller)
         if not await self.store.delete_webhook(webhook_id):
             raise NotFound(f"webhook `{webhook_id}` not found")
         self._cache = None
 
-    async def ping(self, webhook_id: str, caller: Caller = ANONYMOUS) -> dict[str, Any]:
+    async def ping(self, webhook_id: str, caller: Caller) -> dict[str, Any]:
         """Queue a `webhook.ping` delivery to the webhook. Raises NotFound."""
         webhook = await self._get(webhook_id, caller)
         await self.store.enqueue(
-            [_delivery(webhook["uri"], "webhook.ping", {"webhook_id": webhook_id}, webhook_id)]
+            [
+                _delivery(
+                    webhook["uri"],
+                    "webhook.ping",
+                    {"webhook_id": webhook_id},
+                    webhook_id,
+                    webhook.get("tenant", "default"),
+                )
+            ]
         )
         return {}
 
     async def rotate(
-        self, webhook_id: str, revocation: str | None, caller: Caller = ANONYMOUS
+        self, webhook_id: str, revocation: str | None, caller: Caller
     ) -> dict[str, Any]:
         """A new signing secret, returned once; the old ones stop at once or after 24 h."""
         webhook = await self._get(webhook_id, caller)
@@ -201,6 +221,18 @@ class WebhookService:
         await self._save(webhook)
         return {"secret": secret}
 
+    def uris_secret_of(self, tenant: str) -> str:
+        """The secret that signs `tenant`'s per-request `webhook_config.uris` deliveries."""
+        return tenant_secret(self._uris_secret, tenant)
+
+    def signing_secret(self, caller: Caller, tenant: str | None = None) -> dict[str, str]:
+        """`{"secret"}`: the signing secret of the caller's tenant's per-request deliveries
+        (an admin may name another `tenant`). Raises PermissionDenied for another tenant's."""
+        tenant = tenant or caller.tenant
+        if tenant != caller.tenant and not caller.admin:
+            raise PermissionDenied("only an admin key may read another tenant's signing secret")
+        return {"secret": self.uris_secret_of(tenant)}
+
     async def enabled(self, tenant: str) -> list[dict[str, Any]]:
         """The tenant's enabled webhooks (all cached until one changes)."""
         if self._cache is None:
@@ -225,14 +257,14 @@ class WebhookService:
             **({"user_metadata": config["user_metadata"]} if "user_metadata" in config else {}),
         }
         if config.get("uris"):
-            return [_delivery(uri, event, data, None) for uri in config["uris"]]
+            return [_delivery(uri, event, data, None, record.tenant) for uri in config["uris"]]
         return [
-            _delivery(w["uri"], event, data, w["id"])
+            _delivery(w["uri"], event, data, w["id"], record.tenant)
             for w in await self.enabled(record.tenant)
             if event in w["subscribed_events"]
         ]
 
-    async def _get(self, webhook_id: str, caller: Caller = ANONYMOUS) -> dict[str, Any]:
+    async def _get(self, webhook_id: str, caller: Caller) -> dict[str, Any]:
         webhook = await self.store.get_webhook(webhook_id)
         if webhook is None or not caller.sees(webhook.get("tenant", "default")):
             raise NotFound(f"webhook `{webhook_id}` not found")
@@ -243,7 +275,9 @@ class WebhookService:
         self._cache = None
 
 
-def _delivery(uri: str, event: str, data: dict[str, Any], webhook_id: str | None) -> Delivery:
+def _delivery(
+    uri: str, event: str, data: dict[str, Any], webhook_id: str | None, tenant: str
+) -> Delivery:
     payload = orjson.dumps({"type": event, "timestamp": now(), "data": data}).decode()
     return Delivery(
         id="msg_" + secrets.token_urlsafe(16),
@@ -251,4 +285,5 @@ def _delivery(uri: str, event: str, data: dict[str, Any], webhook_id: str | None
         payload=payload,
         webhook_id=webhook_id,
         next_attempt=time.time(),
+        tenant=tenant,
     )

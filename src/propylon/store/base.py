@@ -64,7 +64,8 @@ class ApiKey:
 @dataclass(slots=True)
 class Delivery:
     """One webhook message to send (the outbox). `id` is the `webhook-id` header, stable
-    across retries; `webhook_id` None means a per-request `webhook_config.uris` target."""
+    across retries; `webhook_id` None means a per-request `webhook_config.uris` target, signed
+    with the secret of `tenant`."""
 
     id: str
     uri: str
@@ -72,6 +73,7 @@ class Delivery:
     webhook_id: str | None = None
     attempts: int = 0
     next_attempt: float = 0.0
+    tenant: str = "default"
 
 
 @dataclass(slots=True)

@@ -259,7 +259,8 @@ class SQLiteStore:
     async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
         def run(conn: sqlite3.Connection) -> list[Delivery]:
             rows = conn.execute(
-                "SELECT id, uri, payload, webhook_id, attempts, next_attempt FROM deliveries "
+                "SELECT id, uri, payload, webhook_id, attempts, next_attempt, tenant "
+                "FROM deliveries "
                 "WHERE state = 'pending' AND next_attempt <= ? ORDER BY next_attempt LIMIT ?",
                 (now, limit),
             ).fetchall()
@@ -439,9 +440,9 @@ def _insert_events(conn: sqlite3.Connection, interaction_id: str, events: list[E
 
 def _insert_deliveries(conn: sqlite3.Connection, deliveries: list[Delivery]) -> None:
     conn.executemany(
-        "INSERT OR IGNORE INTO deliveries (id, webhook_id, uri, payload, next_attempt) "
-        "VALUES (?, ?, ?, ?, ?)",
-        [(d.id, d.webhook_id, d.uri, d.payload, d.next_attempt) for d in deliveries],
+        "INSERT OR IGNORE INTO deliveries (id, webhook_id, uri, payload, next_attempt, tenant) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [(d.id, d.webhook_id, d.uri, d.payload, d.next_attempt, d.tenant) for d in deliveries],
     )
 
 
