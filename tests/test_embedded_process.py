@@ -15,8 +15,15 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import CONFIG, EMBEDDED, EMBEDDED_CONFIG, Server, start_server, stop_server
-from tests.conftest import wait_for
+from tests.conftest import (
+    CONFIG,
+    EMBEDDED,
+    EMBEDDED_CONFIG,
+    Server,
+    start_server,
+    stop_server,
+    wait_for,
+)
 
 pytestmark = pytest.mark.skipif(not EMBEDDED, reason="the `local` extra is not installed")
 
