@@ -43,9 +43,9 @@ price_cached_per_million = 100000.0
 
 def _new_key(data_dir: Path, *args: str) -> str:
     """The secret of a key made with `propylon keys create --tenant acme *args`."""
+    command = [sys.executable, "-m", "propylon", "keys", "create", "--tenant", "acme"]
     result = subprocess.run(
-        [sys.executable, "-m", "propylon", "keys", "create", "--tenant", "acme", *args]
-        + ["--data-dir", str(data_dir)],
+        [*command, *args, "--data-dir", str(data_dir)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -177,7 +177,7 @@ def test_the_purge_does_not_refund(upstream: str, tmp_path: Path) -> None:
                 answer = http.post("/v1beta/interactions", json=_body(run))
                 assert answer.status_code == 200, answer.text
                 path = f"/v1beta/interactions/{answer.json()['id']}"
-                wait_for(lambda: http.get(path).status_code == 404, 20)  # purged
+                wait_for(lambda p=path: http.get(p).status_code == 404, 20)  # purged
             refused = http.post("/v1beta/interactions", json=_body(run))
         assert _refused_for_budget(refused), refused.text
     finally:
