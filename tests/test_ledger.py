@@ -7,8 +7,10 @@ Every run of the `pricey` model costs 1.00 USD: the fault-injecting upstream rep
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,9 +18,18 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import alembic.command
+import alembic.config
 import httpx
 import pytest
 
+from propylon.config import Settings
+from propylon.domain.clock import now
+from propylon.service.ledger import Ledger
+from propylon.store import migrate
+from propylon.store.base import InteractionRecord, Reservation
+from propylon.store.sqlite import SQLiteStore
+from propylon.store.sqlite_ledger import SQLiteLedgerStore
 from tests.conftest import Server, helper, start_server, stop_server, wait_for
 
 RUN_USD = 1.0
@@ -210,3 +221,90 @@ def test_a_crashed_run_keeps_its_reservation(upstream: str, tmp_path: Path) -> N
         assert _calls(upstream, run) == 1
     finally:
         stop_server(restarted)
+
+
+def test_a_tenant_budget_spans_its_keys(upstream: str, tmp_path: Path) -> None:
+    data = tmp_path / "tenant"
+    data.mkdir()
+    first, second = _new_key(data), _new_key(data)
+    tenant = '[tenants.acme]\nbudget_usd = 1.5\nbudget_period = "day"\n'
+    server = start_server(data, _config(upstream) + tenant)
+    run = uuid.uuid4().hex[:10]
+    try:
+        for secret in (first, second):  # 0.00, then 1.00 USD spent by the tenant
+            with _http(server, secret) as http:
+                answer = http.post("/v1beta/interactions", json=_body(run, store=False))
+                assert answer.status_code == 200, answer.text
+        with _http(server, first) as http:
+            refused = http.post("/v1beta/interactions", json=_body(run))
+        assert _refused_for_budget(refused), refused.text
+        assert "tenant `acme`" in refused.json()["error"]["message"]
+    finally:
+        stop_server(server)
+
+
+def _record(interaction_id: str, status: str, cost: float) -> InteractionRecord:
+    return InteractionRecord(
+        id=interaction_id,
+        status=status,
+        created=now(),
+        updated=now(),
+        request={"model": "pricey"},
+        input="x",
+        input_steps=[],
+        usage={"total_input_tokens": 7, "total_output_tokens": 3},
+        cost_usd=cost,
+        tenant="acme",
+        api_key_id="key_1",
+    )
+
+
+def test_recovery_settles_what_a_lost_process_left_open(tmp_path: Path) -> None:
+    """Store level, on a real file: a run that ended before the crash is settled to its
+    recorded cost; one whose interaction is gone (`store=false`, say) to its reservation."""
+
+    async def scenario() -> None:
+        store = SQLiteStore(tmp_path / "propylon.db")
+        await store.open()
+        entries = SQLiteLedgerStore(store)
+        try:
+            ended = _record("v1_ended", "completed", 1.0)
+            await store.create(ended, [])
+            for record in (ended, _record("v1_gone", "in_progress", 0.0)):
+                reservation = Reservation(record.id, "acme", "key_1", record.created, 2.0, 20)
+                assert await entries.reserve(reservation, []) is None
+            assert await entries.committed("2000-01-01T00:00:00Z", api_key_id="key_1") == (4.0, 40)
+            assert await Ledger(entries, Settings()).recover(store.get) == 2
+            assert await entries.unsettled() == []
+            assert await entries.committed("2000-01-01T00:00:00Z", tenant="acme") == (3.0, 30)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_upgrade_keeps_the_spend_of_stored_interactions(tmp_path: Path) -> None:
+    database = tmp_path / "propylon.db"
+    config = alembic.config.Config()
+    config.set_main_option("script_location", str(Path(migrate.__file__).with_name("migrations")))
+    config.set_main_option("sqlalchemy.url", f"sqlite:///{database}")
+    alembic.command.upgrade(config, "0006")  # before the ledger
+    with sqlite3.connect(database) as conn:
+        conn.execute(
+            "INSERT INTO interactions (id, status, created, updated, request, input_steps, "
+            "cost_usd, usage, tenant, api_key_id) VALUES ('v1_old', 'completed', ?, ?, '{}', "
+            "'[]', 1.25, '{\"total_tokens\": 10}', 'acme', 'key_1')",
+            (now(), now()),
+        )
+
+    async def scenario() -> None:
+        store = SQLiteStore(database)
+        await store.open()
+        try:
+            ledger = SQLiteLedgerStore(store)
+            spent = await ledger.committed("2000-01-01T00:00:00Z", api_key_id="key_1")
+            assert spent == (1.25, 10)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())

@@ -13,7 +13,9 @@ settles the reservation to what it cost (CallRecord.cost_usd, summed on the reco
   `budget_period`, and the tenant's (`tenants.<name>.budget_usd`). The check and the
   reservation are one store transaction (see LedgerStore.reserve), so concurrent admissions see
   each other: a period spends at most its budget plus one run's ceiling.
-- Every run counts, `store=false` ones too; deleting or purging an interaction never refunds.
+- Every run of a caller under a budget has an entry, `store=false` ones too; deleting or
+  purging an interaction never refunds. A caller under no budget writes nothing here (a
+  `store=false` create stays free of store writes); a tenant budget counts from when it is set.
 - A run the process lost (a crash) keeps its reservation until the next start's recovery
   settles it: to the recorded cost when the run had ended, else to the reservation itself.
 """
@@ -102,8 +104,10 @@ class Ledger:
     ) -> None:
         """Admit `record`'s run for `caller` and reserve its ceiling. Raises ResourceExhausted
         (with seconds until the period ends) when a budget is spent; nothing is written then."""
-        tokens = self.ceiling(caller) or self.settings.reservation_tokens
         caps = self._caps(caller)
+        if not caps:
+            return  # nothing to enforce: no entry
+        tokens = self.ceiling(caller) or self.settings.reservation_tokens
         reservation = Reservation(
             interaction_id=record.id,
             tenant=record.tenant,
