@@ -28,10 +28,13 @@ from propylon.gateway.registry import ModelRegistry
 from propylon.jobs.webhooks import DeliveryWorker
 from propylon.observability import Metrics, MetricsMiddleware
 from propylon.providers.google_interactions import GoogleInteractions
+from propylon.service.idempotency import Idempotency
 from propylon.service.interactions import InteractionService
+from propylon.service.ledger import Ledger
 from propylon.service.retention import purge_expired
 from propylon.service.webhooks import WebhookService, new_secret
 from propylon.store.sqlite import SQLiteStore
+from propylon.store.sqlite_ledger import SQLiteLedgerStore
 
 __all__ = ["create_app"]
 
@@ -86,6 +89,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     """
     models = models or ModelRegistry.from_settings(settings)
     store = SQLiteStore(settings.database_path)
+    ledger = SQLiteLedgerStore(store)
     metrics = Metrics()
     webhooks = WebhookService(
         store,
@@ -112,6 +116,8 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         MemoryBus(settings.stream_buffer_events),
         models,
         settings,
+        ledger=Ledger(ledger, settings),
+        idempotency=Idempotency(store, settings.idempotency_window_seconds),
         webhooks=webhooks,
         on_outbox=worker.wake,
         metrics=metrics,
@@ -140,7 +146,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     async def purge_loop() -> None:
         while True:
             with contextlib.suppress(Exception):
-                removed = await purge_expired(store, settings)
+                removed = await purge_expired(store, settings, ledger)
                 if removed:
                     logger.info("purged %d expired interactions", removed)
             await asyncio.sleep(settings.purge_interval_seconds)

@@ -145,6 +145,12 @@ class TenantSettings(BaseModel):
     retention_days: float | None = Field(
         default=None, gt=0, description="Keep this tenant's interactions this many days."
     )
+    budget_usd: float | None = Field(
+        default=None, ge=0, description="The tenant's spend budget per `budget_period`, in USD."
+    )
+    budget_period: Literal["day", "month"] = Field(
+        default="month", description="The period of `budget_usd`: `day` or `month` (UTC)."
+    )
 
 
 class BreakerSettings(BaseModel):
@@ -313,6 +319,13 @@ class Settings(BaseSettings):
         gt=0,
         description="Token ceiling of one interaction (a key's policy may set its own); "
         "crossing it ends the interaction `budget_exceeded`.",
+    )
+    reservation_tokens: int = Field(
+        default=32768,
+        gt=0,
+        description="Token ceiling reserved against a budget, and enforced, for an interaction "
+        "of a caller under a budget when neither its key nor `max_tokens_per_interaction` "
+        "sets one.",
     )
     retention_days: float | None = Field(
         default=None,

@@ -8,13 +8,9 @@ nothing. Runs execute as tasks of their own: a client that goes away does not st
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
-
-import orjson
 
 from propylon.bus.base import Bus
 from propylon.config import Settings
@@ -38,10 +34,18 @@ from propylon.runner.mirror import mirror_turn
 from propylon.runner.turn import announce, finish_unstarted, run_turn
 from propylon.schema.interactions import CreateInteraction
 from propylon.service import reading
+from propylon.service.idempotency import Idempotency
+from propylon.service.ledger import Ledger
 from propylon.service.plan import AgentPlan, Plan, plan, request_of
 from propylon.service.quotas import Quotas
 from propylon.service.webhooks import WebhookService
-from propylon.store.base import Delivery, EventSource, InteractionRecord, Store
+from propylon.store.base import (
+    Delivery,
+    EventSource,
+    IdempotencyClaim,
+    InteractionRecord,
+    Store,
+)
 
 __all__ = ["Created", "InteractionService", "to_resource"]
 
@@ -102,17 +106,23 @@ class InteractionService:
         bus: Bus,
         models: ModelRegistry,
         settings: Settings,
+        *,
+        ledger: Ledger,
+        idempotency: Idempotency,
         webhooks: WebhookService | None = None,
         on_outbox: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
         agents: dict[str, GoogleInteractions] | None = None,
     ) -> None:
-        """`webhooks` computes an ending interaction's deliveries; `on_outbox` is told when
+        """`ledger` admits and settles spend; `idempotency` decides repeats of a create;
+        `webhooks` computes an ending interaction's deliveries; `on_outbox` is told when
         new ones are committed (the delivery worker's wake-up); `metrics` counts what runs."""
         self.webhooks = webhooks
         self.metrics = metrics
         self.agents = agents or {}
-        self.quotas = Quotas(store, settings.rate_window_seconds)
+        self.quotas = Quotas(settings.rate_window_seconds)
+        self.ledger = ledger
+        self.idempotency = idempotency
         self.on_outbox = on_outbox
         self.store = store
         self.bus = bus
@@ -121,8 +131,6 @@ class InteractionService:
         self.keepalive = settings.stream_keepalive_seconds
         self.jobs = LocalQueue(self.execute, settings.background_workers)
         self._foreground: dict[str, asyncio.Task[None]] = {}
-        self._key_locks: dict[str, asyncio.Lock] = {}
-        self._key_users: dict[str, int] = {}
         self._callers: dict[str, Caller] = {}  # runs under way: whose tokens to count
 
     async def create(
@@ -139,36 +147,18 @@ class InteractionService:
         await self.quotas.admit(caller, request.model or request.agent or "")
         if idempotency_key is None:
             return await self._finish(await self._create(request, caller))
-        idempotency_key = f"{caller.tenant}/{idempotency_key}"  # keys are per tenant
         if not request.store:
             raise InvalidArgument(
                 "`Idempotency-Key` needs `store=true`: with `store=false` "
                 "there is no interaction to return again"
             )
-        body_hash = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
-        # The lock covers the look-up and the claim only: duplicates wait for the first run
-        # outside it. Across processes the store's key table decides.
-        lock = self._key_locks.setdefault(idempotency_key, asyncio.Lock())
-        self._key_users[idempotency_key] = self._key_users.get(idempotency_key, 0) + 1
-        try:
-            async with lock:
-                found = await self.store.find_idempotency_key(idempotency_key, time.time())
-                first = None
-                if found is not None:
-                    first_hash, interaction_id = found
-                    if first_hash != body_hash:
-                        raise InvalidArgument(
-                            "this `Idempotency-Key` was used with a different request body"
-                        )
-                    first = await self.store.get(interaction_id)
-                if first is None:
-                    started = await self._create(request, caller, (idempotency_key, body_hash))
-        finally:
-            self._key_users[idempotency_key] -= 1
-            if not self._key_users[idempotency_key]:
-                del self._key_users[idempotency_key], self._key_locks[idempotency_key]
+        first, started = await self.idempotency.first_or_create(
+            self.idempotency.claim(caller.tenant, idempotency_key, body),
+            lambda claim: self._create(request, caller, claim),
+        )
         if first is not None:
             return await self._repeat(first, request)
+        assert started is not None
         return await self._finish(started)
 
     async def _finish(self, created: Created) -> Created:
@@ -183,8 +173,11 @@ class InteractionService:
         )
 
     async def _create(
-        self, request: CreateInteraction, caller: Caller, key: tuple[str, str] | None = None
+        self, request: CreateInteraction, caller: Caller, claim: IdempotencyClaim | None = None
     ) -> Created:
+        """Plan, admit (reserve the run's ceiling), store and start one turn. With `claim`,
+        the key and the row are written together before the run starts (IdempotencyConflict
+        when another interaction holds the key)."""
         planned = await plan(request, self.store, self.models, self.settings, caller, self.agents)
         timestamp = now()
         record = InteractionRecord(
@@ -199,17 +192,17 @@ class InteractionService:
             background=request.background,
             tenant=caller.tenant,
             api_key_id=caller.key_id,
+            claim=claim,
+        )
+        await self.ledger.reserve(
+            record, caller, planned.served if isinstance(planned, Plan) else None
         )
         self._callers[record.id] = caller
-        if key is not None:
-            await self.store.save_idempotency_key(
-                key[0], key[1], record.id, time.time() + self.settings.idempotency_window_seconds
-            )
         log = self._log(record, stored=request.store)
 
         if request.background:
             announce(log, "in_progress" if self.jobs.has_capacity() else "queued")
-            await log.drain()
+            await self._stored(log)
             self.jobs.submit(record.id)
             return Created(
                 to_resource(record, log.projection, include_input_steps=False),
@@ -217,6 +210,8 @@ class InteractionService:
             )
 
         announce(log, "in_progress")
+        if claim is not None:
+            await self._stored(log)  # the claim is decided before anything runs
         run = self._run(log, planned, request)
         if request.stream:
             # Subscribe before the run starts so the creator misses nothing.
@@ -230,6 +225,16 @@ class InteractionService:
             return Created(events=events, interaction_id=record.id)
         task = self._start(record.id, run, stored=request.store)
         return Created(interaction_id=record.id, task=task, log=log)
+
+    async def _stored(self, log: EventLog) -> None:
+        """Wait until the new interaction's row is written; if it cannot be (or lost its
+        idempotency key), the run is not admitted after all."""
+        try:
+            await log.drain()
+        except BaseException:
+            self._callers.pop(log.record.id, None)
+            await self.ledger.release(log.record.id)
+            raise
 
     async def _repeat(self, record: InteractionRecord, request: CreateInteraction) -> Created:
         """The answer to a repeated idempotent create: the first interaction, never a rerun."""
@@ -258,14 +263,18 @@ class InteractionService:
     ) -> Coroutine[Any, Any, None]:
         record = log.record
         if isinstance(planned, AgentPlan):
-            return traced_run(
-                mirror_turn(log, planned.agent, planned.body),
-                log,
-                request.agent or "",
-                self.settings.trace_content,
+            return self._settled(
+                traced_run(
+                    mirror_turn(log, planned.agent, planned.body),
+                    log,
+                    request.agent or "",
+                    self.settings.trace_content,
+                ),
+                record,
             )
-        caller = self._callers.get(record.id)
-        policy = caller.policy if caller else {}
+        caller = self._callers.get(record.id) or Caller(
+            tenant=record.tenant, key_id=record.api_key_id
+        )
 
         def on_done(call: CallRecord) -> None:
             record.add_cost(call.cost_usd())
@@ -282,10 +291,21 @@ class InteractionService:
             planned.mcp_servers,
             max_tool_rounds=self.settings.max_tool_rounds,
             tool_timeout=self.settings.tool_timeout_seconds,
-            token_ceiling=policy.get("max_tokens_per_interaction")
-            or self.settings.max_tokens_per_interaction,
+            token_ceiling=self.ledger.ceiling(caller),  # what its admission reserved
         )
-        return traced_run(run, log, request.model or "", self.settings.trace_content)
+        return self._settled(
+            traced_run(run, log, request.model or "", self.settings.trace_content), record
+        )
+
+    async def _settled(self, run: Coroutine[Any, Any, None], record: InteractionRecord) -> None:
+        """`run`, then its reservation settled even when no terminal event was written (the
+        log failed). A shutdown's cancel propagates unsettled: the next start recovers it."""
+        try:
+            await run
+        except Exception:
+            await self.ledger.settle(record)
+            raise
+        await self.ledger.settle(record)
 
     def _start(
         self, interaction_id: str, run: Coroutine[Any, Any, None], *, stored: bool
@@ -393,21 +413,23 @@ class InteractionService:
 
     async def delete(self, interaction_id: str, caller: Caller) -> None:
         """Delete the interaction and its events, stopping a running one first.
-        Raises NotFound."""
-        await self._record(interaction_id, caller)
+        Raises NotFound. Its spend stays in the ledger (no refund)."""
+        record = await self._record(interaction_id, caller)
         task = self._foreground.get(interaction_id)
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         if self.jobs.cancel(interaction_id):
             await self.jobs.wait(interaction_id)
+        await self.ledger.settle(record)  # one that never ran (queued): at its cost so far
         if not await self.store.delete(interaction_id):
             raise NotFound(f"interaction `{interaction_id}` not found")
 
     async def recover(self) -> tuple[int, int]:
         """Bring every run a previous process left unfinished to an end, once, at start-up:
         a background run that had produced no step yet runs again from the start (queued);
-        any other ends `failed` with an `errors` entry saying it was interrupted.
+        any other ends `failed` with an `errors` entry saying it was interrupted and is
+        charged its reservation. Then every reservation left open is settled (the ledger).
 
         Returns (re-queued, closed)."""
         requeued = closed = 0
@@ -417,13 +439,16 @@ class InteractionService:
                 continue
             projection = await reading.fold(self.store, interaction_id)
             if record.background and not projection.steps:
+                self.ledger.adopt(interaction_id)  # its run here settles its reservation
                 self.jobs.submit(interaction_id)
                 requeued += 1
                 continue
+            await self.ledger.charge(interaction_id)
             log = self._log(record, existing=projection)
             finish_unstarted(log, "failed", _INTERRUPTED)
             await log.drain()
             closed += 1
+        await self.ledger.recover(self.store.get)
         return requeued, closed
 
     async def shutdown(self) -> None:
@@ -439,7 +464,7 @@ class InteractionService:
     ) -> EventLog:
         """The log writer of `record` (store=false: kept in memory only)."""
         if not stored:
-            return EventLog(record, None, self.bus)
+            return EventLog(record, None, self.bus, on_terminal=self._account)
         return EventLog(
             record,
             self.store,
@@ -450,16 +475,23 @@ class InteractionService:
         )
 
     async def _ended(self, record: InteractionRecord) -> list[Delivery]:
-        """A run ended: count its tokens and metrics; the webhook deliveries it sends."""
+        """A stored run ended: account for it; the webhook deliveries it sends."""
+        await self._account(record)
+        if self.webhooks is None:
+            return []
+        return await self.webhooks.deliveries_for(record)
+
+    async def _account(self, record: InteractionRecord) -> list[Delivery]:
+        """A run ended (`store=false` ones too): settle its spend, count its tokens and
+        metrics. Before its terminal event is written, so the next admission sees it."""
+        await self.ledger.settle(record)
         usage = Usage.from_wire(record.usage)
         caller = self._callers.pop(record.id, None)
         if caller is not None:
             self.quotas.count_tokens(caller, usage.total_tokens)
         if self.metrics is not None:
             self.metrics.interaction_ended(record, usage)
-        if self.webhooks is None:
-            return []
-        return await self.webhooks.deliveries_for(record)
+        return []
 
     async def _record(self, interaction_id: str, caller: Caller) -> InteractionRecord:
         record = await self.store.get(interaction_id)

@@ -1,16 +1,15 @@
-"""Per-key policy: which models a key may use, requests and tokens per minute, and a spend
-budget per period. Checked before a create; tokens are counted when a run ends.
+"""Per-key policy: which models a key may use, requests and tokens per minute. Checked before
+a create; tokens are counted when a run ends (`store=false` runs too).
 
 Policy fields (set with `propylon keys create`): `models` (names or aliases), `rpm`, `tpm`,
-`budget_usd` with `budget_period` (`day` or `month`, UTC), `max_tokens_per_interaction`.
-Rate windows are moving windows (a minute, `rate_window_seconds`) kept in this process by
-the `limits` package.
+`budget_usd` with `budget_period` and `max_tokens_per_interaction` (both enforced by the
+ledger, service/ledger.py). Rate windows are moving windows (a minute, `rate_window_seconds`)
+kept in this process by the `limits` package.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.storage import MemoryStorage
@@ -18,29 +17,14 @@ from limits.strategies import MovingWindowRateLimiter
 
 from propylon.domain.caller import Caller
 from propylon.errors import PermissionDenied, ResourceExhausted
-from propylon.store.base import Store
 
-__all__ = ["Quotas", "period_start"]
-
-
-def period_start(period: str, now: datetime | None = None) -> tuple[str, float]:
-    """The wire timestamp where the current `day` or `month` (UTC) began, and seconds until the
-    next one begins."""
-    now = now or datetime.now(tz=UTC)
-    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == "month":
-        start = start.replace(day=1)
-        following = start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
-    else:
-        following = datetime.fromtimestamp(start.timestamp() + 86400, tz=UTC)
-    return start.strftime("%Y-%m-%dT%H:%M:%SZ"), (following - now).total_seconds()
+__all__ = ["Quotas"]
 
 
 class Quotas:
     """Enforces callers' policies."""
 
-    def __init__(self, store: Store, window_seconds: float = 60.0) -> None:
-        self.store = store
+    def __init__(self, window_seconds: float = 60.0) -> None:
         self.window = max(1, round(window_seconds))
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
@@ -49,7 +33,7 @@ class Quotas:
         return RateLimitItemPerSecond(amount, self.window)
 
     async def admit(self, caller: Caller, model: str) -> None:
-        """Raise PermissionDenied (model not allowed) or ResourceExhausted (a limit is spent,
+        """Raise PermissionDenied (model not allowed) or ResourceExhausted (a rate is spent,
         with seconds until it may pass) before a create runs; counts the request."""
         policy = caller.policy
         if not policy or caller.key_id is None:
@@ -65,15 +49,6 @@ class Quotas:
                 f"tokens-per-minute limit of {tpm} reached",
                 self._wait(self._item(tpm), caller.key_id, "tokens"),
             )
-        budget = policy.get("budget_usd")
-        if budget is not None:
-            since, until_next = period_start(policy.get("budget_period", "month"))
-            if await self.store.spend(caller.key_id, since) >= budget:
-                raise ResourceExhausted(
-                    f"the spend budget of {budget} USD for this "
-                    f"{policy.get('budget_period', 'month')} is spent",
-                    until_next,
-                )
         rpm = policy.get("rpm")
         if rpm and not self._limiter.hit(self._item(rpm), caller.key_id, "requests"):
             raise ResourceExhausted(

@@ -1,12 +1,18 @@
 """Retention: a tenant's interactions are deleted, with their events, once older than its
-retention period (`tenants.<name>.retention_days`, else `retention_days`; none: kept)."""
+retention period (`tenants.<name>.retention_days`, else `retention_days`; none: kept).
+
+The spend ledger is not the interactions': purging them refunds nothing. Its settled entries
+are pruned once no budget period reaches them (before the previous UTC month began).
+"""
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 from propylon.config import Settings
-from propylon.store.base import Store
+from propylon.service.ledger import period_start
+from propylon.store.base import LedgerStore, Store
 
 __all__ = ["purge_expired", "retention_of"]
 
@@ -19,8 +25,9 @@ def retention_of(tenant: str, settings: Settings) -> float | None:
     return settings.retention_days
 
 
-async def purge_expired(store: Store, settings: Settings) -> int:
-    """Delete every tenant's expired interactions now. Returns how many were deleted."""
+async def purge_expired(store: Store, settings: Settings, ledger: LedgerStore | None = None) -> int:
+    """Delete every tenant's expired interactions now (and, with `ledger`, the ledger entries
+    no budget can need). Returns how many interactions were deleted."""
     removed = 0
     for tenant in await store.tenants():
         days = retention_of(tenant, settings)
@@ -28,4 +35,8 @@ async def purge_expired(store: Store, settings: Settings) -> int:
             continue
         before = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - days * 86400))
         removed += await store.purge(tenant, before)
+    if ledger is not None:
+        this_month = datetime.strptime(period_start("month")[0], "%Y-%m-%dT%H:%M:%SZ")
+        previous = (this_month - timedelta(days=1)).replace(day=1, tzinfo=UTC)
+        await ledger.prune(previous.strftime("%Y-%m-%dT%H:%M:%SZ"))
     return removed

@@ -1,7 +1,8 @@
-"""The store interface: interactions, their event logs, and the history chain.
+"""The store interfaces: interactions, their event logs, and the history chain (`Store`);
+idempotency keys (`IdempotencyStore`); the spend and token ledger (`LedgerStore`).
 
-SQLite (store/sqlite.py) is the embedded default; a PostgreSQL store satisfies the same
-protocol. JSON columns hold wire-shaped objects (reference §4).
+SQLite (store/sqlite.py, store/sqlite_ledger.py) is the embedded default; a PostgreSQL store
+satisfies the same protocols. JSON columns hold wire-shaped objects (reference §4).
 """
 
 from __future__ import annotations
@@ -11,7 +12,40 @@ from typing import Any, Protocol
 
 from propylon.domain.events import Event
 
-__all__ = ["ApiKey", "Delivery", "EventSource", "InteractionRecord", "Snapshot", "Store"]
+__all__ = [
+    "ApiKey",
+    "Delivery",
+    "EventSource",
+    "IdempotencyClaim",
+    "IdempotencyConflict",
+    "IdempotencyStore",
+    "InteractionRecord",
+    "LedgerStore",
+    "Reservation",
+    "Snapshot",
+    "SpendCap",
+    "Store",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    """An `Idempotency-Key` (tenant-scoped) claimed by the create of a new interaction, with
+    the SHA-256 of the request body and when the claim lapses (Unix seconds)."""
+
+    key: str
+    body_hash: str
+    expires: float
+
+
+class IdempotencyConflict(Exception):
+    """Another interaction holds the claimed key: `interaction_id`, created from a body whose
+    hash is `body_hash`. Nothing of the losing create was written."""
+
+    def __init__(self, interaction_id: str, body_hash: str) -> None:
+        super().__init__(interaction_id)
+        self.interaction_id = interaction_id
+        self.body_hash = body_hash
 
 
 @dataclass(slots=True)
@@ -40,6 +74,8 @@ class InteractionRecord:
     tenant: str = "default"
     api_key_id: str | None = None
     upstream_id: str | None = None  # a mirrored agent interaction's id at Google
+    # the key this interaction is created under: written with its row, in one transaction
+    claim: IdempotencyClaim | None = None
 
     def add_cost(self, cost_usd: float) -> None:
         """Add the cost of one upstream call, in USD."""
@@ -107,7 +143,9 @@ class Store(Protocol):
         deliveries: list[Delivery] | None = None,
     ) -> None:
         """Insert a new interaction with its first events (and, when they end it, its webhook
-        deliveries), atomically."""
+        deliveries), atomically. With `record.claim`, the idempotency key is claimed in the
+        same transaction (an expired holder is replaced); raises IdempotencyConflict, writing
+        nothing, when another interaction holds it."""
 
     async def append(self, interaction_id: str, events: list[Event], snapshot: Snapshot) -> None:
         """Append events (seqs continue the log without gaps) and update the projection columns,
@@ -123,15 +161,6 @@ class Store(Protocol):
     async def history(self, interaction_id: str) -> list[dict[str, Any]]:
         """Every step of the chain ending at `interaction_id`, oldest first: for each
         interaction its input steps then its output steps."""
-
-    async def find_idempotency_key(self, key: str, now: float) -> tuple[str, str] | None:
-        """(body hash, interaction id) saved under `key` and not expired at `now` (Unix
-        seconds), or None."""
-
-    async def save_idempotency_key(
-        self, key: str, body_hash: str, interaction_id: str, expires: float
-    ) -> None:
-        """Save `key` until `expires` (Unix seconds), replacing an expired entry."""
 
     async def save_webhook(self, webhook: dict[str, Any]) -> None:
         """Insert or replace a webhook (its `id` and `tenant` set)."""
@@ -177,9 +206,6 @@ class Store(Protocol):
     async def count_api_keys(self) -> int:
         """How many keys are not revoked."""
 
-    async def spend(self, api_key_id: str, since: str) -> float:
-        """USD spent by a key's interactions created at or after `since` (wire timestamp)."""
-
     async def tenants(self) -> list[str]:
         """Every tenant that has interactions."""
 
@@ -194,7 +220,74 @@ class Store(Protocol):
         """Ids of interactions whose status is not terminal (`in_progress`, `queued`)."""
 
     async def delete(self, interaction_id: str) -> bool:
-        """Delete the interaction and its events. False when there was none."""
+        """Delete the interaction, its events and the idempotency keys that name it. False
+        when there was none."""
 
     async def close(self) -> None:
         """Release connections and threads."""
+
+
+class IdempotencyStore(Protocol):
+    """Reads of the idempotency keys; a key is written by `Store.create` with its row."""
+
+    async def find_idempotency_key(self, key: str, now: float) -> tuple[str, str] | None:
+        """(body hash, interaction id) saved under `key` and not expired at `now` (Unix
+        seconds), or None."""
+
+    async def get(self, interaction_id: str) -> InteractionRecord | None:
+        """The interaction, or None."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """What one interaction may spend, held from admission until it is settled: `usd` and
+    `tokens` of its ceiling. `created`: wire timestamp (the budget period it counts in)."""
+
+    interaction_id: str
+    tenant: str
+    api_key_id: str | None
+    created: str
+    usd: float
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpendCap:
+    """A budget checked at admission: `usd` over the ledger entries of `api_key_id` (or, when
+    it is None, of `tenant`) created at or after `since` (wire timestamp)."""
+
+    usd: float
+    since: str
+    api_key_id: str | None = None
+    tenant: str | None = None
+
+
+class LedgerStore(Protocol):
+    """The spend and token ledger: one entry per admitted interaction, reserved at admission
+    and settled to what the run cost. Entries outlive their interactions: deleting or purging
+    an interaction never refunds it. What counts against a budget is the committed amount:
+    the settled spend plus the open reservations."""
+
+    async def reserve(self, reservation: Reservation, caps: list[SpendCap]) -> SpendCap | None:
+        """Atomically with every other admission: the first cap whose committed USD is at or
+        over its `usd` (nothing written), or None after writing `reservation`."""
+
+    async def settle(self, interaction_id: str, usd: float | None, tokens: int | None) -> bool:
+        """Replace an open reservation with what the run spent (None: charge the reservation
+        itself, when the spend is not known). False when there is no open one."""
+
+    async def release(self, interaction_id: str) -> None:
+        """Drop an open reservation of a create that never ran (refused after admission)."""
+
+    async def committed(
+        self, since: str, api_key_id: str | None = None, tenant: str | None = None
+    ) -> tuple[float, int]:
+        """(USD, tokens) committed by a key (or a tenant) since `since`: settled spend plus
+        open reservations."""
+
+    async def unsettled(self) -> list[str]:
+        """Interaction ids of the open reservations."""
+
+    async def prune(self, before: str) -> int:
+        """Delete settled entries created before `before` (no budget period reaches back that
+        far). Returns how many."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +20,14 @@ import orjson
 
 from propylon.domain.events import Event
 from propylon.store import migrate
-from propylon.store.base import ApiKey, Delivery, InteractionRecord, Snapshot
+from propylon.store.base import (
+    ApiKey,
+    Delivery,
+    IdempotencyClaim,
+    IdempotencyConflict,
+    InteractionRecord,
+    Snapshot,
+)
 
 __all__ = ["SQLiteStore"]
 
@@ -77,18 +85,34 @@ class SQLiteStore:
         return conn
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` in one write transaction on the writer thread. Any failure, the COMMIT's
+        included, rolls back (SQLite keeps a transaction open after some failed COMMITs), so
+        the one writer connection is always usable for the next write."""
+
         def run() -> T:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                self._roll_back(conn)
                 raise
-            conn.execute("COMMIT")
             return result
 
         return await asyncio.get_running_loop().run_in_executor(self._writer, run)
+
+    def _roll_back(self, conn: sqlite3.Connection) -> None:
+        """End a failed write transaction; a connection that cannot is replaced."""
+        if not conn.in_transaction:  # SQLite already rolled back (an I/O error, say)
+            return
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            with self._lock:
+                self._connections.remove(conn)
+            self._local.conn = None
+            conn.close()
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(
@@ -122,6 +146,8 @@ class SQLiteStore:
         )
 
         def run(conn: sqlite3.Connection) -> None:
+            if record.claim is not None:
+                _claim(conn, record.id, record.claim)
             conn.execute(
                 f"INSERT INTO interactions ({_COLUMNS}) VALUES ({', '.join('?' * 17)})", row
             )
@@ -201,18 +227,6 @@ class SQLiteStore:
             return (row[0], row[1]) if row else None
 
         return await self._read(run)
-
-    async def save_idempotency_key(
-        self, key: str, body_hash: str, interaction_id: str, expires: float
-    ) -> None:
-        def run(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT OR REPLACE INTO idempotency_keys (key, body_hash, interaction_id, "
-                "expires) VALUES (?, ?, ?, ?)",
-                (key, body_hash, interaction_id, expires),
-            )
-
-        await self._write(run)
 
     async def save_webhook(self, webhook: dict[str, Any]) -> None:
         def run(conn: sqlite3.Connection) -> None:
@@ -347,17 +361,6 @@ class SQLiteStore:
 
         return await self._read(run)
 
-    async def spend(self, api_key_id: str, since: str) -> float:
-        def run(conn: sqlite3.Connection) -> float:
-            row = conn.execute(
-                "SELECT coalesce(sum(cost_usd), 0) FROM interactions "
-                "WHERE api_key_id = ? AND created >= ?",
-                (api_key_id, since),
-            ).fetchone()
-            return float(row[0])
-
-        return await self._read(run)
-
     async def tenants(self) -> list[str]:
         def run(conn: sqlite3.Connection) -> list[str]:
             return [row[0] for row in conn.execute("SELECT DISTINCT tenant FROM interactions")]
@@ -415,6 +418,7 @@ class SQLiteStore:
     async def delete(self, interaction_id: str) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
             conn.execute("DELETE FROM events WHERE interaction_id = ?", (interaction_id,))
+            conn.execute("DELETE FROM idempotency_keys WHERE interaction_id = ?", (interaction_id,))
             return (
                 conn.execute("DELETE FROM interactions WHERE id = ?", (interaction_id,)).rowcount
                 > 0
@@ -429,6 +433,24 @@ class SQLiteStore:
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
+
+
+def _claim(conn: sqlite3.Connection, interaction_id: str, claim: IdempotencyClaim) -> None:
+    """Claim an idempotency key for `interaction_id` or raise IdempotencyConflict naming its
+    holder: one statement decides between concurrent claimants (the first insert wins)."""
+    conn.execute(
+        "DELETE FROM idempotency_keys WHERE key = ? AND expires <= ?", (claim.key, time.time())
+    )
+    conn.execute(
+        "INSERT INTO idempotency_keys (key, body_hash, interaction_id, expires) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+        (claim.key, claim.body_hash, interaction_id, claim.expires),
+    )
+    body_hash, holder = conn.execute(
+        "SELECT body_hash, interaction_id FROM idempotency_keys WHERE key = ?", (claim.key,)
+    ).fetchone()
+    if holder != interaction_id:
+        raise IdempotencyConflict(holder, body_hash)
 
 
 def _insert_events(conn: sqlite3.Connection, interaction_id: str, events: list[Event]) -> None:

@@ -1,0 +1,103 @@
+"""`Idempotency-Key` under concurrency: duplicates arriving while the store's one writer is busy
+(another client storing large image inputs) get the first interaction, and the upstream is
+called once."""
+
+from __future__ import annotations
+
+import base64
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import CONFIG, Server, helper, start_server, stop_server, wait_for
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[str]:
+    with helper("fault_upstream.py") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def server(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    config = (
+        CONFIG
+        + f"""
+[[models]]
+name = "counted"
+[[models.targets]]
+provider = "openai"
+base_url = "{upstream}/v1"
+model = "primary"
+max_attempts = 1
+"""
+    )
+    running = start_server(tmp_path_factory.mktemp("idempotency"), config)
+    yield running
+    stop_server(running)
+
+
+def _calls(upstream: str, run: str) -> int:
+    return int(httpx.get(f"{upstream}/calls/{run}").json().get("primary", 0))
+
+
+def test_concurrent_same_key_creates_under_writer_load(server: Server, upstream: str) -> None:
+    image = base64.b64encode(os.urandom(3 * 1024 * 1024)).decode()  # 4 MiB of base64
+    heavy = {
+        "model": "echo",
+        "input": [
+            {"type": "text", "text": "describe"},
+            {"type": "image", "data": image, "mime_type": "image/png"},
+        ],
+    }
+    stop = threading.Event()
+    stored: list[int] = []
+
+    def load() -> None:
+        with server.http() as http:
+            while not stop.is_set():
+                stored.append(http.post("/v1beta/interactions", json=heavy).status_code)
+
+    writers = [threading.Thread(target=load) for _ in range(3)]
+    for writer in writers:
+        writer.start()
+    run = uuid.uuid4().hex[:10]
+    body = {"model": "counted", "input": f"id={run} primary=ok"}
+    answers: list[httpx.Response] = []
+    lock = threading.Lock()
+
+    def create() -> None:
+        with server.http() as http:
+            answer = http.post(
+                "/v1beta/interactions", json=body, headers={"Idempotency-Key": f"key-{run}"}
+            )
+        with lock:
+            answers.append(answer)
+
+    try:
+        wait_for(lambda: len(stored) >= 3)  # the writer is busy
+        duplicates = [threading.Thread(target=create) for _ in range(24)]
+        for thread in duplicates:
+            thread.start()
+        for thread in duplicates:
+            thread.join(timeout=120)
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join(timeout=120)
+    assert set(stored) == {200}
+    assert len(answers) == 24
+    assert {a.status_code for a in answers} == {200}, [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert {a.json()["status"] for a in answers} == {"completed"}
+    assert _calls(upstream, run) == 1
+    with sqlite3.connect(server.database) as conn:
+        rows = conn.execute(
+            "SELECT count(*) FROM interactions WHERE input = ?", (f'"id={run} primary=ok"',)
+        ).fetchone()[0]
+    assert rows == 1  # one interaction stored

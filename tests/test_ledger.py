@@ -1,0 +1,310 @@
+"""The spend and token ledger: budgets hold against `store=false` runs, deletes, the retention
+purge, concurrent creates and a crash, against a real server and a priced upstream on loopback.
+
+Every run of the `pricey` model costs 1.00 USD: the fault-injecting upstream reports 10 tokens
+(5 input, 2 cached, 3 output) and every token costs 0.10 USD.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import alembic.command
+import alembic.config
+import httpx
+import pytest
+
+from propylon.config import Settings
+from propylon.domain.clock import now
+from propylon.service.ledger import Ledger
+from propylon.store import migrate
+from propylon.store.base import InteractionRecord, Reservation
+from propylon.store.sqlite import SQLiteStore
+from propylon.store.sqlite_ledger import SQLiteLedgerStore
+from tests.conftest import Server, helper, start_server, stop_server, wait_for
+
+RUN_USD = 1.0
+
+
+def _config(upstream: str, extra: str = "") -> str:
+    return f"""
+auth_cache_seconds = 0
+{extra}
+[[models]]
+name = "pricey"
+[[models.targets]]
+provider = "openai"
+base_url = "{upstream}/v1"
+model = "primary"
+max_attempts = 1
+price_input_per_million = 100000.0
+price_output_per_million = 100000.0
+price_cached_per_million = 100000.0
+"""
+
+
+def _new_key(data_dir: Path, *args: str) -> str:
+    """The secret of a key made with `propylon keys create --tenant acme *args`."""
+    command = [sys.executable, "-m", "propylon", "keys", "create", "--tenant", "acme"]
+    result = subprocess.run(
+        [*command, *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return re.search(r"api key:\s+(\S+)", result.stdout).group(1)  # type: ignore[union-attr]
+
+
+def _http(server: Server, secret: str) -> httpx.Client:
+    return httpx.Client(base_url=server.url, headers={"x-goog-api-key": secret}, timeout=60)
+
+
+def _body(run: str, script: str = "ok", **fields: object) -> dict[str, object]:
+    return {"model": "pricey", "input": f"id={run} primary={script}", **fields}
+
+
+def _calls(upstream: str, run: str) -> int:
+    return int(httpx.get(f"{upstream}/calls/{run}").json().get("primary", 0))
+
+
+def _refused_for_budget(response: httpx.Response) -> bool:
+    return response.status_code == 429 and "budget" in response.json()["error"]["message"]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[str]:
+    with helper("fault_upstream.py") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ledger")
+
+
+@pytest.fixture(scope="module")
+def keys(data_dir: Path) -> dict[str, str]:
+    day = ("--budget-period", "day")
+    return {
+        "store-false": _new_key(data_dir, "--budget-usd", "1.5", *day),
+        "tpm": _new_key(data_dir, "--tpm", "10"),
+        "delete": _new_key(data_dir, "--budget-usd", "1.5", *day),
+        # a ceiling of 20 tokens: each run reserves 2.00 USD
+        "concurrent": _new_key(data_dir, "--budget-usd", "0.5", "--max-tokens", "20", *day),
+    }
+
+
+@pytest.fixture(scope="module")
+def server(upstream: str, data_dir: Path, keys: dict[str, str]) -> Iterator[Server]:
+    running = start_server(data_dir, _config(upstream))
+    yield running
+    stop_server(running)
+
+
+def test_store_false_runs_are_counted(server: Server, keys: dict[str, str], upstream: str) -> None:
+    run = uuid.uuid4().hex[:10]
+    with _http(server, keys["store-false"]) as http:
+        for _ in range(2):  # 0.00, then 1.00 USD spent: under the 1.50 budget
+            answer = http.post("/v1beta/interactions", json=_body(run, store=False))
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["status"] == "completed"
+        refused = http.post("/v1beta/interactions", json=_body(run, store=False))
+    assert _refused_for_budget(refused), refused.text
+    assert _calls(upstream, run) == 2
+
+
+def test_store_false_runs_count_against_tokens_per_minute(
+    server: Server, keys: dict[str, str]
+) -> None:
+    run = uuid.uuid4().hex[:10]
+    with _http(server, keys["tpm"]) as http:
+        first = http.post("/v1beta/interactions", json=_body(run, store=False))
+        assert first.status_code == 200, first.text  # 10 tokens: the whole minute's allowance
+        refused = http.post("/v1beta/interactions", json=_body(run, store=False))
+    assert refused.status_code == 429, refused.text
+    assert "tokens-per-minute" in refused.json()["error"]["message"]
+
+
+def test_deleting_interactions_does_not_refund(server: Server, keys: dict[str, str]) -> None:
+    run = uuid.uuid4().hex[:10]
+    with _http(server, keys["delete"]) as http:
+        for _ in range(2):
+            answer = http.post("/v1beta/interactions", json=_body(run))
+            assert answer.status_code == 200, answer.text
+            assert http.delete(f"/v1beta/interactions/{answer.json()['id']}").status_code == 200
+        refused = http.post("/v1beta/interactions", json=_body(run))
+    assert _refused_for_budget(refused), refused.text
+
+
+def test_concurrent_creates_spend_at_most_the_budget_plus_one_ceiling(
+    server: Server, keys: dict[str, str], upstream: str
+) -> None:
+    run = uuid.uuid4().hex[:10]
+    answers: list[httpx.Response] = []
+    lock = threading.Lock()
+
+    def create() -> None:
+        with _http(server, keys["concurrent"]) as http:
+            answer = http.post("/v1beta/interactions", json=_body(run, "slow"))  # 3 s each
+        with lock:
+            answers.append(answer)
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    completed = [a for a in answers if a.status_code == 200]
+    assert len(answers) == 8
+    assert all(_refused_for_budget(a) for a in answers if a.status_code != 200)
+    assert completed and {a.json()["status"] for a in completed} == {"completed"}
+    spent = _calls(upstream, run) * RUN_USD
+    assert spent == len(completed) * RUN_USD
+    assert spent <= 0.5 + 2.0  # the budget plus one run's ceiling (20 tokens at 0.10 USD)
+
+
+def test_the_purge_does_not_refund(upstream: str, tmp_path: Path) -> None:
+    data = tmp_path / "purged"
+    data.mkdir()
+    secret = _new_key(data, "--budget-usd", "1.5", "--budget-period", "day")
+    # 0.00002 days: about 1.7 s
+    server = start_server(
+        data, _config(upstream, "retention_days = 0.00002\npurge_interval_seconds = 0.2")
+    )
+    run = uuid.uuid4().hex[:10]
+    try:
+        with _http(server, secret) as http:
+            for _ in range(2):
+                answer = http.post("/v1beta/interactions", json=_body(run))
+                assert answer.status_code == 200, answer.text
+                path = f"/v1beta/interactions/{answer.json()['id']}"
+                wait_for(lambda p=path: http.get(p).status_code == 404, 20)  # purged
+            refused = http.post("/v1beta/interactions", json=_body(run))
+        assert _refused_for_budget(refused), refused.text
+    finally:
+        stop_server(server)
+
+
+def test_a_crashed_run_keeps_its_reservation(upstream: str, tmp_path: Path) -> None:
+    data = tmp_path / "crash"
+    data.mkdir()
+    secret = _new_key(data, "--budget-usd", "0.5", "--max-tokens", "20", "--budget-period", "day")
+    server = start_server(data, _config(upstream))
+    run = uuid.uuid4().hex[:10]
+    with _http(server, secret) as http:
+        started = http.post("/v1beta/interactions", json=_body(run, "slow", background=True))
+        assert started.status_code == 200, started.text
+        path = f"/v1beta/interactions/{started.json()['id']}"
+        wait_for(lambda: len(http.get(path).json()["steps"]) > 1)  # output under way
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait(timeout=10)
+
+    restarted = start_server(data, _config(upstream))
+    try:
+        with _http(restarted, secret) as http:
+            interrupted = http.get(path).json()
+            assert interrupted["status"] == "failed"
+            assert interrupted["errors"][0]["code"] == "interrupted"
+            # what the lost run cost upstream is not known: it is charged its reservation
+            refused = http.post("/v1beta/interactions", json=_body(run))
+        assert _refused_for_budget(refused), refused.text
+        assert _calls(upstream, run) == 1
+    finally:
+        stop_server(restarted)
+
+
+def test_a_tenant_budget_spans_its_keys(upstream: str, tmp_path: Path) -> None:
+    data = tmp_path / "tenant"
+    data.mkdir()
+    first, second = _new_key(data), _new_key(data)
+    tenant = '[tenants.acme]\nbudget_usd = 1.5\nbudget_period = "day"\n'
+    server = start_server(data, _config(upstream) + tenant)
+    run = uuid.uuid4().hex[:10]
+    try:
+        for secret in (first, second):  # 0.00, then 1.00 USD spent by the tenant
+            with _http(server, secret) as http:
+                answer = http.post("/v1beta/interactions", json=_body(run, store=False))
+                assert answer.status_code == 200, answer.text
+        with _http(server, first) as http:
+            refused = http.post("/v1beta/interactions", json=_body(run))
+        assert _refused_for_budget(refused), refused.text
+        assert "tenant `acme`" in refused.json()["error"]["message"]
+    finally:
+        stop_server(server)
+
+
+def _record(interaction_id: str, status: str, cost: float) -> InteractionRecord:
+    return InteractionRecord(
+        id=interaction_id,
+        status=status,
+        created=now(),
+        updated=now(),
+        request={"model": "pricey"},
+        input="x",
+        input_steps=[],
+        usage={"total_input_tokens": 7, "total_output_tokens": 3},
+        cost_usd=cost,
+        tenant="acme",
+        api_key_id="key_1",
+    )
+
+
+def test_recovery_settles_what_a_lost_process_left_open(tmp_path: Path) -> None:
+    """Store level, on a real file: a run that ended before the crash is settled to its
+    recorded cost; one whose interaction is gone (`store=false`, say) to its reservation."""
+
+    async def scenario() -> None:
+        store = SQLiteStore(tmp_path / "propylon.db")
+        await store.open()
+        entries = SQLiteLedgerStore(store)
+        try:
+            ended = _record("v1_ended", "completed", 1.0)
+            await store.create(ended, [])
+            for record in (ended, _record("v1_gone", "in_progress", 0.0)):
+                reservation = Reservation(record.id, "acme", "key_1", record.created, 2.0, 20)
+                assert await entries.reserve(reservation, []) is None
+            assert await entries.committed("2000-01-01T00:00:00Z", api_key_id="key_1") == (4.0, 40)
+            assert await Ledger(entries, Settings()).recover(store.get) == 2
+            assert await entries.unsettled() == []
+            assert await entries.committed("2000-01-01T00:00:00Z", tenant="acme") == (3.0, 30)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_upgrade_keeps_the_spend_of_stored_interactions(tmp_path: Path) -> None:
+    database = tmp_path / "propylon.db"
+    config = alembic.config.Config()
+    config.set_main_option("script_location", str(Path(migrate.__file__).with_name("migrations")))
+    config.set_main_option("sqlalchemy.url", f"sqlite:///{database}")
+    alembic.command.upgrade(config, "0006")  # before the ledger
+    with sqlite3.connect(database) as conn:
+        conn.execute(
+            "INSERT INTO interactions (id, status, created, updated, request, input_steps, "
+            "cost_usd, usage, tenant, api_key_id) VALUES ('v1_old', 'completed', ?, ?, '{}', "
+            "'[]', 1.25, '{\"total_tokens\": 10}', 'acme', 'key_1')",
+            (now(), now()),
+        )
+
+    async def scenario() -> None:
+        store = SQLiteStore(database)
+        await store.open()
+        try:
+            ledger = SQLiteLedgerStore(store)
+            spent = await ledger.committed("2000-01-01T00:00:00Z", api_key_id="key_1")
+            assert spent == (1.25, 10)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
