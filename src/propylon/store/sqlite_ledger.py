@@ -36,7 +36,7 @@ def _committed(
 
 
 class SQLiteLedgerStore:
-    """LedgerStore over the `ledger` table of `store`'s file (migration 0007)."""
+    """LedgerStore over the `ledger` table of `store`'s file (migration 0008)."""
 
     def __init__(self, store: SQLiteStore) -> None:
         self._store = store

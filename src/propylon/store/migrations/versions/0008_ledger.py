@@ -4,8 +4,8 @@ outlives the interaction (a delete or the retention purge never refunds a budget
 The interactions already stored are carried over as settled entries at their recorded cost,
 so an upgrade does not reset what a budget period has spent.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 
 import json
@@ -13,8 +13,8 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 
 _UNFINISHED = ("in_progress", "queued")
 
