@@ -6,6 +6,7 @@ served over Streamable HTTP on loopback. It requires the header `x-test-token: s
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import uvicorn
@@ -19,6 +20,13 @@ server = MCPServer("calc")
 def add(a: int, b: int) -> int:
     """Add two integers."""
     return a + b
+
+
+@server.tool()
+async def wait(seconds: float) -> str:
+    """Answer after `seconds` (a tool call that is still running when the server stops)."""
+    await asyncio.sleep(seconds)
+    return "waited"
 
 
 @server.tool()
