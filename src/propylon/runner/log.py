@@ -3,12 +3,15 @@
 `emit` folds an event into the projection and queues it; one flusher task per log persists the
 queue in batches (group commit: whatever queued while a write was in flight goes in the next
 one) and only then publishes to the bus, so a reader never sees an event the store lacks.
-With `store=false` the events stay in memory for the lifetime of the request.
+
+Two kinds behind one interface: `StoredLog` writes to the store; `MemoryLog` (`store=false`)
+keeps the events in memory for the lifetime of the request, for its one reader.
 """
 
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,37 +21,31 @@ from propylon.domain.events import STATUS_UPDATE, Event, is_terminal_event
 from propylon.domain.projection import Projection
 from propylon.store.base import Delivery, InteractionRecord, Snapshot, Store
 
-__all__ = ["EventLog"]
+__all__ = ["EventLog", "MemoryLog", "OnTerminal", "StoredLog"]
+
+# The webhook deliveries an ending run enqueues (written with its terminal event).
+OnTerminal = Callable[[InteractionRecord], Awaitable[list[Delivery]]]
 
 
-class EventLog:
-    """Appends the events of `record`'s run. `store` None means `store=false`."""
+class EventLog(ABC):
+    """Appends the events of `record`'s run; subclasses say where a batch goes."""
 
     def __init__(
         self,
         record: InteractionRecord,
-        store: Store | None,
         bus: Bus,
         existing: Projection | None = None,
-        on_terminal: Callable[[InteractionRecord], Awaitable[list[Delivery]]] | None = None,
-        on_outbox: Callable[[], None] | None = None,
+        on_terminal: OnTerminal | None = None,
     ) -> None:
         """`existing`: the fold of a stored log to continue (a queued or recovered run); its
-        events are already stored, so appends continue its sequence. `on_terminal`: the
-        webhook deliveries an ending run enqueues, written with its terminal event;
-        `on_outbox` is called once they are committed."""
-        self._on_terminal = on_terminal
-        self._on_outbox = on_outbox
+        events are already stored, so appends continue its sequence."""
         self.record = record
         self.projection = existing or Projection()
-        self._store = store
         self._bus = bus
+        self._on_terminal = on_terminal
         self._pending: list[Event] = []
-        self._created = existing is not None
         self._flusher: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
-        # store=false: the whole log, for the one reader of the request
-        self.events: list[Event] | None = None if store is not None else []
 
     @property
     def interaction_id(self) -> str:
@@ -70,10 +67,13 @@ class EventLog:
         if self._error is not None:
             raise self._error
 
+    @abstractmethod
     async def read_events(self, interaction_id: str, after_seq: int, limit: int) -> list[Event]:
-        """The store=false log's events after `after_seq` (same contract as Store's)."""
-        assert self.events is not None
-        return self.events[after_seq : after_seq + limit]
+        """Up to `limit` persisted events after `after_seq` (an EventSource)."""
+
+    @abstractmethod
+    async def _persist(self, batch: list[Event]) -> None:
+        """Write `batch` (the terminal event, when it holds one, is last)."""
 
     async def _flush(self) -> None:
         while self._pending and self._error is None:
@@ -85,17 +85,50 @@ class EventLog:
                 return
             self._bus.publish(self.record.id, batch)
 
+
+class MemoryLog(EventLog):
+    """A `store=false` log: nothing is written, the events stay here for the one reader."""
+
+    def __init__(
+        self, record: InteractionRecord, bus: Bus, on_terminal: OnTerminal | None = None
+    ) -> None:
+        super().__init__(record, bus, on_terminal=on_terminal)
+        self.events: list[Event] = []
+
+    async def read_events(self, interaction_id: str, after_seq: int, limit: int) -> list[Event]:
+        return self.events[after_seq : after_seq + limit]
+
     async def _persist(self, batch: list[Event]) -> None:
-        if self.events is not None:  # store=false: nothing is written, but an end is counted
-            self.events.extend(batch)
-            if is_terminal_event(batch[-1]) and self._on_terminal is not None:
-                self.record.status, self.record.usage = (
-                    self.projection.status,
-                    self.projection.usage,
-                )
-                await self._on_terminal(self.record)
-            return
-        assert self._store is not None
+        self.events.extend(batch)
+        if is_terminal_event(batch[-1]) and self._on_terminal is not None:
+            # nothing is stored, but an end is counted
+            self.record.status, self.record.usage = self.projection.status, self.projection.usage
+            await self._on_terminal(self.record)
+
+
+class StoredLog(EventLog):
+    """A log written to `store`: each batch in one transaction with the projection columns."""
+
+    def __init__(
+        self,
+        record: InteractionRecord,
+        store: Store,
+        bus: Bus,
+        existing: Projection | None = None,
+        on_terminal: OnTerminal | None = None,
+        on_outbox: Callable[[], None] | None = None,
+    ) -> None:
+        """`on_terminal`: the webhook deliveries an ending run enqueues, written with its
+        terminal event; `on_outbox` is called once they are committed."""
+        super().__init__(record, bus, existing, on_terminal)
+        self._store = store
+        self._on_outbox = on_outbox
+        self._created = existing is not None
+
+    async def read_events(self, interaction_id: str, after_seq: int, limit: int) -> list[Event]:
+        return await self._store.read_events(interaction_id, after_seq, limit)
+
+    async def _persist(self, batch: list[Event]) -> None:
         record, projection = self.record, self.projection
         terminal = is_terminal_event(batch[-1])
         for event in batch:
@@ -117,7 +150,6 @@ class EventLog:
             self._on_outbox()
 
     async def _append(self, batch: list[Event], terminal: bool, deliveries: list[Delivery]) -> None:
-        assert self._store is not None
         record = self.record
         snapshot = Snapshot(status=record.status, updated=now(), upstream_id=record.upstream_id)
         if terminal:

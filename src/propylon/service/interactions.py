@@ -32,7 +32,7 @@ from propylon.jobs.base import SHUTDOWN
 from propylon.jobs.local import LocalQueue
 from propylon.observability import Metrics, traced_run
 from propylon.providers.google_interactions import GoogleInteractions
-from propylon.runner.log import EventLog
+from propylon.runner.log import EventLog, MemoryLog, StoredLog
 from propylon.runner.mirror import mirror_turn
 from propylon.runner.turn import announce, finish_unstarted, run_turn
 from propylon.schema.interactions import CreateInteraction
@@ -175,7 +175,7 @@ class InteractionService:
         if created.task is None or created.log is None:
             return created
         task, log = created.task, created.log
-        await (asyncio.shield(task) if log.events is None else task)
+        await (task if isinstance(log, MemoryLog) else asyncio.shield(task))
         return Created(
             to_resource(log.record, log.projection, include_input_steps=False),
             interaction_id=log.record.id,
@@ -219,7 +219,7 @@ class InteractionService:
         run = self._run(log, planned, request)
         if request.stream:
             # Subscribe before the run starts so the creator misses nothing.
-            source: EventSource = log if log.events is not None else self.store
+            source: EventSource = log if isinstance(log, MemoryLog) else self.store
             events = reading.tail(
                 source, record.id, 0, self.bus.subscribe(record.id), self.keepalive
             )
@@ -438,8 +438,8 @@ class InteractionService:
     ) -> EventLog:
         """The log writer of `record` (store=false: kept in memory only)."""
         if not stored:
-            return EventLog(record, None, self.bus)
-        return EventLog(
+            return MemoryLog(record, self.bus)
+        return StoredLog(
             record,
             self.store,
             self.bus,
