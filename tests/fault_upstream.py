@@ -6,7 +6,8 @@ model plays the Nth item (the last repeats). Items: `ok` (stream "hello from <mo
 chunks, with usage), `429` (with `Retry-After: 0.05`), `500`, `400`, `timeout` (answer after
 2 s), `reset` (close the connection before answering), `cut` (stream one chunk, then close),
 `slow` (stream ten chunks, 0.3 s apart), `huge` (like `ok` but with 2**64 - 1 prompt tokens:
-the total is past 64 bits), `call` (one call of `get_weather` with no call id, as some servers send).
+the total is past 64 bits), `call` (one call of `get_weather` with no call id, as some
+servers send).
 `GET /calls/<run id>` answers the call counts per model.
 
     python tests/fault_upstream.py PORT
