@@ -5,7 +5,9 @@ The request's `model` (here `primary` or `backup`) picks the script; the Nth cal
 model plays the Nth item (the last repeats). Items: `ok` (stream "hello from <model>" in three
 chunks, with usage), `429` (with `Retry-After: 0.05`), `500`, `400`, `timeout` (answer after
 2 s), `reset` (close the connection before answering), `cut` (stream one chunk, then close),
-`slow` (stream ten chunks, 0.3 s apart).
+`slow` (stream ten chunks, 0.3 s apart), `huge` (like `ok` but with 2**64 - 1 prompt tokens:
+the total is past 64 bits), `call` (one call of `get_weather` with no call id, as some
+servers send).
 `GET /calls/<run id>` answers the call counts per model.
 
     python tests/fault_upstream.py PORT
@@ -37,6 +39,15 @@ def _chunk(
     return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
+def _call_chunk() -> bytes:
+    call = {"index": 0, "function": {"name": "get_weather", "arguments": '{"location": "Oslo"}'}}
+    body = {
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {"tool_calls": [call]}}],
+    }
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
 async def completions(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     model = body["model"]
@@ -62,6 +73,11 @@ async def completions(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(2)
     response = web.StreamResponse(headers={"content-type": "text/event-stream"})
     await response.prepare(request)
+    if step == "call":
+        await response.write(_call_chunk())
+        await response.write(_chunk(finish="tool_calls"))
+        await response.write(b"data: [DONE]\n\n")
+        return response
     words = ["hello ", "from ", model]
     if step == "slow":
         words = [f"{n} " for n in range(10)]
@@ -75,12 +91,13 @@ async def completions(request: web.Request) -> web.StreamResponse:
             request.transport.abort()
             return response
     await response.write(_chunk(finish="stop"))
+    prompt = 2**64 - 1 if step == "huge" else 7
     await response.write(
         _chunk(
             usage={
-                "prompt_tokens": 7,
+                "prompt_tokens": prompt,
                 "completion_tokens": 3,
-                "total_tokens": 10,
+                "total_tokens": prompt + 3,
                 "prompt_tokens_details": {"cached_tokens": 2},
             }
         )

@@ -267,6 +267,14 @@ class Settings(BaseSettings):
         gt=0,
         description="Live events buffered per stream reader; a slower reader re-reads the store.",
     )
+    shutdown_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "On SIGTERM, how long open requests may still finish before they are cancelled; "
+            "open streams end at once with an `error` event to resume from."
+        ),
+    )
     background_workers: int = Field(
         default=16,
         ge=1,

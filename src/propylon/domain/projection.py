@@ -31,7 +31,8 @@ _MEDIA_DELTAS = frozenset({"image", "audio", "video", "document"})
 
 @dataclass
 class Projection:
-    """What the log says so far. `steps` are the model-generated steps, in stream index order."""
+    """What the log says so far. `steps` are the model-generated steps, in stream index order;
+    `ended` once the terminal `interaction.completed` is folded (nothing may follow it)."""
 
     status: str = "in_progress"
     created: str | None = None
@@ -40,6 +41,7 @@ class Projection:
     usage: dict[str, Any] | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
     last_seq: int = 0
+    ended: bool = False
     _arguments: dict[int, list[str]] = field(default_factory=dict)
 
     def apply(self, event: Event) -> None:
@@ -66,6 +68,7 @@ class Projection:
             self.status = interaction["status"]
             self.usage = interaction.get("usage")
             self.updated = interaction.get("updated", self.updated)
+            self.ended = True
 
     def _apply_delta(self, index: int, delta: dict[str, Any]) -> None:
         step = self.steps[index]

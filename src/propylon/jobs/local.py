@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from propylon.jobs.base import SHUTDOWN, Handler
+from propylon.jobs.base import Handler
 
 __all__ = ["LocalQueue"]
 
@@ -62,5 +62,5 @@ class LocalQueue:
     async def stop(self) -> None:
         tasks = list(self._tasks.values())
         for task in tasks:
-            task.cancel(SHUTDOWN)
+            task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -12,6 +12,7 @@ tools restricted (one tool: named). `response_format` -> `json_schema` (strict) 
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -75,14 +76,17 @@ class OpenAIProvider:
                     entry["arguments"] += function.get("arguments") or ""
                 if choice.get("finish_reason") == "length":
                     finish = "max_tokens"
-        for index, call in sorted(calls.items()):
+        for _, call in sorted(calls.items()):
             try:
                 arguments = json.loads(call["arguments"]) if call["arguments"] else {}
             except json.JSONDecodeError as exc:
                 raise ValueError(
                     f"the model's call of `{call['name']}` has invalid JSON arguments: {exc}"
                 ) from None
-            yield FunctionCall(call["id"] or f"call_{index}", call["name"], arguments)
+            # an upstream that sends no id: a fresh one, unique across turns (not `call_0` again)
+            yield FunctionCall(
+                call["id"] or "call_" + secrets.token_hex(12), call["name"], arguments
+            )
         yield Finish("max_tokens" if finish == "max_tokens" else "stop")
 
     async def close(self) -> None:

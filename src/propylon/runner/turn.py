@@ -3,7 +3,8 @@
 Whatever the mode (foreground, stream, background), a turn appends, in the canonical order of
 reference §5.4: `interaction.created`, `interaction.status_update`, then for each step
 `step.start`, `step.delta`*, `step.stop`, and last exactly one `interaction.completed` with the
-final status and usage (preceded by an `error` event when the run failed).
+final status and usage (preceded by an `error` event when the run failed). A log that ends
+under the run (its writes failed) stops the run at its next provider event.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 
 import orjson
 
-from propylon.domain.clock import now
 from propylon.domain.events import (
     COMPLETED,
     CREATED,
@@ -26,7 +26,7 @@ from propylon.domain.events import (
     STEP_STOP,
 )
 from propylon.domain.usage import Usage
-from propylon.jobs.base import SHUTDOWN
+from propylon.jobs.base import Stopping
 from propylon.providers.base import (
     Finish,
     FunctionCall,
@@ -41,7 +41,7 @@ from propylon.runner.log import EventLog
 from propylon.runner.mcp import McpToolbox
 from propylon.runner.output import check_arguments, output_problem
 
-__all__ = ["announce", "finish", "finish_unstarted", "run_turn"]
+__all__ = ["announce", "cancel_handled", "finish", "finish_unstarted", "run_turn"]
 
 logger = logging.getLogger("propylon.runner")
 
@@ -81,21 +81,6 @@ class _Steps:
         self.open = None
 
 
-def _partial(log: EventLog, status: str, usage: Usage | None = None) -> dict[str, Any]:
-    record = log.record
-    interaction: dict[str, Any] = {
-        "id": record.id,
-        "object": "interaction",
-        "status": status,
-        "model": record.request.get("model"),
-        "created": record.created,
-        "updated": now(),
-    }
-    if usage is not None:
-        interaction["usage"] = usage.to_wire()
-    return interaction
-
-
 @dataclass(slots=True)
 class _Pass:
     """What one provider pass produced."""
@@ -113,6 +98,8 @@ async def _provider_pass(
     `mcp_server_tool_call` steps, to be run by the caller; others `function_call` steps."""
     result = _Pass()
     async for event in provider.stream(turn):
+        if log.ended:  # the log could not be written: nothing more of this run can be kept
+            break
         if isinstance(event, TextDelta):
             index = steps.ensure("model_output", {"type": "model_output", "content": []})
             log.emit(STEP_DELTA, {"index": index, "delta": {"type": "text", "text": event.text}})
@@ -179,6 +166,8 @@ async def _run(
     while True:
         result = await _provider_pass(log, steps, provider, turn, toolbox)
         usage.add(result.usage)
+        if log.ended:
+            return "failed"
         if token_ceiling is not None and usage.total_tokens > token_ceiling:
             message = (
                 f"the interaction used {usage.total_tokens} tokens, over its ceiling "
@@ -229,7 +218,7 @@ async def _run(
 def announce(log: EventLog, status: str) -> None:
     """The first event of every interaction: `interaction.created` with `status`
     (`in_progress`, or `queued` when a background run waits for a worker)."""
-    log.emit(CREATED, {"interaction": _partial(log, status)})
+    log.emit(CREATED, {"interaction": log.summary(status)})
 
 
 def finish_unstarted(log: EventLog, status: str, error: dict[str, str] | None = None) -> None:
@@ -241,7 +230,7 @@ def finish_unstarted(log: EventLog, status: str, error: dict[str, str] | None = 
 
 def finish(log: EventLog, status: str, usage: Usage | None = None) -> None:
     """The terminal event: `interaction.completed` with the final status and usage."""
-    log.emit(COMPLETED, {"interaction": _partial(log, status, usage)})
+    log.emit(COMPLETED, {"interaction": log.summary(status, usage)})
 
 
 async def run_turn(
@@ -252,6 +241,8 @@ async def run_turn(
     max_tool_rounds: int = 8,
     tool_timeout: float = 30.0,
     token_ceiling: int | None = None,
+    *,
+    stopping: Stopping,
 ) -> None:
     """Run `turn` on `provider`, appending every event to `log`, and wait until all are stored.
 
@@ -259,8 +250,9 @@ async def run_turn(
     of calls; more ends the interaction `budget_exceeded`, as does using more than
     `token_ceiling` tokens, checked after each model answer). Never raises for a provider or tool
     failure: the interaction ends `failed` with an `errors` entry. Cancelling the task ends the
-    interaction `cancelled`, unless the cancel message is SHUTDOWN. The log must already hold
-    the `interaction.created` event (see `announce`).
+    interaction `cancelled`, unless the process is `stopping` (then the run is left for the
+    next start to recover). The log must already hold the `interaction.created` event (see
+    `announce`). Raises what `log.drain` raises when not even the log's end can be stored.
     """
     log.emit(STATUS_UPDATE, {"interaction_id": log.interaction_id, "status": "in_progress"})
     steps = _Steps(log)
@@ -276,13 +268,11 @@ async def run_turn(
             status = await _run(
                 log, steps, provider, turn, None, max_tool_rounds, usage, token_ceiling
             )
-    except asyncio.CancelledError as exc:
-        if exc.args == (SHUTDOWN,):
+    except asyncio.CancelledError:
+        if stopping():
             raise  # the process is stopping: the next start recovers this run
         status = "cancelled"
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
+        cancel_handled()
     except UpstreamError as exc:
         status = "failed"
         where = f"upstream `{exc.target}`" if exc.target else "the upstream"
@@ -295,5 +285,13 @@ async def run_turn(
         status = "failed"
         log.emit(ERROR, {"error": {"code": "run_failed", "message": str(exc)}})
     steps.close(usage)
-    log.emit(COMPLETED, {"interaction": _partial(log, status, usage)})
+    log.emit(COMPLETED, {"interaction": log.summary(status, usage)})
     await log.drain()
+
+
+def cancel_handled() -> None:
+    """The current task's cancellation is dealt with (its run ends `cancelled`): clear every
+    pending cancel request, however many clients sent one."""
+    task = asyncio.current_task()
+    while task is not None and task.uncancel() > 0:
+        pass

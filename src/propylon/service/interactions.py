@@ -22,14 +22,13 @@ from propylon.domain.ids import new_interaction_id, parse_event_id
 from propylon.domain.projection import Projection
 from propylon.domain.redaction import redact_request
 from propylon.domain.usage import Usage
-from propylon.errors import FailedPrecondition, InvalidArgument, NotFound
+from propylon.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from propylon.gateway.registry import ModelRegistry
 from propylon.gateway.router import CallRecord
-from propylon.jobs.base import SHUTDOWN
 from propylon.jobs.local import LocalQueue
 from propylon.observability import Metrics, traced_run
 from propylon.providers.google_interactions import GoogleInteractions
-from propylon.runner.log import EventLog
+from propylon.runner.log import EventLog, MemoryLog, StoredLog
 from propylon.runner.mirror import mirror_turn
 from propylon.runner.turn import announce, finish_unstarted, run_turn
 from propylon.schema.interactions import CreateInteraction
@@ -52,6 +51,11 @@ __all__ = ["Created", "InteractionService", "to_resource"]
 _INTERRUPTED = {
     "code": "interrupted",
     "message": "the server stopped while this interaction was running",
+}
+_STOPPED_UNENDED = {"code": "internal", "message": "the run stopped without ending"}
+_SHUTTING_DOWN = {
+    "code": "unavailable",
+    "message": "the server is shutting down: resume with `last_event_id` set to this event's id",
 }
 
 
@@ -132,6 +136,9 @@ class InteractionService:
         self.jobs = LocalQueue(self.execute, settings.background_workers)
         self._foreground: dict[str, asyncio.Task[None]] = {}
         self._callers: dict[str, Caller] = {}  # runs under way: whose tokens to count
+        self._live: dict[str, EventLog] = {}  # runs under way here, by interaction id
+        self._cancels: dict[str, asyncio.Future[InteractionRecord]] = {}
+        self.stopping = False  # set once, by begin_shutdown
 
     async def create(
         self,
@@ -166,7 +173,7 @@ class InteractionService:
         if created.task is None or created.log is None:
             return created
         task, log = created.task, created.log
-        await (asyncio.shield(task) if log.events is None else task)
+        await (task if isinstance(log, MemoryLog) else asyncio.shield(task))
         return Created(
             to_resource(log.record, log.projection, include_input_steps=False),
             interaction_id=log.record.id,
@@ -215,9 +222,14 @@ class InteractionService:
         run = self._run(log, planned, request)
         if request.stream:
             # Subscribe before the run starts so the creator misses nothing.
-            source: EventSource = log if log.events is not None else self.store
+            source: EventSource = log if isinstance(log, MemoryLog) else self.store
             events = reading.tail(
-                source, record.id, 0, self.bus.subscribe(record.id), self.keepalive
+                source,
+                record.id,
+                0,
+                self.bus.subscribe(record.id),
+                self.keepalive,
+                self._watcher(record.id),
             )
             task = self._start(record.id, run, stored=request.store)
             if not request.store:
@@ -240,7 +252,12 @@ class InteractionService:
         """The answer to a repeated idempotent create: the first interaction, never a rerun."""
         if request.stream:
             events = reading.tail(
-                self.store, record.id, 0, self.bus.subscribe(record.id), self.keepalive
+                self.store,
+                record.id,
+                0,
+                self.bus.subscribe(record.id),
+                self.keepalive,
+                self._watcher(record.id),
             )
             return Created(events=events, interaction_id=record.id)
         if not record.background and not lifecycle.is_terminal(record.status):
@@ -250,6 +267,7 @@ class InteractionService:
                 record.last_seq,
                 self.bus.subscribe(record.id),
                 self.keepalive,
+                self._watcher(record.id),
             ):
                 pass  # wait for the first request's run to end
             record = await self._record(record.id, SYSTEM)
@@ -263,14 +281,13 @@ class InteractionService:
     ) -> Coroutine[Any, Any, None]:
         record = log.record
         if isinstance(planned, AgentPlan):
-            return self._settled(
-                traced_run(
-                    mirror_turn(log, planned.agent, planned.body),
-                    log,
-                    request.agent or "",
-                    self.settings.trace_content,
+            mirrored = mirror_turn(log, planned.agent, planned.body, stopping=self._stopping)
+            return self._supervised(
+                log,
+                self._settled(
+                    traced_run(mirrored, log, request.agent or "", self.settings.trace_content),
+                    record,
                 ),
-                record,
             )
         caller = self._callers.get(record.id) or Caller(
             tenant=record.tenant, key_id=record.api_key_id
@@ -292,9 +309,13 @@ class InteractionService:
             max_tool_rounds=self.settings.max_tool_rounds,
             tool_timeout=self.settings.tool_timeout_seconds,
             token_ceiling=self.ledger.ceiling(caller),  # what its admission reserved
+            stopping=self._stopping,
         )
-        return self._settled(
-            traced_run(run, log, request.model or "", self.settings.trace_content), record
+        return self._supervised(
+            log,
+            self._settled(
+                traced_run(run, log, request.model or "", self.settings.trace_content), record
+            ),
         )
 
     async def _settled(self, run: Coroutine[Any, Any, None], record: InteractionRecord) -> None:
@@ -307,10 +328,34 @@ class InteractionService:
             raise
         await self.ledger.settle(record)
 
+    def _stopping(self) -> bool:
+        return self.stopping
+
+    async def _supervised(self, log: EventLog, run: Coroutine[Any, Any, None]) -> None:
+        """Run one turn with its log registered as live here (its readers ask the log, not
+        the store, how it goes). A run that stops without an end while the process is not
+        stopping is ended here: never left `in_progress`."""
+        self._live[log.interaction_id] = log
+        try:
+            await run
+        except BaseException as exc:
+            if not log.ended and not self.stopping:
+                if isinstance(exc, asyncio.CancelledError):
+                    finish_unstarted(log, "cancelled")
+                else:
+                    finish_unstarted(log, "failed", _STOPPED_UNENDED)
+                await log.drain()
+            raise
+        finally:
+            if self._live.get(log.interaction_id) is log:
+                del self._live[log.interaction_id]
+
     def _start(
         self, interaction_id: str, run: Coroutine[Any, Any, None], *, stored: bool
     ) -> asyncio.Task[None]:
         task = asyncio.create_task(run)
+        # a stream's run is not awaited: its log failure was logged and told to its readers
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
         if stored:
             self._foreground[interaction_id] = task
             task.add_done_callback(lambda _: self._foreground.pop(interaction_id, None))
@@ -338,8 +383,8 @@ class InteractionService:
             finish_unstarted(log, "failed", {"code": "invalid_request", "message": exc.message})
             await log.drain()
             return
-        except asyncio.CancelledError as exc:
-            if exc.args != (SHUTDOWN,):
+        except asyncio.CancelledError:
+            if not self.stopping:
                 finish_unstarted(log, "cancelled")
                 await log.drain()
             raise
@@ -368,12 +413,15 @@ class InteractionService:
     ) -> AsyncIterator[Event | None]:
         """The log from the start (or after `last_event_id`), then live until its terminal
         event; None items are keep-alive ticks. Raises NotFound, or InvalidArgument when the
-        event id is not one of this interaction's."""
+        event id is not one of this interaction's (or not yet: ahead of its log), Unavailable
+        while the server is stopping."""
         record = await self._record(interaction_id, caller)
+        if self.stopping:
+            raise Unavailable("the server is shutting down; try again")
         after = 0
         if last_event_id:
             seq = parse_event_id(interaction_id, last_event_id)
-            if seq is None or (seq > record.last_seq and lifecycle.is_terminal(record.status)):
+            if seq is None or seq > record.last_seq:
                 raise InvalidArgument(
                     f"`last_event_id` `{last_event_id}` is not an event of "
                     f"interaction `{interaction_id}`"
@@ -382,8 +430,37 @@ class InteractionService:
         if lifecycle.is_terminal(record.status) and after >= record.last_seq:
             return reading.empty()
         return reading.tail(
-            self.store, interaction_id, after, self.bus.subscribe(interaction_id), self.keepalive
+            self.store,
+            interaction_id,
+            after,
+            self.bus.subscribe(interaction_id),
+            self.keepalive,
+            self._watcher(interaction_id),
         )
+
+    def _watcher(self, interaction_id: str) -> reading.Watch:
+        """What a stream of `interaction_id` asks on each keep-alive tick (see reading.tail):
+        the server stopping ends it; a run live here answers from its log; any other from
+        the store's status (ended, or deleted)."""
+
+        async def watch() -> dict[str, str] | None:
+            if self.stopping:
+                return _SHUTTING_DOWN
+            live = self._live.get(interaction_id)
+            if live is not None and not live.ended:
+                return None
+            if live is not None and live.failure is not None:
+                return live.failure
+            record = await self.store.get(interaction_id)
+            if record is None:
+                if live is not None:  # its end is still being written
+                    return None
+                return {"code": "not_found", "message": "the interaction no longer exists"}
+            if lifecycle.is_terminal(record.status):
+                return {"code": "internal", "message": "the interaction ended without a last event"}
+            return None
+
+        return watch
 
     async def cancel(self, interaction_id: str, caller: Caller) -> dict[str, Any]:
         """Cancel a queued or running background interaction; it ends `cancelled` with exactly
@@ -397,10 +474,23 @@ class InteractionService:
                 "only background interactions can be cancelled; "
                 f"`{interaction_id}` is a foreground interaction"
             )
-        if lifecycle.is_terminal(record.status):
+        if not lifecycle.is_terminal(record.status):
+            # One cancel at a time per interaction: concurrent ones share its outcome.
+            ending = self._cancels.get(interaction_id)
+            if ending is None:
+                ending = asyncio.ensure_future(self._end_cancelled(interaction_id, caller))
+                self._cancels[interaction_id] = ending
+                ending.add_done_callback(lambda _: self._cancels.pop(interaction_id, None))
+            record = await asyncio.shield(ending)
+        if record.status != "cancelled":
             raise FailedPrecondition(
                 f"interaction `{interaction_id}` has already finished (status `{record.status}`)"
             )
+        return to_resource(record)
+
+    async def _end_cancelled(self, interaction_id: str, caller: Caller) -> InteractionRecord:
+        """Stop the run (its log ends it `cancelled`, unless it ended first) and wait until
+        its log is written; a run that had not begun is ended here."""
         if self.jobs.cancel(interaction_id):
             await self.jobs.wait(interaction_id)
         record = await self._record(interaction_id, caller)
@@ -409,7 +499,7 @@ class InteractionService:
             finish_unstarted(log, "cancelled")
             await log.drain()
             record = await self._record(interaction_id, caller)
-        return to_resource(record)
+        return record
 
     async def delete(self, interaction_id: str, caller: Caller) -> None:
         """Delete the interaction and its events, stopping a running one first.
@@ -451,11 +541,19 @@ class InteractionService:
         await self.ledger.recover(self.store.get)
         return requeued, closed
 
+    def begin_shutdown(self) -> None:
+        """The process is stopping: from now on a cancelled run is left unfinished (the next
+        start recovers it) and every open stream ends, with an `error` event that names the
+        last event sent (a client resumes from it after the restart). Idempotent."""
+        self.stopping = True
+        self.bus.close()
+
     async def shutdown(self) -> None:
         """Stop every run still going without ending it: the next start recovers each."""
+        self.begin_shutdown()
         tasks = list(self._foreground.values())
         for task in tasks:
-            task.cancel(SHUTDOWN)
+            task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.jobs.stop()
 
@@ -464,8 +562,8 @@ class InteractionService:
     ) -> EventLog:
         """The log writer of `record` (store=false: kept in memory only)."""
         if not stored:
-            return EventLog(record, None, self.bus, on_terminal=self._account)
-        return EventLog(
+            return MemoryLog(record, self.bus, on_terminal=self._account)
+        return StoredLog(
             record,
             self.store,
             self.bus,
