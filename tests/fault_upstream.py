@@ -5,7 +5,8 @@ The request's `model` (here `primary` or `backup`) picks the script; the Nth cal
 model plays the Nth item (the last repeats). Items: `ok` (stream "hello from <model>" in three
 chunks, with usage), `429` (with `Retry-After: 0.05`), `500`, `400`, `timeout` (answer after
 2 s), `reset` (close the connection before answering), `cut` (stream one chunk, then close),
-`slow` (stream ten chunks, 0.3 s apart).
+`slow` (stream ten chunks, 0.3 s apart), `big` (one 1 MiB chunk: a single SSE line over
+1 MiB), `hold` (answer nothing until the caller goes away, at most 10 s).
 `GET /calls/<run id>` answers the call counts per model.
 
     python tests/fault_upstream.py PORT
@@ -22,6 +23,7 @@ from collections import defaultdict
 from aiohttp import web
 
 calls: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+BIG = 1 << 20  # characters of the `big` chunk
 
 
 def _chunk(
@@ -60,11 +62,19 @@ async def completions(request: web.Request) -> web.StreamResponse:
         return web.Response()
     if step == "timeout":
         await asyncio.sleep(2)
+    if step == "hold":
+        for _ in range(200):
+            if request.transport is None or request.transport.is_closing():
+                break
+            await asyncio.sleep(0.05)
+        return web.Response(status=500)
     response = web.StreamResponse(headers={"content-type": "text/event-stream"})
     await response.prepare(request)
     words = ["hello ", "from ", model]
     if step == "slow":
         words = [f"{n} " for n in range(10)]
+    if step == "big":
+        words = ["x" * BIG]
     for index, word in enumerate(words):
         if step == "slow":
             await asyncio.sleep(0.3)
