@@ -177,9 +177,10 @@ async def _connect(
                 reraise=True,
             ):
                 with attempt:
-                    permit = target.breaker.allow()
-                    if permit is None:
+                    allowed = target.breaker.allow()
+                    if allowed is None:
                         raise CircuitOpen(target.name)
+                    permit = allowed
                     record.attempts += 1
                     try:
                         stream = target.provider.stream(turn)
