@@ -44,7 +44,7 @@ def test_the_aiohttp_client_checks_each_address_it_connects_to(receiver: str) ->
     allowed = _on(receiver, "127.0.0.2")
 
     async def run() -> None:
-        async with client_session(POLICY) as session:
+        async with client_session(POLICY, timeout=aiohttp.ClientTimeout(total=5)) as session:
             async with session.post(f"{allowed}/hook/aiohttp") as response:
                 assert response.status == 200
             for refused in (

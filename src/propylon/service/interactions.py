@@ -31,6 +31,7 @@ from propylon.gateway.router import CallRecord
 from propylon.jobs.base import SHUTDOWN
 from propylon.jobs.local import LocalQueue
 from propylon.observability import Metrics, traced_run
+from propylon.outbound import OutboundPolicy
 from propylon.providers.google_interactions import GoogleInteractions
 from propylon.runner.log import EventLog
 from propylon.runner.mirror import mirror_turn
@@ -283,6 +284,7 @@ class InteractionService:
             tool_timeout=self.settings.tool_timeout_seconds,
             token_ceiling=policy.get("max_tokens_per_interaction")
             or self.settings.max_tokens_per_interaction,
+            outbound=OutboundPolicy.from_settings(self.settings),
         )
         return traced_run(run, log, request.model or "", self.settings.trace_content)
 

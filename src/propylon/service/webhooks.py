@@ -21,7 +21,7 @@ from propylon.domain.caller import ANONYMOUS, Caller
 from propylon.domain.clock import now
 from propylon.errors import InvalidArgument, NotFound
 from propylon.jobs.webhooks import GRACE_SECONDS
-from propylon.outbound import check_url
+from propylon.outbound import OutboundPolicy, check_url
 from propylon.store.base import Delivery, InteractionRecord, Store
 
 __all__ = ["EVENTS", "WebhookService", "event_of", "new_secret"]
@@ -74,16 +74,14 @@ def _public(webhook: dict[str, Any]) -> dict[str, Any]:
 class WebhookService:
     """CRUD of registered webhooks and the outbox entries of ending interactions."""
 
-    def __init__(self, store: Store, allow_private: bool) -> None:
+    def __init__(self, store: Store, policy: OutboundPolicy) -> None:
         self.store = store
-        self.allow_private = allow_private
+        self.policy = policy
         self._cache: list[dict[str, Any]] | None = None  # enabled webhooks, for on_terminal
 
     async def _check(self, body: dict[str, Any]) -> None:
         if "uri" in body:
-            await check_url(
-                str(body["uri"]), allow_private=self.allow_private, what="webhook `uri`"
-            )
+            await check_url(str(body["uri"]), policy=self.policy, what="webhook `uri`")
         events = body.get("subscribed_events")
         if events is not None:
             unknown = sorted(set(events) - EVENTS)
