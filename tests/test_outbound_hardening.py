@@ -12,6 +12,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
+from google.genai import _interactions as errors
 
 from tests.conftest import CONFIG, Server, helper, start_server, stop_server, wait_for
 
@@ -151,5 +152,6 @@ def test_the_allowed_network_is_reachable_and_no_other_private_address(
     wait_for(lambda: bool(_received(receiver, "allowed")))
     client.webhooks.delete(hook.id)
     for refused in (receiver, _on(receiver, "localhost")):
-        with pytest.raises(Exception, match="outbound policy"):
+        with pytest.raises(errors.BadRequestError) as caught:
             client.webhooks.create(uri=f"{refused}/hook/refused", subscribed_events=COMPLETED)
+        assert "outbound policy" in caught.value.body["error"]["message"]

@@ -15,8 +15,10 @@ Names are resolved on anyio's worker threads, not on the event loop's default ex
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import socket
+import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -273,16 +275,23 @@ class _PolicyBackend(httpcore2.AsyncNetworkBackend):
         await anyio.sleep(seconds)
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """httpx's default TLS context (certificate verification on), made once: loading the
+    trust store is not free, and a context serves any number of connections."""
+    return httpx2.create_ssl_context(trust_env=False)
+
+
 class _PolicyTransport(httpx2.AsyncHTTPTransport):
     """httpx's transport on a connection pool whose network backend obeys `policy`."""
 
     def __init__(self, policy: OutboundPolicy) -> None:
-        super().__init__(trust_env=False)
+        super().__init__(verify=_ssl_context(), trust_env=False)
         limits = httpx2.Limits()
         # httpx has no parameter for the network backend: its pool is rebuilt around ours,
         # with httpx's default limits.
         self._pool = httpcore2.AsyncConnectionPool(
-            ssl_context=httpx2.create_ssl_context(trust_env=False),
+            ssl_context=_ssl_context(),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
