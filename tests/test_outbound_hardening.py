@@ -47,10 +47,10 @@ def _settings(**values: Any) -> str:
 
 @pytest.fixture(scope="module")
 def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Retries wide apart (0.25-0.5 s, then doubling), disabled after two failed attempts."""
+    """Retries wide apart (0.5-1 s, then doubling), disabled after two failed attempts."""
     config = (
         _settings(
-            webhook_retry_initial_seconds=0.5,
+            webhook_retry_initial_seconds=1.0,
             webhook_max_attempts=4,
             webhook_disable_after_failures=2,
         )
@@ -111,7 +111,7 @@ def test_a_webhook_disabled_by_patch_receives_nothing(hooks: Server, receiver: s
     ids = _two_hooks(hooks, receiver, name)
     client = hooks.client()
     client.interactions.create(model="echo", input="before")
-    wait_for(lambda: len(_received(receiver, name)) == 1)  # its retry is 0.25-0.5 s away
+    wait_for(lambda: len(_received(receiver, name)) == 1)  # its retry is 0.5-1 s away
     assert client.webhooks.update(ids[0], update_mask="state", state="disabled").state == (
         "disabled"
     )
