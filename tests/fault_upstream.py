@@ -7,7 +7,8 @@ chunks, with usage), `429` (with `Retry-After: 0.05`), `500`, `400`, `timeout` (
 2 s), `reset` (close the connection before answering), `cut` (stream one chunk, then close),
 `slow` (stream ten chunks, 0.3 s apart), `huge` (like `ok` but with 2**64 - 1 prompt tokens:
 the total is past 64 bits), `call` (one call of `get_weather` with no call id, as some
-servers send).
+servers send), `big` (one 1 MiB chunk: a single SSE line over 1 MiB), `hold` (answer nothing
+until the caller goes away, at most 10 s).
 `GET /calls/<run id>` answers the call counts per model.
 
     python tests/fault_upstream.py PORT
@@ -24,6 +25,7 @@ from collections import defaultdict
 from aiohttp import web
 
 calls: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+BIG = 1 << 20  # characters of the `big` chunk
 
 
 def _chunk(
@@ -71,6 +73,12 @@ async def completions(request: web.Request) -> web.StreamResponse:
         return web.Response()
     if step == "timeout":
         await asyncio.sleep(2)
+    if step == "hold":
+        for _ in range(200):
+            if request.transport is None or request.transport.is_closing():
+                break
+            await asyncio.sleep(0.05)
+        return web.Response(status=500)
     response = web.StreamResponse(headers={"content-type": "text/event-stream"})
     await response.prepare(request)
     if step == "call":
@@ -81,6 +89,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
     words = ["hello ", "from ", model]
     if step == "slow":
         words = [f"{n} " for n in range(10)]
+    if step == "big":
+        words = ["x" * BIG]
     for index, word in enumerate(words):
         if step == "slow":
             await asyncio.sleep(0.3)

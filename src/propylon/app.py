@@ -27,6 +27,7 @@ from propylon.config import Settings
 from propylon.gateway.registry import ModelRegistry
 from propylon.jobs.webhooks import DeliveryWorker
 from propylon.observability import Metrics, MetricsMiddleware
+from propylon.outbound import OutboundPolicy
 from propylon.providers.google_interactions import GoogleInteractions
 from propylon.service.idempotency import Idempotency
 from propylon.service.interactions import InteractionService
@@ -91,10 +92,9 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     store = SQLiteStore(settings.database_path)
     ledger = SQLiteLedgerStore(store)
     metrics = Metrics()
+    outbound = OutboundPolicy.from_settings(settings)
     webhooks = WebhookService(
-        store,
-        settings.allow_private_network_targets,
-        settings.webhook_secret or _generated_secret(settings.data_dir),
+        store, outbound, settings.webhook_secret or _generated_secret(settings.data_dir)
     )
     worker = DeliveryWorker(
         store,
@@ -103,11 +103,14 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         backoff=settings.webhook_retry_initial_seconds,
         disable_after=settings.webhook_disable_after_failures,
         timeout=settings.webhook_timeout_seconds,
-        allow_private=settings.allow_private_network_targets,
+        policy=outbound,
     )
     agents = {
         agent.name: GoogleInteractions(
-            agent.base_url, _env_key(agent.api_key_env), agent.timeout_seconds
+            agent.base_url,
+            _env_key(agent.api_key_env),
+            agent.timeout_seconds,
+            settings.upstream_max_line_bytes,
         )
         for agent in settings.agents
     }

@@ -144,10 +144,18 @@ def serve(
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Serve the Interactions API."""
+    """Serve the Interactions API. Refuses to start (exit code 1) while another server holds
+    the data dir."""
     from propylon.app import create_app
+    from propylon.store.lock import DataDirInUse, DataDirLock
 
     settings = _settings(config, host=host, port=port, data_dir=data_dir)
+    lock = DataDirLock(settings.data_dir)  # held until the process ends
+    try:
+        lock.acquire()
+    except DataDirInUse as exc:
+        typer.echo(f"propylon: {exc}", err=True)
+        raise typer.Exit(1) from None
     stored_keys = _stored_key_count(settings)
     if not settings.api_keys and not stored_keys and not is_loopback(settings.host):
         typer.echo(

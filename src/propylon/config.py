@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -306,6 +306,12 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Timeout of one delivery attempt, in seconds."
     )
+    upstream_max_line_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Longest line of an upstream's event stream, in bytes (a large function "
+        "call argument or inline image arrives as one line); a longer one fails the interaction.",
+    )
     auth_cache_seconds: float = Field(
         default=2.0,
         ge=0,
@@ -374,6 +380,13 @@ class Settings(BaseSettings):
         description=(
             "Let MCP server and webhook URLs point at loopback, private or link-local addresses "
             "(refused by default: SSRF)."
+        ),
+    )
+    allowed_target_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description=(
+            "Networks (CIDR, e.g. `10.20.0.0/16`) that MCP server and webhook URLs may reach "
+            "even when `allow_private_network_targets` is off."
         ),
     )
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")

@@ -170,7 +170,19 @@ def _provider(target: TargetSettings, settings: Settings) -> Provider:
 
         if not target.base_url:
             raise ValueError(f"target `{target.label}`: an `openai` target needs `base_url`")
-        return OpenAIProvider(target.base_url, upstream_model, api_key, target.timeout_seconds)
+        return OpenAIProvider(
+            target.base_url,
+            upstream_model,
+            api_key,
+            target.timeout_seconds,
+            settings.upstream_max_line_bytes,
+        )
     from propylon.providers.gemini import GeminiProvider
 
-    return GeminiProvider(target.base_url, upstream_model, api_key, target.timeout_seconds)
+    return GeminiProvider(
+        target.base_url,
+        upstream_model,
+        api_key,
+        target.timeout_seconds,
+        settings.upstream_max_line_bytes,
+    )

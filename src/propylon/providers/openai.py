@@ -43,11 +43,18 @@ _CONFIG = {
 class OpenAIProvider:
     """Chat Completions at `base_url` (ending in `/v1`) with upstream model id `model`."""
 
-    def __init__(self, base_url: str, model: str, api_key: str | None, timeout: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None,
+        timeout: float,
+        max_line_bytes: int,
+    ) -> None:
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        self.upstream = Upstream(timeout, headers)
+        self.upstream = Upstream(timeout, headers, max_line_bytes)
 
     def check(self, turn: Turn) -> None:
         """Refuses server-side tool types, non-image media and unmapped generation settings."""

@@ -27,6 +27,7 @@ from propylon.domain.events import (
 )
 from propylon.domain.usage import Usage
 from propylon.jobs.base import Stopping
+from propylon.outbound import STRICT, OutboundPolicy
 from propylon.providers.base import (
     Finish,
     FunctionCall,
@@ -243,12 +244,14 @@ async def run_turn(
     token_ceiling: int | None = None,
     *,
     stopping: Stopping,
+    outbound: OutboundPolicy = STRICT,
 ) -> None:
     """Run `turn` on `provider`, appending every event to `log`, and wait until all are stored.
 
     mcp_servers: the request's `mcp_server` tools, run here (at most `max_tool_rounds` rounds
     of calls; more ends the interaction `budget_exceeded`, as does using more than
-    `token_ceiling` tokens, checked after each model answer). Never raises for a provider or tool
+    `token_ceiling` tokens, checked after each model answer; the MCP servers' addresses obey
+    `outbound`, by default refusing private ones). Never raises for a provider or tool
     failure: the interaction ends `failed` with an `errors` entry. Cancelling the task ends the
     interaction `cancelled`, unless the process is `stopping` (then the run is left for the
     next start to recover). The log must already hold the `interaction.created` event (see
@@ -259,7 +262,7 @@ async def run_turn(
     usage = Usage()
     try:
         if mcp_servers:
-            async with McpToolbox(mcp_servers, tool_timeout) as toolbox:
+            async with McpToolbox(mcp_servers, tool_timeout, outbound) as toolbox:
                 turn.tools = [*turn.tools, *toolbox.declarations]
                 status = await _run(
                     log, steps, provider, turn, toolbox, max_tool_rounds, usage, token_ceiling

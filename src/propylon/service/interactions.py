@@ -27,6 +27,7 @@ from propylon.gateway.registry import ModelRegistry
 from propylon.gateway.router import CallRecord
 from propylon.jobs.local import LocalQueue
 from propylon.observability import Metrics, traced_run
+from propylon.outbound import OutboundPolicy
 from propylon.providers.google_interactions import GoogleInteractions
 from propylon.runner.log import EventLog, MemoryLog, StoredLog
 from propylon.runner.mirror import mirror_turn
@@ -310,6 +311,7 @@ class InteractionService:
             tool_timeout=self.settings.tool_timeout_seconds,
             token_ceiling=self.ledger.ceiling(caller),  # what its admission reserved
             stopping=self._stopping,
+            outbound=OutboundPolicy.from_settings(self.settings),
         )
         return self._supervised(
             log,

@@ -14,7 +14,7 @@ from propylon.domain import lifecycle
 from propylon.domain.caller import Caller
 from propylon.errors import FailedPrecondition, InvalidArgument, NotFound
 from propylon.gateway.registry import ModelRegistry, ServedModel
-from propylon.outbound import check_url
+from propylon.outbound import OutboundPolicy, check_url
 from propylon.providers.base import Turn
 from propylon.providers.google_interactions import GoogleInteractions
 from propylon.runner.history import check_function_results
@@ -88,13 +88,13 @@ async def plan(
     for server in mcp_servers:
         await check_url(
             server["url"],
-            allow_private=settings.allow_private_network_targets,
+            policy=OutboundPolicy.from_settings(settings),
             what=f"MCP server `{server['name']}`",
         )
     for uri in (request.webhook_config or {}).get("uris") or []:
         await check_url(
             str(uri),
-            allow_private=settings.allow_private_network_targets,
+            policy=OutboundPolicy.from_settings(settings),
             what="`webhook_config.uris`",
         )
     config = request.generation_config
