@@ -138,7 +138,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
             current = settings.model_copy(
                 update={"models": fresh.models, "retry": fresh.retry, "breaker": fresh.breaker}
             )
-            registry = ModelRegistry.from_settings(current)
+            registry = ModelRegistry.from_settings(current, previous=service.models)
         except Exception as exc:  # a bad edit must not take the server down
             logger.error("config reload failed, keeping the current models: %s", exc)
             return
