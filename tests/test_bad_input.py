@@ -179,7 +179,10 @@ BAD_SHAPES: dict[str, tuple[dict[str, Any], str]] = {
         {"generation_config": {"tool_choice": {"allowed_tools": {"tools": "f"}}}},
         "tools",
     ),
-    "tool_choice-unknown-mode": ({"generation_config": {"tool_choice": "sometimes"}}, "tool_choice"),
+    "tool_choice-unknown-mode": (
+        {"generation_config": {"tool_choice": "sometimes"}},
+        "tool_choice",
+    ),
     "unhashable-input-type": ({"input": [{"type": ["text"], "text": "x"}]}, "input"),
     "webhook-uri-not-a-url": ({"webhook_config": {"uris": ["http://[::1"]}}, "uris"),
     "webhook-uri-bad-port": ({"webhook_config": {"uris": ["http://h:99999/"]}}, "uris"),
@@ -198,9 +201,7 @@ BAD_SHAPES: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 
-@pytest.mark.parametrize(
-    ("extra", "mentions"), list(BAD_SHAPES.values()), ids=list(BAD_SHAPES)
-)
+@pytest.mark.parametrize(("extra", "mentions"), list(BAD_SHAPES.values()), ids=list(BAD_SHAPES))
 def test_bad_shapes_are_400(server: Server, extra: dict[str, Any], mentions: str) -> None:
     before = server.rows()
     response = _create(server, {"model": "echo", "input": "hi", **extra})

@@ -22,6 +22,7 @@ from propylon.api import interactions
 from propylon.api import webhooks as webhook_routes
 from propylon.api.auth import Authenticator
 from propylon.api.errors import EXCEPTION_HANDLERS, JSONResponse
+from propylon.api.limits import BodyLimitMiddleware
 from propylon.bus.memory import MemoryBus
 from propylon.config import Settings
 from propylon.gateway.registry import ModelRegistry
@@ -182,7 +183,10 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
-        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+        middleware=[
+            Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes),
+        ],
     )
     app.state.settings = settings
     app.state.store = store

@@ -238,6 +238,19 @@ class Settings(BaseSettings):
         gt=0,
         description="Live events buffered per stream reader; a slower reader re-reads the store.",
     )
+    max_request_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        gt=0,
+        description="Largest request body, in bytes; a larger one is refused with 413 "
+        "before more of it is read.",
+    )
+    max_json_depth: int = Field(
+        default=64,
+        ge=2,
+        le=1000,
+        description="Deepest nesting of objects and arrays in a JSON request body; deeper "
+        "is refused with 400.",
+    )
     background_workers: int = Field(
         default=16,
         ge=1,
