@@ -163,10 +163,11 @@ def test_webhook_bodies_are_held_to_the_nesting_limit(server: Server) -> None:
 
 
 def test_json_nested_within_the_limit_is_accepted(server: Server) -> None:
-    body = {"model": "echo", "input": "hi", "webhook_config": {"user_metadata": _nested(40)}}
+    metadata = {"deep": _nested(40)}
+    body = {"model": "echo", "input": "hi", "webhook_config": {"user_metadata": metadata}}
     response = _create(server, body)
     assert response.status_code == 200, response.text
-    assert response.json()["webhook_config"]["user_metadata"] == _nested(40)
+    assert response.json()["webhook_config"]["user_metadata"] == metadata
 
 
 # Shapes each of which answered 500 once; the validation layer refuses them now.

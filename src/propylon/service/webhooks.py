@@ -22,6 +22,7 @@ from propylon.domain.clock import now
 from propylon.errors import InvalidArgument, NotFound
 from propylon.jobs.webhooks import GRACE_SECONDS
 from propylon.outbound import check_url
+from propylon.schema.webhooks import check_webhook_fields
 from propylon.store.base import Delivery, InteractionRecord, Store
 
 __all__ = ["EVENTS", "WebhookService", "event_of", "new_secret"]
@@ -80,6 +81,7 @@ class WebhookService:
         self._cache: list[dict[str, Any]] | None = None  # enabled webhooks, for on_terminal
 
     async def _check(self, body: dict[str, Any]) -> None:
+        check_webhook_fields(body)  # shapes first: the checks below read them
         if "uri" in body:
             await check_url(
                 str(body["uri"]), allow_private=self.allow_private, what="webhook `uri`"
