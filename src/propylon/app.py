@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from propylon.api import interactions
+from propylon.api import interactions, openapi
 from propylon.api import webhooks as webhook_routes
 from propylon.api.auth import Authenticator
 from propylon.api.errors import EXCEPTION_HANDLERS, JSONResponse
@@ -175,6 +175,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         Route("/healthz", _healthz),
         Route("/readyz", _readyz),
         Route("/metrics", _metrics),
+        Route("/openapi.json", openapi.serve),
         *api,
     ]
     if settings.path_prefix:

@@ -1,4 +1,4 @@
-"""Field types shared by the wire models: http(s) URLs, JSON Schemas, values validated against
+"""Field types shared by the wire models: URLs, JSON Schemas, values validated against
 a precise shape but kept as sent, and the one way a ValidationError becomes a message.
 """
 
@@ -11,30 +11,29 @@ import jsonschema
 from pydantic import AfterValidator, Field, GetCoreSchemaHandler, ValidationError
 from pydantic_core import core_schema
 
-__all__ = ["HttpUrl", "JsonSchema", "KeptAs", "check_json_schema", "describe"]
+__all__ = ["JsonSchema", "KeptAs", "Url", "check_json_schema", "describe"]
 
 
-def _http_url(value: str) -> str:
-    """`value` if it is an absolute http(s) URL with a host (and a valid port, if any)."""
+def _url(value: str) -> str:
+    """`value` if it parses as a URL (a valid port, if any; no whitespace or control
+    characters). Which schemes and hosts Propylon may call is the outbound policy's to say,
+    where the URL is used (propylon.outbound), naming what the URL is for."""
     try:
         parts = urlsplit(value)
         _ = parts.port  # raises ValueError for a port out of range or not a number
     except ValueError as exc:
         raise ValueError(f"not a valid URL ({exc})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an absolute http(s) URL with a host")
     if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
-        raise ValueError("must not contain whitespace or control characters")
+        raise ValueError("not a valid URL (whitespace or control characters)")
     return value
 
 
-HttpUrl = Annotated[
+Url = Annotated[
     str,
     Field(min_length=1, max_length=2048, json_schema_extra={"format": "uri"}),
-    AfterValidator(_http_url),
+    AfterValidator(_url),
 ]
-"""An absolute http(s) URL, kept as the string sent. Whether Propylon may call it (the
-outbound policy) is checked where it is used."""
+"""A URL, kept as the string sent."""
 
 
 def check_json_schema(value: Any) -> dict[str, Any]:

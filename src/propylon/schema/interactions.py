@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 from propylon.errors import InvalidArgument
-from propylon.schema.common import HttpUrl, JsonSchema, KeptAs, check_json_schema, describe
+from propylon.schema.common import JsonSchema, KeptAs, Url, check_json_schema, describe
 
 __all__ = [
     "CONTENT_TYPES",
@@ -295,7 +295,7 @@ class McpServerTool(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["mcp_server"]
     name: str = Field(min_length=1)
-    url: HttpUrl
+    url: Url
     headers: Annotated[dict[str, str], AfterValidator(_headers)] | None = None
     allowed_tools: list[AllowedTools] | None = None
 
@@ -315,7 +315,7 @@ class WebhookConfig(BaseModel):
     registered webhooks; `user_metadata` comes back in every delivery."""
 
     model_config = ConfigDict(extra="forbid")
-    uris: list[HttpUrl] | None = None
+    uris: list[Url] | None = None
     user_metadata: dict[str, Any] | None = None
 
 

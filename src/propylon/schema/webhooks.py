@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from propylon.errors import InvalidArgument
-from propylon.schema.common import HttpUrl, describe
+from propylon.schema.common import Url, describe
 
 __all__ = [
     "CreateWebhook",
@@ -33,7 +33,7 @@ class CreateWebhook(BaseModel):
     """`POST /webhooks`."""
 
     model_config = ConfigDict(extra="forbid")
-    uri: HttpUrl
+    uri: Url
     subscribed_events: list[WebhookEvent] = Field(min_length=1)
     name: str | None = None
 
@@ -43,7 +43,7 @@ class UpdateWebhook(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str | None = None
-    uri: HttpUrl | None = None
+    uri: Url | None = None
     subscribed_events: list[WebhookEvent] | None = Field(default=None, min_length=1)
     state: Literal["enabled", "disabled"] | None = None
 
