@@ -189,6 +189,8 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes),
         ],
     )
+    # No 307 from `/x/` to `/x`: a path with an empty id is a 404 like any unknown path.
+    app.router.redirect_slashes = False
     app.state.settings = settings
     app.state.store = store
     app.state.service = service
