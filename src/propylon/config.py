@@ -247,7 +247,7 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(
         default=64,
         ge=2,
-        le=1000,
+        le=200,  # the store's JSON encoder (orjson) stops at 255 levels, events add a few
         description="Deepest nesting of objects and arrays in a JSON request body; deeper "
         "is refused with 400.",
     )
