@@ -18,10 +18,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from propylon.api import interactions
+from propylon.api import interactions, openapi
 from propylon.api import webhooks as webhook_routes
 from propylon.api.auth import Authenticator, AuthMiddleware
 from propylon.api.errors import EXCEPTION_HANDLERS, JSONResponse
+from propylon.api.limits import BodyLimitMiddleware
 from propylon.bus.memory import MemoryBus
 from propylon.config import Settings
 from propylon.gateway.registry import ModelRegistry
@@ -189,13 +190,16 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         Route("/healthz", _healthz),
         Route("/readyz", _readyz),
         Route("/metrics", _metrics),
+        Route("/openapi.json", openapi.serve),
         *api,
     ]
     if settings.path_prefix:
         routes.append(Mount(settings.path_prefix.rstrip("/"), routes=api))
     auth = Authenticator(settings.api_keys, store, settings.auth_cache_seconds)
     # Every route but these is authenticated once, in the middleware, before routing.
-    open_paths = {"/healthz"} | ({"/metrics", "/readyz"} if settings.metrics_public else set())
+    open_paths = {"/healthz", "/openapi.json"}  # liveness; the API's description, no data
+    if settings.metrics_public:
+        open_paths |= {"/metrics", "/readyz"}
     app = Starlette(
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
@@ -203,8 +207,11 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics),
             Middleware(AuthMiddleware, auth=auth, open_paths=frozenset(open_paths)),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes),
         ],
     )
+    # No 307 from `/x/` to `/x`: a path with an empty id is a 404 like any unknown path.
+    app.router.redirect_slashes = False
     app.state.settings = settings
     app.state.store = store
     app.state.service = service

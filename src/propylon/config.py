@@ -275,6 +275,19 @@ class Settings(BaseSettings):
             "open streams end at once with an `error` event to resume from."
         ),
     )
+    max_request_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        gt=0,
+        description="Largest request body, in bytes; a larger one is refused with 413 "
+        "before more of it is read.",
+    )
+    max_json_depth: int = Field(
+        default=64,
+        ge=2,
+        le=200,  # the store's JSON encoder (orjson) stops at 255 levels, events add a few
+        description="Deepest nesting of objects and arrays in a JSON request body; deeper "
+        "is refused with 400.",
+    )
     background_workers: int = Field(
         default=16,
         ge=1,

@@ -3,7 +3,8 @@ OpenAI itself), always streamed.
 
 Mapping (OpenAI's Chat Completions API reference): `user_input` -> user message (text and
 `image_url` parts), `model_output` -> assistant message, `function_call` -> assistant
-`tool_calls`, `function_result` -> `tool` message, `thought` -> dropped (no equivalent).
+`tool_calls`, `function_result` -> `tool` message (MCP tool calls and results alike),
+`thought` and the steps of server-side tools -> dropped (no equivalent).
 `tool_choice`: auto/none as is, any/validated -> `required`, `allowed_tools` -> the offered
 tools restricted (one tool: named). `response_format` -> `json_schema` (strict) or
 `json_object`. Usage from the final chunk (`stream_options.include_usage`).
@@ -153,24 +154,30 @@ def build_request(turn: Turn, model: str) -> dict[str, Any]:
 
 
 def _messages(turn: Turn) -> list[dict[str, Any]]:
+    """The history as Chat Completions messages. Steps arrive validated by the schema (or made
+    by the runner); a result whose call is not in the history is refused (InvalidArgument),
+    since the upstream would refuse a `tool` message that answers no `tool_calls` entry."""
     messages: list[dict[str, Any]] = []
     if turn.system_instruction:
         messages.append({"role": "system", "content": turn.system_instruction})
+    called: set[str] = set()
     for step in turn.history:
         kind = step.get("type")
         if kind == "user_input":
             messages.append({"role": "user", "content": _parts(step.get("content") or [])})
         elif kind == "model_output":
             text = "".join(
-                i.get("text", "") for i in step.get("content") or [] if i.get("type") == "text"
+                str(i.get("text", "")) for i in step.get("content") or [] if i.get("type") == "text"
             )
             messages.append({"role": "assistant", "content": text})
         elif kind in ("function_call", "mcp_server_tool_call"):
+            call_id = str(step.get("id") or "")
+            called.add(call_id)
             call = {
-                "id": step["id"],
+                "id": call_id,
                 "type": "function",
                 "function": {
-                    "name": step["name"],
+                    "name": str(step.get("name") or ""),
                     "arguments": json.dumps(step.get("arguments") or {}),
                 },
             }
@@ -180,11 +187,17 @@ def _messages(turn: Turn) -> list[dict[str, Any]]:
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif kind in ("function_result", "mcp_server_tool_result"):
+            call_id = str(step.get("call_id") or "")
+            if call_id not in called:
+                raise InvalidArgument(
+                    f"`{kind}` answers call `{call_id}`, which no earlier step makes; "
+                    "OpenAI-compatible upstreams need the call before its result"
+                )
             result = step.get("result")
             messages.append(
                 {
                     "role": "tool",
-                    "tool_call_id": step["call_id"],
+                    "tool_call_id": call_id,
                     "content": result if isinstance(result, str) else json.dumps(result),
                 }
             )

@@ -5,11 +5,23 @@ request's JSON field names. Validation failures become InvalidArgument (HTTP 400
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from propylon.errors import InvalidArgument
+from propylon.schema.common import JsonSchema, KeptAs, Url, check_json_schema, describe
+from propylon.schema.steps import CONTENT_TYPES, STEP_TYPES, Content, InputShape, Step
 
 __all__ = [
     "CONTENT_TYPES",
@@ -20,113 +32,44 @@ __all__ = [
     "parse_create",
 ]
 
-CONTENT_TYPES = frozenset({"text", "image", "audio", "video", "document"})
-# Steps of server-side tools, which a client may replay in a stateless history.
-ToolStepType = Literal[
-    "code_execution_call",
-    "code_execution_result",
-    "google_search_call",
-    "google_search_result",
-    "url_context_call",
-    "url_context_result",
-    "google_maps_call",
-    "google_maps_result",
-    "file_search_call",
-    "file_search_result",
-    "mcp_server_tool_call",
-    "mcp_server_tool_result",
-    "retrieval_call",
-    "retrieval_result",
-    "tool_search_call",
-    "tool_search_result",
-    "processing_call",
-    "processing_result",
+# Tools the upstream runs itself (reference §3.5); providers that lack one refuse it.
+ServerSideToolType = Literal[
+    "google_search",
+    "code_execution",
+    "url_context",
+    "file_search",
+    "google_maps",
+    "computer_use",
+    "retrieval",
+    "tool_search",
 ]
-STEP_TYPES = frozenset(
-    {
-        "user_input",
-        "model_output",
-        "thought",
-        "function_call",
-        "function_result",
-        *get_args(ToolStepType),
-    }
-)
+# Integers the store and the upstreams can hold.
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
 _open = ConfigDict(extra="allow")
 
-
-class TextContent(BaseModel):
-    model_config = _open
-    type: Literal["text"]
-    text: str
-
-
-class MediaContent(BaseModel):
-    """image, audio, video or document content: inline base64 `data` or a `uri`."""
-
-    model_config = _open
-    type: Literal["image", "audio", "video", "document"]
-    data: str | None = None
-    uri: str | None = None
-    mime_type: str | None = None
-
-    @model_validator(mode="after")
-    def _data_or_uri(self) -> MediaContent:
-        if not self.data and not self.uri:
-            raise ValueError(f"{self.type} content needs `data` or `uri`")
-        return self
-
-
-Content = Annotated[TextContent | MediaContent, Field(discriminator="type")]
-
-
-class ContentStep(BaseModel):
-    """user_input and model_output steps: a list of content."""
-
-    model_config = _open
-    type: Literal["user_input", "model_output"]
-    content: list[Content] = Field(default_factory=list)
-
-
-class ThoughtStep(BaseModel):
-    model_config = _open
-    type: Literal["thought"]
-    signature: str | None = None
-    summary: list[Content] | None = None
-
-
-class FunctionCallStep(BaseModel):
-    model_config = _open
-    type: Literal["function_call"]
-    id: str
-    name: str
-    arguments: dict[str, Any]
-
-
-class FunctionResultStep(BaseModel):
-    model_config = _open
-    type: Literal["function_result"]
-    call_id: str
-    result: Any
-    name: str | None = None
-    is_error: bool | None = None
-
-
-class OtherStep(BaseModel):
-    """Server-side tool steps replayed by a client: kept as sent."""
-
-    model_config = _open
-    type: ToolStepType
-
-
-Step = Annotated[
-    ContentStep | ThoughtStep | FunctionCallStep | FunctionResultStep | OtherStep,
-    Field(discriminator="type"),
-]
-
 _content_list = TypeAdapter(list[Content])
 _step_list = TypeAdapter(list[Step])
+
+
+class AllowedTools(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["auto", "any", "none", "validated"] | None = None
+    tools: list[str] | None = None
+
+
+class ToolChoiceConfig(BaseModel):
+    """`{allowed_tools: {mode, tools}}` (reference §3.6)."""
+
+    model_config = ConfigDict(extra="forbid")
+    allowed_tools: AllowedTools
+
+
+ToolChoice = Annotated[
+    Annotated[Literal["auto", "any", "none", "validated"], Tag("mode")]
+    | Annotated[ToolChoiceConfig, Tag("config")],
+    Discriminator(lambda value: "mode" if isinstance(value, str) else "config"),
+]
 
 
 class GenerationConfig(BaseModel):
@@ -135,12 +78,12 @@ class GenerationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     temperature: float | None = None
     top_p: float | None = None
-    max_output_tokens: int | None = Field(default=None, gt=0)
-    seed: int | None = None
+    max_output_tokens: int | None = Field(default=None, gt=0, le=2**31 - 1)
+    seed: Int64 | None = None
     stop_sequences: list[str] | None = None
-    thinking_level: str | None = None
-    thinking_summaries: str | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    thinking_level: Literal["minimal", "low", "medium", "high", "xhigh"] | None = None
+    thinking_summaries: Literal["auto", "none"] | None = None
+    tool_choice: ToolChoice | None = None
     image_config: dict[str, Any] | None = None
     speech_config: dict[str, Any] | list[dict[str, Any]] | None = None
     transcription_config: dict[str, Any] | None = None
@@ -154,13 +97,22 @@ class FunctionTool(BaseModel):
     type: Literal["function"]
     name: str = Field(min_length=1, max_length=128)
     description: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: JsonSchema | None = None
 
 
-class AllowedTools(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    mode: Literal["auto", "any", "none", "validated"] | None = None
-    tools: list[str] | None = None
+def _header_name(name: str) -> bool:
+    return bool(name) and all(
+        ch.isascii() and (ch.isalnum() or ch in "!#$%&'*+-.^_`|~") for ch in name
+    )
+
+
+def _headers(value: dict[str, str]) -> dict[str, str]:
+    for name, header in value.items():
+        if not _header_name(name):
+            raise ValueError(f"`{name}` is not a valid HTTP header name")
+        if any((ord(ch) < 0x20 and ch != "\t") or ord(ch) == 0x7F for ch in header):
+            raise ValueError(f"the value of header `{name}` has control characters")
+    return value
 
 
 class McpServerTool(BaseModel):
@@ -169,15 +121,42 @@ class McpServerTool(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["mcp_server"]
     name: str = Field(min_length=1)
-    url: str
-    headers: dict[str, str] | None = None
+    url: Url
+    headers: Annotated[dict[str, str], AfterValidator(_headers)] | None = None
     allowed_tools: list[AllowedTools] | None = None
 
 
-_tool_validators: dict[str, TypeAdapter[Any]] = {
-    "function": TypeAdapter(FunctionTool),
-    "mcp_server": TypeAdapter(McpServerTool),
-}
+class ServerSideTool(BaseModel):
+    """A tool the upstream runs itself; its fields are the upstream's business."""
+
+    model_config = _open
+    type: ServerSideToolType
+
+
+Tool = Annotated[FunctionTool | McpServerTool | ServerSideTool, Field(discriminator="type")]
+
+
+class WebhookConfig(BaseModel):
+    """Per-request webhooks (reference §7.2): deliveries go to `uris` instead of the
+    registered webhooks; `user_metadata` comes back in every delivery."""
+
+    model_config = ConfigDict(extra="forbid")
+    uris: list[Url] | None = None
+    user_metadata: dict[str, Any] | None = None
+
+
+def _formats(value: dict[str, Any] | list[dict[str, Any]]) -> Any:
+    """Each `response_format` entry's schema must be a JSON Schema (reference §3.7)."""
+    for entry in value if isinstance(value, list) else [value]:
+        kind = entry.get("type")
+        if kind == "text":
+            if not isinstance(entry.get("mime_type", ""), str):
+                raise ValueError("`mime_type` must be a string")
+            if "schema" in entry:
+                check_json_schema(entry["schema"])
+        elif kind not in ("audio", "image", "video"):
+            check_json_schema(entry)  # a raw JSON Schema
+    return value
 
 
 class CreateInteraction(BaseModel):
@@ -188,11 +167,13 @@ class CreateInteraction(BaseModel):
     model: str | None = None
     agent: str | None = None
     agent_config: dict[str, Any] | None = None
-    input: str | dict[str, Any] | list[dict[str, Any]] | None = None
+    input: Annotated[str | dict[str, Any] | list[dict[str, Any]], KeptAs(InputShape)] | None = None
     system_instruction: str | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: Annotated[list[dict[str, Any]], KeptAs(list[Tool])] | None = None
     generation_config: GenerationConfig | None = None
-    response_format: dict[str, Any] | list[dict[str, Any]] | None = None
+    response_format: (
+        Annotated[dict[str, Any] | list[dict[str, Any]], AfterValidator(_formats)] | None
+    ) = None
     response_mime_type: str | None = None
     response_modalities: list[str] | None = None
     safety_settings: list[dict[str, Any]] | None = None
@@ -205,19 +186,12 @@ class CreateInteraction(BaseModel):
     environment: str | dict[str, Any] | None = None
     labels: dict[str, str] | None = None
     service_tier: str | None = None
-    webhook_config: dict[str, Any] | None = None
+    webhook_config: Annotated[dict[str, Any], KeptAs(WebhookConfig)] | None = None
 
     @model_validator(mode="after")
     def _tools_are_well_formed(self) -> CreateInteraction:
         names: set[str] = set()
         for index, tool in enumerate(self.tools or []):
-            validator = _tool_validators.get(str(tool.get("type")))
-            if validator is None:
-                continue  # server-side tool types are refused by the providers that lack them
-            try:
-                validator.validate_python(tool)
-            except ValidationError as exc:
-                raise ValueError(f"tools.{index}: {_describe(exc)}") from None
             if tool["type"] == "function":
                 if tool["name"] in names:
                     raise ValueError(f"tools.{index}: function `{tool['name']}` is declared twice")
@@ -251,7 +225,7 @@ def parse_create(body: Any) -> CreateInteraction:
     try:
         return CreateInteraction.model_validate(body)
     except ValidationError as exc:
-        raise InvalidArgument(_describe(exc)) from None
+        raise InvalidArgument(describe(exc)) from None
 
 
 def normalize_input(
@@ -269,14 +243,14 @@ def normalize_input(
     items = [value] if isinstance(value, dict) else value
     if not items:
         raise InvalidArgument("`input` must not be empty")
-    kinds = {item.get("type") for item in items}
+    kinds = {str(item.get("type")) for item in items}
     try:
         if kinds <= STEP_TYPES:
             return _dump(_step_list.validate_python(items))
         if kinds <= CONTENT_TYPES:
             return [{"type": "user_input", "content": _dump(_content_list.validate_python(items))}]
     except ValidationError as exc:
-        raise InvalidArgument(_describe(exc, prefix="input")) from None
+        raise InvalidArgument(describe(exc, prefix="input")) from None
     unknown = sorted(str(k) for k in kinds - STEP_TYPES - CONTENT_TYPES)
     if unknown:
         raise InvalidArgument(f"`input` has items of unknown type: {', '.join(unknown)}")
@@ -310,11 +284,3 @@ def json_schema_of(request: CreateInteraction) -> dict[str, Any] | None:
 
 def _dump(items: Sequence[BaseModel]) -> list[dict[str, Any]]:
     return [item.model_dump(exclude_none=True) for item in items]
-
-
-def _describe(exc: ValidationError, prefix: str = "") -> str:
-    parts = []
-    for error in exc.errors()[:3]:
-        loc = ".".join(str(p) for p in (prefix, *error["loc"]) if p != "")
-        parts.append(f"{loc}: {error['msg']}" if loc else error["msg"])
-    return "invalid request: " + "; ".join(parts)

@@ -24,6 +24,7 @@ from propylon.domain.clock import now
 from propylon.errors import InvalidArgument, NotFound, PermissionDenied
 from propylon.jobs.webhooks import GRACE_SECONDS
 from propylon.outbound import OutboundPolicy, check_url
+from propylon.schema.webhooks import check_webhook_fields
 from propylon.store.base import Delivery, InteractionRecord, Store
 
 __all__ = ["EVENTS", "WebhookService", "event_of", "new_secret", "tenant_secret"]
@@ -95,6 +96,7 @@ class WebhookService:
         self._cache: list[dict[str, Any]] | None = None  # enabled webhooks, for on_terminal
 
     async def _check(self, body: dict[str, Any]) -> None:
+        check_webhook_fields(body)  # shapes first: the checks below read them
         if "uri" in body:
             await check_url(str(body["uri"]), policy=self.policy, what="webhook `uri`")
         events = body.get("subscribed_events")
