@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from propylon.api import interactions
+from propylon.api import listing as listing_routes
 from propylon.api import webhooks as webhook_routes
 from propylon.api.auth import Authenticator, AuthMiddleware
 from propylon.api.errors import EXCEPTION_HANDLERS, JSONResponse
@@ -32,10 +33,12 @@ from propylon.providers.google_interactions import GoogleInteractions
 from propylon.service.idempotency import Idempotency
 from propylon.service.interactions import InteractionService
 from propylon.service.ledger import Ledger
+from propylon.service.listing import ListingService
 from propylon.service.retention import purge_expired
 from propylon.service.webhooks import WebhookService, new_secret
 from propylon.store.sqlite import SQLiteStore
 from propylon.store.sqlite_ledger import SQLiteLedgerStore
+from propylon.store.sqlite_listing import SQLiteListingStore
 
 __all__ = ["create_app"]
 
@@ -184,7 +187,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
                 await agent.close()
             await store.close()
 
-    api = [*interactions.routes, *webhook_routes.routes]
+    api = [*interactions.routes, *listing_routes.routes, *webhook_routes.routes]
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz),
         Route("/readyz", _readyz),
@@ -208,6 +211,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     app.state.settings = settings
     app.state.store = store
     app.state.service = service
+    app.state.listing = ListingService(SQLiteListingStore(store))
     app.state.webhooks = webhooks
     app.state.models = models
     app.state.metrics = metrics
