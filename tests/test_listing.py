@@ -30,6 +30,11 @@ allow_private_network_targets = true
 name = "echo"
 provider = "echo"
 aliases = ["fast"]
+
+[[models]]
+name = "echo-slow"
+provider = "echo"
+options = { delay = 0.02 }
 """
 
 KEYS = {
@@ -279,3 +284,24 @@ def test_the_listing_is_served_by_an_index(server: Server) -> None:
         plan = " ".join(str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
     assert "INDEX interactions_tenant_created_id" in plan, plan
     assert "TEMP B-TREE" not in plan, plan
+
+
+def test_a_running_interaction_is_listed_as_get_shows_it(
+    server: Server, keys: dict[str, str]
+) -> None:
+    """While a run goes on, `view=full` shows the output so far (the log's projection), not
+    the row's last stored snapshot."""
+    client = _sdk(server, keys["acme"])
+    made = client.interactions.create(
+        model="echo-slow", input="word " * 400, labels={"team": "live"}, background=True
+    )
+
+    def running_with_output() -> bool:
+        (listed,) = _page(server, keys["acme"], view="full", label="team:live")["interactions"]
+        kinds = [s["type"] for s in listed["steps"]]
+        return listed["status"] == "in_progress" and "model_output" in kinds
+
+    wait_for(running_with_output)
+    wait_for(lambda: client.interactions.get(made.id).status == "completed")
+    (done,) = _page(server, keys["acme"], view="full", label="team:live")["interactions"]
+    assert done["status"] == "completed" and done["steps"][-1]["type"] == "model_output"

@@ -51,7 +51,8 @@ class ListInteractions(BaseModel):
 
     @field_validator("status", mode="before")
     @classmethod
-    def _known_statuses(cls, values: Iterable[str]) -> tuple[str, ...]:
+    def _known_statuses(cls, values: str | Iterable[str]) -> tuple[str, ...]:
+        values = [values] if isinstance(values, str) else list(values)
         for value in values:
             if value not in _STATUSES:
                 raise ValueError(
@@ -61,9 +62,9 @@ class ListInteractions(BaseModel):
 
     @field_validator("label", mode="before")
     @classmethod
-    def _label_filters(cls, values: Iterable[str]) -> tuple[tuple[str, str | None], ...]:
+    def _label_filters(cls, values: str | Iterable[str]) -> tuple[tuple[str, str | None], ...]:
         filters: list[tuple[str, str | None]] = []
-        for value in values:
+        for value in [values] if isinstance(values, str) else values:
             key, colon, label = value.partition(":")
             if not _LABEL_KEY.fullmatch(key):
                 raise ValueError(

@@ -16,20 +16,25 @@ from typing import Any
 
 import orjson
 
+from propylon.domain import lifecycle
 from propylon.domain.caller import Caller
 from propylon.errors import InvalidArgument, PermissionDenied
 from propylon.schema.listing import ListInteractions, wire_time
+from propylon.service import reading
 from propylon.service.interactions import to_resource
+from propylon.store.base import EventSource
 from propylon.store.listing import InteractionListing, ListQuery
 
 __all__ = ["ListingService"]
 
 
 class ListingService:
-    """Pages of interactions over an InteractionListing."""
+    """Pages of interactions over an InteractionListing; `events` is the store of their logs
+    (a running interaction's steps, in `view=full`, are its log's projection, as in `get`)."""
 
-    def __init__(self, store: InteractionListing) -> None:
+    def __init__(self, store: InteractionListing, events: EventSource) -> None:
         self.store = store
+        self.events = events
 
     async def page(self, params: ListInteractions, caller: Caller) -> dict[str, Any]:
         """`{"interactions": [...], "next_page_token"?: "..."}` for `caller`: its tenant's
@@ -54,9 +59,13 @@ class ListingService:
         shown = records[: params.page_size]
         interactions = []
         for record in shown:
-            resource = to_resource(record)
             if not query.full:
+                resource = to_resource(record)
                 del resource["steps"]
+            elif lifecycle.is_terminal(record.status):
+                resource = to_resource(record)
+            else:  # the row holds its steps once the run ends: until then, the log has them
+                resource = to_resource(record, await reading.fold(self.events, record.id))
             interactions.append(resource)
         answer: dict[str, Any] = {"interactions": interactions}
         if len(records) > params.page_size:
