@@ -92,8 +92,13 @@ def parse_list(items: Iterable[tuple[str, str]]) -> ListInteractions:
         error = exc.errors()[0]
         name = str(error["loc"][0]) if error["loc"] else "query"
         if error["type"] == "extra_forbidden":
-            raise InvalidArgument(f"unknown query parameter `{name}`") from None
+            known = ", ".join(ListInteractions.model_fields)
+            raise InvalidArgument(
+                f"unknown query parameter `{name}`; known: {known} (labels: `label=key:value`)"
+            ) from None
         message = str(error["msg"]).removeprefix("Value error, ")
+        if name in ("created_after", "created_before"):
+            message += " (an RFC 3339 timestamp with an offset, e.g. 2026-11-23T04:12:00Z)"
         raise InvalidArgument(f"query parameter `{name}`: {message}") from None
 
 
