@@ -307,9 +307,8 @@ class InteractionService:
             if self.metrics is not None:
                 self.metrics.upstream_call(call, record.tenant)
 
-        provider = planned.served.bind(
-            record.id, request.model or planned.served.name, request.labels or {}, on_done
-        )
+        name = request.model or planned.served.name  # a custom agent's: its base
+        provider = planned.served.bind(record.id, name, request.labels or {}, on_done)
         run = run_turn(
             log,
             provider,
@@ -323,12 +322,7 @@ class InteractionService:
         )
         return self._supervised(
             log,
-            self._settled(
-                traced_run(
-                    run, log, request.model or planned.served.name, self.settings.trace_content
-                ),
-                record,
-            ),
+            self._settled(traced_run(run, log, name, self.settings.trace_content), record),
         )
 
     async def _settled(self, run: Coroutine[Any, Any, None], record: InteractionRecord) -> None:
