@@ -18,7 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from propylon.api import agents as agent_routes
 from propylon.api import interactions, openapi
+from propylon.api import listing as listing_routes
 from propylon.api import webhooks as webhook_routes
 from propylon.api.auth import Authenticator, AuthMiddleware
 from propylon.api.errors import EXCEPTION_HANDLERS, JSONResponse
@@ -30,13 +32,17 @@ from propylon.jobs.webhooks import DeliveryWorker
 from propylon.observability import Metrics, MetricsMiddleware
 from propylon.outbound import OutboundPolicy
 from propylon.providers.google_interactions import GoogleInteractions
+from propylon.service.agents import AgentService
 from propylon.service.idempotency import Idempotency
 from propylon.service.interactions import InteractionService
 from propylon.service.ledger import Ledger
+from propylon.service.listing import ListingService
 from propylon.service.retention import purge_expired
 from propylon.service.webhooks import WebhookService, new_secret
 from propylon.store.sqlite import SQLiteStore
+from propylon.store.sqlite_agents import SQLiteAgentStore
 from propylon.store.sqlite_ledger import SQLiteLedgerStore
+from propylon.store.sqlite_listing import SQLiteListingStore
 
 __all__ = ["create_app"]
 
@@ -92,6 +98,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     models = models or ModelRegistry.from_settings(settings)
     store = SQLiteStore(settings.database_path)
     ledger = SQLiteLedgerStore(store)
+    custom_agents = SQLiteAgentStore(store)
     metrics = Metrics()
     outbound = OutboundPolicy.from_settings(settings)
     webhooks = WebhookService(
@@ -126,6 +133,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         on_outbox=worker.wake,
         metrics=metrics,
         agents=agents,
+        custom_agents=custom_agents,
     )
     metrics.queue_depth.set_function(service.jobs.waiting)
     metrics.watch_model_processes(lambda: service.models.model_processes())
@@ -185,7 +193,12 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
                 await agent.close()
             await store.close()
 
-    api = [*interactions.routes, *webhook_routes.routes]
+    api = [
+        *interactions.routes,
+        *listing_routes.routes,
+        *agent_routes.routes,
+        *webhook_routes.routes,
+    ]
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz),
         Route("/readyz", _readyz),
@@ -215,6 +228,8 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     app.state.settings = settings
     app.state.store = store
     app.state.service = service
+    app.state.listing = ListingService(SQLiteListingStore(store), store)
+    app.state.agents = AgentService(custom_agents, store, lambda: service.models, settings, agents)
     app.state.webhooks = webhooks
     app.state.models = models
     app.state.metrics = metrics

@@ -34,6 +34,7 @@ from propylon.runner.mirror import mirror_turn
 from propylon.runner.turn import announce, finish_unstarted, run_turn
 from propylon.schema.interactions import CreateInteraction
 from propylon.service import reading
+from propylon.service.custom_agents import AgentLookup, base_of
 from propylon.service.idempotency import Idempotency
 from propylon.service.ledger import Ledger
 from propylon.service.plan import AgentPlan, Plan, plan, request_of
@@ -118,6 +119,7 @@ class InteractionService:
         on_outbox: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
         agents: dict[str, GoogleInteractions] | None = None,
+        custom_agents: AgentLookup | None = None,
     ) -> None:
         """`ledger` admits and settles spend; `idempotency` decides repeats of a create;
         `webhooks` computes an ending interaction's deliveries; `on_outbox` is told when
@@ -125,6 +127,7 @@ class InteractionService:
         self.webhooks = webhooks
         self.metrics = metrics
         self.agents = agents or {}
+        self.custom_agents = custom_agents  # the tenants' own agents (service/agents.py)
         self.quotas = Quotas(settings.rate_window_seconds)
         self.ledger = ledger
         self.idempotency = idempotency
@@ -152,7 +155,10 @@ class InteractionService:
         the decoded `body`), a repeat of the same body returns the first interaction instead of
         running again. Raises InvalidArgument, NotFound, FailedPrecondition, PermissionDenied
         or ResourceExhausted before anything is written."""
-        await self.quotas.admit(caller, request.model or request.agent or "")
+        target = request.model or request.agent or ""
+        if request.agent and self.custom_agents is not None:  # a key's models cover its bases
+            target = await base_of(self.custom_agents, caller.tenant, request.agent) or target
+        await self.quotas.admit(caller, target)
         if idempotency_key is None:
             return await self._finish(await self._create(request, caller))
         if not request.store:
@@ -186,7 +192,9 @@ class InteractionService:
         """Plan, admit (reserve the run's ceiling), store and start one turn. With `claim`,
         the key and the row are written together before the run starts (IdempotencyConflict
         when another interaction holds the key)."""
-        planned = await plan(request, self.store, self.models, self.settings, caller, self.agents)
+        planned = await plan(
+            request, self.store, self.models, self.settings, caller, self.agents, self.custom_agents
+        )
         timestamp = now()
         record = InteractionRecord(
             id=new_interaction_id(),
@@ -299,9 +307,8 @@ class InteractionService:
             if self.metrics is not None:
                 self.metrics.upstream_call(call, record.tenant)
 
-        provider = planned.served.bind(
-            record.id, request.model or "", request.labels or {}, on_done
-        )
+        name = request.model or planned.served.name  # a custom agent's: its base
+        provider = planned.served.bind(record.id, name, request.labels or {}, on_done)
         run = run_turn(
             log,
             provider,
@@ -315,9 +322,7 @@ class InteractionService:
         )
         return self._supervised(
             log,
-            self._settled(
-                traced_run(run, log, request.model or "", self.settings.trace_content), record
-            ),
+            self._settled(traced_run(run, log, name, self.settings.trace_content), record),
         )
 
     async def _settled(self, run: Coroutine[Any, Any, None], record: InteractionRecord) -> None:
@@ -380,6 +385,7 @@ class InteractionService:
                 self.settings,
                 Caller(tenant=record.tenant, key_id=record.api_key_id),
                 self.agents,
+                self.custom_agents,
             )
         except (InvalidArgument, NotFound, FailedPrecondition) as exc:
             finish_unstarted(log, "failed", {"code": "invalid_request", "message": exc.message})

@@ -19,6 +19,7 @@ from propylon.providers.base import Turn
 from propylon.providers.google_interactions import GoogleInteractions
 from propylon.runner.history import check_function_results
 from propylon.schema.interactions import CreateInteraction, json_schema_of, normalize_input
+from propylon.service.custom_agents import AgentLookup, for_agent
 from propylon.store.base import InteractionRecord, Store
 
 __all__ = ["AgentPlan", "Plan", "plan", "request_of"]
@@ -51,6 +52,7 @@ async def plan(
     settings: Settings,
     caller: Caller,
     agents: dict[str, GoogleInteractions] | None = None,
+    custom_agents: AgentLookup | None = None,
 ) -> Plan | AgentPlan:
     """Check `request` and build its turn for `caller`. Raises InvalidArgument, NotFound
     (also for another tenant's previous interaction), FailedPrecondition, or
@@ -62,6 +64,8 @@ async def plan(
         )
     if not request.store and request.background:
         raise InvalidArgument("`background=true` needs `store=true`")
+    if request.agent and custom_agents is not None:  # one of the tenant's: plan as its base
+        request = await for_agent(request, custom_agents, caller.tenant, agents or {})
     if request.agent:
         return await _plan_agent(request, store, caller, agents or {})
     assert request.model is not None
