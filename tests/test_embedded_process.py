@@ -29,6 +29,8 @@ pytestmark = pytest.mark.skipif(not EMBEDDED, reason="the `local` extra is not i
 
 MODEL = "gemma-3-270m"
 MAX_QUEUE = 3
+BACKOFF = 0.2  # seconds before the first restart after a crash
+IDLE_TIMEOUT = 5  # seconds a generation may go without a token
 
 # A long answer, whatever the model would say: the grammar holds it to 900 characters.
 LONG = {
@@ -47,7 +49,8 @@ def gemma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         + f"""
 [embedded]
 max_queue = {MAX_QUEUE}
-restart_backoff_initial_seconds = 0.2
+restart_backoff_initial_seconds = {BACKOFF}
+idle_timeout_seconds = {IDLE_TIMEOUT}
 """
     )
     running = start_server(tmp_path_factory.mktemp("gemma"), config)
@@ -180,15 +183,19 @@ def test_dns_work_proceeds_while_embedded_requests_queue(gemma: Server, mcp_url:
         assert set(statuses) == {"in_progress"}, statuses  # none ended meanwhile
 
         stopped_before = metric(gemma, "propylon_model_generations_cancelled_total")
-        for interaction_id in ids:
+        handed_before = metric(gemma, "propylon_model_generations_total")
+        # the queued ones first (newest first), then the one generating
+        for interaction_id in [*reversed(ids[1:]), ids[0]]:
             cancelled = http.post(f"/v1beta/interactions/{interaction_id}/cancel")
             assert cancelled.status_code == 200
             assert cancelled.json()["status"] == "cancelled"
     wait_for(
-        lambda: metric(gemma, "propylon_model_generations_cancelled_total") > stopped_before,
+        lambda: metric(gemma, "propylon_model_generations_cancelled_total") == stopped_before + 1,
         seconds=30,
     )
     assert metric(gemma, "propylon_model_queue_waiting") == 0
+    # a cancelled queued run left the queue without ever reaching the model
+    assert metric(gemma, "propylon_model_generations_total") == handed_before
 
 
 def model_pids(server: Server) -> list[int]:
@@ -216,3 +223,50 @@ def test_a_config_reload_keeps_the_one_model_process(gemma: Server) -> None:
         for _ in range(2):  # the second surely after the reload
             assert http.post("/v1beta/interactions", json=short).status_code == 200
     assert model_pids(gemma) == before
+
+
+def test_a_hung_model_process_is_killed_and_its_interaction_fails(gemma: Server) -> None:
+    crashes = metric(gemma, "propylon_model_process_crashes_total")
+    with gemma.http() as http:
+        events: list[dict[str, Any]] = []
+        stopped = None
+        with http.stream("POST", "/v1beta/interactions", json={**LONG, "stream": True}) as answer:
+            for event in sse_events(answer):
+                events.append(event)
+                if event["event_type"] == "step.delta" and stopped is None:
+                    stopped = model_pid(gemma)
+                    assert stopped is not None
+                    os.kill(stopped, signal.SIGSTOP)  # alive, but silent
+        assert events[-1]["interaction"]["status"] == "failed"
+        stored = http.get(f"/v1beta/interactions/{events[0]['interaction']['id']}").json()
+        assert f"sent nothing for {IDLE_TIMEOUT} s" in stored["errors"][0]["message"]
+        short = {"model": MODEL, "input": "Hi", "generation_config": {"max_output_tokens": 4}}
+        assert http.post("/v1beta/interactions", json=short, timeout=60).status_code == 200
+    assert metric(gemma, "propylon_model_process_crashes_total") == crashes + 1
+    assert model_pid(gemma) not in (None, stopped)
+
+
+def test_crashes_in_a_row_back_off_doubling(gemma: Server) -> None:
+    restarts = metric(gemma, "propylon_model_process_restarts_total")
+    for crash in range(3):
+        pid = model_pid(gemma)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda pid=pid: model_pid(gemma) not in (None, pid), seconds=60)  # type: ignore[misc]
+        assert metric(gemma, "propylon_model_process_restart_backoff_seconds") == BACKOFF * 2**crash
+    assert metric(gemma, "propylon_model_process_restarts_total") == restarts + 3
+    with gemma.http() as http:  # and it answers again (which resets the backoff)
+        short = {"model": MODEL, "input": "Hi", "generation_config": {"max_output_tokens": 4}}
+        assert http.post("/v1beta/interactions", json=short, timeout=60).status_code == 200
+
+
+def test_the_model_loads_without_extra_buffer_types() -> None:
+    """The AMX crash fix: weights never go to llama.cpp's extra (AMX, repack) buffers."""
+    from propylon.providers import embedded
+    from propylon.providers.embedded_worker import load_model
+
+    llama = load_model(str(embedded.default_model_path()), 1, 256)
+    try:
+        assert llama.model_params.use_extra_bufts is False
+    finally:
+        llama.close()

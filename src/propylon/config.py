@@ -207,6 +207,15 @@ class EmbeddedSettings(BaseModel):
     start_timeout_seconds: float = Field(
         default=120.0, gt=0, description="Longest the model's process may take to load, in seconds."
     )
+    idle_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "Longest a generation may go without a token from the model's process, in seconds; "
+            "past it the process counts as hung: it is killed and restarted, and the "
+            "interaction ends `failed`."
+        ),
+    )
     restart_backoff_initial_seconds: float = Field(
         default=0.5,
         ge=0,

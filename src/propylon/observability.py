@@ -219,12 +219,24 @@ class _ModelProcesses(Collector):
             "Generations a model's process stopped early because their request went away.",
             labels=["model"],
         )
+        generations = CounterMetricFamily(
+            "propylon_model_generations",
+            "Requests handed to a model's process.",
+            labels=["model"],
+        )
+        backoff = GaugeMetricFamily(
+            "propylon_model_process_restart_backoff_seconds",
+            "The wait before a model process's latest restart, in seconds.",
+            labels=["model"],
+        )
         for model, stats in self._processes():
+            generations.add_metric([model], stats.generations)
+            backoff.add_metric([model], stats.backoff_seconds)
             crashes.add_metric([model], stats.crashes)
             restarts.add_metric([model], stats.restarts)
             waiting.add_metric([model], stats.waiting)
             cancelled.add_metric([model], stats.cancelled)
-        yield from (crashes, restarts, waiting, cancelled)
+        yield from (crashes, restarts, waiting, cancelled, generations, backoff)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())

@@ -12,7 +12,7 @@ from propylon.errors import NotFound
 from propylon.gateway.breaker import CircuitBreaker
 from propylon.gateway.router import CallRecord, Target, route
 from propylon.providers import echo, embedded
-from propylon.providers.base import Admission, Provider, ProviderEvent, Turn
+from propylon.providers.base import Admission, Provider, ProviderEvent, Ticket, Turn
 from propylon.providers.embedded_process import ProcessStats
 
 __all__ = ["ModelRegistry", "ServedModel"]
@@ -33,13 +33,14 @@ class ServedModel:
         for target in self.targets:
             target.provider.check(turn)
 
-    def admit(self) -> None:
-        """Refuse a foreground request now when the first target that queues requests (the
-        embedded model) has no room for it. Raises ResourceExhausted."""
+    def admit(self) -> Ticket:
+        """A foreground request's place in the queue of the first target that queues requests
+        (the embedded model), to release when its run ends. Raises ResourceExhausted when
+        there is no room."""
         for target in self.targets:
             if isinstance(target.provider, Admission):
-                target.provider.admit()
-                return
+                return target.provider.admit()
+        return Ticket()
 
     def bind(
         self,

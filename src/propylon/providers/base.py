@@ -7,7 +7,7 @@ changes nothing; `stream` runs the turn.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -21,6 +21,7 @@ __all__ = [
     "ProviderEvent",
     "TextDelta",
     "ThoughtDelta",
+    "Ticket",
     "ToolChoice",
     "Turn",
     "UpstreamError",
@@ -165,12 +166,28 @@ class Provider(Protocol):
         """Release what the provider holds (models, connections)."""
 
 
+class Ticket:
+    """A place in a provider's queue, held from admission until the run ends; `release` is
+    idempotent. `Ticket()` holds nothing (a provider with no queue)."""
+
+    __slots__ = ("_release",)
+
+    def __init__(self, release: Callable[[], None] | None = None) -> None:
+        self._release = release
+
+    def release(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+
 @runtime_checkable
 class Admission(Protocol):
     """A provider that queues requests itself (the embedded model) and can refuse one early."""
 
-    def admit(self) -> None:
-        """Raise ResourceExhausted when a new request would find no room in the queue."""
+    def admit(self) -> Ticket:
+        """A place in the queue for a new foreground request. Raises ResourceExhausted when
+        there is no room."""
 
 
 def step_text(step: dict[str, Any]) -> str:

@@ -17,7 +17,6 @@ import importlib.util
 import json
 import secrets
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from propylon.providers.base import (
     FunctionCall,
     ProviderEvent,
     TextDelta,
+    Ticket,
     Turn,
     UsageReport,
     step_text,
@@ -47,8 +47,6 @@ _PREAMBLE = (
     "Assistant: Red is a primary colour.\n\n"
 )
 _STOP = ["\nUser:", "User:", "\n\n", "\nTool result"]
-# seconds an admitted create may take to reach the model's queue before its place is freed
-_ADMISSION_SECONDS = 5.0
 # generation_config fields this provider maps onto llama.cpp; any other set field answers 400.
 _SUPPORTED_CONFIG = frozenset(
     {"temperature", "top_p", "seed", "stop_sequences", "max_output_tokens", "tool_choice"}
@@ -121,8 +119,9 @@ class EmbeddedProvider:
     """Gemma 3 270M in a supervised child process (embedded_process.py), started on first
     use (loading takes about a second) and restarted after a crash.
 
-    One generation runs at a time; up to `max_queue` more wait for it in the event loop (no
-    thread is held while waiting), and `admit` refuses a foreground create past that.
+    One generation runs at a time; the others wait for it in the event loop (no thread is held
+    while waiting). `admit` gives a foreground create its place, and refuses it when one is
+    generating and `max_queue` more wait; background runs are bounded by the job queue.
     `model`: the served model's name, for errors.
     """
 
@@ -139,12 +138,12 @@ class EmbeddedProvider:
             model,
             [str(model_path), str(settings.n_threads), str(settings.n_ctx)],
             start_timeout=settings.start_timeout_seconds,
+            idle_timeout=settings.idle_timeout_seconds,
             backoff_initial=settings.restart_backoff_initial_seconds,
             backoff_max=settings.restart_backoff_max_seconds,
         )
         self._slot = asyncio.Lock()  # the child generates one answer at a time
-        # monotonic times of admitted creates whose run has not reached the queue yet
-        self._admitted: deque[float] = deque()
+        self._foreground = 0  # admitted foreground requests whose run has not ended
         self._seconds_per_request = 1.0  # moving average, for Retry-After
 
     def check(self, turn: Turn) -> None:
@@ -169,22 +168,22 @@ class EmbeddedProvider:
                 f"`generation_config.{unsupported[0]}` is not supported by the embedded model"
             )
 
-    def admit(self) -> None:
-        """Refuse a new request while `max_queue` requests already wait. Raises
-        ResourceExhausted (HTTP 429) with a Retry-After estimate, in seconds."""
-        now = time.monotonic()
-        while self._admitted and self._admitted[0] < now - _ADMISSION_SECONDS:
-            self._admitted.popleft()  # its create failed before it ran
-        # requests ahead of this one, the one generating included
-        ahead = self.process.stats.waiting + len(self._admitted) + int(self._slot.locked())
-        waiting = ahead - 1
-        if waiting >= self.max_queue:
+    def admit(self) -> Ticket:
+        """A place for a new foreground request: one generating and up to `max_queue` waiting
+        foreground requests hold one each, until their run ends. Raises ResourceExhausted
+        (HTTP 429) with a Retry-After estimate, in seconds, when there is none."""
+        if self._foreground >= self.max_queue + 1:
+            waiting = self._foreground - 1
             raise ResourceExhausted(
                 f"model `{self.model}` is busy: {waiting} requests are waiting for it "
                 f"(`embedded.max_queue` is {self.max_queue})",
-                retry_after=max(1.0, round(self._seconds_per_request * (waiting + 1))),
+                retry_after=max(1.0, round(self._seconds_per_request * self._foreground)),
             )
-        self._admitted.append(now)
+        self._foreground += 1
+        return Ticket(self._leave)
+
+    def _leave(self) -> None:
+        self._foreground -= 1
 
     async def stream(self, turn: Turn) -> AsyncIterator[ProviderEvent]:
         config = turn.generation_config
@@ -208,8 +207,6 @@ class EmbeddedProvider:
         }
 
         stats = self.process.stats
-        if self._admitted:  # this run's admission (or an older one's) becomes its place
-            self._admitted.popleft()
         stats.waiting += 1
         try:
             await self._slot.acquire()  # cancelling a waiting run just leaves the queue

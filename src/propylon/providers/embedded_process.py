@@ -23,7 +23,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +40,7 @@ _LINE_LIMIT = 16 * 1024 * 1024  # bytes of one protocol line (an error message, 
 
 class ModelProcessDied(UpstreamError):
     """The model's child process ended while it was needed. Not retried: a model that
-    crashed on a request would most likely crash on it again."""
+    crashed on a request would most likely crash on it again (or hang on it again)."""
 
     @property
     def retryable(self) -> bool:
@@ -51,12 +51,15 @@ class ModelProcessDied(UpstreamError):
 class ProcessStats:
     """Counters of one supervised model, read by /metrics. `waiting`: requests queued for
     the model (not counting the one it is generating); `cancelled`: generations the child
-    stopped early because their request went away."""
+    stopped early because their request went away; `generations`: requests handed to the
+    child; `backoff_seconds`: the wait before the latest restart, in seconds."""
 
     crashes: int = 0
     restarts: int = 0
     waiting: int = 0
     cancelled: int = 0
+    generations: int = 0  # requests handed to the child
+    backoff_seconds: float = 0.0  # the wait before the latest restart
 
 
 def describe_exit(returncode: int) -> str:
@@ -74,11 +77,17 @@ class _Child:
     """One running child process and the requests in flight on it."""
 
     def __init__(
-        self, process: asyncio.subprocess.Process, model: str, stats: ProcessStats
+        self,
+        process: asyncio.subprocess.Process,
+        model: str,
+        stats: ProcessStats,
+        on_exit: Callable[[_Child], None],
     ) -> None:
         self.process = process
         self.model = model
         self.stats = stats
+        self._on_exit = on_exit  # called before `exited` is set: waiters see its effects
+        self.killed = False  # kill() was called: it is ending
         self.ended: str | None = None
         self.stopping = False  # stop() was called: its end is no crash
         self._streams: dict[int, asyncio.Queue[dict[str, Any]]] = {}
@@ -111,6 +120,7 @@ class _Child:
         died = {"died": self.ended}
         for stream in self._streams.values():
             stream.put_nowait(died)
+        self._on_exit(self)
         self.exited.set()
 
     def send(self, message: dict[str, Any]) -> None:
@@ -125,6 +135,11 @@ class _Child:
 
     def close(self, request_id: int) -> None:
         self._streams.pop(request_id, None)
+
+    def kill(self) -> None:
+        self.killed = True
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
 
     async def stop(self, grace: float) -> None:
         """Close its stdin (the child exits on EOF); kill it after `grace` seconds."""
@@ -144,8 +159,10 @@ class ModelProcess:
 
     model: the served model's name, for error messages and logs. argv: the child's
     arguments after `python -m propylon.providers.embedded_worker`. start_timeout: seconds the
-    model may take to load. backoff_initial/backoff_max: seconds before a restart after one
-    crash, doubling per crash in a row up to the maximum.
+    model may take to load. idle_timeout: seconds a generation may go without a message from
+    the child before the child counts as hung (it is killed, as in a crash).
+    backoff_initial/backoff_max: seconds before a restart after one crash, doubling per crash
+    in a row up to the maximum.
     """
 
     def __init__(
@@ -153,12 +170,14 @@ class ModelProcess:
         model: str,
         argv: list[str],
         start_timeout: float,
+        idle_timeout: float,
         backoff_initial: float,
         backoff_max: float,
     ) -> None:
         self.model = model
         self.argv = argv
         self.start_timeout = start_timeout
+        self.idle_timeout = idle_timeout
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.stats = ProcessStats()
@@ -169,7 +188,6 @@ class ModelProcess:
         self._next_id = 0
         self._closed = False
         self._started_once = False
-        self._watcher: asyncio.Task[None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -189,8 +207,16 @@ class ModelProcess:
         finished = False
         try:
             child.send({"op": "generate", "id": request_id, **payload})
+            self.stats.generations += 1
             while True:
-                message = await stream.get()
+                try:
+                    message = await asyncio.wait_for(stream.get(), self.idle_timeout)
+                except TimeoutError:
+                    finished = True
+                    child.kill()  # hung: its end is handled as a crash, and it restarts
+                    raise self._died(
+                        child, f"sent nothing for {self.idle_timeout:g} s and was killed"
+                    ) from None
                 if "text" in message:
                     yield message
                 elif "done" in message:
@@ -214,15 +240,23 @@ class ModelProcess:
         return ModelProcessDied(f"the process of model `{self.model}` (pid {child.pid}) {how}")
 
     async def _running_child(self) -> _Child:
-        if self._closed:
-            raise UpstreamError(f"model `{self.model}` is shutting down", status=503)
-        child = self._child
-        if child is not None and child.ended is None:
-            return child
+        while True:
+            if self._closed:
+                raise UpstreamError(f"model `{self.model}` is shutting down", status=503)
+            child = self._child
+            if child is None or child.ended is not None:
+                break
+            if not child.killed:
+                return child
+            await child.exited.wait()  # killed as hung: its end schedules the restart
         if self._starting is None or self._starting.done():
-            self._starting = asyncio.create_task(self._start())
-            self._starting.add_done_callback(_retrieve)
+            self._restart()
+        assert self._starting is not None
         return await asyncio.shield(self._starting)
+
+    def _restart(self) -> None:
+        self._starting = asyncio.create_task(self._start())
+        self._starting.add_done_callback(_retrieve)
 
     async def _start(self) -> _Child:
         delay = self._not_before - time.monotonic()
@@ -231,34 +265,40 @@ class ModelProcess:
         if self._started_once:
             self.stats.restarts += 1
         self._started_once = True
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "propylon.providers.embedded_worker",
-            *self.argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=_LINE_LIMIT,
-        )
-        child = _Child(process, self.model, self.stats)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "propylon.providers.embedded_worker",
+                *self.argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                limit=_LINE_LIMIT,
+            )
+        except OSError as exc:
+            self._crashed()
+            message = f"the process of model `{self.model}` could not start: {exc}"
+            raise ModelProcessDied(message) from exc
+        child = _Child(process, self.model, self.stats, self._exited)
         assert process.stdout is not None
         try:
             ready = await asyncio.wait_for(process.stdout.readline(), self.start_timeout)
         except TimeoutError:
             process.kill()
-            ready = b""
-        if not ready:
-            how = describe_exit(await process.wait())
+            await process.wait()
             self._crashed()
-            raise self._died(child, f"{how} while loading the model")
+            loading = f"did not load the model within {self.start_timeout:g} s"
+            raise self._died(child, loading) from None
+        if not ready:
+            ended = describe_exit(await process.wait())
+            self._crashed()
+            raise self._died(child, f"{ended} while loading the model")
         child.start_reading()
         self._child = child
-        self._watcher = asyncio.create_task(self._watch(child))
         logger.info("embedded model %s serving in process %d", self.model, child.pid)
         return child
 
-    async def _watch(self, child: _Child) -> None:
-        await child.exited.wait()
+    def _exited(self, child: _Child) -> None:
         if self._closed or child.stopping:
             return
         self._crashed()
@@ -267,17 +307,19 @@ class ModelProcess:
             self.model,
             child.pid,
             child.ended,
-            max(0.0, self._not_before - time.monotonic()),
+            self.stats.backoff_seconds,
         )
-        if self._starting is None or self._starting.done():  # be ready for the next request
-            self._starting = asyncio.create_task(self._start())
-            self._starting.add_done_callback(_retrieve)
 
     def _crashed(self) -> None:
+        """Count a crash and start the next process after the backoff, so that it is ready
+        for the next request (a start that fails counts as a crash too)."""
         self.stats.crashes += 1
         self._crashes_in_a_row += 1
         backoff = min(self.backoff_max, self.backoff_initial * 2 ** (self._crashes_in_a_row - 1))
+        self.stats.backoff_seconds = backoff
         self._not_before = time.monotonic() + backoff
+        if not self._closed:
+            self._restart()
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop the child (and any start under way)."""

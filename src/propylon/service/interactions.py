@@ -28,6 +28,7 @@ from propylon.gateway.router import CallRecord
 from propylon.jobs.local import LocalQueue
 from propylon.observability import Metrics, traced_run
 from propylon.outbound import OutboundPolicy
+from propylon.providers.base import Ticket
 from propylon.providers.google_interactions import GoogleInteractions
 from propylon.runner.log import EventLog, MemoryLog, StoredLog
 from propylon.runner.mirror import mirror_turn
@@ -195,6 +196,21 @@ class InteractionService:
         planned = await plan(
             request, self.store, self.models, self.settings, caller, self.agents, self.custom_agents
         )
+        ticket = planned.ticket if isinstance(planned, Plan) else Ticket()
+        try:
+            return await self._admitted(request, caller, claim, planned, ticket)
+        except BaseException:
+            ticket.release()  # refused (budget, idempotency, store): its place goes back
+            raise
+
+    async def _admitted(
+        self,
+        request: CreateInteraction,
+        caller: Caller,
+        claim: IdempotencyClaim | None,
+        planned: Plan | AgentPlan,
+        ticket: Ticket,
+    ) -> Created:
         timestamp = now()
         record = InteractionRecord(
             id=new_interaction_id(),
@@ -240,11 +256,11 @@ class InteractionService:
                 self.keepalive,
                 self._watcher(record.id),
             )
-            task = self._start(record.id, run, stored=request.store)
+            task = self._start(record.id, run, stored=request.store, ticket=ticket)
             if not request.store:
                 events = reading.cancel_on_close(events, task)
             return Created(events=events, interaction_id=record.id)
-        task = self._start(record.id, run, stored=request.store)
+        task = self._start(record.id, run, stored=request.store, ticket=ticket)
         return Created(interaction_id=record.id, task=task, log=log)
 
     async def _stored(self, log: EventLog) -> None:
@@ -358,9 +374,16 @@ class InteractionService:
                 del self._live[log.interaction_id]
 
     def _start(
-        self, interaction_id: str, run: Coroutine[Any, Any, None], *, stored: bool
+        self,
+        interaction_id: str,
+        run: Coroutine[Any, Any, None],
+        *,
+        stored: bool,
+        ticket: Ticket | None = None,
     ) -> asyncio.Task[None]:
         task = asyncio.create_task(run)
+        if ticket is not None:  # the run's place in its model's queue, until it ends
+            task.add_done_callback(lambda _: ticket.release())
         # a stream's run is not awaited: its log failure was logged and told to its readers
         task.add_done_callback(lambda done: done.cancelled() or done.exception())
         if stored:

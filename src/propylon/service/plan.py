@@ -6,7 +6,7 @@ the turn of a stored interaction from its echoed request.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from propylon.config import Settings
@@ -15,7 +15,7 @@ from propylon.domain.caller import Caller
 from propylon.errors import FailedPrecondition, InvalidArgument, NotFound
 from propylon.gateway.registry import ModelRegistry, ServedModel
 from propylon.outbound import OutboundPolicy, check_url
-from propylon.providers.base import Turn
+from propylon.providers.base import Ticket, Turn
 from propylon.providers.google_interactions import GoogleInteractions
 from propylon.runner.history import check_function_results
 from propylon.schema.interactions import CreateInteraction, json_schema_of, normalize_input
@@ -27,13 +27,15 @@ __all__ = ["AgentPlan", "Plan", "plan", "request_of"]
 
 @dataclass(slots=True)
 class Plan:
-    """A turn ready to run: the model, this turn's input as steps, the provider's Turn, and
-    the MCP servers the runner will call."""
+    """A turn ready to run: the model, this turn's input as steps, the provider's Turn, the
+    MCP servers the runner will call, and its place in the model's queue (released when the
+    run ends, or at once if the create goes no further)."""
 
     served: ServedModel
     input_steps: list[dict[str, Any]]
     turn: Turn
     mcp_servers: list[dict[str, Any]]
+    ticket: Ticket = field(default_factory=Ticket)
 
 
 @dataclass(slots=True)
@@ -110,9 +112,9 @@ async def plan(
         json_schema=json_schema_of(request),
     )
     served.check(turn)
-    if not request.background:  # background runs wait in the job queue instead
-        served.admit()
-    return Plan(served, input_steps, turn, mcp_servers)
+    # Background runs are bounded by the job queue's workers instead.
+    ticket = Ticket() if request.background else served.admit()
+    return Plan(served, input_steps, turn, mcp_servers, ticket)
 
 
 async def _plan_agent(
