@@ -117,6 +117,8 @@ def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "http://localhost/mcp",
         "http://10.0.0.8/mcp",
         "http://[::1]/mcp",
+        "http://[64:ff9b::7f00:1]:1/mcp",  # NAT64 of 127.0.0.1
+        "http://[2002:a00:1::1]/mcp",  # 6to4 of 10.0.0.1
         "ftp://example.com/",
     ],
 )

@@ -79,3 +79,28 @@ def test_the_httpx_client_checks_each_address_it_connects_to(receiver: str) -> N
     asyncio.run(run())
     assert len(_received(receiver, "httpx")) == 2
     assert _received(receiver, "httpx-refused") == []
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        "2002:c0a8:101::1",  # 6to4 of 192.168.1.1
+        "::ffff:10.0.0.1",  # IPv4-mapped
+        "::127.0.0.1",  # IPv4-compatible (deprecated)
+        "::a9fe:a9fe",  # IPv4-compatible 169.254.169.254
+        "fec0::1",  # site-local (deprecated)
+        "fefe::1",  # site-local too (fec0::/10)
+    ],
+)
+def test_the_policy_refuses_ipv4_wrapped_in_ipv6_and_site_local(address: str) -> None:
+    assert not OutboundPolicy().allows(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize(
+    "address", ["64:ff9b::5db8:d822", "2002:5db8:d822::1", "93.184.216.34", "2606:4700::1111"]
+)
+def test_the_policy_allows_public_addresses_however_written(address: str) -> None:
+    assert OutboundPolicy().allows(ipaddress.ip_address(address))

@@ -72,6 +72,23 @@ def _literal(host: str) -> IPAddress | None:
         return None
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052's well-known prefix
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")  # deprecated, but still routed inside sites
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (IPv4-mapped, NAT64, 6to4, IPv4-compatible), so
+    that the policy judges where a connection lands, not how it is written; None for none."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped  # ::ffff:10.0.0.1
+    if address.sixtofour is not None:
+        return address.sixtofour  # 2002:a00:1::/48
+    packed = address.packed
+    if address in _NAT64 or (not any(packed[:12]) and int(address) > 1):
+        return ipaddress.IPv4Address(packed[12:])  # 64:ff9b::a00:1, ::10.0.0.1 (not ::, ::1)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class OutboundPolicy:
     """Which addresses outbound calls may reach. `allow_private`: any address at all;
@@ -88,10 +105,14 @@ class OutboundPolicy:
         """May a connection go to `address`?"""
         if self.allow_private:
             return True
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
         if any(address in network for network in self.allowed_networks):
             return True
+        if isinstance(address, ipaddress.IPv6Address):
+            if address in _SITE_LOCAL:
+                return False
+            address = _embedded_ipv4(address) or address  # 64:ff9b::a00:1 reaches 10.0.0.1
+            if any(address in network for network in self.allowed_networks):
+                return True
         return address.is_global and not address.is_multicast
 
     def check(self, host: str, address: IPAddress) -> None:
