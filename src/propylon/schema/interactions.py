@@ -7,20 +7,73 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from propylon.errors import InvalidArgument
 
 __all__ = [
     "CONTENT_TYPES",
+    "STATUSES",
     "STEP_TYPES",
     "CreateInteraction",
+    "InteractionStatus",
+    "ServiceTier",
     "json_schema_of",
     "normalize_input",
     "parse_create",
+    "queue_priority",
 ]
 
 CONTENT_TYPES = frozenset({"text", "image", "audio", "video", "document"})
+# Enumerations of the SDK's types (types/interactions/): a value outside them answers 400
+# naming the field and the allowed values (pydantic's literal_error).
+ThinkingLevel = Literal["minimal", "low", "medium", "high", "xhigh"]
+ThinkingSummaries = Literal["auto", "none"]
+ToolChoiceMode = Literal["auto", "any", "none", "validated"]
+ResponseModality = Literal["text", "image", "audio", "video", "document"]
+ServiceTier = Literal["flex", "standard", "priority", "deferred"]
+InteractionStatus = Literal[
+    "in_progress",
+    "requires_action",
+    "completed",
+    "failed",
+    "cancelled",
+    "incomplete",
+    "budget_exceeded",
+    "queued",
+    "requires_continuation",
+]
+STATUSES: frozenset[str] = frozenset(get_args(InteractionStatus))
+# Propylon's meaning of `service_tier`: the background queue's order (lower runs first).
+_TIER_PRIORITY = {"priority": 0, "standard": 1, "flex": 2, "deferred": 3}
+HarmCategory = Literal[
+    "hate_speech",
+    "dangerous_content",
+    "harassment",
+    "sexually_explicit",
+    "civic_integrity",
+    "image_hate",
+    "image_dangerous_content",
+    "image_harassment",
+    "image_sexually_explicit",
+    "jailbreak",
+]
+HarmThreshold = Literal[
+    "block_low_and_above", "block_medium_and_above", "block_only_high", "block_none", "off"
+]
+AspectRatio = Literal[
+    "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9", "1:8", "8:1", "1:4",
+    "4:1",
+]  # fmt: skip
 # Steps of server-side tools, which a client may replay in a stateless history.
 ToolStepType = Literal[
     "code_execution_call",
@@ -113,15 +166,114 @@ class FunctionResultStep(BaseModel):
     is_error: bool | None = None
 
 
+class GoogleSearchArguments(BaseModel):
+    model_config = _open
+    queries: list[str] | None = None
+
+
+class GoogleSearchCallStep(BaseModel):
+    model_config = _open
+    type: Literal["google_search_call"]
+    id: str
+    arguments: GoogleSearchArguments
+    search_type: Literal["web_search", "image_search", "enterprise_web_search"] | None = None
+    signature: str | None = None
+
+
+class GoogleSearchResult(BaseModel):
+    model_config = _open
+    search_suggestions: str | None = None
+
+
+class GoogleSearchResultStep(BaseModel):
+    model_config = _open
+    type: Literal["google_search_result"]
+    call_id: str
+    result: list[GoogleSearchResult]
+    is_error: bool | None = None
+    signature: str | None = None
+
+
+class UrlContextArguments(BaseModel):
+    model_config = _open
+    urls: list[str] | None = None
+
+
+class UrlContextCallStep(BaseModel):
+    model_config = _open
+    type: Literal["url_context_call"]
+    id: str
+    arguments: UrlContextArguments
+    signature: str | None = None
+
+
+class UrlContextResult(BaseModel):
+    model_config = _open
+    url: str | None = None
+    status: Literal["success", "error", "paywall", "unsafe"] | None = None
+
+
+class UrlContextResultStep(BaseModel):
+    model_config = _open
+    type: Literal["url_context_result"]
+    call_id: str
+    result: list[UrlContextResult]
+    is_error: bool | None = None
+    signature: str | None = None
+
+
+class CodeExecutionArguments(BaseModel):
+    model_config = _open
+    code: str | None = None
+    language: Literal["python", "bash"] | None = None
+
+
+class CodeExecutionCallStep(BaseModel):
+    model_config = _open
+    type: Literal["code_execution_call"]
+    id: str
+    arguments: CodeExecutionArguments
+    signature: str | None = None
+
+
+class CodeExecutionResultStep(BaseModel):
+    model_config = _open
+    type: Literal["code_execution_result"]
+    call_id: str
+    result: str | list[Content]
+    is_error: bool | None = None
+    signature: str | None = None
+
+
+_TYPED_TOOL_STEPS = (
+    "google_search_call",
+    "google_search_result",
+    "url_context_call",
+    "url_context_result",
+    "code_execution_call",
+    "code_execution_result",
+)
+
+
 class OtherStep(BaseModel):
-    """Server-side tool steps replayed by a client: kept as sent."""
+    """Other server-side tool steps replayed by a client: kept as sent."""
 
     model_config = _open
-    type: ToolStepType
+    type: Literal[tuple(t for t in get_args(ToolStepType) if t not in _TYPED_TOOL_STEPS)]  # type: ignore[valid-type]
 
 
 Step = Annotated[
-    ContentStep | ThoughtStep | FunctionCallStep | FunctionResultStep | OtherStep,
+    ContentStep
+    | ThoughtStep
+    | FunctionCallStep
+    | FunctionResultStep
+    | GoogleSearchCallStep
+    | GoogleSearchResultStep
+    | UrlContextCallStep
+    | UrlContextResultStep
+    | CodeExecutionCallStep
+    | CodeExecutionResultStep
+    | OtherStep,
     Field(discriminator="type"),
 ]
 
@@ -129,8 +281,60 @@ _content_list = TypeAdapter(list[Content])
 _step_list = TypeAdapter(list[Step])
 
 
+class AllowedTools(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: ToolChoiceMode | None = None
+    tools: list[str] | None = None
+
+
+class ToolChoiceConfig(BaseModel):
+    """`tool_choice` as an object: `{allowed_tools: {mode, tools}}`."""
+
+    model_config = ConfigDict(extra="forbid")
+    allowed_tools: AllowedTools
+
+
+class ImageConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    aspect_ratio: AspectRatio | None = None
+    image_size: Literal["512", "1K", "2K", "4K"] | None = None
+
+
+class SpeechConfig(BaseModel):
+    """One voice: `voice` (a prebuilt voice name), `language` (BCP-47), `speaker` (the name
+    a multi-speaker prompt uses for it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    voice: str | None = None
+    language: str | None = None
+    speaker: str | None = None
+
+
+class SpeakerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    speakers: list[SpeechConfig]
+
+
+def _shape(value: Any) -> str:
+    """Which branch of a string-or-object or list-or-object union `value` takes."""
+    if isinstance(value, str):
+        return "[string]"
+    return "[list]" if isinstance(value, list) else "[object]"
+
+
+ToolChoice = Annotated[
+    Annotated[ToolChoiceMode, Tag("[string]")] | Annotated[ToolChoiceConfig, Tag("[object]")],
+    Discriminator(_shape),
+]
+SpeechConfigs = Annotated[
+    Annotated[SpeakerConfig, Tag("[object]")] | Annotated[list[SpeechConfig], Tag("[list]")],
+    Discriminator(_shape),
+]
+
+
 class GenerationConfig(BaseModel):
-    """reference §3.6. Unknown fields are refused so no setting is silently ignored."""
+    """reference §3.6. Unknown fields are refused so no setting is silently ignored; the
+    enumerated ones are checked against the SDK's values."""
 
     model_config = ConfigDict(extra="forbid")
     temperature: float | None = None
@@ -138,13 +342,22 @@ class GenerationConfig(BaseModel):
     max_output_tokens: int | None = Field(default=None, gt=0)
     seed: int | None = None
     stop_sequences: list[str] | None = None
-    thinking_level: str | None = None
-    thinking_summaries: str | None = None
-    tool_choice: str | dict[str, Any] | None = None
-    image_config: dict[str, Any] | None = None
-    speech_config: dict[str, Any] | list[dict[str, Any]] | None = None
+    thinking_level: ThinkingLevel | None = None
+    thinking_summaries: ThinkingSummaries | None = None
+    tool_choice: ToolChoice | None = None
+    image_config: ImageConfig | None = None
+    speech_config: SpeechConfigs | None = None
     transcription_config: dict[str, Any] | None = None
     video_config: dict[str, Any] | None = None
+
+
+class SafetySetting(BaseModel):
+    """reference §3.9: a harm category and the threshold to block it at."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: HarmCategory
+    threshold: HarmThreshold
+    method: Literal["severity", "probability"] | None = None
 
 
 class FunctionTool(BaseModel):
@@ -155,12 +368,6 @@ class FunctionTool(BaseModel):
     name: str = Field(min_length=1, max_length=128)
     description: str | None = None
     parameters: dict[str, Any] | None = None
-
-
-class AllowedTools(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    mode: Literal["auto", "any", "none", "validated"] | None = None
-    tools: list[str] | None = None
 
 
 class McpServerTool(BaseModel):
@@ -174,9 +381,25 @@ class McpServerTool(BaseModel):
     allowed_tools: list[AllowedTools] | None = None
 
 
+class GoogleSearchTool(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["google_search"]
+    search_types: list[Literal["web_search", "image_search", "enterprise_web_search"]] | None = None
+
+
+class BareTool(BaseModel):
+    """`url_context` and `code_execution`: built-in tools without settings."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["url_context", "code_execution"]
+
+
 _tool_validators: dict[str, TypeAdapter[Any]] = {
     "function": TypeAdapter(FunctionTool),
     "mcp_server": TypeAdapter(McpServerTool),
+    "google_search": TypeAdapter(GoogleSearchTool),
+    "url_context": TypeAdapter(BareTool),
+    "code_execution": TypeAdapter(BareTool),
 }
 
 
@@ -193,9 +416,9 @@ class CreateInteraction(BaseModel):
     tools: list[dict[str, Any]] | None = None
     generation_config: GenerationConfig | None = None
     response_format: dict[str, Any] | list[dict[str, Any]] | None = None
-    response_mime_type: str | None = None
-    response_modalities: list[str] | None = None
-    safety_settings: list[dict[str, Any]] | None = None
+    response_mime_type: Literal["application/json", "text/plain"] | None = None
+    response_modalities: list[ResponseModality] | None = None
+    safety_settings: list[SafetySetting] | None = None
     stream: bool = False
     background: bool = False
     store: bool = True
@@ -204,7 +427,7 @@ class CreateInteraction(BaseModel):
     cached_content: str | None = None
     environment: str | dict[str, Any] | None = None
     labels: dict[str, str] | None = None
-    service_tier: str | None = None
+    service_tier: ServiceTier | None = None
     webhook_config: dict[str, Any] | None = None
 
     @model_validator(mode="after")
@@ -217,7 +440,7 @@ class CreateInteraction(BaseModel):
             try:
                 validator.validate_python(tool)
             except ValidationError as exc:
-                raise ValueError(f"tools.{index}: {_describe(exc)}") from None
+                raise ValueError(_errors(exc, prefix=f"tools.{index}")) from None
             if tool["type"] == "function":
                 if tool["name"] in names:
                     raise ValueError(f"tools.{index}: function `{tool['name']}` is declared twice")
@@ -234,14 +457,29 @@ class CreateInteraction(BaseModel):
             raise ValueError(
                 "`generation_config` and `cached_content` go with `model`, not with `agent`"
             )
+        if self.model and self.cached_content is not None:
+            raise ValueError(
+                "`cached_content` is not supported: Propylon has no cached-contents resource "
+                "yet; send the content in `input` or the history"
+            )
+        if self.model and self.environment is not None:
+            raise ValueError(
+                "`environment` is for Google-hosted agents (`agent`); a model run has none"
+            )
         return self
 
     def echoed_fields(self) -> dict[str, Any]:
-        """The request fields the Interaction resource echoes (reference §4.1)."""
-        return self.model_dump(
-            exclude_none=True,
-            exclude={"input", "stream", "background", "store", "continuation_token"},
-        )
+        """The request fields the Interaction resource echoes (reference §4.1). `service_tier`
+        only orders the background queue: a foreground run does not echo it (not honoured)."""
+        exclude = {"input", "stream", "background", "store", "continuation_token"}
+        if not self.background:
+            exclude.add("service_tier")
+        return self.model_dump(exclude_none=True, exclude=exclude)
+
+
+def queue_priority(service_tier: str | None) -> int:
+    """The background queue priority of a `service_tier` (unset: `standard`)."""
+    return _TIER_PRIORITY.get(service_tier or "standard", 1)
 
 
 def parse_create(body: Any) -> CreateInteraction:
@@ -313,8 +551,27 @@ def _dump(items: Sequence[BaseModel]) -> list[dict[str, Any]]:
 
 
 def _describe(exc: ValidationError, prefix: str = "") -> str:
-    parts = []
-    for error in exc.errors()[:3]:
-        loc = ".".join(str(p) for p in (prefix, *error["loc"]) if p != "")
-        parts.append(f"{loc}: {error['msg']}" if loc else error["msg"])
-    return "invalid request: " + "; ".join(parts)
+    return "invalid request: " + _errors(exc, prefix)
+
+
+def _errors(exc: ValidationError, prefix: str = "") -> str:
+    """Up to three errors as `field.path: message`. Union branches (pydantic puts their names,
+    such as `literal[...]` or a class name, into the location) are left out, and only the
+    first error of each field is kept, so a bad enum value reads as its allowed values."""
+    parts: list[str] = []
+    seen: set[str] = set()
+    for error in exc.errors():
+        path = [p for p in (prefix, *error["loc"]) if p != "" and not _is_branch(p)]
+        loc = ".".join(str(p) for p in path)
+        if loc in seen:
+            continue
+        seen.add(loc)
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{loc}: {message}" if loc else message)
+        if len(parts) == 3:
+            break
+    return "; ".join(parts)
+
+
+def _is_branch(part: int | str) -> bool:
+    return isinstance(part, str) and (part[:1].isupper() or "[" in part)
