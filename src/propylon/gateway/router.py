@@ -21,6 +21,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from propylon.config import RetrySettings, TargetSettings
 from propylon.domain.usage import Usage
 from propylon.gateway.breaker import CircuitBreaker
+from propylon.providers import capabilities
 from propylon.providers.base import Provider, ProviderEvent, Turn, UpstreamError, UsageReport
 
 __all__ = ["CallRecord", "CircuitOpen", "Target", "route"]
@@ -173,7 +174,8 @@ async def _connect(
                     if not target.breaker.allow():
                         raise CircuitOpen(target.name)
                     record.attempts += 1
-                    stream = target.provider.stream(turn)
+                    found = capabilities.capabilities_of(target.provider)
+                    stream = target.provider.stream(capabilities.prepare(turn, found))
                     first = await _first(stream, target)
             return target, stream, first
         except UpstreamError as exc:

@@ -9,6 +9,7 @@ final status and usage (preceded by an `error` event when the run failed).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import orjson
 
 from propylon.domain.clock import now
+from propylon.domain.continuation import trailing_answer
 from propylon.domain.events import (
     COMPLETED,
     CREATED,
@@ -28,15 +30,20 @@ from propylon.domain.events import (
 from propylon.domain.usage import Usage
 from propylon.jobs.base import SHUTDOWN
 from propylon.providers.base import (
+    Citations,
     Finish,
     FunctionCall,
+    MediaDelta,
     Provider,
+    ServerStep,
     TextDelta,
     ThoughtDelta,
     Turn,
     UpstreamError,
     UsageReport,
 )
+from propylon.runner.builtin import emit_upstream_step
+from propylon.runner.ceiling import Ceiling
 from propylon.runner.log import EventLog
 from propylon.runner.mcp import McpToolbox
 from propylon.runner.output import check_arguments, output_problem
@@ -46,6 +53,8 @@ __all__ = ["announce", "finish", "finish_unstarted", "run_turn"]
 logger = logging.getLogger("propylon.runner")
 
 _ARGUMENTS_CHUNK = 16  # characters of a function call's JSON arguments per arguments_delta
+# Passes a background run goes on with an answer its upstream cut at its own limit.
+_MAX_CONTINUATIONS = 16
 
 
 class _Steps:
@@ -65,9 +74,11 @@ class _Steps:
         return self.index
 
     def single(self, key: str, skeleton: dict[str, Any], delta: dict[str, Any]) -> None:
-        """A whole step at once: start, one delta carrying its fields, stop."""
+        """A whole step at once: start (the whole step: the SDK requires its fields there),
+        one delta carrying its fields, stop."""
         self.close()
-        index = self.ensure(key, skeleton)
+        fields = {k: v for k, v in delta.items() if k != "type"}
+        index = self.ensure(key, {**skeleton, **fields})
         self.log.emit(STEP_DELTA, {"index": index, "delta": delta})
         self.close()
 
@@ -81,7 +92,9 @@ class _Steps:
         self.open = None
 
 
-def _partial(log: EventLog, status: str, usage: Usage | None = None) -> dict[str, Any]:
+def _partial(
+    log: EventLog, status: str, usage: Usage | None = None, token: str | None = None
+) -> dict[str, Any]:
     record = log.record
     interaction: dict[str, Any] = {
         "id": record.id,
@@ -93,6 +106,8 @@ def _partial(log: EventLog, status: str, usage: Usage | None = None) -> dict[str
     }
     if usage is not None:
         interaction["usage"] = usage.to_wire()
+    if token is not None:
+        interaction["continuation_token"] = token
     return interaction
 
 
@@ -104,63 +119,100 @@ class _Pass:
     usage: Usage = field(default_factory=Usage)
     client_calls: int = 0
     server_calls: list[FunctionCall] = field(default_factory=list)
+    text: str = ""  # the answer's text in this pass
+    upstream_token: str | None = None  # the upstream's own continuation token
 
 
 async def _provider_pass(
-    log: EventLog, steps: _Steps, provider: Provider, turn: Turn, toolbox: McpToolbox | None
+    log: EventLog,
+    steps: _Steps,
+    provider: Provider,
+    turn: Turn,
+    toolbox: McpToolbox | None,
+    ceiling: Ceiling | None = None,
 ) -> _Pass:
     """Stream one provider answer into steps. Calls of MCP tools become
-    `mcp_server_tool_call` steps, to be run by the caller; others `function_call` steps."""
+    `mcp_server_tool_call` steps, to be run by the caller; others `function_call` steps.
+    Past the `ceiling`'s time, the answer is cut after its next text (`requires_continuation`)."""
     result = _Pass()
-    async for event in provider.stream(turn):
-        if isinstance(event, TextDelta):
-            index = steps.ensure("model_output", {"type": "model_output", "content": []})
-            log.emit(STEP_DELTA, {"index": index, "delta": {"type": "text", "text": event.text}})
-        elif isinstance(event, ThoughtDelta):
-            index = steps.ensure("thought", {"type": "thought"})
-            if event.summary is not None:
-                delta = {
-                    "type": "thought_summary",
-                    "content": {"type": "text", "text": event.summary},
-                }
-                log.emit(STEP_DELTA, {"index": index, "delta": delta})
-            if event.signature is not None:
-                delta = {"type": "thought_signature", "signature": event.signature}
-                log.emit(STEP_DELTA, {"index": index, "delta": delta})
-        elif isinstance(event, FunctionCall):
-            server = toolbox.server_of(event.name) if toolbox else None
-            if server is not None:
-                result.server_calls.append(event)
-                steps.single(
-                    f"mcp:{event.id}",
-                    {"type": "mcp_server_tool_call", "id": event.id},
-                    {
-                        "type": "mcp_server_tool_call",
-                        "name": event.name,
-                        "server_name": server,
-                        "arguments": event.arguments,
-                    },
-                )
-                continue
-            if turn.tool_choice().mode == "validated":
-                check_arguments(event, turn.tools)
-            result.client_calls += 1
-            index = steps.ensure(
-                f"function_call:{event.id}",
-                {"type": "function_call", "id": event.id, "name": event.name, "arguments": {}},
-            )
-            arguments = orjson.dumps(event.arguments).decode()
-            for start in range(0, len(arguments), _ARGUMENTS_CHUNK):
-                delta = {
-                    "type": "arguments_delta",
-                    "arguments": arguments[start : start + _ARGUMENTS_CHUNK],
-                }
-                log.emit(STEP_DELTA, {"index": index, "delta": delta})
-        elif isinstance(event, UsageReport):
-            result.usage = event.usage
-        elif isinstance(event, Finish) and event.reason == "max_tokens":
-            result.status = "incomplete"
+    stream = provider.stream(turn)
+    try:
+        async for event in stream:
+            if _apply(log, steps, turn, toolbox, result, event, ceiling):
+                result.status = "requires_continuation"
+                break
+    finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()  # a cut answer: this stops the upstream call now
     return result
+
+
+def _apply(
+    log: EventLog,
+    steps: _Steps,
+    turn: Turn,
+    toolbox: McpToolbox | None,
+    result: _Pass,
+    event: object,
+    ceiling: Ceiling | None,
+) -> bool:
+    """Fold one provider event into steps; True when the ceiling's time cuts the answer."""
+    if isinstance(event, TextDelta):
+        index = steps.ensure("model_output", {"type": "model_output", "content": []})
+        log.emit(STEP_DELTA, {"index": index, "delta": {"type": "text", "text": event.text}})
+        result.text += event.text
+        return ceiling is not None and ceiling.passed()
+    if isinstance(event, (MediaDelta, ServerStep, Citations)):
+        emit_upstream_step(log, steps, event)
+    elif isinstance(event, ThoughtDelta):
+        index = steps.ensure("thought", {"type": "thought"})
+        if event.summary is not None:
+            delta = {
+                "type": "thought_summary",
+                "content": {"type": "text", "text": event.summary},
+            }
+            log.emit(STEP_DELTA, {"index": index, "delta": delta})
+        if event.signature is not None:
+            delta = {"type": "thought_signature", "signature": event.signature}
+            log.emit(STEP_DELTA, {"index": index, "delta": delta})
+    elif isinstance(event, FunctionCall):
+        server = toolbox.server_of(event.name) if toolbox else None
+        if server is not None:
+            result.server_calls.append(event)
+            steps.single(
+                f"mcp:{event.id}",
+                {"type": "mcp_server_tool_call", "id": event.id},
+                {
+                    "type": "mcp_server_tool_call",
+                    "name": event.name,
+                    "server_name": server,
+                    "arguments": event.arguments,
+                },
+            )
+            return False
+        if turn.tool_choice().mode == "validated":
+            check_arguments(event, turn.tools)
+        result.client_calls += 1
+        index = steps.ensure(
+            f"function_call:{event.id}",
+            {"type": "function_call", "id": event.id, "name": event.name, "arguments": {}},
+        )
+        arguments = orjson.dumps(event.arguments).decode()
+        for start in range(0, len(arguments), _ARGUMENTS_CHUNK):
+            delta = {
+                "type": "arguments_delta",
+                "arguments": arguments[start : start + _ARGUMENTS_CHUNK],
+            }
+            log.emit(STEP_DELTA, {"index": index, "delta": delta})
+    elif isinstance(event, UsageReport):
+        result.usage = event.usage
+    elif isinstance(event, Finish) and event.reason == "continuation" and result.text:
+        result.status, result.upstream_token = "requires_continuation", event.token
+    elif isinstance(event, Finish) and event.reason != "stop":
+        capped = ceiling is not None and ceiling.capped and bool(result.text)
+        result.status = "requires_continuation" if capped else "incomplete"
+    return False
 
 
 async def _run(
@@ -172,12 +224,15 @@ async def _run(
     max_tool_rounds: int,
     usage: Usage,
     token_ceiling: int | None,
+    ceiling: Ceiling | None,
 ) -> str:
-    """The tool loop: provider passes, running MCP calls in between. Returns the status."""
+    """The tool loop: provider passes, running MCP calls in between. Returns the status.
+    An answer cut short ends a foreground run (`ceiling` given) `requires_continuation`;
+    a background run goes on with it in another pass."""
     asked = list(turn.history)
-    rounds = 0
+    rounds = continued = 0
     while True:
-        result = await _provider_pass(log, steps, provider, turn, toolbox)
+        result = await _provider_pass(log, steps, provider, turn, toolbox, ceiling)
         usage.add(result.usage)
         if token_ceiling is not None and usage.total_tokens > token_ceiling:
             message = (
@@ -186,6 +241,15 @@ async def _run(
             )
             log.emit(ERROR, {"error": {"code": "budget_exceeded", "message": message}})
             return "budget_exceeded"
+        if result.status == "requires_continuation":
+            if ceiling is not None:
+                return result.status
+            continued += 1
+            if continued > _MAX_CONTINUATIONS:
+                return "incomplete"
+            turn.continuation = (turn.continuation or "") + result.text
+            turn.upstream_continuation = result.upstream_token
+            continue
         if result.client_calls:
             return "requires_action"
         if not result.server_calls:
@@ -252,12 +316,14 @@ async def run_turn(
     max_tool_rounds: int = 8,
     tool_timeout: float = 30.0,
     token_ceiling: int | None = None,
+    ceiling: Ceiling | None = None,
 ) -> None:
     """Run `turn` on `provider`, appending every event to `log`, and wait until all are stored.
 
     mcp_servers: the request's `mcp_server` tools, run here (at most `max_tool_rounds` rounds
     of calls; more ends the interaction `budget_exceeded`, as does using more than
-    `token_ceiling` tokens, checked after each model answer). Never raises for a provider or tool
+    `token_ceiling` tokens, checked after each model answer). `ceiling`: a foreground run's
+    per-turn ceilings (runner/ceiling.py). Never raises for a provider or tool
     failure: the interaction ends `failed` with an `errors` entry. Cancelling the task ends the
     interaction `cancelled`, unless the cancel message is SHUTDOWN. The log must already hold
     the `interaction.created` event (see `announce`).
@@ -265,16 +331,16 @@ async def run_turn(
     log.emit(STATUS_UPDATE, {"interaction_id": log.interaction_id, "status": "in_progress"})
     steps = _Steps(log)
     usage = Usage()
+    prefix = turn.continuation or ""
+    if ceiling is not None:
+        ceiling.arm(turn)
     try:
-        if mcp_servers:
-            async with McpToolbox(mcp_servers, tool_timeout) as toolbox:
+        toolbox = McpToolbox(mcp_servers, tool_timeout) if mcp_servers else None
+        async with toolbox or contextlib.nullcontext():
+            if toolbox is not None:
                 turn.tools = [*turn.tools, *toolbox.declarations]
-                status = await _run(
-                    log, steps, provider, turn, toolbox, max_tool_rounds, usage, token_ceiling
-                )
-        else:
             status = await _run(
-                log, steps, provider, turn, None, max_tool_rounds, usage, token_ceiling
+                log, steps, provider, turn, toolbox, max_tool_rounds, usage, token_ceiling, ceiling
             )
     except asyncio.CancelledError as exc:
         if exc.args == (SHUTDOWN,):
@@ -295,5 +361,9 @@ async def run_turn(
         status = "failed"
         log.emit(ERROR, {"error": {"code": "run_failed", "message": str(exc)}})
     steps.close(usage)
-    log.emit(COMPLETED, {"interaction": _partial(log, status, usage)})
+    token = None
+    if status == "requires_continuation" and ceiling is not None:
+        text = prefix + trailing_answer(log.projection.steps)[1]
+        token = ceiling.token(log.record.id, log.events is None, text, usage.output_tokens)
+    log.emit(COMPLETED, {"interaction": _partial(log, status, usage, token)})
     await log.drain()
