@@ -3,7 +3,8 @@
 A token is opaque to clients (`ct1.` + base64url JSON). For a stored interaction it names the
 interaction that was cut (`i`); the next hop names it as `previous_interaction_id` and its
 stored steps hold the partial answer. With `store=false` nothing is kept, so the token itself
-carries the partial answer's text (`t`) and the output tokens spent on it so far (`o`).
+carries the partial answer's text (`t`) and the output tokens spent on it so far (`o`). When
+the upstream cut the answer itself, its own token rides along (`u`).
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ _PREFIX = "ct1."
 @dataclass(frozen=True, slots=True)
 class Continuation:
     """interaction_id: the stored interaction that was cut. text and output_tokens: the
-    partial answer and its output tokens, for `store=false`."""
+    partial answer and its output tokens, for `store=false`. upstream: the upstream's own
+    continuation token, when it cut the answer."""
 
     interaction_id: str | None = None
     text: str | None = None
     output_tokens: int = 0
+    upstream: str | None = None
 
 
 def encode(continuation: Continuation) -> str:
@@ -38,6 +41,8 @@ def encode(continuation: Continuation) -> str:
     if continuation.text is not None:
         data["t"] = continuation.text
         data["o"] = continuation.output_tokens
+    if continuation.upstream is not None:
+        data["u"] = continuation.upstream
     raw = base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
     return _PREFIX + raw
 
@@ -54,14 +59,14 @@ def decode(token: str) -> Continuation:
     if not isinstance(data, dict):
         raise ValueError("not a continuation token")
     interaction_id, text, tokens = data.get("i"), data.get("t"), data.get("o", 0)
+    upstream = data.get("u")
     if (
-        (interaction_id is not None and not isinstance(interaction_id, str))
-        or (text is not None and not isinstance(text, str))
+        not all(isinstance(v, str | None) for v in (interaction_id, text, upstream))
         or not isinstance(tokens, int)
         or (interaction_id is None) == (text is None)
     ):
         raise ValueError("not a continuation token")
-    return Continuation(interaction_id, text, tokens)
+    return Continuation(interaction_id, text, tokens, upstream)
 
 
 def trailing_answer(steps: list[dict[str, Any]]) -> tuple[int, str]:

@@ -75,12 +75,12 @@ def capabilities_of(provider: object) -> Capabilities:
 def check(turn: Turn, capabilities: Capabilities, who: str) -> None:
     """Raise InvalidArgument naming the field when `who` cannot honour `turn`'s output
     modalities, continuation or safety settings."""
-    for index, modality in enumerate(turn.response_modalities):
+    for modality in turn.response_modalities:
         if modality not in capabilities.output_modalities:
             produced = ", ".join(sorted(capabilities.output_modalities))
             raise InvalidArgument(
-                f"`response_modalities.{index}`: {who} does not produce `{modality}` output "
-                f"(it produces: {produced})"
+                f"`response_modalities` (or a `response_format` entry): {who} does not "
+                f"produce `{modality}` output; it produces {produced}"
             )
     if turn.continuation is not None and not capabilities.continues:
         raise InvalidArgument(f"`continuation_token`: {who} cannot go on with a cut answer")

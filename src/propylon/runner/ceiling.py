@@ -49,11 +49,17 @@ class Ceiling:
         """True once the time ceiling has passed."""
         return self._deadline is not None and time.monotonic() >= self._deadline
 
-    def token(self, interaction_id: str, stored: bool, text: str, output_tokens: int) -> str:
+    def token(
+        self,
+        interaction_id: str,
+        stored: bool,
+        text: str,
+        output_tokens: int,
+        upstream: str | None = None,
+    ) -> str:
         """The continuation token of a cut run: its id when stored, else the partial `text`
-        (the whole answer so far) and its output tokens."""
+        (the whole answer so far) and its output tokens; and the upstream's own token."""
         if stored:
-            return encode(Continuation(interaction_id=interaction_id))
-        return encode(
-            Continuation(text=text, output_tokens=self.prior_output_tokens + output_tokens)
-        )
+            return encode(Continuation(interaction_id=interaction_id, upstream=upstream))
+        spent = self.prior_output_tokens + output_tokens
+        return encode(Continuation(text=text, output_tokens=spent, upstream=upstream))

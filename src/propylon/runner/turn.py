@@ -93,7 +93,10 @@ class _Steps:
 
 
 def _partial(
-    log: EventLog, status: str, usage: Usage | None = None, token: str | None = None
+    log: EventLog,
+    status: str,
+    usage: Usage | dict[str, Any] | None = None,
+    token: str | None = None,
 ) -> dict[str, Any]:
     record = log.record
     interaction: dict[str, Any] = {
@@ -105,7 +108,7 @@ def _partial(
         "updated": now(),
     }
     if usage is not None:
-        interaction["usage"] = usage.to_wire()
+        interaction["usage"] = usage.to_wire() if isinstance(usage, Usage) else usage
     if token is not None:
         interaction["continuation_token"] = token
     return interaction
@@ -242,13 +245,13 @@ async def _run(
             log.emit(ERROR, {"error": {"code": "budget_exceeded", "message": message}})
             return "budget_exceeded"
         if result.status == "requires_continuation":
+            turn.upstream_continuation = result.upstream_token
             if ceiling is not None:
                 return result.status
             continued += 1
             if continued > _MAX_CONTINUATIONS:
                 return "incomplete"
             turn.continuation = (turn.continuation or "") + result.text
-            turn.upstream_continuation = result.upstream_token
             continue
         if result.client_calls:
             return "requires_action"
@@ -303,8 +306,9 @@ def finish_unstarted(log: EventLog, status: str, error: dict[str, str] | None = 
     finish(log, status)
 
 
-def finish(log: EventLog, status: str, usage: Usage | None = None) -> None:
-    """The terminal event: `interaction.completed` with the final status and usage."""
+def finish(log: EventLog, status: str, usage: Usage | dict[str, Any] | None = None) -> None:
+    """The terminal event: `interaction.completed` with the final status and usage (a wire
+    usage object is passed on as it is)."""
     log.emit(COMPLETED, {"interaction": _partial(log, status, usage)})
 
 
@@ -364,6 +368,12 @@ async def run_turn(
     token = None
     if status == "requires_continuation" and ceiling is not None:
         text = prefix + trailing_answer(log.projection.steps)[1]
-        token = ceiling.token(log.record.id, log.events is None, text, usage.output_tokens)
+        token = ceiling.token(
+            log.record.id,
+            log.events is None,
+            text,
+            usage.output_tokens,
+            turn.upstream_continuation,
+        )
     log.emit(COMPLETED, {"interaction": _partial(log, status, usage, token)})
     await log.drain()

@@ -29,6 +29,7 @@ __all__ = [
     "ServiceTier",
     "json_schema_of",
     "normalize_input",
+    "output_media_of",
     "parse_create",
     "queue_priority",
 ]
@@ -525,7 +526,7 @@ def json_schema_of(request: CreateInteraction) -> dict[str, Any] | None:
     """The JSON Schema the output must satisfy (reference §3.7), or None for free text.
 
     `response_format` may be an entry `{type: "text", mime_type: "application/json", schema}`, a
-    list of entries, or a raw JSON Schema. Raises InvalidArgument for non-text formats.
+    list of entries, or a raw JSON Schema. Media entries are `output_media_of`'s.
     """
     value = request.response_format
     if value is None:
@@ -539,11 +540,55 @@ def json_schema_of(request: CreateInteraction) -> dict[str, Any] | None:
                 return schema
             if entry.get("mime_type") == "application/json":
                 return {}
-        elif kind in ("audio", "image", "video"):
-            raise InvalidArgument(f"`response_format` of type `{kind}` is not supported")
-        else:
+        elif kind not in _MEDIA_FORMATS:
             return entry  # a raw JSON Schema
     return None
+
+
+# response_format media entry type -> the fields Propylon maps (into `image_config`)
+_MEDIA_FORMATS: dict[str, dict[str, str]] = {
+    "image": {"aspect_ratio": "aspect_ratio", "image_size": "image_size"},
+    "audio": {},
+    "video": {},
+}
+
+
+def output_media_of(request: CreateInteraction) -> tuple[list[str], dict[str, Any]]:
+    """The output modalities a request asks for (`response_modalities` and the media
+    entries of `response_format`) and the `image_config` its image entry implies.
+
+    Raises InvalidArgument naming an entry field that cannot be honoured: answers arrive
+    inline (`delivery: uri` is refused) in the upstream's own encoding (`mime_type`,
+    `sample_rate`, `bit_rate`, `duration`, ... are refused).
+    """
+    modalities: list[str] = list(dict.fromkeys(request.response_modalities or []))
+    image_config: dict[str, Any] = {}
+    value = request.response_format
+    entries = value if isinstance(value, list) else [value] if value is not None else []
+    for index, entry in enumerate(entries):
+        kind = entry.get("type")
+        if kind not in _MEDIA_FORMATS:
+            continue
+        if "text" not in modalities:
+            modalities.insert(0, "text")  # the answer still has its text
+        if kind not in modalities:
+            modalities.append(str(kind))
+        for name, setting in entry.items():
+            where = f"`response_format{'.' + str(index) if isinstance(value, list) else ''}"
+            if name == "type" or (name == "delivery" and setting == "inline"):
+                continue
+            if name not in _MEDIA_FORMATS[str(kind)]:
+                raise InvalidArgument(
+                    f"{where}.{name}`: not supported; media answers come inline, in the "
+                    "model's own encoding"
+                )
+            image_config[_MEDIA_FORMATS[str(kind)][name]] = setting
+    if image_config:
+        try:
+            ImageConfig.model_validate(image_config)
+        except ValidationError as exc:
+            raise InvalidArgument(_describe(exc, prefix="response_format")) from None
+    return modalities, image_config
 
 
 def _dump(items: Sequence[BaseModel]) -> list[dict[str, Any]]:

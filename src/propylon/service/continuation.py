@@ -26,11 +26,13 @@ _MAX_HOPS = 1000
 class Resumed:
     """history: the stored conversation before the cut answer (none with `store=false`:
     the request's `input` is all of it). text: the answer so far.
-    output_tokens: what the answer has cost so far, in output tokens."""
+    output_tokens: what the answer has cost so far, in output tokens. upstream: the
+    upstream's own token, when it cut the answer."""
 
     history: list[dict[str, Any]]
     text: str
     output_tokens: int
+    upstream: str | None = None
 
 
 async def resume(
@@ -57,7 +59,7 @@ async def resume(
                 "`continuation_token` comes from a `store=false` interaction: send it with "
                 "`store=false` and the original `input`"
             )
-        return Resumed([], token.text or "", token.output_tokens)
+        return Resumed([], token.text or "", token.output_tokens, token.upstream)
     if not request.store:
         raise InvalidArgument(
             "`continuation_token` comes from a stored interaction: send it with "
@@ -79,7 +81,8 @@ async def resume(
             "already holds it"
         )
     start, text = continuation.trailing_answer(history)
-    return Resumed(history[:start], text, await _chain_output_tokens(previous, store))
+    spent = await _chain_output_tokens(previous, store)
+    return Resumed(history[:start], text, spent, token.upstream)
 
 
 async def _chain_output_tokens(cut: InteractionRecord, store: Store) -> int:

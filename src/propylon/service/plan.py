@@ -18,7 +18,12 @@ from propylon.outbound import check_url
 from propylon.providers.base import Turn
 from propylon.providers.google_interactions import GoogleInteractions
 from propylon.runner.history import check_function_results
-from propylon.schema.interactions import CreateInteraction, json_schema_of, normalize_input
+from propylon.schema.interactions import (
+    CreateInteraction,
+    json_schema_of,
+    normalize_input,
+    output_media_of,
+)
 from propylon.service.continuation import resume
 from propylon.store.base import InteractionRecord, Store
 
@@ -108,6 +113,9 @@ async def plan(
         )
     config = request.generation_config
     generation = config.model_dump(exclude_none=True) if config else {}
+    modalities, image_config = output_media_of(request)
+    if image_config and "image_config" not in generation:
+        generation["image_config"] = image_config
     prior = resumed.output_tokens if resumed else 0
     if prior and generation.get("max_output_tokens"):  # the cap is the whole answer's
         generation["max_output_tokens"] = max(1, generation["max_output_tokens"] - prior)
@@ -117,9 +125,10 @@ async def plan(
         tools=[tool for tool in tools if tool.get("type") != "mcp_server"],
         generation_config=generation,
         json_schema=json_schema_of(request),
-        response_modalities=list(request.response_modalities or []),
+        response_modalities=modalities,
         safety_settings=[s.model_dump(exclude_none=True) for s in request.safety_settings or []],
         continuation=resumed.text if resumed else None,
+        upstream_continuation=resumed.upstream if resumed else None,
     )
     served.check(turn)
     if not request.background:  # background runs wait in the job queue instead
