@@ -565,12 +565,13 @@ def output_media_of(request: CreateInteraction) -> tuple[list[str], dict[str, An
     image_config: dict[str, Any] = {}
     value = request.response_format
     entries = value if isinstance(value, list) else [value] if value is not None else []
+    media = [e for e in entries if e.get("type") in _MEDIA_FORMATS]
+    if media and len(media) < len(entries) and "text" not in modalities:
+        modalities.insert(0, "text")  # a text entry (or a schema) beside the media
     for index, entry in enumerate(entries):
         kind = entry.get("type")
         if kind not in _MEDIA_FORMATS:
             continue
-        if "text" not in modalities:
-            modalities.insert(0, "text")  # the answer still has its text
         if kind not in modalities:
             modalities.append(str(kind))
         for name, setting in entry.items():
