@@ -6,7 +6,7 @@ model plays the Nth item (the last repeats). Items: `ok` (stream "hello from <mo
 chunks, with usage), `429` (with `Retry-After: 0.05`), `500`, `400`, `timeout` (answer after
 2 s), `reset` (close the connection before answering), `cut` (stream one chunk, then close),
 `slow` (stream ten chunks, 0.3 s apart).
-`GET /calls/<run id>` answers the call counts per model.
+`GET /calls/<run id>` answers the call counts per model; `GET /requests` the request bodies.
 
     python tests/fault_upstream.py PORT
 """
@@ -22,6 +22,7 @@ from collections import defaultdict
 from aiohttp import web
 
 calls: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+received: list[dict[str, object]] = []
 
 
 def _chunk(
@@ -39,6 +40,7 @@ def _chunk(
 
 async def completions(request: web.Request) -> web.StreamResponse:
     body = await request.json()
+    received.append(body)
     model = body["model"]
     text = body["messages"][-1]["content"]
     run = re.search(r"id=(\S+)", text)
@@ -93,8 +95,18 @@ async def count(request: web.Request) -> web.Response:
     return web.json_response(calls.get(request.match_info["run"], {}))
 
 
+async def requests(request: web.Request) -> web.Response:
+    return web.json_response(received)
+
+
 app = web.Application()
-app.add_routes([web.post("/v1/chat/completions", completions), web.get("/calls/{run}", count)])
+app.add_routes(
+    [
+        web.post("/v1/chat/completions", completions),
+        web.get("/calls/{run}", count),
+        web.get("/requests", requests),
+    ]
+)
 
 if __name__ == "__main__":
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)

@@ -4,6 +4,7 @@ through google-genai 3.4.0 against `echo`; usage in full; continuation of a cut 
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from google import genai
 from google.genai import _interactions as errors
 
-from tests.conftest import CONFIG, Server, start_server, stop_server
+from tests.conftest import CONFIG, Server, helper, start_server, stop_server
 
 
 def _refused(client: genai.Client, **body: Any) -> str:
@@ -263,3 +264,61 @@ def test_a_store_false_token_comes_back_with_store_false(cutting: Server) -> Non
         cutting.client(), model="echo", input=SENTENCE, continuation_token=cut["continuation_token"]
     )
     assert "store=false" in message
+
+
+@pytest.fixture(scope="module")
+def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+    """A server whose model `relay` is an OpenAI-compatible upstream (tests/fault_upstream.py)."""
+    with helper("fault_upstream.py") as upstream:
+        target = f"""
+[[models]]
+name = "relay"
+[[models.targets]]
+provider = "openai"
+base_url = "{upstream}/v1"
+model = "primary"
+max_attempts = 1
+"""
+        running = start_server(tmp_path_factory.mktemp("relay"), CONFIG + target)
+        yield running, upstream
+        stop_server(running)
+
+
+def _user(text: str) -> dict[str, Any]:
+    return {"type": "user_input", "content": [{"type": "text", "text": text}]}
+
+
+def test_replayed_tool_steps_reach_a_model_that_cannot_take_them_as_text(
+    relay: tuple[Server, str],
+) -> None:
+    server, upstream = relay
+    search = {"type": "google_search_call", "id": "s1", "arguments": {"queries": ["otters"]}}
+    found = {"type": "google_search_result", "call_id": "s1", "result": [{}]}
+    code = {"type": "code_execution_call", "id": "c1", "arguments": {"code": "print(1)"}}
+    ran = {"type": "code_execution_result", "call_id": "c1", "result": "1\n"}
+    history = [_user("find otters"), search, found, code, ran, _user("id=replay1 primary=ok")]
+    client = server.client()
+    answer = client.interactions.create(model="relay", input=history)
+    assert answer.status == "completed" and answer.output_text == "hello from primary"
+    messages = httpx.get(f"{upstream}/requests").json()[-1]["messages"]
+    assert [(m["role"], m["content"].split(" ")[0]) for m in messages] == [
+        ("user", "find"),
+        ("assistant", "[google_search_call]"),
+        ("assistant", "[google_search_result]"),
+        ("assistant", "[code_execution_call]"),
+        ("assistant", "[code_execution_result]"),
+        ("user", "id=replay1"),
+    ]
+    assert '"queries":["otters"]' in messages[1]["content"]
+
+
+def test_a_model_that_cannot_continue_refuses_a_continuation_token(
+    relay: tuple[Server, str],
+) -> None:
+    server, _ = relay
+    # a store=false token carries its partial answer: `{"t": "part", "o": 1}`
+    token = "ct1." + base64.urlsafe_b64encode(b'{"t":"part","o":1}').decode().rstrip("=")
+    message = _refused(
+        server.client(), model="relay", input="x", store=False, continuation_token=token
+    )
+    assert "`continuation_token`" in message and "relay" in message
