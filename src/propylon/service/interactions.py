@@ -343,8 +343,8 @@ class InteractionService:
         if record is None or lifecycle.is_terminal(record.status):
             return  # deleted or finished meanwhile: never run twice
         log = self._log(record, existing=await reading.fold(self.store, interaction_id))
-        request = request_of(record)
         try:
+            request = request_of(record)  # a value an older version stored may be refused now
             planned = await plan(
                 request,
                 self.store,

@@ -23,6 +23,7 @@ from propylon.schema.interactions import (
     json_schema_of,
     normalize_input,
     output_media_of,
+    parse_create,
 )
 from propylon.service.continuation import resume
 from propylon.store.base import InteractionRecord, Store
@@ -173,7 +174,6 @@ async def _plan_agent(
 
 
 def request_of(record: InteractionRecord) -> CreateInteraction:
-    """The create request a stored interaction came from (its echoed fields and input)."""
-    return CreateInteraction.model_validate(
-        {**record.request, "input": record.input, "background": record.background}
-    )
+    """The create request a stored interaction came from (its echoed fields and input).
+    Raises InvalidArgument when they are no longer a valid request."""
+    return parse_create({**record.request, "input": record.input, "background": record.background})
