@@ -13,7 +13,15 @@ import pytest
 from google import genai
 from google.genai import _interactions as errors
 
-from tests.conftest import CONFIG, Server, helper, start_server, stop_server
+from tests.conftest import (
+    CONFIG,
+    EMBEDDED,
+    EMBEDDED_CONFIG,
+    Server,
+    helper,
+    start_server,
+    stop_server,
+)
 
 
 def _refused(client: genai.Client, **body: Any) -> str:
@@ -159,7 +167,8 @@ CEILINGS = "continuation_after_tokens = 4\ncontinuation_after_seconds = 0.3\n"
 
 @pytest.fixture(scope="module")
 def cutting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_server(tmp_path_factory.mktemp("ceilings"), CEILINGS + CONFIG)
+    config = CEILINGS + CONFIG + (EMBEDDED_CONFIG if EMBEDDED else "")
+    running = start_server(tmp_path_factory.mktemp("ceilings"), config)
     yield running
     stop_server(running)
 
@@ -241,6 +250,20 @@ def test_the_time_ceiling_cuts_a_slow_answer(cutting: Server) -> None:
     assert answer.status == "completed"
     assert answer.output_text == f"user: {word}"
     assert len(answer.continuation_ids) >= 2
+
+
+@pytest.mark.skipif(not EMBEDDED, reason="the `local` extra is not installed")
+def test_the_embedded_model_continues_its_own_answer(cutting: Server) -> None:
+    client = cutting.client()
+    config = {"max_output_tokens": 12, "temperature": 0.0, "seed": 1}
+    asked = "Name the planets of the solar system."
+    answer = client.interactions.create(model="gemma-3-270m", input=asked, generation_config=config)
+    assert len(answer.continuation_ids) >= 2
+    assert answer.usage.total_output_tokens <= 12  # the cap is the whole answer's
+    assert [m.modality for m in answer.usage.output_tokens_by_modality] == ["text"]
+    hops = [client.interactions.get(i) for i in answer.continuation_ids]
+    assert [h.status for h in hops[:-1]] == ["requires_continuation"] * (len(hops) - 1)
+    assert answer.output_text == "".join(h.output_text or "" for h in hops)
 
 
 def test_background_runs_are_not_cut(cutting: Server) -> None:
