@@ -323,9 +323,10 @@ class Settings(BaseSettings):
     continuation_after_seconds: float | None = Field(
         default=None,
         gt=0,
-        description="Per-turn time ceiling of a foreground answer, in seconds: past it, the "
-        "answer is cut and the interaction ends `requires_continuation` with a "
-        "`continuation_token` to go on from (for proxies that close long requests).",
+        description="Per-turn time ceiling of a foreground run, in seconds from its start: "
+        "past it (checked as the text streams), the answer is cut and the interaction ends "
+        "`requires_continuation` with a `continuation_token` to go on from (for proxies that "
+        "close long requests).",
     )
     continuation_after_tokens: int | None = Field(
         default=None,

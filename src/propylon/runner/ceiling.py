@@ -1,7 +1,7 @@
 """Per-turn ceilings of a foreground answer, and the continuation token of a cut one.
 
 A foreground run (the client waits on one HTTP request) on a model that can continue an
-answer is held to `continuation_after_seconds` of answering and `continuation_after_tokens`
+answer is held to `continuation_after_seconds` from its start and `continuation_after_tokens`
 output tokens (settings). Past either, mid-answer, the run ends `requires_continuation` with
 a `continuation_token`; the client (google-genai does it by itself) sends it back and the
 next interaction goes on from where this one stopped. An upstream that cuts the answer at
