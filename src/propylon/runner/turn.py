@@ -9,7 +9,6 @@ final status and usage (preceded by an `error` event when the run failed).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -139,83 +138,67 @@ async def _provider_pass(
     Past the `ceiling`'s time, the answer is cut after its next text (`requires_continuation`)."""
     result = _Pass()
     stream = provider.stream(turn)
-    try:
-        async for event in stream:
-            if _apply(log, steps, turn, toolbox, result, event, ceiling):
+    async for event in stream:
+        if isinstance(event, TextDelta):
+            index = steps.ensure("model_output", {"type": "model_output", "content": []})
+            log.emit(STEP_DELTA, {"index": index, "delta": {"type": "text", "text": event.text}})
+            result.text += event.text
+            if ceiling is not None and ceiling.passed():
                 result.status = "requires_continuation"
                 break
-    finally:
-        close = getattr(stream, "aclose", None)
-        if close is not None:
-            await close()  # a cut answer: this stops the upstream call now
-    return result
-
-
-def _apply(
-    log: EventLog,
-    steps: _Steps,
-    turn: Turn,
-    toolbox: McpToolbox | None,
-    result: _Pass,
-    event: object,
-    ceiling: Ceiling | None,
-) -> bool:
-    """Fold one provider event into steps; True when the ceiling's time cuts the answer."""
-    if isinstance(event, TextDelta):
-        index = steps.ensure("model_output", {"type": "model_output", "content": []})
-        log.emit(STEP_DELTA, {"index": index, "delta": {"type": "text", "text": event.text}})
-        result.text += event.text
-        return ceiling is not None and ceiling.passed()
-    if isinstance(event, (MediaDelta, ServerStep, Citations)):
-        emit_upstream_step(log, steps, event)
-    elif isinstance(event, ThoughtDelta):
-        index = steps.ensure("thought", {"type": "thought"})
-        if event.summary is not None:
-            delta = {
-                "type": "thought_summary",
-                "content": {"type": "text", "text": event.summary},
-            }
-            log.emit(STEP_DELTA, {"index": index, "delta": delta})
-        if event.signature is not None:
-            delta = {"type": "thought_signature", "signature": event.signature}
-            log.emit(STEP_DELTA, {"index": index, "delta": delta})
-    elif isinstance(event, FunctionCall):
-        server = toolbox.server_of(event.name) if toolbox else None
-        if server is not None:
-            result.server_calls.append(event)
-            steps.single(
-                f"mcp:{event.id}",
-                {"type": "mcp_server_tool_call", "id": event.id},
-                {
-                    "type": "mcp_server_tool_call",
-                    "name": event.name,
-                    "server_name": server,
-                    "arguments": event.arguments,
-                },
+        elif isinstance(event, (MediaDelta, ServerStep, Citations)):
+            emit_upstream_step(log, steps, event)
+        elif isinstance(event, ThoughtDelta):
+            index = steps.ensure("thought", {"type": "thought"})
+            if event.summary is not None:
+                delta = {
+                    "type": "thought_summary",
+                    "content": {"type": "text", "text": event.summary},
+                }
+                log.emit(STEP_DELTA, {"index": index, "delta": delta})
+            if event.signature is not None:
+                delta = {"type": "thought_signature", "signature": event.signature}
+                log.emit(STEP_DELTA, {"index": index, "delta": delta})
+        elif isinstance(event, FunctionCall):
+            server = toolbox.server_of(event.name) if toolbox else None
+            if server is not None:
+                result.server_calls.append(event)
+                steps.single(
+                    f"mcp:{event.id}",
+                    {"type": "mcp_server_tool_call", "id": event.id},
+                    {
+                        "type": "mcp_server_tool_call",
+                        "name": event.name,
+                        "server_name": server,
+                        "arguments": event.arguments,
+                    },
+                )
+                continue
+            if turn.tool_choice().mode == "validated":
+                check_arguments(event, turn.tools)
+            result.client_calls += 1
+            index = steps.ensure(
+                f"function_call:{event.id}",
+                {"type": "function_call", "id": event.id, "name": event.name, "arguments": {}},
             )
-            return False
-        if turn.tool_choice().mode == "validated":
-            check_arguments(event, turn.tools)
-        result.client_calls += 1
-        index = steps.ensure(
-            f"function_call:{event.id}",
-            {"type": "function_call", "id": event.id, "name": event.name, "arguments": {}},
-        )
-        arguments = orjson.dumps(event.arguments).decode()
-        for start in range(0, len(arguments), _ARGUMENTS_CHUNK):
-            delta = {
-                "type": "arguments_delta",
-                "arguments": arguments[start : start + _ARGUMENTS_CHUNK],
-            }
-            log.emit(STEP_DELTA, {"index": index, "delta": delta})
-    elif isinstance(event, UsageReport):
-        result.usage = event.usage
-    elif isinstance(event, Finish) and event.reason == "continuation" and result.text:
-        result.status, result.upstream_token = "requires_continuation", event.token
-    elif isinstance(event, Finish) and event.reason != "stop":
-        capped = ceiling is not None and ceiling.capped and bool(result.text)
-        result.status = "requires_continuation" if capped else "incomplete"
-    return False
+            arguments = orjson.dumps(event.arguments).decode()
+            for start in range(0, len(arguments), _ARGUMENTS_CHUNK):
+                delta = {
+                    "type": "arguments_delta",
+                    "arguments": arguments[start : start + _ARGUMENTS_CHUNK],
+                }
+                log.emit(STEP_DELTA, {"index": index, "delta": delta})
+        elif isinstance(event, UsageReport):
+            result.usage = event.usage
+        elif isinstance(event, Finish) and event.reason == "continuation" and result.text:
+            result.status, result.upstream_token = "requires_continuation", event.token
+        elif isinstance(event, Finish) and event.reason != "stop":
+            capped = ceiling is not None and ceiling.capped and bool(result.text)
+            result.status = "requires_continuation" if capped else "incomplete"
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()  # after a cut, this stops the upstream call now
+    return result
 
 
 async def _run(
@@ -339,12 +322,23 @@ async def run_turn(
     if ceiling is not None:
         ceiling.arm(turn)
     try:
-        toolbox = McpToolbox(mcp_servers, tool_timeout) if mcp_servers else None
-        async with toolbox or contextlib.nullcontext():
-            if toolbox is not None:
+        if mcp_servers:
+            async with McpToolbox(mcp_servers, tool_timeout) as toolbox:
                 turn.tools = [*turn.tools, *toolbox.declarations]
+                status = await _run(
+                    log,
+                    steps,
+                    provider,
+                    turn,
+                    toolbox,
+                    max_tool_rounds,
+                    usage,
+                    token_ceiling,
+                    ceiling,
+                )
+        else:
             status = await _run(
-                log, steps, provider, turn, toolbox, max_tool_rounds, usage, token_ceiling, ceiling
+                log, steps, provider, turn, None, max_tool_rounds, usage, token_ceiling, ceiling
             )
     except asyncio.CancelledError as exc:
         if exc.args == (SHUTDOWN,):
