@@ -5,7 +5,10 @@ The request's `model` (here `primary` or `backup`) picks the script; the Nth cal
 model plays the Nth item (the last repeats). Items: `ok` (stream "hello from <model>" in three
 chunks, with usage), `429` (with `Retry-After: 0.05`), `500`, `400`, `timeout` (answer after
 2 s), `reset` (close the connection before answering), `cut` (stream one chunk, then close),
-`slow` (stream ten chunks, 0.3 s apart).
+`slow` (stream ten chunks, 0.3 s apart), `huge` (like `ok` but with 2**64 - 1 prompt tokens:
+the total is past 64 bits), `call` (one call of `get_weather` with no call id, as some
+servers send), `big` (one 1 MiB chunk: a single SSE line over 1 MiB), `hold` (answer nothing
+until the caller goes away, at most 10 s).
 `GET /calls/<run id>` answers the call counts per model; `GET /requests` the request bodies.
 
     python tests/fault_upstream.py PORT
@@ -23,6 +26,7 @@ from aiohttp import web
 
 calls: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
 received: list[dict[str, object]] = []
+BIG = 1 << 20  # characters of the `big` chunk
 
 
 def _chunk(
@@ -35,6 +39,15 @@ def _chunk(
         ]
     if usage is not None:
         body["usage"] = usage
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+def _call_chunk() -> bytes:
+    call = {"index": 0, "function": {"name": "get_weather", "arguments": '{"location": "Oslo"}'}}
+    body = {
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {"tool_calls": [call]}}],
+    }
     return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
@@ -62,11 +75,24 @@ async def completions(request: web.Request) -> web.StreamResponse:
         return web.Response()
     if step == "timeout":
         await asyncio.sleep(2)
+    if step == "hold":
+        for _ in range(200):
+            if request.transport is None or request.transport.is_closing():
+                break
+            await asyncio.sleep(0.05)
+        return web.Response(status=500)
     response = web.StreamResponse(headers={"content-type": "text/event-stream"})
     await response.prepare(request)
+    if step == "call":
+        await response.write(_call_chunk())
+        await response.write(_chunk(finish="tool_calls"))
+        await response.write(b"data: [DONE]\n\n")
+        return response
     words = ["hello ", "from ", model]
     if step == "slow":
         words = [f"{n} " for n in range(10)]
+    if step == "big":
+        words = ["x" * BIG]
     for index, word in enumerate(words):
         if step == "slow":
             await asyncio.sleep(0.3)
@@ -77,12 +103,13 @@ async def completions(request: web.Request) -> web.StreamResponse:
             request.transport.abort()
             return response
     await response.write(_chunk(finish="stop"))
+    prompt = 2**64 - 1 if step == "huge" else 7
     await response.write(
         _chunk(
             usage={
-                "prompt_tokens": 7,
+                "prompt_tokens": prompt,
                 "completion_tokens": 3,
-                "total_tokens": 10,
+                "total_tokens": prompt + 3,
                 "prompt_tokens_details": {"cached_tokens": 2},
             }
         )

@@ -6,6 +6,7 @@ served over Streamable HTTP on loopback. It requires the header `x-test-token: T
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import uvicorn
@@ -20,6 +21,13 @@ TOKEN = (sys.argv[2] if len(sys.argv) > 2 else "secret").encode()
 def add(a: int, b: int) -> int:
     """Add two integers."""
     return a + b
+
+
+@server.tool()
+async def wait(seconds: float) -> str:
+    """Answer after `seconds` (a tool call that is still running when the server stops)."""
+    await asyncio.sleep(seconds)
+    return "waited"
 
 
 @server.tool()

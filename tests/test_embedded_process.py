@@ -57,17 +57,8 @@ restart_backoff_initial_seconds = 0.2
 
 def model_pid(server: Server) -> int | None:
     """The PID of the server's model process (a child running embedded_worker), or None."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            command = (entry / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == server.process.pid and b"embedded_worker" in command:
-            return int(entry.name)
-    return None
+    pids = model_pids(server)
+    return pids[0] if pids else None
 
 
 def metric(server: Server, name: str) -> float:
@@ -198,3 +189,30 @@ def test_dns_work_proceeds_while_embedded_requests_queue(gemma: Server, mcp_url:
         seconds=30,
     )
     assert metric(gemma, "propylon_model_queue_waiting") == 0
+
+
+def model_pids(server: Server) -> list[int]:
+    """Every model process of the server (there should be at most one)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                command = (entry / "cmdline").read_bytes()
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == server.process.pid and b"embedded_worker" in command:
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_a_config_reload_keeps_the_one_model_process(gemma: Server) -> None:
+    short = {"model": MODEL, "input": "Hi", "generation_config": {"max_output_tokens": 4}}
+    with gemma.http() as http:
+        assert http.post("/v1beta/interactions", json=short).status_code == 200
+        before = model_pids(gemma)
+        assert len(before) == 1
+        gemma.process.send_signal(signal.SIGHUP)
+        for _ in range(2):  # the second surely after the reload
+            assert http.post("/v1beta/interactions", json=short).status_code == 200
+    assert model_pids(gemma) == before

@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import API_KEY, Server, helper, start_server, stop_server
+from tests.conftest import API_KEY, Server, helper, start_server, stop_server, wait_for
+from tests.fault_upstream import BIG
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +76,20 @@ name = "doomed"
 name = "breaker"
 {_target(upstream, "primary", "breaker-primary", 1)}
 {_target(upstream, "backup", "breaker-backup", 1)}
+
+[[models]]
+name = "breaker-400"
+{_target(upstream, "primary", "b400-primary", 1)}
+{_target(upstream, "backup", "b400-backup", 1)}
+
+[[models]]
+name = "breaker-gone"
+{_target(upstream, "primary", "gone-primary", 1)}
+{_target(upstream, "backup", "gone-backup", 1)}
+
+[[models]]
+name = "big"
+{_target(upstream, "primary", "big", 3)}
 """
     data = tmp_path_factory.mktemp("gateway")
     running = start_server(data, config, log=data / "server.log")
@@ -171,6 +186,80 @@ def test_the_circuit_opens_then_closes(gateway: Server, upstream: str) -> None:
     assert _calls(upstream, run) == {"primary": 1}
     run, answer = _create(gateway, "breaker", "primary=ok backup=ok")
     assert answer.output_text == "hello from primary"  # closed again
+
+
+def _open_circuit(gateway: Server, upstream: str, model: str) -> None:
+    """Three failed attempts on the model's primary open its circuit; then its cooldown
+    passes (breaker.cooldown_seconds = 1): the next call is the half-open probe."""
+    for _ in range(3):
+        run, _ = _create(gateway, model, "primary=500 backup=ok")
+        assert _calls(upstream, run) == {"primary": 1, "backup": 1}
+    run, _ = _create(gateway, model, "primary=ok backup=ok")
+    assert _calls(upstream, run) == {"backup": 1}  # open
+    time.sleep(1.1)  # the cooldown under test
+
+
+def test_the_circuit_recovers_after_a_probe_that_got_400(gateway: Server, upstream: str) -> None:
+    _open_circuit(gateway, upstream, "breaker-400")
+    run, answer = _create(gateway, "breaker-400", "primary=400 backup=ok")
+    assert answer.status == "failed" and _calls(upstream, run) == {"primary": 1}
+    # a refused request says nothing of the target's health: the next call probes again
+    run, answer = _create(gateway, "breaker-400", "primary=ok backup=ok")
+    assert answer.output_text == "hello from primary"
+    assert _calls(upstream, run) == {"primary": 1}
+
+
+def test_the_circuit_recovers_after_a_probe_whose_client_left(
+    gateway: Server, upstream: str
+) -> None:
+    _open_circuit(gateway, upstream, "breaker-gone")
+    run = uuid.uuid4().hex[:12]
+    body = {
+        "model": "breaker-gone",
+        "input": f"id={run} primary=hold backup=ok",
+        "stream": True,
+        "store": False,  # its run lives as long as its client
+    }
+    with gateway.http() as http, http.stream("POST", "/v1beta/interactions", json=body) as sent:
+        assert sent.status_code == 200
+        wait_for(lambda: _calls(upstream, run) == {"primary": 1})  # the probe is upstream
+    # the client left: its run is cancelled, and the probe with it
+
+    def primary_answers() -> bool:
+        _, answer = _create(gateway, "breaker-gone", "primary=ok backup=ok")
+        return bool(answer.output_text == "hello from primary")
+
+    wait_for(primary_answers, 10)
+
+
+def test_an_sse_line_over_a_mebibyte_is_read(gateway: Server, upstream: str) -> None:
+    run, answer = _create(gateway, "big", "primary=big")
+    assert answer.status == "completed", answer.errors
+    assert answer.output_text == "x" * BIG
+    assert _calls(upstream, run) == {"primary": 1}
+
+
+def test_an_sse_line_over_the_limit_fails_naming_the_setting(
+    upstream: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    digest = __import__("hashlib").sha256(API_KEY.encode()).hexdigest()
+    config = f"""
+api_keys = ["sha256:{digest}"]
+upstream_max_line_bytes = 65536
+
+[[models]]
+name = "big"
+{_target(upstream, "primary", "big", 3)}
+"""
+    server = start_server(tmp_path_factory.mktemp("small-lines"), config)
+    try:
+        run, answer = _create(server, "big", "primary=big")
+    finally:
+        stop_server(server)
+    assert answer.status == "failed"
+    message = answer.errors[0].message
+    assert "65536" in message and "upstream_max_line_bytes" in message
+    assert _calls(upstream, run) == {"primary": 1}  # the same answer again would not fit either
 
 
 def test_usage_cost_and_one_log_line_per_upstream_call(gateway: Server, upstream: str) -> None:

@@ -18,23 +18,31 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from propylon.api import interactions
+from propylon.api import agents as agent_routes
+from propylon.api import interactions, openapi
+from propylon.api import listing as listing_routes
 from propylon.api import webhooks as webhook_routes
 from propylon.api.auth import Authenticator, AuthMiddleware
 from propylon.api.errors import EXCEPTION_HANDLERS, JSONResponse
+from propylon.api.limits import BodyLimitMiddleware
 from propylon.bus.memory import MemoryBus
 from propylon.config import Settings
 from propylon.gateway.registry import ModelRegistry
 from propylon.jobs.webhooks import DeliveryWorker
 from propylon.observability import Metrics, MetricsMiddleware
+from propylon.outbound import OutboundPolicy
 from propylon.providers.google_interactions import GoogleInteractions
+from propylon.service.agents import AgentService
 from propylon.service.idempotency import Idempotency
 from propylon.service.interactions import InteractionService
 from propylon.service.ledger import Ledger
+from propylon.service.listing import ListingService
 from propylon.service.retention import purge_expired
 from propylon.service.webhooks import WebhookService, new_secret
 from propylon.store.sqlite import SQLiteStore
+from propylon.store.sqlite_agents import SQLiteAgentStore
 from propylon.store.sqlite_ledger import SQLiteLedgerStore
+from propylon.store.sqlite_listing import SQLiteListingStore
 
 __all__ = ["create_app"]
 
@@ -90,11 +98,11 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     models = models or ModelRegistry.from_settings(settings)
     store = SQLiteStore(settings.database_path)
     ledger = SQLiteLedgerStore(store)
+    custom_agents = SQLiteAgentStore(store)
     metrics = Metrics()
+    outbound = OutboundPolicy.from_settings(settings)
     webhooks = WebhookService(
-        store,
-        settings.allow_private_network_targets,
-        settings.webhook_secret or _generated_secret(settings.data_dir),
+        store, outbound, settings.webhook_secret or _generated_secret(settings.data_dir)
     )
     worker = DeliveryWorker(
         store,
@@ -103,11 +111,14 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         backoff=settings.webhook_retry_initial_seconds,
         disable_after=settings.webhook_disable_after_failures,
         timeout=settings.webhook_timeout_seconds,
-        allow_private=settings.allow_private_network_targets,
+        policy=outbound,
     )
     agents = {
         agent.name: GoogleInteractions(
-            agent.base_url, _env_key(agent.api_key_env), agent.timeout_seconds
+            agent.base_url,
+            _env_key(agent.api_key_env),
+            agent.timeout_seconds,
+            settings.upstream_max_line_bytes,
         )
         for agent in settings.agents
     }
@@ -122,6 +133,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         on_outbox=worker.wake,
         metrics=metrics,
         agents=agents,
+        custom_agents=custom_agents,
     )
     metrics.queue_depth.set_function(service.jobs.waiting)
     metrics.watch_model_processes(lambda: service.models.model_processes())
@@ -135,7 +147,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
             current = settings.model_copy(
                 update={"models": fresh.models, "retry": fresh.retry, "breaker": fresh.breaker}
             )
-            registry = ModelRegistry.from_settings(current)
+            registry = ModelRegistry.from_settings(current, previous=service.models)
         except Exception as exc:  # a bad edit must not take the server down
             logger.error("config reload failed, keeping the current models: %s", exc)
             return
@@ -181,18 +193,26 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
                 await agent.close()
             await store.close()
 
-    api = [*interactions.routes, *webhook_routes.routes]
+    api = [
+        *interactions.routes,
+        *listing_routes.routes,
+        *agent_routes.routes,
+        *webhook_routes.routes,
+    ]
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz),
         Route("/readyz", _readyz),
         Route("/metrics", _metrics),
+        Route("/openapi.json", openapi.serve),
         *api,
     ]
     if settings.path_prefix:
         routes.append(Mount(settings.path_prefix.rstrip("/"), routes=api))
     auth = Authenticator(settings.api_keys, store, settings.auth_cache_seconds)
     # Every route but these is authenticated once, in the middleware, before routing.
-    open_paths = {"/healthz"} | ({"/metrics", "/readyz"} if settings.metrics_public else set())
+    open_paths = {"/healthz", "/openapi.json"}  # liveness; the API's description, no data
+    if settings.metrics_public:
+        open_paths |= {"/metrics", "/readyz"}
     app = Starlette(
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
@@ -200,11 +220,16 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics),
             Middleware(AuthMiddleware, auth=auth, open_paths=frozenset(open_paths)),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes),
         ],
     )
+    # No 307 from `/x/` to `/x`: a path with an empty id is a 404 like any unknown path.
+    app.router.redirect_slashes = False
     app.state.settings = settings
     app.state.store = store
     app.state.service = service
+    app.state.listing = ListingService(SQLiteListingStore(store), store)
+    app.state.agents = AgentService(custom_agents, store, lambda: service.models, settings, agents)
     app.state.webhooks = webhooks
     app.state.models = models
     app.state.metrics = metrics

@@ -7,10 +7,13 @@ import contextlib
 import dataclasses
 import ipaddress
 import logging
+import math
 import secrets
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any, TypeVar
 
 import orjson
@@ -141,10 +144,18 @@ def serve(
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Serve the Interactions API."""
+    """Serve the Interactions API. Refuses to start (exit code 1) while another server holds
+    the data dir."""
     from propylon.app import create_app
+    from propylon.store.lock import DataDirInUse, DataDirLock
 
     settings = _settings(config, host=host, port=port, data_dir=data_dir)
+    lock = DataDirLock(settings.data_dir)  # held until the process ends
+    try:
+        lock.acquire()
+    except DataDirInUse as exc:
+        typer.echo(f"propylon: {exc}", err=True)
+        raise typer.Exit(1) from None
     stored_keys = _stored_key_count(settings)
     if not settings.api_keys and not stored_keys and not is_loopback(settings.host):
         typer.echo(
@@ -169,15 +180,44 @@ def serve(
     typer.echo(f"  data dir: {settings.data_dir.resolve()}")
     typer.echo(f"  models:   {names}")
     typer.echo(f"  auth:     {auth}")
-    uvicorn.run(
-        asgi,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        lifespan="on",
-        log_config=None,
+    server = _Server(
+        uvicorn.Config(
+            asgi,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=False,
+            lifespan="on",
+            log_config=None,
+            timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_seconds),
+        ),
+        on_stop=asgi.state.service.begin_shutdown,
     )
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        raise typer.Exit(3)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the app the moment a stop is asked (`on_stop`, run on the
+    event loop): uvicorn waits for the requests under way before the lifespan shutdown, and
+    an open stream would not end by itself."""
+
+    def __init__(self, config: uvicorn.Config, on_stop: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_stop = on_stop
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if self._loop is not None:  # a signal handler: hand the work to the loop
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                self._loop.call_soon_threadsafe(self._on_stop)
 
 
 @keys_app.command("create")

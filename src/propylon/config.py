@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -267,6 +267,27 @@ class Settings(BaseSettings):
         gt=0,
         description="Live events buffered per stream reader; a slower reader re-reads the store.",
     )
+    shutdown_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "On SIGTERM, how long open requests may still finish before they are cancelled; "
+            "open streams end at once with an `error` event to resume from."
+        ),
+    )
+    max_request_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        gt=0,
+        description="Largest request body, in bytes; a larger one is refused with 413 "
+        "before more of it is read.",
+    )
+    max_json_depth: int = Field(
+        default=64,
+        ge=2,
+        le=200,  # the store's JSON encoder (orjson) stops at 255 levels, events add a few
+        description="Deepest nesting of objects and arrays in a JSON request body; deeper "
+        "is refused with 400.",
+    )
     background_workers: int = Field(
         default=16,
         ge=1,
@@ -297,6 +318,12 @@ class Settings(BaseSettings):
     )
     webhook_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Timeout of one delivery attempt, in seconds."
+    )
+    upstream_max_line_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Longest line of an upstream's event stream, in bytes (a large function "
+        "call argument or inline image arrives as one line); a longer one fails the interaction.",
     )
     auth_cache_seconds: float = Field(
         default=2.0,
@@ -380,6 +407,13 @@ class Settings(BaseSettings):
         description=(
             "Let MCP server and webhook URLs point at loopback, private or link-local addresses "
             "(refused by default: SSRF)."
+        ),
+    )
+    allowed_target_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description=(
+            "Networks (CIDR, e.g. `10.20.0.0/16`) that MCP server and webhook URLs may reach "
+            "even when `allow_private_network_targets` is off."
         ),
     )
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")

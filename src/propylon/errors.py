@@ -11,6 +11,7 @@ __all__ = [
     "FailedPrecondition",
     "InvalidArgument",
     "NotFound",
+    "PayloadTooLarge",
     "PermissionDenied",
     "PropylonError",
     "ResourceExhausted",
@@ -34,6 +35,14 @@ class InvalidArgument(PropylonError):
     """The request is malformed or asks for something impossible (HTTP 400)."""
 
     http_status = 400
+    status = "INVALID_ARGUMENT"
+
+
+class PayloadTooLarge(PropylonError):
+    """The request body is over the size limit (HTTP 413). `INVALID_ARGUMENT`, as Google
+    answers an oversized payload: the client must send less, not retry."""
+
+    http_status = 413
     status = "INVALID_ARGUMENT"
 
 

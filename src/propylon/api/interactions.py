@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from propylon.api.auth import caller_of
 from propylon.api.errors import JSONResponse
+from propylon.api.limits import json_body
 from propylon.api.sse import event_stream_response
 from propylon.domain.caller import Caller
 from propylon.errors import InvalidArgument
@@ -38,10 +38,7 @@ def _flag(request: Request, name: str) -> bool:
 
 async def create(request: Request) -> Response:
     service, caller = await _service(request)
-    try:
-        body: Any = orjson.loads(await request.body())
-    except orjson.JSONDecodeError as exc:
-        raise InvalidArgument(f"malformed JSON body: {exc}") from None
+    body: Any = await json_body(request)
     key = request.headers.get("idempotency-key") or None
     created = await service.create(parse_create(body), caller, key, body)
     if created.events is not None:

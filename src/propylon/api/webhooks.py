@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from propylon.api.auth import caller_of
 from propylon.api.errors import JSONResponse
+from propylon.api.limits import json_body
 from propylon.domain.caller import Caller
 from propylon.errors import InvalidArgument, NotFound
 from propylon.service.webhooks import WebhookService
@@ -24,13 +24,7 @@ async def _service(request: Request) -> tuple[WebhookService, Caller]:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw:
-        return {}
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidArgument(f"malformed JSON body: {exc}") from None
+    body = await json_body(request, empty={})
     if not isinstance(body, dict):
         raise InvalidArgument("the request body must be a JSON object")
     return body

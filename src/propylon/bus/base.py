@@ -19,8 +19,10 @@ class Subscription(Protocol):
     async def next(self, timeout: float) -> list[Event] | None:
         """Events published since the last call, waiting up to `timeout` seconds for some.
 
-        Returns [] on timeout, and None when events were dropped (the reader was too slow and
-        its bounded buffer overflowed): the reader must then re-read the store.
+        Returns [] on timeout or when woken without events (an empty publish, or the bus
+        closing): the reader then re-checks its interaction's state. Returns None when events
+        were dropped (the reader was too slow and its bounded buffer overflowed): the reader
+        must then re-read the store.
         """
 
     def close(self) -> None:
@@ -31,7 +33,12 @@ class Bus(Protocol):
     """Publish events of an interaction; subscribe to them."""
 
     def publish(self, interaction_id: str, events: list[Event]) -> None:
-        """Hand `events` (already persisted) to the interaction's current subscribers."""
+        """Hand `events` (already persisted) to the interaction's current subscribers; an empty
+        list only wakes them (the log's state changed without a new event)."""
 
     def subscribe(self, interaction_id: str) -> Subscription:
         """Start receiving events published from now on."""
+
+    def close(self) -> None:
+        """The server is stopping: wake every subscriber, now and from now on (`next` returns
+        [] at once), so that each reader re-checks its state and ends."""

@@ -30,6 +30,8 @@ class _Subscription:
         self._ready.set()
 
     async def next(self, timeout: float) -> list[Event] | None:
+        if self._bus.closed:
+            return []
         if not self._ready.is_set():
             try:
                 await asyncio.wait_for(self._ready.wait(), timeout)
@@ -53,6 +55,7 @@ class MemoryBus:
     def __init__(self, limit: int = 1024) -> None:
         self._limit = limit
         self._subscribers: dict[str, set[_Subscription]] = defaultdict(set)
+        self.closed = False
 
     def publish(self, interaction_id: str, events: list[Event]) -> None:
         for subscription in self._subscribers.get(interaction_id, ()):
@@ -62,6 +65,12 @@ class MemoryBus:
         subscription = _Subscription(self, interaction_id, self._limit)
         self._subscribers[interaction_id].add(subscription)
         return subscription
+
+    def close(self) -> None:
+        self.closed = True
+        for subscriptions in self._subscribers.values():
+            for subscription in subscriptions:
+                subscription._ready.set()
 
     def _unsubscribe(self, interaction_id: str, subscription: _Subscription) -> None:
         subscribers = self._subscribers.get(interaction_id)

@@ -31,7 +31,8 @@ _MEDIA_DELTAS = frozenset({"image", "audio", "video", "document"})
 
 @dataclass
 class Projection:
-    """What the log says so far. `steps` are the model-generated steps, in stream index order."""
+    """What the log says so far. `steps` are the model-generated steps, in stream index order;
+    `ended` once the terminal `interaction.completed` is folded (nothing may follow it)."""
 
     status: str = "in_progress"
     created: str | None = None
@@ -41,6 +42,7 @@ class Projection:
     errors: list[dict[str, Any]] = field(default_factory=list)
     continuation_token: str | None = None
     last_seq: int = 0
+    ended: bool = False
     _arguments: dict[int, list[str]] = field(default_factory=dict)
 
     def apply(self, event: Event) -> None:
@@ -68,6 +70,7 @@ class Projection:
             self.usage = interaction.get("usage")
             self.continuation_token = interaction.get("continuation_token")
             self.updated = interaction.get("updated", self.updated)
+            self.ended = True
 
     def _apply_delta(self, index: int, delta: dict[str, Any]) -> None:
         step = self.steps[index]

@@ -6,12 +6,26 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-__all__ = ["CircuitBreaker"]
+__all__ = ["CircuitBreaker", "Permit"]
+
+
+class Permit:
+    """Leave to make one call; `probe`: it is the half-open state's one probe."""
+
+    __slots__ = ("probe",)
+
+    def __init__(self, probe: bool) -> None:
+        self.probe = probe
 
 
 class CircuitBreaker:
     """`failures` consecutive failed attempts open the circuit for `cooldown` seconds; then one
-    probe is allowed: its success closes the circuit, its failure opens it again."""
+    probe is allowed: its success closes the circuit, its failure opens it again.
+
+    Every permit `allow` gives must be given back with `release` whatever the call's outcome
+    (in a `finally`): a probe that recorded neither a success nor a failure (the request was
+    refused, the caller was cancelled) frees the half-open slot for the next call.
+    """
 
     def __init__(
         self, failures: int, cooldown: float, clock: Callable[[], float] = time.monotonic
@@ -21,7 +35,7 @@ class CircuitBreaker:
         self._clock = clock
         self._consecutive = 0
         self._opened_at: float | None = None
-        self._probing = False
+        self._probe: Permit | None = None
 
     @property
     def state(self) -> str:
@@ -32,23 +46,28 @@ class CircuitBreaker:
             return "open"
         return "half_open"
 
-    def allow(self) -> bool:
-        """May a call go to this target now? In half-open state, only one at a time."""
+    def allow(self) -> Permit | None:
+        """A permit to call this target now, or None. In half-open state, one at a time."""
         state = self.state
         if state == "closed":
-            return True
-        if state == "half_open" and not self._probing:
-            self._probing = True
-            return True
-        return False
+            return Permit(probe=False)
+        if state == "half_open" and self._probe is None:
+            self._probe = Permit(probe=True)
+            return self._probe
+        return None
+
+    def release(self, permit: Permit) -> None:
+        """The call made with `permit` is over; a probe still undecided gives its slot back."""
+        if permit is self._probe:
+            self._probe = None
 
     def record_success(self) -> None:
         self._consecutive = 0
         self._opened_at = None
-        self._probing = False
+        self._probe = None
 
     def record_failure(self) -> None:
         self._consecutive += 1
-        if self._probing or self._consecutive >= self.failures:
+        if self._probe is not None or self._consecutive >= self.failures:
             self._opened_at = self._clock()
-        self._probing = False
+        self._probe = None

@@ -97,10 +97,18 @@ class ModelRegistry:
                 self._by_name[name] = model
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ModelRegistry:
+    def from_settings(
+        cls, settings: Settings, previous: ModelRegistry | None = None
+    ) -> ModelRegistry:
         """Build the providers the settings name. With no `models` setting: `echo`, plus
         `gemma-3-270m` when the `local` extra is installed. Raises ValueError for a setting
         that cannot work (a missing API key variable, the embedded model not installed)."""
+        # A reload keeps the embedded model's running process (its settings cannot change
+        # without a restart) instead of starting a second one beside it.
+        running = {
+            provider.model: provider
+            for provider in (previous.embedded_providers() if previous else [])
+        }
         configured = settings.models
         if configured is None:
             configured = [ModelSettings(name="echo", targets=[TargetSettings(provider="echo")])]
@@ -115,7 +123,7 @@ class ModelRegistry:
                 ServedModel(
                     model.name,
                     list(model.aliases),
-                    [_target(model, t, settings) for t in model.targets],
+                    [_target(model, t, settings, running) for t in model.targets],
                     settings,
                 )
                 for model in configured
@@ -130,14 +138,18 @@ class ModelRegistry:
             raise NotFound(f"model `{name}` is not served here; known models: {known}")
         return model
 
-    def model_processes(self) -> list[tuple[str, ProcessStats]]:
-        """(model name, counters) of every target run in a supervised child process."""
+    def embedded_providers(self) -> list[embedded.EmbeddedProvider]:
+        """Every target run by the embedded model's supervised process."""
         return [
-            (model.name, target.provider.process.stats)
+            target.provider
             for model in self.models
             for target in model.targets
             if isinstance(target.provider, embedded.EmbeddedProvider)
         ]
+
+    def model_processes(self) -> list[tuple[str, ProcessStats]]:
+        """(model name, counters) of every target run in a supervised child process."""
+        return [(p.model, p.process.stats) for p in self.embedded_providers()]
 
     async def close(self) -> None:
         for model in self.models:
@@ -145,11 +157,17 @@ class ModelRegistry:
                 await target.provider.close()
 
 
-def _target(model: ModelSettings, target: TargetSettings, settings: Settings) -> Target:
+def _target(
+    model: ModelSettings,
+    target: TargetSettings,
+    settings: Settings,
+    running: dict[str, embedded.EmbeddedProvider],
+) -> Target:
     breaker = CircuitBreaker(settings.breaker.failures, settings.breaker.cooldown_seconds)
     if target.model is None:
         target = target.model_copy(update={"model": model.name})
-    return Target(target, _provider(target, settings), breaker)
+    kept = running.get(target.model or "") if target.provider == "embedded" else None
+    return Target(target, kept or _provider(target, settings), breaker)
 
 
 def _provider(target: TargetSettings, settings: Settings) -> Provider:
@@ -177,7 +195,19 @@ def _provider(target: TargetSettings, settings: Settings) -> Provider:
 
         if not target.base_url:
             raise ValueError(f"target `{target.label}`: an `openai` target needs `base_url`")
-        return OpenAIProvider(target.base_url, upstream_model, api_key, target.timeout_seconds)
+        return OpenAIProvider(
+            target.base_url,
+            upstream_model,
+            api_key,
+            target.timeout_seconds,
+            settings.upstream_max_line_bytes,
+        )
     from propylon.providers.gemini import GeminiProvider
 
-    return GeminiProvider(target.base_url, upstream_model, api_key, target.timeout_seconds)
+    return GeminiProvider(
+        target.base_url,
+        upstream_model,
+        api_key,
+        target.timeout_seconds,
+        settings.upstream_max_line_bytes,
+    )

@@ -20,7 +20,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from propylon.config import RetrySettings, TargetSettings
 from propylon.domain.usage import Usage
-from propylon.gateway.breaker import CircuitBreaker
+from propylon.gateway.breaker import CircuitBreaker, Permit
 from propylon.providers import capabilities
 from propylon.providers.base import Provider, ProviderEvent, Turn, UpstreamError, UsageReport
 
@@ -126,23 +126,28 @@ async def route(
         attributes={"gen_ai.operation.name": "chat", "propylon.alias": record.alias},
     )
     try:
-        target, stream, first = await _connect(targets, turn, record, retry)
-        if first is None:
-            return
-        # From here on the client has seen output: no retry, no fallback.
+        target, stream, first, permit = await _connect(targets, turn, record, retry)
+        # The permit (perhaps the half-open probe) is held until the stream is over, and given
+        # back however it ends: a refused request or a cancelled caller must not wedge it.
         try:
-            yield first
-            if isinstance(first, UsageReport):
-                record.usage = first.usage
-            async for event in stream:
-                if isinstance(event, UsageReport):
-                    record.usage = event.usage
-                yield event
-        except UpstreamError as exc:
-            exc.target = target.name
-            target.breaker.record_failure()
-            raise
-        target.breaker.record_success()
+            if first is None:
+                return
+            # From here on the client has seen output: no retry, no fallback.
+            try:
+                yield first
+                if isinstance(first, UsageReport):
+                    record.usage = first.usage
+                async for event in stream:
+                    if isinstance(event, UsageReport):
+                        record.usage = event.usage
+                    yield event
+            except UpstreamError as exc:
+                exc.target = target.name
+                target.breaker.record_failure()
+                raise
+            target.breaker.record_success()
+        finally:
+            target.breaker.release(permit)
     except BaseException as exc:
         record.outcome = (
             (f"http_{exc.status}" if exc.status else "unreachable")
@@ -157,9 +162,11 @@ async def route(
 
 async def _connect(
     targets: list[Target], turn: Turn, record: CallRecord, retry: RetrySettings
-) -> tuple[Target, AsyncIterator[ProviderEvent], ProviderEvent | None]:
+) -> tuple[Target, AsyncIterator[ProviderEvent], ProviderEvent | None, Permit]:
     """The first target, in order, whose stream yields a first event (or ends cleanly), with
-    that stream and event. Each target gets its bounded attempts; an open circuit is skipped."""
+    that stream and event, and the breaker permit the caller must release. Each target gets
+    its bounded attempts; an open circuit is skipped. A failed attempt's permit is released
+    here, whatever the failure (a cancellation included)."""
     last_error: UpstreamError | None = None
     for target in targets:
         record.target = target
@@ -171,13 +178,19 @@ async def _connect(
                 reraise=True,
             ):
                 with attempt:
-                    if not target.breaker.allow():
+                    allowed = target.breaker.allow()
+                    if allowed is None:
                         raise CircuitOpen(target.name)
+                    permit = allowed
                     record.attempts += 1
-                    found = capabilities.capabilities_of(target.provider)
-                    stream = target.provider.stream(capabilities.prepare(turn, found))
-                    first = await _first(stream, target)
-            return target, stream, first
+                    try:
+                        found = capabilities.capabilities_of(target.provider)
+                        stream = target.provider.stream(capabilities.prepare(turn, found))
+                        first = await _first(stream, target)
+                    except BaseException:
+                        target.breaker.release(permit)
+                        raise
+            return target, stream, first, permit
         except UpstreamError as exc:
             exc.target = target.name
             last_error = exc

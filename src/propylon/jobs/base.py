@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-__all__ = ["SHUTDOWN", "Handler", "JobQueue"]
+__all__ = ["Handler", "JobQueue", "Stopping"]
 
 Handler = Callable[[str], Awaitable[None]]
 
-# The cancel message that stops a run without ending it: the process is going down, and the
-# next start recovers the run.
-SHUTDOWN = "propylon-shutdown"
+# True once the process is stopping. A run cancelled then is left unfinished for the next
+# start to recover, not ended `cancelled`: a state asked of the service, never read from the
+# CancelledError (libraries re-raise cancellation with messages of their own).
+Stopping = Callable[[], bool]
 
 
 class JobQueue(Protocol):
@@ -32,4 +33,5 @@ class JobQueue(Protocol):
         """Cancel the job if it is queued or running here. False when it is not."""
 
     async def stop(self) -> None:
-        """Stop every job without finishing it (their runs are recovered at the next start)."""
+        """Cancel every job (the service is `Stopping` first, so their runs stay unfinished
+        and are recovered at the next start)."""

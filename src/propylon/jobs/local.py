@@ -8,7 +8,7 @@ import heapq
 import itertools
 import logging
 
-from propylon.jobs.base import SHUTDOWN, Handler
+from propylon.jobs.base import Handler
 
 __all__ = ["LocalQueue"]
 
@@ -92,5 +92,5 @@ class LocalQueue:
     async def stop(self) -> None:
         tasks = list(self._tasks.values())
         for task in tasks:
-            task.cancel(SHUTDOWN)
+            task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

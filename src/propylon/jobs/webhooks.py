@@ -2,6 +2,10 @@
 (`webhook-id`, `webhook-timestamp`, `webhook-signature`: HMAC-SHA256 by the `standardwebhooks`
 package), with bounded retries and exponential backoff. The outbox lives in the store, so
 pending deliveries survive a restart; a receiver deduplicates by `webhook-id`.
+
+Deliveries go out through the outbound policy's client (every connection's address checked)
+and follow no redirect: a `3xx` answer is a failed attempt. Whether a registered webhook is
+enabled is read by the store's query that picks due deliveries, never from a cache.
 """
 
 from __future__ import annotations
@@ -18,8 +22,7 @@ from typing import Any
 import aiohttp
 from standardwebhooks import Webhook
 
-from propylon.errors import InvalidArgument
-from propylon.outbound import check_url
+from propylon.outbound import OutboundPolicy, client_session
 from propylon.store.base import Delivery, Store
 
 __all__ = ["GRACE_SECONDS", "DeliveryWorker", "live_secrets"]
@@ -47,6 +50,7 @@ class DeliveryWorker:
 
     max_attempts: attempts per delivery. backoff: seconds before the second attempt, doubling
     (with jitter). disable_after: consecutive failed attempts that disable a webhook.
+    timeout: seconds per attempt. policy: the addresses deliveries may reach.
     """
 
     def __init__(
@@ -58,7 +62,7 @@ class DeliveryWorker:
         backoff: float,
         disable_after: int,
         timeout: float,
-        allow_private: bool,
+        policy: OutboundPolicy,
         poll: float = 1.0,
     ) -> None:
         self.store = store
@@ -67,14 +71,16 @@ class DeliveryWorker:
         self.backoff = backoff
         self.disable_after = disable_after
         self.timeout = timeout
-        self.allow_private = allow_private
+        self.policy = policy
         self.poll = poll
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
 
     def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        self._session = client_session(
+            self.policy, timeout=aiohttp.ClientTimeout(total=self.timeout)
+        )
         self._task = asyncio.create_task(self._loop())
 
     def wake(self) -> None:
@@ -114,7 +120,6 @@ class DeliveryWorker:
             keys = await self._secrets(delivery)
             if not keys:
                 raise RuntimeError("the webhook was deleted or has no live secret")
-            await check_url(delivery.uri, allow_private=self.allow_private, what="webhook")
             moment = datetime.now(tz=UTC)
             signature = " ".join(
                 Webhook(k).sign(delivery.id, moment, delivery.payload) for k in keys
@@ -127,11 +132,16 @@ class DeliveryWorker:
             }
             assert self._session is not None
             async with self._session.post(
-                delivery.uri, data=delivery.payload.encode(), headers=headers
+                delivery.uri,
+                data=delivery.payload.encode(),
+                headers=headers,
+                allow_redirects=False,
             ) as response:
-                if not 200 <= response.status < 300:
+                if 300 <= response.status < 400:
+                    error = f"HTTP {response.status} (a delivery follows no redirect)"
+                elif not 200 <= response.status < 300:
                     error = f"HTTP {response.status}"
-        except (aiohttp.ClientError, TimeoutError, RuntimeError, InvalidArgument) as exc:
+        except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         attempts = delivery.attempts + 1
         retry_at = None

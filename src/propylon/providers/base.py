@@ -74,8 +74,15 @@ class Turn:
             return ToolChoice()
         if isinstance(value, str):
             return ToolChoice(mode=value)
-        allowed = value.get("allowed_tools") or {}
-        return ToolChoice(mode=allowed.get("mode") or "auto", allowed=allowed.get("tools"))
+        # The schema admits only `{allowed_tools: {mode?, tools?}}`; anything else is `auto`.
+        allowed = value.get("allowed_tools") if isinstance(value, dict) else None
+        if not isinstance(allowed, dict):
+            return ToolChoice()
+        tools = allowed.get("tools")
+        return ToolChoice(
+            mode=str(allowed.get("mode") or "auto"),
+            allowed=[str(t) for t in tools] if isinstance(tools, list) else None,
+        )
 
 
 @dataclass(slots=True)

@@ -77,9 +77,10 @@ def _line(step: dict[str, Any]) -> str:
     if kind == "thought":
         return f"thought: {step_text(step)}"
     if kind == "function_call":
-        return f"function_call: {step['name']} {orjson.dumps(step.get('arguments', {})).decode()}"
+        arguments = orjson.dumps(step.get("arguments") or {}).decode()
+        return f"function_call: {step.get('name', '')} {arguments}"
     if kind == "function_result":
-        return f"function_result: {step.get('name') or step['call_id']} " + (
+        return f"function_result: {step.get('name') or step.get('call_id', '')} " + (
             orjson.dumps(step.get("result")).decode()
         )
     return f"{kind}: {orjson.dumps({k: v for k, v in step.items() if k != 'type'}).decode()}"

@@ -61,11 +61,17 @@ class GeminiProvider:
     capabilities = _CAPABILITIES
 
     def __init__(
-        self, base_url: str | None, model: str, api_key: str | None, timeout: float
+        self,
+        base_url: str | None,
+        model: str,
+        api_key: str | None,
+        timeout: float,
+        max_line_bytes: int,
     ) -> None:
         root = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self.url = f"{root}/v1beta/models/{model}:streamGenerateContent?alt=sse"
-        self.upstream = Upstream(timeout, {"x-goog-api-key": api_key} if api_key else {})
+        headers = {"x-goog-api-key": api_key} if api_key else {}
+        self.upstream = Upstream(timeout, headers, max_line_bytes)
 
     def check(self, turn: Turn) -> None:
         """Refuses tool types and settings that have no mapping here, naming the field."""

@@ -13,11 +13,15 @@ __all__ = ["GoogleInteractions"]
 
 
 class GoogleInteractions:
-    """The Interactions API at `base_url` (default Google's), key sent as x-goog-api-key."""
+    """The Interactions API at `base_url` (default Google's), key sent as x-goog-api-key.
+    `max_line_bytes`: the longest event stream line accepted."""
 
-    def __init__(self, base_url: str | None, api_key: str | None, timeout: float) -> None:
+    def __init__(
+        self, base_url: str | None, api_key: str | None, timeout: float, max_line_bytes: int
+    ) -> None:
         self.root = (base_url or DEFAULT_BASE_URL).rstrip("/") + "/v1beta/interactions"
-        self.upstream = Upstream(timeout, {"x-goog-api-key": api_key} if api_key else {})
+        headers = {"x-goog-api-key": api_key} if api_key else {}
+        self.upstream = Upstream(timeout, headers, max_line_bytes)
 
     def create(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The upstream's stream events (`event_type` inside each) for a create of `body`.

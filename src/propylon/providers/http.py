@@ -3,7 +3,11 @@ and the mapping of failures to UpstreamError.
 
 aiohttp rather than httpx: measured on this kind of machine, httpx.AsyncClient's latency grew
 sharply under concurrency where aiohttp's stayed flat (shared/reference/anchor-performance.md).
-SSE fields are decoded by httpx-sse's decoder, fed aiohttp's lines.
+SSE fields are decoded by httpx-sse's decoder, fed aiohttp's lines, each at most
+`upstream_max_line_bytes` long (aiohttp's own line limit, twice its read buffer, is far below
+what a large function-call argument chunk or an inline image needs). The session is the
+outbound module's, for the operator's destinations (any address); no redirect is followed, so
+an upstream's credentials never go to where a `Location` header points.
 """
 
 from __future__ import annotations
@@ -15,46 +19,69 @@ from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp.http_exceptions import LineTooLong
 from httpx_sse._decoders import SSEDecoder  # the decoder is independent of httpx itself
 
+from propylon.outbound import TRUSTED, client_session
 from propylon.providers.base import UpstreamError
 
-__all__ = ["Upstream"]
+__all__ = ["LineTooLongError", "Upstream"]
+
+
+class LineTooLongError(UpstreamError):
+    """An upstream's stream line passed `upstream_max_line_bytes`: the same answer again would
+    not fit either, so it is not retried (a fallback target may answer differently)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"an event stream line is longer than {limit} bytes "
+            "(raise the setting `upstream_max_line_bytes` to accept it)"
+        )
+
+    @property
+    def retryable(self) -> bool:
+        return False
 
 
 class Upstream:
-    """POSTs JSON to one upstream and yields the `data:` payloads of its SSE answer."""
+    """POSTs JSON to one upstream and yields the `data:` payloads of its SSE answer.
+    `max_line_bytes`: the longest SSE line accepted."""
 
-    def __init__(self, timeout: float, headers: dict[str, str]) -> None:
+    def __init__(self, timeout: float, headers: dict[str, str], max_line_bytes: int) -> None:
         self.timeout = timeout
         self.headers = {"content-type": "application/json", **headers}
+        self.max_line_bytes = max_line_bytes
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=256, enable_cleanup_closed=True),
-                json_serialize=lambda value: orjson.dumps(value).decode(),
+            self._session = client_session(
+                TRUSTED, timeout=aiohttp.ClientTimeout(total=self.timeout), limit=256
             )
         return self._session
 
     async def stream(self, url: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The JSON `data:` payloads of the SSE response to POST `url` with `body`.
 
-        Raises UpstreamError for an error status (with `Retry-After`), a connection failure
-        or a timeout (`timeout` seconds to the first byte, then between reads).
+        Raises UpstreamError for an error status (with `Retry-After`), a connection failure,
+        a timeout (`timeout` seconds to the first byte, then between reads), or a line longer
+        than `max_line_bytes` (LineTooLongError).
         """
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self.timeout, sock_read=self.timeout
         )
         try:
             async with self._client().post(
-                url, data=orjson.dumps(body), headers=self.headers, timeout=timeout
+                url,
+                data=orjson.dumps(body),
+                headers=self.headers,
+                timeout=timeout,
+                allow_redirects=False,
             ) as response:
                 if response.status != 200:
                     raise _status_error(response, await response.text())
                 decoder = SSEDecoder()
-                async for raw in response.content:
+                while raw := await _readline(response.content, self.max_line_bytes):
                     sse = decoder.decode(raw.decode().rstrip("\r\n"))
                     if sse is None or not sse.data:
                         continue
@@ -69,7 +96,11 @@ class Upstream:
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
             async with self._client().post(
-                url, data=orjson.dumps(body) if body else b"", headers=self.headers, timeout=timeout
+                url,
+                data=orjson.dumps(body) if body else b"",
+                headers=self.headers,
+                timeout=timeout,
+                allow_redirects=False,
             ) as response:
                 text = await response.text()
                 if response.status != 200:
@@ -82,6 +113,14 @@ class Upstream:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+async def _readline(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """The next line (with its line break; empty at the end). Raises LineTooLongError."""
+    try:
+        return await content.readline(max_line_length=limit)
+    except LineTooLong:
+        raise LineTooLongError(limit) from None  # its message would quote the line: content
 
 
 def _status_error(response: aiohttp.ClientResponse, text: str) -> UpstreamError:

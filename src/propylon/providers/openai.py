@@ -3,7 +3,8 @@ OpenAI itself), always streamed.
 
 Mapping (OpenAI's Chat Completions API reference): `user_input` -> user message (text and
 `image_url` parts), `model_output` -> assistant message, `function_call` -> assistant
-`tool_calls`, `function_result` -> `tool` message, `thought` -> dropped (no equivalent).
+`tool_calls`, `function_result` -> `tool` message (MCP tool calls and results alike),
+`thought` and the steps of server-side tools -> dropped (no equivalent).
 `tool_choice`: auto/none as is, any/validated -> `required`, `allowed_tools` -> the offered
 tools restricted (one tool: named). `response_format` -> `json_schema` (strict) or
 `json_object`. Usage from the final chunk (`stream_options.include_usage`).
@@ -12,6 +13,7 @@ tools restricted (one tool: named). `response_format` -> `json_schema` (strict) 
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -42,11 +44,18 @@ _CONFIG = {
 class OpenAIProvider:
     """Chat Completions at `base_url` (ending in `/v1`) with upstream model id `model`."""
 
-    def __init__(self, base_url: str, model: str, api_key: str | None, timeout: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None,
+        timeout: float,
+        max_line_bytes: int,
+    ) -> None:
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        self.upstream = Upstream(timeout, headers)
+        self.upstream = Upstream(timeout, headers, max_line_bytes)
 
     def check(self, turn: Turn) -> None:
         """Refuses server-side tool types, non-image media and unmapped generation settings."""
@@ -75,14 +84,17 @@ class OpenAIProvider:
                     entry["arguments"] += function.get("arguments") or ""
                 if choice.get("finish_reason") == "length":
                     finish = "max_tokens"
-        for index, call in sorted(calls.items()):
+        for _, call in sorted(calls.items()):
             try:
                 arguments = json.loads(call["arguments"]) if call["arguments"] else {}
             except json.JSONDecodeError as exc:
                 raise ValueError(
                     f"the model's call of `{call['name']}` has invalid JSON arguments: {exc}"
                 ) from None
-            yield FunctionCall(call["id"] or f"call_{index}", call["name"], arguments)
+            # an upstream that sends no id: a fresh one, unique across turns (not `call_0` again)
+            yield FunctionCall(
+                call["id"] or "call_" + secrets.token_hex(12), call["name"], arguments
+            )
         yield Finish("max_tokens" if finish == "max_tokens" else "stop")
 
     async def close(self) -> None:
@@ -142,24 +154,30 @@ def build_request(turn: Turn, model: str) -> dict[str, Any]:
 
 
 def _messages(turn: Turn) -> list[dict[str, Any]]:
+    """The history as Chat Completions messages. Steps arrive validated by the schema (or made
+    by the runner); a result whose call is not in the history is refused (InvalidArgument),
+    since the upstream would refuse a `tool` message that answers no `tool_calls` entry."""
     messages: list[dict[str, Any]] = []
     if turn.system_instruction:
         messages.append({"role": "system", "content": turn.system_instruction})
+    called: set[str] = set()
     for step in turn.history:
         kind = step.get("type")
         if kind == "user_input":
             messages.append({"role": "user", "content": _parts(step.get("content") or [])})
         elif kind == "model_output":
             text = "".join(
-                i.get("text", "") for i in step.get("content") or [] if i.get("type") == "text"
+                str(i.get("text", "")) for i in step.get("content") or [] if i.get("type") == "text"
             )
             messages.append({"role": "assistant", "content": text})
         elif kind in ("function_call", "mcp_server_tool_call"):
+            call_id = str(step.get("id") or "")
+            called.add(call_id)
             call = {
-                "id": step["id"],
+                "id": call_id,
                 "type": "function",
                 "function": {
-                    "name": step["name"],
+                    "name": str(step.get("name") or ""),
                     "arguments": json.dumps(step.get("arguments") or {}),
                 },
             }
@@ -169,11 +187,17 @@ def _messages(turn: Turn) -> list[dict[str, Any]]:
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif kind in ("function_result", "mcp_server_tool_result"):
+            call_id = str(step.get("call_id") or "")
+            if call_id not in called:
+                raise InvalidArgument(
+                    f"`{kind}` answers call `{call_id}`, which no earlier step makes; "
+                    "OpenAI-compatible upstreams need the call before its result"
+                )
             result = step.get("result")
             messages.append(
                 {
                     "role": "tool",
-                    "tool_call_id": step["call_id"],
+                    "tool_call_id": call_id,
                     "content": result if isinstance(result, str) else json.dumps(result),
                 }
             )

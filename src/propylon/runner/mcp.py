@@ -1,5 +1,6 @@
 """Server-side MCP tools: Propylon connects to each `mcp_server` tool's URL (Streamable HTTP)
 with the official `mcp` SDK, offers its tools to the model as functions, and runs the calls.
+The SDK's HTTP client is the outbound policy's (every connection's address checked).
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+
+from propylon.outbound import OutboundPolicy, http_client
 
 __all__ = ["McpToolbox"]
 
@@ -22,25 +25,29 @@ class McpToolbox:
     """The tools of the request's MCP servers, for one run. Use as `async with`.
 
     servers: the request's `mcp_server` tool entries (reference §3.5). timeout: seconds per
-    MCP request. Raises RuntimeError on entry when a server cannot be listed or two tools
-    share a name.
+    MCP request. policy: the addresses the servers may be at. Raises RuntimeError on entry
+    when a server cannot be listed or two tools share a name.
     """
 
-    def __init__(self, servers: list[dict[str, Any]], timeout: float) -> None:
+    def __init__(
+        self, servers: list[dict[str, Any]], timeout: float, policy: OutboundPolicy
+    ) -> None:
         self.servers = servers
         self.timeout = timeout
+        self.policy = policy
         self.declarations: list[dict[str, Any]] = []
         self._tools: dict[str, _Tool] = {}
         self._stack = AsyncExitStack()
 
     async def __aenter__(self) -> McpToolbox:
-        import httpx2
         from mcp import Client
         from mcp.client.streamable_http import streamable_http_client
 
         try:
             for server in self.servers:
-                http = httpx2.AsyncClient(headers=server.get("headers") or {}, timeout=self.timeout)
+                http = http_client(
+                    self.policy, headers=server.get("headers") or {}, timeout=self.timeout
+                )
                 await self._stack.enter_async_context(http)
                 transport = streamable_http_client(server["url"], http_client=http)
                 client = await self._stack.enter_async_context(

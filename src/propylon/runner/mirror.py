@@ -16,24 +16,29 @@ import logging
 from typing import Any
 
 from propylon.domain.events import COMPLETED, CREATED, ERROR, STATUS_UPDATE
-from propylon.jobs.base import SHUTDOWN
+from propylon.jobs.base import Stopping
 from propylon.providers.base import UpstreamError
 from propylon.providers.google_interactions import GoogleInteractions
 from propylon.runner.log import EventLog
-from propylon.runner.turn import finish
+from propylon.runner.turn import cancel_handled, finish
 
 __all__ = ["mirror_turn"]
 
 logger = logging.getLogger("propylon.runner")
 
 
-async def mirror_turn(log: EventLog, agent: GoogleInteractions, body: dict[str, Any]) -> None:
+async def mirror_turn(
+    log: EventLog, agent: GoogleInteractions, body: dict[str, Any], *, stopping: Stopping
+) -> None:
     """Forward `body` (a create for a Google-hosted agent) and mirror what comes back.
-    Never raises for an upstream failure: the interaction ends `failed`."""
+    Never raises for an upstream failure: the interaction ends `failed`. A cancel ends it
+    `cancelled` (and cancels upstream) unless the process is `stopping`."""
     record = log.record
     status, usage = "failed", None
     try:
         async for event in agent.create(body):
+            if log.ended:  # the log could not be written
+                break
             kind = event.pop("event_type", None)
             event.pop("event_id", None)
             if kind == CREATED:
@@ -58,13 +63,11 @@ async def mirror_turn(log: EventLog, agent: GoogleInteractions, body: dict[str, 
                     }
                 },
             )
-    except asyncio.CancelledError as exc:
-        if exc.args == (SHUTDOWN,):
+    except asyncio.CancelledError:
+        if stopping():
             raise
         status = "cancelled"
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
+        cancel_handled()
         if record.upstream_id:
             with contextlib.suppress(UpstreamError):
                 await agent.cancel(record.upstream_id)

@@ -3,7 +3,8 @@
 Whatever the mode (foreground, stream, background), a turn appends, in the canonical order of
 reference §5.4: `interaction.created`, `interaction.status_update`, then for each step
 `step.start`, `step.delta`*, `step.stop`, and last exactly one `interaction.completed` with the
-final status and usage (preceded by an `error` event when the run failed).
+final status and usage (preceded by an `error` event when the run failed). A log that ends
+under the run (its writes failed) stops the run at its next provider event.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 
 import orjson
 
-from propylon.domain.clock import now
 from propylon.domain.continuation import trailing_answer
 from propylon.domain.events import (
     COMPLETED,
@@ -27,7 +27,8 @@ from propylon.domain.events import (
     STEP_STOP,
 )
 from propylon.domain.usage import Usage
-from propylon.jobs.base import SHUTDOWN
+from propylon.jobs.base import Stopping
+from propylon.outbound import STRICT, OutboundPolicy
 from propylon.providers.base import (
     Citations,
     Finish,
@@ -43,11 +44,11 @@ from propylon.providers.base import (
 )
 from propylon.runner.builtin import emit_upstream_step
 from propylon.runner.ceiling import Ceiling
-from propylon.runner.log import EventLog
+from propylon.runner.log import EventLog, StoredLog
 from propylon.runner.mcp import McpToolbox
 from propylon.runner.output import check_arguments, output_problem
 
-__all__ = ["announce", "finish", "finish_unstarted", "run_turn"]
+__all__ = ["announce", "cancel_handled", "finish", "finish_unstarted", "run_turn"]
 
 logger = logging.getLogger("propylon.runner")
 
@@ -91,28 +92,6 @@ class _Steps:
         self.open = None
 
 
-def _partial(
-    log: EventLog,
-    status: str,
-    usage: Usage | dict[str, Any] | None = None,
-    token: str | None = None,
-) -> dict[str, Any]:
-    record = log.record
-    interaction: dict[str, Any] = {
-        "id": record.id,
-        "object": "interaction",
-        "status": status,
-        "model": record.request.get("model"),
-        "created": record.created,
-        "updated": now(),
-    }
-    if usage is not None:
-        interaction["usage"] = usage.to_wire() if isinstance(usage, Usage) else usage
-    if token is not None:
-        interaction["continuation_token"] = token
-    return interaction
-
-
 @dataclass(slots=True)
 class _Pass:
     """What one provider pass produced."""
@@ -139,6 +118,8 @@ async def _provider_pass(
     result = _Pass()
     stream = provider.stream(turn)
     async for event in stream:
+        if log.ended:  # the log could not be written: nothing more of this run can be kept
+            break
         if isinstance(event, TextDelta):
             index = steps.ensure("model_output", {"type": "model_output", "content": []})
             log.emit(STEP_DELTA, {"index": index, "delta": {"type": "text", "text": event.text}})
@@ -220,6 +201,8 @@ async def _run(
     while True:
         result = await _provider_pass(log, steps, provider, turn, toolbox, ceiling)
         usage.add(result.usage)
+        if log.ended:
+            return "failed"
         if token_ceiling is not None and usage.total_tokens > token_ceiling:
             message = (
                 f"the interaction used {usage.total_tokens} tokens, over its ceiling "
@@ -279,7 +262,7 @@ async def _run(
 def announce(log: EventLog, status: str) -> None:
     """The first event of every interaction: `interaction.created` with `status`
     (`in_progress`, or `queued` when a background run waits for a worker)."""
-    log.emit(CREATED, {"interaction": _partial(log, status)})
+    log.emit(CREATED, {"interaction": log.summary(status)})
 
 
 def finish_unstarted(log: EventLog, status: str, error: dict[str, str] | None = None) -> None:
@@ -292,7 +275,7 @@ def finish_unstarted(log: EventLog, status: str, error: dict[str, str] | None = 
 def finish(log: EventLog, status: str, usage: Usage | dict[str, Any] | None = None) -> None:
     """The terminal event: `interaction.completed` with the final status and usage (a wire
     usage object is passed on as it is)."""
-    log.emit(COMPLETED, {"interaction": _partial(log, status, usage)})
+    log.emit(COMPLETED, {"interaction": log.summary(status, usage)})
 
 
 async def run_turn(
@@ -304,16 +287,21 @@ async def run_turn(
     tool_timeout: float = 30.0,
     token_ceiling: int | None = None,
     ceiling: Ceiling | None = None,
+    *,
+    stopping: Stopping,
+    outbound: OutboundPolicy = STRICT,
 ) -> None:
     """Run `turn` on `provider`, appending every event to `log`, and wait until all are stored.
 
     mcp_servers: the request's `mcp_server` tools, run here (at most `max_tool_rounds` rounds
     of calls; more ends the interaction `budget_exceeded`, as does using more than
-    `token_ceiling` tokens, checked after each model answer). `ceiling`: a foreground run's
-    per-turn ceilings (runner/ceiling.py). Never raises for a provider or tool
+    `token_ceiling` tokens, checked after each model answer; the MCP servers' addresses obey
+    `outbound`, by default refusing private ones). `ceiling`: a foreground run's per-turn
+    ceilings (runner/ceiling.py). Never raises for a provider or tool
     failure: the interaction ends `failed` with an `errors` entry. Cancelling the task ends the
-    interaction `cancelled`, unless the cancel message is SHUTDOWN. The log must already hold
-    the `interaction.created` event (see `announce`).
+    interaction `cancelled`, unless the process is `stopping` (then the run is left for the
+    next start to recover). The log must already hold the `interaction.created` event (see
+    `announce`). Raises what `log.drain` raises when not even the log's end can be stored.
     """
     log.emit(STATUS_UPDATE, {"interaction_id": log.interaction_id, "status": "in_progress"})
     steps = _Steps(log)
@@ -323,7 +311,7 @@ async def run_turn(
         ceiling.arm(turn)
     try:
         if mcp_servers:
-            async with McpToolbox(mcp_servers, tool_timeout) as toolbox:
+            async with McpToolbox(mcp_servers, tool_timeout, outbound) as toolbox:
                 turn.tools = [*turn.tools, *toolbox.declarations]
                 status = await _run(
                     log,
@@ -340,13 +328,11 @@ async def run_turn(
             status = await _run(
                 log, steps, provider, turn, None, max_tool_rounds, usage, token_ceiling, ceiling
             )
-    except asyncio.CancelledError as exc:
-        if exc.args == (SHUTDOWN,):
+    except asyncio.CancelledError:
+        if stopping():
             raise  # the process is stopping: the next start recovers this run
         status = "cancelled"
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
+        cancel_handled()
     except UpstreamError as exc:
         status = "failed"
         where = f"upstream `{exc.target}`" if exc.target else "the upstream"
@@ -364,10 +350,18 @@ async def run_turn(
         text = prefix + trailing_answer(log.projection.steps)[1]
         token = ceiling.token(
             log.record.id,
-            log.events is None,
+            isinstance(log, StoredLog),
             text,
             usage.output_tokens,
             turn.upstream_continuation,
         )
-    log.emit(COMPLETED, {"interaction": _partial(log, status, usage, token)})
+    log.emit(COMPLETED, {"interaction": log.summary(status, usage, token)})
     await log.drain()
+
+
+def cancel_handled() -> None:
+    """The current task's cancellation is dealt with (its run ends `cancelled`): clear every
+    pending cancel request, however many clients sent one."""
+    task = asyncio.current_task()
+    while task is not None and task.uncancel() > 0:
+        pass

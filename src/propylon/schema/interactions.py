@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -19,6 +20,8 @@ from pydantic import (
 )
 
 from propylon.errors import InvalidArgument
+from propylon.schema.common import JsonSchema, KeptAs, Url, check_json_schema, describe
+from propylon.schema.steps import CONTENT_TYPES, STEP_TYPES, Content, InputShape, Step
 
 __all__ = [
     "CONTENT_TYPES",
@@ -34,7 +37,6 @@ __all__ = [
     "queue_priority",
 ]
 
-CONTENT_TYPES = frozenset({"text", "image", "audio", "video", "document"})
 # Enumerations of the SDK's types (types/interactions/): a value outside them answers 400
 # naming the field and the allowed values (pydantic's literal_error).
 ThinkingLevel = Literal["minimal", "low", "medium", "high", "xhigh"]
@@ -75,208 +77,21 @@ AspectRatio = Literal[
     "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9", "1:8", "8:1", "1:4",
     "4:1",
 ]  # fmt: skip
-# Steps of server-side tools, which a client may replay in a stateless history.
-ToolStepType = Literal[
-    "code_execution_call",
-    "code_execution_result",
-    "google_search_call",
-    "google_search_result",
-    "url_context_call",
-    "url_context_result",
-    "google_maps_call",
-    "google_maps_result",
-    "file_search_call",
-    "file_search_result",
-    "mcp_server_tool_call",
-    "mcp_server_tool_result",
-    "retrieval_call",
-    "retrieval_result",
-    "tool_search_call",
-    "tool_search_result",
-    "processing_call",
-    "processing_result",
+# Tools the upstream runs itself (reference §3.5); providers that lack one refuse it.
+ServerSideToolType = Literal[
+    "google_search",
+    "code_execution",
+    "url_context",
+    "file_search",
+    "google_maps",
+    "computer_use",
+    "retrieval",
+    "tool_search",
 ]
-STEP_TYPES = frozenset(
-    {
-        "user_input",
-        "model_output",
-        "thought",
-        "function_call",
-        "function_result",
-        *get_args(ToolStepType),
-    }
-)
+# Integers the store and the upstreams can hold.
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
 _open = ConfigDict(extra="allow")
-
-
-class TextContent(BaseModel):
-    model_config = _open
-    type: Literal["text"]
-    text: str
-
-
-class MediaContent(BaseModel):
-    """image, audio, video or document content: inline base64 `data` or a `uri`."""
-
-    model_config = _open
-    type: Literal["image", "audio", "video", "document"]
-    data: str | None = None
-    uri: str | None = None
-    mime_type: str | None = None
-
-    @model_validator(mode="after")
-    def _data_or_uri(self) -> MediaContent:
-        if not self.data and not self.uri:
-            raise ValueError(f"{self.type} content needs `data` or `uri`")
-        return self
-
-
-Content = Annotated[TextContent | MediaContent, Field(discriminator="type")]
-
-
-class ContentStep(BaseModel):
-    """user_input and model_output steps: a list of content."""
-
-    model_config = _open
-    type: Literal["user_input", "model_output"]
-    content: list[Content] = Field(default_factory=list)
-
-
-class ThoughtStep(BaseModel):
-    model_config = _open
-    type: Literal["thought"]
-    signature: str | None = None
-    summary: list[Content] | None = None
-
-
-class FunctionCallStep(BaseModel):
-    model_config = _open
-    type: Literal["function_call"]
-    id: str
-    name: str
-    arguments: dict[str, Any]
-
-
-class FunctionResultStep(BaseModel):
-    model_config = _open
-    type: Literal["function_result"]
-    call_id: str
-    result: Any
-    name: str | None = None
-    is_error: bool | None = None
-
-
-class GoogleSearchArguments(BaseModel):
-    model_config = _open
-    queries: list[str] | None = None
-
-
-class GoogleSearchCallStep(BaseModel):
-    model_config = _open
-    type: Literal["google_search_call"]
-    id: str
-    arguments: GoogleSearchArguments
-    search_type: Literal["web_search", "image_search", "enterprise_web_search"] | None = None
-    signature: str | None = None
-
-
-class GoogleSearchResult(BaseModel):
-    model_config = _open
-    search_suggestions: str | None = None
-
-
-class GoogleSearchResultStep(BaseModel):
-    model_config = _open
-    type: Literal["google_search_result"]
-    call_id: str
-    result: list[GoogleSearchResult]
-    is_error: bool | None = None
-    signature: str | None = None
-
-
-class UrlContextArguments(BaseModel):
-    model_config = _open
-    urls: list[str] | None = None
-
-
-class UrlContextCallStep(BaseModel):
-    model_config = _open
-    type: Literal["url_context_call"]
-    id: str
-    arguments: UrlContextArguments
-    signature: str | None = None
-
-
-class UrlContextResult(BaseModel):
-    model_config = _open
-    url: str | None = None
-    status: Literal["success", "error", "paywall", "unsafe"] | None = None
-
-
-class UrlContextResultStep(BaseModel):
-    model_config = _open
-    type: Literal["url_context_result"]
-    call_id: str
-    result: list[UrlContextResult]
-    is_error: bool | None = None
-    signature: str | None = None
-
-
-class CodeExecutionArguments(BaseModel):
-    model_config = _open
-    code: str | None = None
-    language: Literal["python", "bash"] | None = None
-
-
-class CodeExecutionCallStep(BaseModel):
-    model_config = _open
-    type: Literal["code_execution_call"]
-    id: str
-    arguments: CodeExecutionArguments
-    signature: str | None = None
-
-
-class CodeExecutionResultStep(BaseModel):
-    model_config = _open
-    type: Literal["code_execution_result"]
-    call_id: str
-    result: str | list[Content]
-    is_error: bool | None = None
-    signature: str | None = None
-
-
-_TYPED_TOOL_STEPS = (
-    "google_search_call",
-    "google_search_result",
-    "url_context_call",
-    "url_context_result",
-    "code_execution_call",
-    "code_execution_result",
-)
-
-
-class OtherStep(BaseModel):
-    """Other server-side tool steps replayed by a client: kept as sent."""
-
-    model_config = _open
-    type: Literal[tuple(t for t in get_args(ToolStepType) if t not in _TYPED_TOOL_STEPS)]  # type: ignore[valid-type]
-
-
-Step = Annotated[
-    ContentStep
-    | ThoughtStep
-    | FunctionCallStep
-    | FunctionResultStep
-    | GoogleSearchCallStep
-    | GoogleSearchResultStep
-    | UrlContextCallStep
-    | UrlContextResultStep
-    | CodeExecutionCallStep
-    | CodeExecutionResultStep
-    | OtherStep,
-    Field(discriminator="type"),
-]
 
 _content_list = TypeAdapter(list[Content])
 _step_list = TypeAdapter(list[Step])
@@ -289,7 +104,7 @@ class AllowedTools(BaseModel):
 
 
 class ToolChoiceConfig(BaseModel):
-    """`tool_choice` as an object: `{allowed_tools: {mode, tools}}`."""
+    """`tool_choice` as an object: `{allowed_tools: {mode, tools}}` (reference §3.6)."""
 
     model_config = ConfigDict(extra="forbid")
     allowed_tools: AllowedTools
@@ -317,7 +132,8 @@ class SpeakerConfig(BaseModel):
 
 
 def _shape(value: Any) -> str:
-    """Which branch of a string-or-object or list-or-object union `value` takes."""
+    """Which branch of a string-or-object or list-or-object union `value` takes (bracketed,
+    so that error messages leave it out of the field path)."""
     if isinstance(value, str):
         return "[string]"
     return "[list]" if isinstance(value, list) else "[object]"
@@ -340,8 +156,8 @@ class GenerationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     temperature: float | None = None
     top_p: float | None = None
-    max_output_tokens: int | None = Field(default=None, gt=0)
-    seed: int | None = None
+    max_output_tokens: int | None = Field(default=None, gt=0, le=2**31 - 1)
+    seed: Int64 | None = None
     stop_sequences: list[str] | None = None
     thinking_level: ThinkingLevel | None = None
     thinking_summaries: ThinkingSummaries | None = None
@@ -368,7 +184,22 @@ class FunctionTool(BaseModel):
     type: Literal["function"]
     name: str = Field(min_length=1, max_length=128)
     description: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: JsonSchema | None = None
+
+
+def _header_name(name: str) -> bool:
+    return bool(name) and all(
+        ch.isascii() and (ch.isalnum() or ch in "!#$%&'*+-.^_`|~") for ch in name
+    )
+
+
+def _headers(value: dict[str, str]) -> dict[str, str]:
+    for name, header in value.items():
+        if not _header_name(name):
+            raise ValueError(f"`{name}` is not a valid HTTP header name")
+        if any((ord(ch) < 0x20 and ch != "\t") or ord(ch) == 0x7F for ch in header):
+            raise ValueError(f"the value of header `{name}` has control characters")
+    return value
 
 
 class McpServerTool(BaseModel):
@@ -377,8 +208,8 @@ class McpServerTool(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["mcp_server"]
     name: str = Field(min_length=1)
-    url: str
-    headers: dict[str, str] | None = None
+    url: Url
+    headers: Annotated[dict[str, str], AfterValidator(_headers)] | None = None
     allowed_tools: list[AllowedTools] | None = None
 
 
@@ -395,13 +226,61 @@ class BareTool(BaseModel):
     type: Literal["url_context", "code_execution"]
 
 
-_tool_validators: dict[str, TypeAdapter[Any]] = {
-    "function": TypeAdapter(FunctionTool),
-    "mcp_server": TypeAdapter(McpServerTool),
-    "google_search": TypeAdapter(GoogleSearchTool),
-    "url_context": TypeAdapter(BareTool),
-    "code_execution": TypeAdapter(BareTool),
-}
+_TYPED_TOOLS = ("function", "mcp_server", "google_search", "url_context", "code_execution")
+
+
+class ServerSideTool(BaseModel):
+    """Another tool the upstream runs itself; its fields are the upstream's business."""
+
+    model_config = _open
+    type: Literal[tuple(t for t in get_args(ServerSideToolType) if t not in _TYPED_TOOLS)]  # type: ignore[valid-type]
+
+
+def _tool_type(value: Any) -> str | None:
+    """A tool's branch, bracketed so that error messages leave it out of the field path."""
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    if kind in _TYPED_TOOLS:
+        return f"[{kind}]"
+    return "[server_side]" if kind in get_args(ServerSideToolType) else None
+
+
+Tool = Annotated[
+    Annotated[FunctionTool, Tag("[function]")]
+    | Annotated[McpServerTool, Tag("[mcp_server]")]
+    | Annotated[GoogleSearchTool, Tag("[google_search]")]
+    | Annotated[BareTool, Tag("[url_context]")]
+    | Annotated[BareTool, Tag("[code_execution]")]
+    | Annotated[ServerSideTool, Tag("[server_side]")],
+    Discriminator(
+        _tool_type,
+        custom_error_type="tool_type",
+        custom_error_message="unknown tool `type`; it is one of "
+        + ", ".join(f"'{t}'" for t in ("function", "mcp_server", *get_args(ServerSideToolType))),
+    ),
+]
+
+
+class WebhookConfig(BaseModel):
+    """Per-request webhooks (reference §7.2): deliveries go to `uris` instead of the
+    registered webhooks; `user_metadata` comes back in every delivery."""
+
+    model_config = ConfigDict(extra="forbid")
+    uris: list[Url] | None = None
+    user_metadata: dict[str, Any] | None = None
+
+
+def _formats(value: dict[str, Any] | list[dict[str, Any]]) -> Any:
+    """Each `response_format` entry's schema must be a JSON Schema (reference §3.7)."""
+    for entry in value if isinstance(value, list) else [value]:
+        kind = entry.get("type")
+        if kind == "text":
+            if not isinstance(entry.get("mime_type", ""), str):
+                raise ValueError("`mime_type` must be a string")
+            if "schema" in entry:
+                check_json_schema(entry["schema"])
+        elif kind not in ("audio", "image", "video"):
+            check_json_schema(entry)  # a raw JSON Schema
+    return value
 
 
 class CreateInteraction(BaseModel):
@@ -412,11 +291,13 @@ class CreateInteraction(BaseModel):
     model: str | None = None
     agent: str | None = None
     agent_config: dict[str, Any] | None = None
-    input: str | dict[str, Any] | list[dict[str, Any]] | None = None
+    input: Annotated[str | dict[str, Any] | list[dict[str, Any]], KeptAs(InputShape)] | None = None
     system_instruction: str | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: Annotated[list[dict[str, Any]], KeptAs(list[Tool])] | None = None
     generation_config: GenerationConfig | None = None
-    response_format: dict[str, Any] | list[dict[str, Any]] | None = None
+    response_format: (
+        Annotated[dict[str, Any] | list[dict[str, Any]], AfterValidator(_formats)] | None
+    ) = None
     response_mime_type: Literal["application/json", "text/plain"] | None = None
     response_modalities: list[ResponseModality] | None = None
     safety_settings: list[SafetySetting] | None = None
@@ -429,19 +310,12 @@ class CreateInteraction(BaseModel):
     environment: str | dict[str, Any] | None = None
     labels: dict[str, str] | None = None
     service_tier: ServiceTier | None = None
-    webhook_config: dict[str, Any] | None = None
+    webhook_config: Annotated[dict[str, Any], KeptAs(WebhookConfig)] | None = None
 
     @model_validator(mode="after")
     def _tools_are_well_formed(self) -> CreateInteraction:
         names: set[str] = set()
         for index, tool in enumerate(self.tools or []):
-            validator = _tool_validators.get(str(tool.get("type")))
-            if validator is None:
-                continue  # server-side tool types are refused by the providers that lack them
-            try:
-                validator.validate_python(tool)
-            except ValidationError as exc:
-                raise ValueError(_errors(exc, prefix=f"tools.{index}")) from None
             if tool["type"] == "function":
                 if tool["name"] in names:
                     raise ValueError(f"tools.{index}: function `{tool['name']}` is declared twice")
@@ -490,7 +364,7 @@ def parse_create(body: Any) -> CreateInteraction:
     try:
         return CreateInteraction.model_validate(body)
     except ValidationError as exc:
-        raise InvalidArgument(_describe(exc)) from None
+        raise InvalidArgument(describe(exc)) from None
 
 
 def normalize_input(
@@ -508,14 +382,14 @@ def normalize_input(
     items = [value] if isinstance(value, dict) else value
     if not items:
         raise InvalidArgument("`input` must not be empty")
-    kinds = {item.get("type") for item in items}
+    kinds = {str(item.get("type")) for item in items}
     try:
         if kinds <= STEP_TYPES:
             return _dump(_step_list.validate_python(items))
         if kinds <= CONTENT_TYPES:
             return [{"type": "user_input", "content": _dump(_content_list.validate_python(items))}]
     except ValidationError as exc:
-        raise InvalidArgument(_describe(exc, prefix="input")) from None
+        raise InvalidArgument(describe(exc, prefix="input")) from None
     unknown = sorted(str(k) for k in kinds - STEP_TYPES - CONTENT_TYPES)
     if unknown:
         raise InvalidArgument(f"`input` has items of unknown type: {', '.join(unknown)}")
@@ -588,36 +462,9 @@ def output_media_of(request: CreateInteraction) -> tuple[list[str], dict[str, An
         try:
             ImageConfig.model_validate(image_config)
         except ValidationError as exc:
-            raise InvalidArgument(_describe(exc, prefix="response_format")) from None
+            raise InvalidArgument(describe(exc, prefix="response_format")) from None
     return modalities, image_config
 
 
 def _dump(items: Sequence[BaseModel]) -> list[dict[str, Any]]:
     return [item.model_dump(exclude_none=True) for item in items]
-
-
-def _describe(exc: ValidationError, prefix: str = "") -> str:
-    return "invalid request: " + _errors(exc, prefix)
-
-
-def _errors(exc: ValidationError, prefix: str = "") -> str:
-    """Up to three errors as `field.path: message`. Union branches (pydantic puts their names,
-    such as `literal[...]` or a class name, into the location) are left out, and only the
-    first error of each field is kept, so a bad enum value reads as its allowed values."""
-    parts: list[str] = []
-    seen: set[str] = set()
-    for error in exc.errors():
-        path = [p for p in (prefix, *error["loc"]) if p != "" and not _is_branch(p)]
-        loc = ".".join(str(p) for p in path)
-        if loc in seen:
-            continue
-        seen.add(loc)
-        message = str(error["msg"]).removeprefix("Value error, ")
-        parts.append(f"{loc}: {message}" if loc else message)
-        if len(parts) == 3:
-            break
-    return "; ".join(parts)
-
-
-def _is_branch(part: int | str) -> bool:
-    return isinstance(part, str) and (part[:1].isupper() or "[" in part)

@@ -23,19 +23,20 @@ from propylon.domain.ids import new_interaction_id, parse_event_id
 from propylon.domain.projection import Projection
 from propylon.domain.redaction import redact_request
 from propylon.domain.usage import Usage
-from propylon.errors import FailedPrecondition, InvalidArgument, NotFound
+from propylon.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from propylon.gateway.registry import ModelRegistry
 from propylon.gateway.router import CallRecord
-from propylon.jobs.base import SHUTDOWN
 from propylon.jobs.local import LocalQueue
 from propylon.observability import Metrics, traced_run
+from propylon.outbound import OutboundPolicy
 from propylon.providers.google_interactions import GoogleInteractions
 from propylon.runner.ceiling import Ceiling
-from propylon.runner.log import EventLog
+from propylon.runner.log import EventLog, MemoryLog, StoredLog
 from propylon.runner.mirror import mirror_turn
 from propylon.runner.turn import announce, finish_unstarted, run_turn
 from propylon.schema.interactions import CreateInteraction, queue_priority
 from propylon.service import reading
+from propylon.service.custom_agents import AgentLookup, base_of
 from propylon.service.idempotency import Idempotency
 from propylon.service.ledger import Ledger
 from propylon.service.plan import AgentPlan, Plan, plan, request_of
@@ -54,6 +55,11 @@ __all__ = ["Created", "InteractionService", "to_resource"]
 _INTERRUPTED = {
     "code": "interrupted",
     "message": "the server stopped while this interaction was running",
+}
+_STOPPED_UNENDED = {"code": "internal", "message": "the run stopped without ending"}
+_SHUTTING_DOWN = {
+    "code": "unavailable",
+    "message": "the server is shutting down: resume with `last_event_id` set to this event's id",
 }
 
 
@@ -120,6 +126,7 @@ class InteractionService:
         on_outbox: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
         agents: dict[str, GoogleInteractions] | None = None,
+        custom_agents: AgentLookup | None = None,
     ) -> None:
         """`ledger` admits and settles spend; `idempotency` decides repeats of a create;
         `webhooks` computes an ending interaction's deliveries; `on_outbox` is told when
@@ -127,6 +134,7 @@ class InteractionService:
         self.webhooks = webhooks
         self.metrics = metrics
         self.agents = agents or {}
+        self.custom_agents = custom_agents  # the tenants' own agents (service/agents.py)
         self.quotas = Quotas(settings.rate_window_seconds)
         self.ledger = ledger
         self.idempotency = idempotency
@@ -139,6 +147,9 @@ class InteractionService:
         self.jobs = LocalQueue(self.execute, settings.background_workers)
         self._foreground: dict[str, asyncio.Task[None]] = {}
         self._callers: dict[str, Caller] = {}  # runs under way: whose tokens to count
+        self._live: dict[str, EventLog] = {}  # runs under way here, by interaction id
+        self._cancels: dict[str, asyncio.Future[InteractionRecord]] = {}
+        self.stopping = False  # set once, by begin_shutdown
 
     async def create(
         self,
@@ -151,7 +162,10 @@ class InteractionService:
         the decoded `body`), a repeat of the same body returns the first interaction instead of
         running again. Raises InvalidArgument, NotFound, FailedPrecondition, PermissionDenied
         or ResourceExhausted before anything is written."""
-        await self.quotas.admit(caller, request.model or request.agent or "")
+        target = request.model or request.agent or ""
+        if request.agent and self.custom_agents is not None:  # a key's models cover its bases
+            target = await base_of(self.custom_agents, caller.tenant, request.agent) or target
+        await self.quotas.admit(caller, target)
         if idempotency_key is None:
             return await self._finish(await self._create(request, caller))
         if not request.store:
@@ -173,7 +187,7 @@ class InteractionService:
         if created.task is None or created.log is None:
             return created
         task, log = created.task, created.log
-        await (asyncio.shield(task) if log.events is None else task)
+        await (task if isinstance(log, MemoryLog) else asyncio.shield(task))
         return Created(
             to_resource(log.record, log.projection, include_input_steps=False),
             interaction_id=log.record.id,
@@ -185,7 +199,9 @@ class InteractionService:
         """Plan, admit (reserve the run's ceiling), store and start one turn. With `claim`,
         the key and the row are written together before the run starts (IdempotencyConflict
         when another interaction holds the key)."""
-        planned = await plan(request, self.store, self.models, self.settings, caller, self.agents)
+        planned = await plan(
+            request, self.store, self.models, self.settings, caller, self.agents, self.custom_agents
+        )
         timestamp = now()
         record = InteractionRecord(
             id=new_interaction_id(),
@@ -222,9 +238,14 @@ class InteractionService:
         run = self._run(log, planned, request)
         if request.stream:
             # Subscribe before the run starts so the creator misses nothing.
-            source: EventSource = log if log.events is not None else self.store
+            source: EventSource = log if isinstance(log, MemoryLog) else self.store
             events = reading.tail(
-                source, record.id, 0, self.bus.subscribe(record.id), self.keepalive
+                source,
+                record.id,
+                0,
+                self.bus.subscribe(record.id),
+                self.keepalive,
+                self._watcher(record.id),
             )
             task = self._start(record.id, run, stored=request.store)
             if not request.store:
@@ -247,7 +268,12 @@ class InteractionService:
         """The answer to a repeated idempotent create: the first interaction, never a rerun."""
         if request.stream:
             events = reading.tail(
-                self.store, record.id, 0, self.bus.subscribe(record.id), self.keepalive
+                self.store,
+                record.id,
+                0,
+                self.bus.subscribe(record.id),
+                self.keepalive,
+                self._watcher(record.id),
             )
             return Created(events=events, interaction_id=record.id)
         if not record.background and not lifecycle.is_terminal(record.status):
@@ -257,6 +283,7 @@ class InteractionService:
                 record.last_seq,
                 self.bus.subscribe(record.id),
                 self.keepalive,
+                self._watcher(record.id),
             ):
                 pass  # wait for the first request's run to end
             record = await self._record(record.id, SYSTEM)
@@ -270,14 +297,13 @@ class InteractionService:
     ) -> Coroutine[Any, Any, None]:
         record = log.record
         if isinstance(planned, AgentPlan):
-            return self._settled(
-                traced_run(
-                    mirror_turn(log, planned.agent, planned.body),
-                    log,
-                    request.agent or "",
-                    self.settings.trace_content,
+            mirrored = mirror_turn(log, planned.agent, planned.body, stopping=self._stopping)
+            return self._supervised(
+                log,
+                self._settled(
+                    traced_run(mirrored, log, request.agent or "", self.settings.trace_content),
+                    record,
                 ),
-                record,
             )
         caller = self._callers.get(record.id) or Caller(
             tenant=record.tenant, key_id=record.api_key_id
@@ -288,9 +314,8 @@ class InteractionService:
             if self.metrics is not None:
                 self.metrics.upstream_call(call, record.tenant)
 
-        provider = planned.served.bind(
-            record.id, request.model or "", request.labels or {}, on_done
-        )
+        name = request.model or planned.served.name  # a custom agent's: its base
+        provider = planned.served.bind(record.id, name, request.labels or {}, on_done)
         run = run_turn(
             log,
             provider,
@@ -300,9 +325,12 @@ class InteractionService:
             tool_timeout=self.settings.tool_timeout_seconds,
             token_ceiling=self.ledger.ceiling(caller),  # what its admission reserved
             ceiling=self._ceiling(planned, request),
+            stopping=self._stopping,
+            outbound=OutboundPolicy.from_settings(self.settings),
         )
-        return self._settled(
-            traced_run(run, log, request.model or "", self.settings.trace_content), record
+        return self._supervised(
+            log,
+            self._settled(traced_run(run, log, name, self.settings.trace_content), record),
         )
 
     def _ceiling(self, planned: Plan, request: CreateInteraction) -> Ceiling | None:
@@ -326,10 +354,34 @@ class InteractionService:
             raise
         await self.ledger.settle(record)
 
+    def _stopping(self) -> bool:
+        return self.stopping
+
+    async def _supervised(self, log: EventLog, run: Coroutine[Any, Any, None]) -> None:
+        """Run one turn with its log registered as live here (its readers ask the log, not
+        the store, how it goes). A run that stops without an end while the process is not
+        stopping is ended here: never left `in_progress`."""
+        self._live[log.interaction_id] = log
+        try:
+            await run
+        except BaseException as exc:
+            if not log.ended and not self.stopping:
+                if isinstance(exc, asyncio.CancelledError):
+                    finish_unstarted(log, "cancelled")
+                else:
+                    finish_unstarted(log, "failed", _STOPPED_UNENDED)
+                await log.drain()
+            raise
+        finally:
+            if self._live.get(log.interaction_id) is log:
+                del self._live[log.interaction_id]
+
     def _start(
         self, interaction_id: str, run: Coroutine[Any, Any, None], *, stored: bool
     ) -> asyncio.Task[None]:
         task = asyncio.create_task(run)
+        # a stream's run is not awaited: its log failure was logged and told to its readers
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
         if stored:
             self._foreground[interaction_id] = task
             task.add_done_callback(lambda _: self._foreground.pop(interaction_id, None))
@@ -352,13 +404,14 @@ class InteractionService:
                 self.settings,
                 Caller(tenant=record.tenant, key_id=record.api_key_id),
                 self.agents,
+                self.custom_agents,
             )
         except (InvalidArgument, NotFound, FailedPrecondition) as exc:
             finish_unstarted(log, "failed", {"code": "invalid_request", "message": exc.message})
             await log.drain()
             return
-        except asyncio.CancelledError as exc:
-            if exc.args != (SHUTDOWN,):
+        except asyncio.CancelledError:
+            if not self.stopping:
                 finish_unstarted(log, "cancelled")
                 await log.drain()
             raise
@@ -387,12 +440,15 @@ class InteractionService:
     ) -> AsyncIterator[Event | None]:
         """The log from the start (or after `last_event_id`), then live until its terminal
         event; None items are keep-alive ticks. Raises NotFound, or InvalidArgument when the
-        event id is not one of this interaction's."""
+        event id is not one of this interaction's (or not yet: ahead of its log), Unavailable
+        while the server is stopping."""
         record = await self._record(interaction_id, caller)
+        if self.stopping:
+            raise Unavailable("the server is shutting down; try again")
         after = 0
         if last_event_id:
             seq = parse_event_id(interaction_id, last_event_id)
-            if seq is None or (seq > record.last_seq and lifecycle.is_terminal(record.status)):
+            if seq is None or seq > record.last_seq:
                 raise InvalidArgument(
                     f"`last_event_id` `{last_event_id}` is not an event of "
                     f"interaction `{interaction_id}`"
@@ -401,8 +457,37 @@ class InteractionService:
         if lifecycle.is_terminal(record.status) and after >= record.last_seq:
             return reading.empty()
         return reading.tail(
-            self.store, interaction_id, after, self.bus.subscribe(interaction_id), self.keepalive
+            self.store,
+            interaction_id,
+            after,
+            self.bus.subscribe(interaction_id),
+            self.keepalive,
+            self._watcher(interaction_id),
         )
+
+    def _watcher(self, interaction_id: str) -> reading.Watch:
+        """What a stream of `interaction_id` asks on each keep-alive tick (see reading.tail):
+        the server stopping ends it; a run live here answers from its log; any other from
+        the store's status (ended, or deleted)."""
+
+        async def watch() -> dict[str, str] | None:
+            if self.stopping:
+                return _SHUTTING_DOWN
+            live = self._live.get(interaction_id)
+            if live is not None and not live.ended:
+                return None
+            if live is not None and live.failure is not None:
+                return live.failure
+            record = await self.store.get(interaction_id)
+            if record is None:
+                if live is not None:  # its end is still being written
+                    return None
+                return {"code": "not_found", "message": "the interaction no longer exists"}
+            if lifecycle.is_terminal(record.status):
+                return {"code": "internal", "message": "the interaction ended without a last event"}
+            return None
+
+        return watch
 
     async def cancel(self, interaction_id: str, caller: Caller) -> dict[str, Any]:
         """Cancel a queued or running background interaction; it ends `cancelled` with exactly
@@ -416,10 +501,23 @@ class InteractionService:
                 "only background interactions can be cancelled; "
                 f"`{interaction_id}` is a foreground interaction"
             )
-        if lifecycle.is_terminal(record.status):
+        if not lifecycle.is_terminal(record.status):
+            # One cancel at a time per interaction: concurrent ones share its outcome.
+            ending = self._cancels.get(interaction_id)
+            if ending is None:
+                ending = asyncio.ensure_future(self._end_cancelled(interaction_id, caller))
+                self._cancels[interaction_id] = ending
+                ending.add_done_callback(lambda _: self._cancels.pop(interaction_id, None))
+            record = await asyncio.shield(ending)
+        if record.status != "cancelled":
             raise FailedPrecondition(
                 f"interaction `{interaction_id}` has already finished (status `{record.status}`)"
             )
+        return to_resource(record)
+
+    async def _end_cancelled(self, interaction_id: str, caller: Caller) -> InteractionRecord:
+        """Stop the run (its log ends it `cancelled`, unless it ended first) and wait until
+        its log is written; a run that had not begun is ended here."""
         if self.jobs.cancel(interaction_id):
             await self.jobs.wait(interaction_id)
         record = await self._record(interaction_id, caller)
@@ -428,7 +526,7 @@ class InteractionService:
             finish_unstarted(log, "cancelled")
             await log.drain()
             record = await self._record(interaction_id, caller)
-        return to_resource(record)
+        return record
 
     async def delete(self, interaction_id: str, caller: Caller) -> None:
         """Delete the interaction and its events, stopping a running one first.
@@ -470,11 +568,19 @@ class InteractionService:
         await self.ledger.recover(self.store.get)
         return requeued, closed
 
+    def begin_shutdown(self) -> None:
+        """The process is stopping: from now on a cancelled run is left unfinished (the next
+        start recovers it) and every open stream ends, with an `error` event that names the
+        last event sent (a client resumes from it after the restart). Idempotent."""
+        self.stopping = True
+        self.bus.close()
+
     async def shutdown(self) -> None:
         """Stop every run still going without ending it: the next start recovers each."""
+        self.begin_shutdown()
         tasks = list(self._foreground.values())
         for task in tasks:
-            task.cancel(SHUTDOWN)
+            task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.jobs.stop()
 
@@ -483,8 +589,8 @@ class InteractionService:
     ) -> EventLog:
         """The log writer of `record` (store=false: kept in memory only)."""
         if not stored:
-            return EventLog(record, None, self.bus, on_terminal=self._account)
-        return EventLog(
+            return MemoryLog(record, self.bus, on_terminal=self._account)
+        return StoredLog(
             record,
             self.store,
             self.bus,

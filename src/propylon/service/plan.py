@@ -14,7 +14,7 @@ from propylon.domain import lifecycle
 from propylon.domain.caller import Caller
 from propylon.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from propylon.gateway.registry import ModelRegistry, ServedModel
-from propylon.outbound import check_url
+from propylon.outbound import OutboundPolicy, check_url
 from propylon.providers.base import Turn
 from propylon.providers.google_interactions import GoogleInteractions
 from propylon.runner.history import check_function_results
@@ -26,6 +26,7 @@ from propylon.schema.interactions import (
     parse_create,
 )
 from propylon.service.continuation import resume
+from propylon.service.custom_agents import AgentLookup, for_agent
 from propylon.store.base import InteractionRecord, Store
 
 __all__ = ["AgentPlan", "Plan", "plan", "request_of"]
@@ -60,6 +61,7 @@ async def plan(
     settings: Settings,
     caller: Caller,
     agents: dict[str, GoogleInteractions] | None = None,
+    custom_agents: AgentLookup | None = None,
 ) -> Plan | AgentPlan:
     """Check `request` and build its turn for `caller`. Raises InvalidArgument, NotFound
     (also for another tenant's previous interaction), FailedPrecondition, or
@@ -72,6 +74,8 @@ async def plan(
     if not request.store and request.background:
         raise InvalidArgument("`background=true` needs `store=true`")
     _check_service_tier(request, caller)
+    if request.agent and custom_agents is not None:  # one of the tenant's: plan as its base
+        request = await for_agent(request, custom_agents, caller.tenant, agents or {})
     if request.agent:
         return await _plan_agent(request, store, caller, agents or {})
     assert request.model is not None
@@ -103,13 +107,13 @@ async def plan(
     for server in mcp_servers:
         await check_url(
             server["url"],
-            allow_private=settings.allow_private_network_targets,
+            policy=OutboundPolicy.from_settings(settings),
             what=f"MCP server `{server['name']}`",
         )
     for uri in (request.webhook_config or {}).get("uris") or []:
         await check_url(
             str(uri),
-            allow_private=settings.allow_private_network_targets,
+            policy=OutboundPolicy.from_settings(settings),
             what="`webhook_config.uris`",
         )
     config = request.generation_config

@@ -38,11 +38,7 @@ class Quotas:
         policy = caller.policy
         if not policy or caller.key_id is None:
             return
-        models = policy.get("models")
-        if models and model.removeprefix("models/") not in models:
-            raise PermissionDenied(
-                f"this API key may not use model `{model}`; it may use {', '.join(models)}"
-            )
+        self.allows(caller, model)
         tpm = policy.get("tpm")
         if tpm and not self._limiter.test(self._item(tpm), caller.key_id, "tokens"):
             raise ResourceExhausted(
@@ -54,6 +50,16 @@ class Quotas:
             raise ResourceExhausted(
                 f"requests-per-minute limit of {rpm} reached",
                 self._wait(self._item(rpm), caller.key_id, "requests"),
+            )
+
+    @staticmethod
+    def allows(caller: Caller, model: str) -> None:
+        """Raise PermissionDenied when the caller's key may not use `model` (a model, alias
+        or agent name)."""
+        models = caller.policy.get("models")
+        if models and caller.key_id is not None and model.removeprefix("models/") not in models:
+            raise PermissionDenied(
+                f"this API key may not use model `{model}`; it may use {', '.join(models)}"
             )
 
     def count_tokens(self, caller: Caller, tokens: int) -> None:

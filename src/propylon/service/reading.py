@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from propylon.bus.base import Subscription
-from propylon.domain.events import Event, is_terminal_event
+from propylon.domain.events import ERROR, Event, is_terminal_event
 from propylon.domain.projection import Projection
 from propylon.store.base import EventSource
 
-__all__ = ["cancel_on_close", "empty", "fold", "replay", "tail"]
+__all__ = ["Watch", "cancel_on_close", "empty", "fold", "replay", "tail"]
+
+# Asked on every keep-alive tick of a stream: None while its run may still append events, else
+# the error (`{"code", "message"}`) to end the stream with, after whatever the log holds.
+Watch = Callable[[], Awaitable[dict[str, str] | None]]
 
 _FIRST_PAGE = 32  # events in the first read of a replay: the first event goes out fast
 _PAGE = 500  # events per later read
@@ -43,12 +47,17 @@ async def tail(
     after: int,
     subscription: Subscription,
     keepalive: float,
+    watch: Watch,
 ) -> AsyncIterator[Event | None]:
     """Replay after `after`, then follow live events until the terminal one; None items are
-    keep-alive ticks (every `keepalive` idle seconds).
+    keep-alive ticks (every `keepalive` idle seconds, or when the bus wakes the reader).
 
     The subscription was opened before the replay, so an event is either replayed or received
-    live (duplicates are dropped by seq); a gap or an overflow re-reads the source.
+    live (duplicates are dropped by seq); a gap or an overflow re-reads the source. On each
+    tick `watch` says whether the run can still append: when it cannot (it ended, its log
+    failed, it was deleted, the server is stopping), the stream reads what the source has and
+    ends, with an `error` event when that holds no terminal one. That event is not in the log:
+    it carries the seq of the last event sent, so a client resumes after it.
     """
     try:
         seq = after
@@ -66,8 +75,17 @@ async def tail(
                 catch_up = True
                 continue
             if not live:
-                yield None
-                continue
+                error = await watch()
+                if error is None:
+                    yield None
+                    continue
+                async for event in replay(source, interaction_id, seq):
+                    yield event
+                    seq = event.seq
+                    if is_terminal_event(event):
+                        return
+                yield Event(seq, ERROR, {"error": error})
+                return
             for event in live:
                 if event.seq <= seq:
                     continue

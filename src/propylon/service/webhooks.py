@@ -23,7 +23,8 @@ from propylon.domain.caller import Caller
 from propylon.domain.clock import now
 from propylon.errors import InvalidArgument, NotFound, PermissionDenied
 from propylon.jobs.webhooks import GRACE_SECONDS
-from propylon.outbound import check_url
+from propylon.outbound import OutboundPolicy, check_url
+from propylon.schema.webhooks import check_webhook_fields
 from propylon.store.base import Delivery, InteractionRecord, Store
 
 __all__ = ["EVENTS", "WebhookService", "event_of", "new_secret", "tenant_secret"]
@@ -85,19 +86,19 @@ def _public(webhook: dict[str, Any]) -> dict[str, Any]:
 class WebhookService:
     """CRUD of registered webhooks and the outbox entries of ending interactions."""
 
-    def __init__(self, store: Store, allow_private: bool, uris_secret: str) -> None:
-        """`uris_secret`: the server's secret, from which each tenant's signing secret of
-        per-request `webhook_config.uris` deliveries is derived (`tenant_secret`)."""
+    def __init__(self, store: Store, policy: OutboundPolicy, uris_secret: str) -> None:
+        """`policy`: where webhook URLs may point. `uris_secret`: the server's secret, from
+        which each tenant's signing secret of per-request `webhook_config.uris` deliveries is
+        derived (`tenant_secret`)."""
         self.store = store
-        self.allow_private = allow_private
+        self.policy = policy
         self._uris_secret = uris_secret
         self._cache: list[dict[str, Any]] | None = None  # enabled webhooks, for on_terminal
 
     async def _check(self, body: dict[str, Any]) -> None:
+        check_webhook_fields(body)  # shapes first: the checks below read them
         if "uri" in body:
-            await check_url(
-                str(body["uri"]), allow_private=self.allow_private, what="webhook `uri`"
-            )
+            await check_url(str(body["uri"]), policy=self.policy, what="webhook `uri`")
         events = body.get("subscribed_events")
         if events is not None:
             unknown = sorted(set(events) - EVENTS)

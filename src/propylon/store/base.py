@@ -180,7 +180,9 @@ class Store(Protocol):
         """Add deliveries to the outbox."""
 
     async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
-        """Pending deliveries whose next attempt is due at `now` (Unix seconds)."""
+        """Pending deliveries whose next attempt is due at `now` (Unix seconds), and whose
+        webhook, if registered, is enabled: read here, not cached. The pending deliveries of a
+        webhook that is not enabled end `failed`, never sent."""
 
     async def delivery_done(
         self,

@@ -271,16 +271,27 @@ class SQLiteStore:
         await self._write(lambda conn: _insert_deliveries(conn, deliveries))
 
     async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
+        # The webhook's state is read here, in the transaction that picks: the pending
+        # deliveries of a webhook that is no longer enabled are dropped, never sent.
         def run(conn: sqlite3.Connection) -> list[Delivery]:
+            conn.execute(
+                "UPDATE deliveries SET state = 'failed', "
+                "last_error = 'not sent: the webhook is not enabled' "
+                "WHERE state = 'pending' AND webhook_id IN "
+                "(SELECT id FROM webhooks WHERE json_extract(data, '$.state') != 'enabled')"
+            )
             rows = conn.execute(
-                "SELECT id, uri, payload, webhook_id, attempts, next_attempt, tenant "
-                "FROM deliveries "
-                "WHERE state = 'pending' AND next_attempt <= ? ORDER BY next_attempt LIMIT ?",
+                "SELECT d.id, d.uri, d.payload, d.webhook_id, d.attempts, d.next_attempt, "
+                "d.tenant "
+                "FROM deliveries d LEFT JOIN webhooks w ON w.id = d.webhook_id "
+                "WHERE d.state = 'pending' AND d.next_attempt <= ? AND (w.id IS NULL "
+                "OR json_extract(w.data, '$.state') = 'enabled') "
+                "ORDER BY d.next_attempt LIMIT ?",
                 (now, limit),
             ).fetchall()
             return [Delivery(*row) for row in rows]
 
-        return await self._read(run)
+        return await self._write(run)
 
     async def delivery_done(
         self,
