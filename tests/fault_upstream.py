@@ -9,7 +9,7 @@ chunks, with usage), `429` (with `Retry-After: 0.05`), `500`, `400`, `timeout` (
 the total is past 64 bits), `call` (one call of `get_weather` with no call id, as some
 servers send), `big` (one 1 MiB chunk: a single SSE line over 1 MiB), `hold` (answer nothing
 until the caller goes away, at most 10 s).
-`GET /calls/<run id>` answers the call counts per model.
+`GET /calls/<run id>` answers the call counts per model; `GET /requests` the request bodies.
 
     python tests/fault_upstream.py PORT
 """
@@ -25,6 +25,7 @@ from collections import defaultdict
 from aiohttp import web
 
 calls: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+received: list[dict[str, object]] = []
 BIG = 1 << 20  # characters of the `big` chunk
 
 
@@ -52,6 +53,7 @@ def _call_chunk() -> bytes:
 
 async def completions(request: web.Request) -> web.StreamResponse:
     body = await request.json()
+    received.append(body)
     model = body["model"]
     text = body["messages"][-1]["content"]
     run = re.search(r"id=(\S+)", text)
@@ -120,8 +122,18 @@ async def count(request: web.Request) -> web.Response:
     return web.json_response(calls.get(request.match_info["run"], {}))
 
 
+async def requests(request: web.Request) -> web.Response:
+    return web.json_response(received)
+
+
 app = web.Application()
-app.add_routes([web.post("/v1/chat/completions", completions), web.get("/calls/{run}", count)])
+app.add_routes(
+    [
+        web.post("/v1/chat/completions", completions),
+        web.get("/calls/{run}", count),
+        web.get("/requests", requests),
+    ]
+)
 
 if __name__ == "__main__":
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)

@@ -3,7 +3,9 @@
 `POST /v1beta/models/<model>:streamGenerateContent?alt=sse` answers with the fixture named by
 the last user text part (e.g. `generate_content/text_basic.json`): an `.sse` file verbatim, a
 JSON body as one SSE event, a JSON array as one event per element; `errors/<name>_<status>...`
-files are sent with that HTTP status. `GET /requests` lists the request bodies received.
+files are sent with that HTTP status. A request with a `continuationToken` answers with the
+fixture the token names (its base64 decodes to the name: see `continuation_part1.json`).
+`GET /requests` lists the request bodies received.
 
 `POST /v1beta/interactions` (Google's Interactions API, for agents) streams the recorded events
 of the fixture named by the input (`interactions/steps_text_stream.jsonl`), or, for the input
@@ -16,6 +18,7 @@ of the fixture named by the input (`interactions/steps_text_stream.jsonl`), or, 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import sys
@@ -36,6 +39,8 @@ async def generate(request: web.Request) -> web.StreamResponse:
         for part in content["parts"]
         if "text" in part
     )
+    if body.get("continuationToken"):
+        name = base64.b64decode(body["continuationToken"]).decode()
     path = Path(request.app["fixtures"]) / name
     raw = path.read_bytes()
     status = re.search(r"_(\d{3})", path.name)

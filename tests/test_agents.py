@@ -8,12 +8,13 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from google import genai
 
-from tests.conftest import CONFIG, helper, start_server, stop_server
+from tests.conftest import CONFIG, Server, helper, start_server, stop_server
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gemini"
 AGENT = "deep-research-preview-04-2026"
@@ -26,12 +27,17 @@ def replay() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def client(replay: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[genai.Client]:
+def agent_server(replay: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     agents = f'\n[[agents]]\nname = "{AGENT}"\nbase_url = "{replay}"\n'
     config = CONFIG + agents  # tables after the top-level keys
     server = start_server(tmp_path_factory.mktemp("agents"), config)
-    yield server.client()
+    yield server
     stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def client(agent_server: Server) -> genai.Client:
+    return agent_server.client()
 
 
 def _recorded(name: str) -> list[dict]:
@@ -86,3 +92,44 @@ def test_unknown_agents_are_404(client: genai.Client) -> None:
 
     with pytest.raises(errors.NotFoundError):
         client.interactions.create(agent="no-such-agent", input="x", background=True)
+
+
+def _mirrored(client: genai.Client, name: str) -> Any:
+    answer = client.interactions.create(agent=AGENT, input=name, background=True)
+    deadline = time.monotonic() + 20
+    while client.interactions.get(answer.id).status not in ("completed", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return client.interactions.get(answer.id)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "interactions/steps_google_search_stream.jsonl",
+        "interactions/steps_google_search_stream_split_annotations.jsonl",
+    ],
+)
+def test_citations_land_on_their_text_item_and_accumulate(client: genai.Client, name: str) -> None:
+    recorded = _recorded(name)
+    cited = [
+        note
+        for e in recorded
+        if e["event_type"] == "step.delta" and e["delta"]["type"] == "text_annotation_delta"
+        for note in e["delta"]["annotations"]
+    ]
+    got = _mirrored(client, name)
+    output = next(s for s in got.steps if s.type == "model_output")
+    assert [a.model_dump(exclude_none=True) for a in output.content[0].annotations] == cited
+    assert [s.type for s in got.steps][-2:] == ["google_search_call", "google_search_result"]
+
+
+def test_the_mirror_passes_googles_usage_unchanged(
+    client: genai.Client, agent_server: Server
+) -> None:
+    name = "interactions/steps_google_search_stream.jsonl"
+    usage = _recorded(name)[-1]["interaction"]["usage"]
+    got = _mirrored(client, name)
+    assert got.usage.model_dump(exclude_none=True) == usage
+    with agent_server.http() as http:
+        assert http.get(f"/v1beta/interactions/{got.id}").json()["usage"] == usage

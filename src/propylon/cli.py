@@ -233,6 +233,10 @@ def keys_create(
     max_tokens: Annotated[
         int | None, typer.Option(help="Token ceiling of one interaction.")
     ] = None,
+    service_tiers: Annotated[
+        str | None,
+        typer.Option(help="`service_tier` values it may use, comma-separated (default: all)."),
+    ] = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -252,6 +256,7 @@ def keys_create(
             "budget_usd": budget_usd,
             "budget_period": budget_period if budget_usd is not None else None,
             "max_tokens_per_interaction": max_tokens,
+            "service_tiers": _tiers(service_tiers) if service_tiers is not None else None,
         }.items()
         if v is not None
     }
@@ -270,6 +275,14 @@ def keys_create(
     typer.echo(
         f"key id:  {key.id}\ntenant:  {tenant}\napi key: {secret}\n(shown once: store it now)"
     )
+
+
+def _tiers(value: str) -> list[str]:
+    tiers = [t.strip() for t in value.split(",") if t.strip()]
+    unknown = sorted(set(tiers) - {"flex", "standard", "priority", "deferred"})
+    if unknown:
+        raise typer.BadParameter(f"unknown service tier `{unknown[0]}`")
+    return tiers
 
 
 @keys_app.command("list")

@@ -356,6 +356,20 @@ class Settings(BaseSettings):
         description="Token ceiling of one interaction (a key's policy may set its own); "
         "crossing it ends the interaction `budget_exceeded`.",
     )
+    continuation_after_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="Per-turn time ceiling of a foreground run, in seconds from its start: "
+        "past it (checked as the text streams), the answer is cut and the interaction ends "
+        "`requires_continuation` with a `continuation_token` to go on from (for proxies that "
+        "close long requests).",
+    )
+    continuation_after_tokens: int | None = Field(
+        default=None,
+        gt=0,
+        description="Per-turn output-token ceiling of a foreground answer: past it, the answer "
+        "is cut and the interaction ends `requires_continuation` with a `continuation_token`.",
+    )
     reservation_tokens: int = Field(
         default=32768,
         gt=0,

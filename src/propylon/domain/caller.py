@@ -12,7 +12,7 @@ __all__ = ["ANONYMOUS", "SYSTEM", "Caller"]
 class Caller:
     """tenant: whose data the request sees and writes. admin: may see every tenant's.
     policy: the key's limits (`models`, `rpm`, `tpm`, `budget_usd`, `budget_period`,
-    `max_tokens_per_interaction`), empty for none."""
+    `max_tokens_per_interaction`, `service_tiers`), empty for none."""
 
     tenant: str = "default"
     key_id: str | None = None

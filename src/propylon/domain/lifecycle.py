@@ -9,7 +9,15 @@ __all__ = ["CONTINUABLE", "RUNNING", "TERMINAL", "is_terminal"]
 RUNNING: Final = frozenset({"in_progress", "queued"})
 # A run ends in exactly one of these.
 TERMINAL: Final = frozenset(
-    {"completed", "requires_action", "failed", "cancelled", "incomplete", "budget_exceeded"}
+    {
+        "completed",
+        "requires_action",
+        "failed",
+        "cancelled",
+        "incomplete",
+        "budget_exceeded",
+        "requires_continuation",  # a foreground answer cut short: the next hop goes on
+    }
 )
 # A finished interaction that a next turn may name as `previous_interaction_id`.
 CONTINUABLE: Final = TERMINAL

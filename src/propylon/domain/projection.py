@@ -40,6 +40,7 @@ class Projection:
     steps: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, Any] | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
+    continuation_token: str | None = None
     last_seq: int = 0
     ended: bool = False
     _arguments: dict[int, list[str]] = field(default_factory=dict)
@@ -67,6 +68,7 @@ class Projection:
             interaction = data["interaction"]
             self.status = interaction["status"]
             self.usage = interaction.get("usage")
+            self.continuation_token = interaction.get("continuation_token")
             self.updated = interaction.get("updated", self.updated)
             self.ended = True
 
@@ -75,6 +77,12 @@ class Projection:
         kind = delta["type"]
         if kind == "text":
             _append_text(step.setdefault("content", []), delta["text"])
+        elif kind == "text_annotation_delta":
+            # Citations belong to the text item they annotate (the latest one) and accumulate.
+            content = step.setdefault("content", [])
+            if not content or content[-1].get("type") != "text":
+                content.append({"type": "text", "text": ""})
+            content[-1].setdefault("annotations", []).extend(delta.get("annotations") or [])
         elif kind in _MEDIA_DELTAS:
             step.setdefault("content", []).append(dict(delta))
         elif kind == "thought_summary":

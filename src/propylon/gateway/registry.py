@@ -11,7 +11,7 @@ from propylon.config import ModelSettings, Settings, TargetSettings
 from propylon.errors import NotFound
 from propylon.gateway.breaker import CircuitBreaker
 from propylon.gateway.router import CallRecord, Target, route
-from propylon.providers import echo, embedded
+from propylon.providers import capabilities, echo, embedded
 from propylon.providers.base import Admission, Provider, ProviderEvent, Ticket, Turn
 from propylon.providers.embedded_process import ProcessStats
 
@@ -31,7 +31,14 @@ class ServedModel:
         """Every target must be able to honour `turn` (any may end up answering it).
         Raises InvalidArgument naming the field."""
         for target in self.targets:
+            found = capabilities.capabilities_of(target.provider)
+            capabilities.check(turn, found, f"model `{self.name}` (target `{target.name}`)")
             target.provider.check(turn)
+
+    @property
+    def continues(self) -> bool:
+        """Every target can go on with an answer cut short (so a turn may be cut)."""
+        return all(capabilities.capabilities_of(t.provider).continues for t in self.targets)
 
     def admit(self) -> Ticket:
         """A foreground request's place in the queue of the first target that queues requests

@@ -21,6 +21,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from propylon.config import RetrySettings, TargetSettings
 from propylon.domain.usage import Usage
 from propylon.gateway.breaker import CircuitBreaker, Permit
+from propylon.providers import capabilities
 from propylon.providers.base import Provider, ProviderEvent, Turn, UpstreamError, UsageReport
 
 __all__ = ["CallRecord", "CircuitOpen", "Target", "route"]
@@ -183,7 +184,8 @@ async def _connect(
                     permit = allowed
                     record.attempts += 1
                     try:
-                        stream = target.provider.stream(turn)
+                        found = capabilities.capabilities_of(target.provider)
+                        stream = target.provider.stream(capabilities.prepare(turn, found))
                         first = await _first(stream, target)
                     except BaseException:
                         target.breaker.release(permit)

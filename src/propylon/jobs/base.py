@@ -26,8 +26,8 @@ class JobQueue(Protocol):
     def has_capacity(self) -> bool:
         """True when a job submitted now would start at once (else it is `queued`)."""
 
-    def submit(self, interaction_id: str) -> None:
-        """Queue the job; it starts when a worker is free."""
+    def submit(self, interaction_id: str, priority: int = 1) -> None:
+        """Queue the job; it starts when a worker is free, lower `priority` numbers first."""
 
     def cancel(self, interaction_id: str) -> bool:
         """Cancel the job if it is queued or running here. False when it is not."""

@@ -15,10 +15,13 @@ from propylon.domain.usage import Usage
 
 __all__ = [
     "Admission",
+    "Citations",
     "Finish",
     "FunctionCall",
+    "MediaDelta",
     "Provider",
     "ProviderEvent",
+    "ServerStep",
     "TextDelta",
     "ThoughtDelta",
     "Ticket",
@@ -36,6 +39,11 @@ class Turn:
 
     history: every step of the conversation, oldest first, ending with this turn's input.
     generation_config: the request's `generation_config` with unset fields left out.
+    response_modalities: what the answer may hold (`text`, `image`, `audio`); empty: text.
+    safety_settings: the request's `safety_settings` (`{type, threshold, method?}`).
+    continuation: the text of an answer cut short (`requires_continuation`) that this turn
+    goes on with: the provider answers the history without it and sends only what follows.
+    upstream_continuation: the upstream's own token for that (Gemini's `continuationToken`).
     """
 
     history: list[dict[str, Any]]
@@ -43,6 +51,10 @@ class Turn:
     tools: list[dict[str, Any]] = field(default_factory=list)
     generation_config: dict[str, Any] = field(default_factory=dict)
     json_schema: dict[str, Any] | None = None
+    response_modalities: list[str] = field(default_factory=list)
+    safety_settings: list[dict[str, Any]] = field(default_factory=list)
+    continuation: str | None = None
+    upstream_continuation: str | None = None
 
     def functions(self) -> list[dict[str, Any]]:
         """The function declarations the model may call, as allowed by `tool_choice`."""
@@ -112,6 +124,33 @@ class FunctionCall:
 
 
 @dataclass(slots=True)
+class MediaDelta:
+    """A piece of media in the answer (an image, audio): base64 `data` or a `uri`.
+    `sample_rate`: for raw audio (`audio/l16`), in Hz."""
+
+    type: Literal["image", "audio", "video", "document"]
+    mime_type: str | None = None
+    data: str | None = None
+    uri: str | None = None
+    sample_rate: int | None = None
+
+
+@dataclass(slots=True)
+class ServerStep:
+    """A whole step of a tool the upstream ran itself (`google_search_call`,
+    `code_execution_result`, ...), in its wire shape (reference §4.3)."""
+
+    step: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Citations:
+    """Annotations (`url_citation`, ...) of the answer's text so far."""
+
+    annotations: list[dict[str, Any]]
+
+
+@dataclass(slots=True)
 class UsageReport:
     """Token counts for the turn so far; the last report wins."""
 
@@ -120,12 +159,23 @@ class UsageReport:
 
 @dataclass(slots=True)
 class Finish:
-    """Why generation ended: `stop` (natural end or stop sequence) or `max_tokens`."""
+    """Why generation ended: `stop` (natural end or stop sequence), `max_tokens`, or
+    `continuation` (the upstream cut the answer at its own per-request limit)."""
 
-    reason: Literal["stop", "max_tokens"] = "stop"
+    reason: Literal["stop", "max_tokens", "continuation"] = "stop"
+    token: str | None = None  # with `continuation`: the upstream's token to go on from
 
 
-ProviderEvent = TextDelta | ThoughtDelta | FunctionCall | UsageReport | Finish
+ProviderEvent = (
+    TextDelta
+    | ThoughtDelta
+    | FunctionCall
+    | MediaDelta
+    | ServerStep
+    | Citations
+    | UsageReport
+    | Finish
+)
 
 
 class UpstreamError(Exception):

@@ -21,6 +21,10 @@ until its round limit). With a JSON `response_format`, echo answers the last
 input text as is, so a JSON input passes the schema check and anything else fails it.
 Generation settings: `max_output_tokens` (words) and `stop_sequences` are honoured;
 `temperature`, `top_p` and `seed` are accepted and change nothing (echo is deterministic).
+Usage counts are text tokens (`*_by_modality`: `text`). A continued answer (`Turn.continuation`,
+after `requires_continuation`) is the rest of the same answer: echo's answer is a function of
+the history, so it sends what follows the part already given. Every step type is shown as
+it came (echo takes them all natively).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from propylon.providers.base import (
     UsageReport,
     step_text,
 )
+from propylon.providers.capabilities import Capabilities
 
 __all__ = ["EchoProvider", "render_history"]
 
@@ -84,6 +89,8 @@ def _line(step: dict[str, Any]) -> str:
 class EchoProvider:
     """The echo model. `delay`: seconds to wait before each delta (default 0)."""
 
+    capabilities = Capabilities(native_steps=None, continues=True)
+
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
 
@@ -101,28 +108,37 @@ class EchoProvider:
     async def stream(self, turn: Turn) -> AsyncIterator[ProviderEvent]:
         words_in = sum(len(step_text(s).split()) for s in turn.history)
         words_in += len((turn.system_instruction or "").split())
-        calls = _calls(turn)
+        calls = _calls(turn) if turn.continuation is None else []
         if calls:
             for call in calls:
                 yield call
-            yield UsageReport(Usage(input_tokens=words_in, output_tokens=len(calls)))
+            yield UsageReport(Usage.text(words_in, len(calls)))
             yield Finish("stop")
             return
         text = _answer(turn)
+        if turn.continuation is not None:
+            text = text.removeprefix(turn.continuation)
         limit = turn.generation_config.get("max_output_tokens")
         finish = Finish("stop")
         if limit is not None and len(text.split()) > limit:
-            text = " ".join(text.split()[:limit])
+            text = _first_words(text, limit)
             finish = Finish("max_tokens")
         for start in range(0, len(text), _CHUNK):
             if self.delay:
                 await asyncio.sleep(self.delay)
             yield TextDelta(text[start : start + _CHUNK])
-        yield UsageReport(Usage(input_tokens=words_in, output_tokens=len(text.split())))
+        yield UsageReport(Usage.text(words_in, len(text.split())))
         yield finish
 
     async def close(self) -> None:
         pass
+
+
+def _first_words(text: str, count: int) -> str:
+    """`text` up to the end of its `count`-th word, as written (so a continuation that sends
+    the rest joins up exactly)."""
+    ends = [match.end() for match in re.finditer(r"\S+", text)]
+    return text[: ends[count - 1]] if count else ""
 
 
 def _answer(turn: Turn) -> str:

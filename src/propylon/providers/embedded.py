@@ -34,6 +34,7 @@ from propylon.providers.base import (
     UsageReport,
     step_text,
 )
+from propylon.providers.capabilities import Capabilities
 from propylon.providers.constrained import bound_strings, tool_call_schema
 from propylon.providers.embedded_process import ModelProcess
 
@@ -111,7 +112,8 @@ def build_prompt(turn: Turn, schema: dict[str, Any] | None = None) -> str:
                 f"Tool result ({step.get('name') or step['call_id']}): "
                 f"{json.dumps(step.get('result'))}\n"
             )
-    parts.append("Assistant:")
+    # a continued answer (after `requires_continuation`): the model goes on from its text
+    parts.append("Assistant:" + (turn.continuation or ""))
     return "".join(parts)
 
 
@@ -124,6 +126,14 @@ class EmbeddedProvider:
     generating and `max_queue` more wait; background runs are bounded by the job queue.
     `model`: the served model's name, for errors.
     """
+
+    # Steps other than these (MCP and server-side tool steps) reach the prompt as text.
+    capabilities = Capabilities(
+        native_steps=frozenset(
+            {"user_input", "model_output", "thought", "function_call", "function_result"}
+        ),
+        continues=True,
+    )
 
     def __init__(
         self,
@@ -214,7 +224,7 @@ class EmbeddedProvider:
             stats.waiting -= 1
         began = time.monotonic()
         try:
-            leading = True
+            leading = turn.continuation is None  # a continued answer keeps its spacing
             held: list[str] = []  # with functions offered, the answer may be a call: hold it
             async for message in self.process.generate(payload):
                 if "text" in message:
@@ -232,9 +242,7 @@ class EmbeddedProvider:
                     yield call
                 elif held:
                     yield TextDelta("".join(held))
-                yield UsageReport(
-                    Usage(input_tokens=done["input_tokens"], output_tokens=done["output_tokens"])
-                )
+                yield UsageReport(Usage.text(done["input_tokens"], done["output_tokens"]))
                 yield Finish("max_tokens" if done["finish"] == "max_tokens" else "stop")
         finally:
             self._slot.release()

@@ -2,33 +2,33 @@
 
 Steps -> `contents` (Gemini API reference, "Content" and "Part"): `user_input` and
 `function_result` are `user` turns (`text`, `inlineData`, `fileData`, `functionResponse`);
-`model_output` and `function_call` are `model` turns (`text`, `functionCall`). A `thought`
+`model_output`, `function_call` and `code_execution_call` / `_result` are `model` turns
+(`text`, `inlineData`, `functionCall`, `executableCode`, `codeExecutionResult`). A `thought`
 step's `signature` rides on the next model part as `thoughtSignature`, as Gemini requires.
-Answer parts -> provider events: `thought: true` text is a thought summary, a
-`thoughtSignature` opens a thought step with that signature, `functionCall` is a call.
-`usageMetadata` is cumulative per chunk; the last one wins.
+Other server-side tool steps (a replayed `google_search_call`, ...) reach Gemini as text
+(providers/capabilities.py). The answer is read by gemini_answer.py.
+
+Request fields: `generation_config` (`thinking_level` / `thinking_summaries` ->
+`thinkingConfig`, `image_config` -> `imageConfig`, `speech_config` -> `speechConfig`),
+`response_modalities` (`text`, `image`, `audio`) -> `responseModalities`, `safety_settings`
+-> `safetySettings`, and the built-in tools `google_search`, `url_context` and
+`code_execution` -> `googleSearch`, `urlContext`, `codeExecution`. A continued answer is sent
+back as the last model turn for Gemini to go on with, or, when Gemini cut it itself, as the
+same request with its `continuationToken`.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
-from propylon.domain.usage import Usage
 from propylon.errors import InvalidArgument
-from propylon.providers.base import (
-    Finish,
-    FunctionCall,
-    ProviderEvent,
-    TextDelta,
-    ThoughtDelta,
-    Turn,
-    UsageReport,
-)
+from propylon.providers.base import ProviderEvent, Turn
+from propylon.providers.capabilities import BASE_STEPS, Capabilities, as_text_step
+from propylon.providers.gemini_answer import AnswerReader
 from propylon.providers.http import Upstream
 
-__all__ = ["DEFAULT_BASE_URL", "GeminiProvider", "build_request", "parse_chunk"]
+__all__ = ["DEFAULT_BASE_URL", "GeminiProvider", "build_request"]
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 
@@ -40,23 +40,25 @@ _CONFIG = {
     "max_output_tokens": "maxOutputTokens",
 }
 _MEDIA = frozenset({"image", "audio", "video", "document"})
-_FAILURES = frozenset(
-    {
-        "SAFETY",
-        "RECITATION",
-        "BLOCKLIST",
-        "PROHIBITED_CONTENT",
-        "SPII",
-        "LANGUAGE",
-        "OTHER",
-        "MALFORMED_FUNCTION_CALL",
-        "IMAGE_SAFETY",
-    }
+# built-in tool type -> its generateContent Tool
+_BUILT_IN = {
+    "google_search": "googleSearch",
+    "url_context": "urlContext",
+    "code_execution": "codeExecution",
+}
+_SEARCH_TYPES = {"web_search": "webSearch", "image_search": "imageSearch"}
+_CAPABILITIES = Capabilities(
+    output_modalities=frozenset({"text", "image", "audio"}),
+    safety_filter=True,
+    native_steps=BASE_STEPS | {"code_execution_call", "code_execution_result"},
+    continues=True,
 )
 
 
 class GeminiProvider:
     """Gemini model `model` at `base_url` (default Google's API), key sent as x-goog-api-key."""
+
+    capabilities = _CAPABILITIES
 
     def __init__(
         self,
@@ -76,14 +78,12 @@ class GeminiProvider:
         build_request(turn)
 
     async def stream(self, turn: Turn) -> AsyncIterator[ProviderEvent]:
-        finish = "stop"
+        reader = AnswerReader()
         async for chunk in self.upstream.stream(self.url, build_request(turn)):
-            for event in parse_chunk(chunk):
-                if isinstance(event, Finish):
-                    finish = event.reason
-                else:
-                    yield event
-        yield Finish("max_tokens" if finish == "max_tokens" else "stop")
+            for event in reader.read(chunk):
+                yield event
+        for event in reader.end():
+            yield event
 
     async def close(self) -> None:
         await self.upstream.close()
@@ -92,8 +92,31 @@ class GeminiProvider:
 def build_request(turn: Turn) -> dict[str, Any]:
     """The `generateContent` body for `turn`. Raises InvalidArgument for what cannot map."""
     body: dict[str, Any] = {"contents": _contents(turn.history)}
+    if turn.upstream_continuation:
+        body["continuationToken"] = turn.upstream_continuation
+    elif turn.continuation:  # Gemini goes on with a trailing model turn
+        _add(body["contents"], "model", {"text": turn.continuation})
     if turn.system_instruction:
         body["systemInstruction"] = {"parts": [{"text": turn.system_instruction}]}
+    config = _generation_config(turn)
+    if config:
+        body["generationConfig"] = config
+    if turn.safety_settings:
+        body["safetySettings"] = [_safety(setting) for setting in turn.safety_settings]
+    tools = _tools(turn)
+    if tools:
+        body["tools"] = tools
+    functions = [t for t in turn.tools if t.get("type") == "function"]
+    if functions:
+        choice = turn.tool_choice()
+        calling: dict[str, Any] = {"mode": choice.mode.upper()}
+        if choice.allowed is not None:
+            calling["allowedFunctionNames"] = choice.allowed
+        body["toolConfig"] = {"functionCallingConfig": calling}
+    return body
+
+
+def _generation_config(turn: Turn) -> dict[str, Any]:
     config: dict[str, Any] = {}
     thinking: dict[str, Any] = {}
     for name, value in turn.generation_config.items():
@@ -103,6 +126,13 @@ def build_request(turn: Turn) -> dict[str, Any]:
             thinking["thinkingLevel"] = str(value).upper()
         elif name == "thinking_summaries":
             thinking["includeThoughts"] = value == "auto"
+        elif name == "image_config":
+            config["imageConfig"] = {
+                {"aspect_ratio": "aspectRatio", "image_size": "imageSize"}[k]: v
+                for k, v in value.items()
+            }
+        elif name == "speech_config":
+            config["speechConfig"] = _speech(value)
         elif name != "tool_choice":
             raise InvalidArgument(
                 f"`generation_config.{name}` is not supported by Gemini upstreams here"
@@ -113,16 +143,69 @@ def build_request(turn: Turn) -> dict[str, Any]:
         config["responseMimeType"] = "application/json"
         if turn.json_schema:
             config["responseJsonSchema"] = turn.json_schema
-    if config:
-        body["generationConfig"] = config
-    for index, tool in enumerate(turn.tools):
-        if tool.get("type") != "function":
+    if turn.response_modalities:
+        config["responseModalities"] = [m.upper() for m in turn.response_modalities]
+    return config
+
+
+def _speech(value: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
+    """`speech_config` (one voice, a list, or `{speakers: [...]}`) as a SpeechConfig."""
+    voices = value.get("speakers", []) if isinstance(value, dict) else value
+    speech: dict[str, Any] = {}
+    language = next((v["language"] for v in voices if v.get("language")), None)
+    if language:
+        speech["languageCode"] = language
+    if len(voices) == 1 and not voices[0].get("speaker"):
+        if voices[0].get("voice"):
+            speech["voiceConfig"] = _voice(voices[0]["voice"])
+        return speech
+    for index, voice in enumerate(voices):
+        if not voice.get("speaker") or not voice.get("voice"):
             raise InvalidArgument(
-                f"`tools.{index}`: `{tool.get('type')}` tools are not mapped to Gemini here"
+                f"`generation_config.speech_config.{index}`: with several voices, each "
+                "needs `speaker` and `voice`"
             )
+    speech["multiSpeakerVoiceConfig"] = {
+        "speakerVoiceConfigs": [
+            {"speaker": v["speaker"], "voiceConfig": _voice(v["voice"])} for v in voices
+        ]
+    }
+    return speech
+
+
+def _voice(name: str) -> dict[str, Any]:
+    return {"prebuiltVoiceConfig": {"voiceName": name}}
+
+
+def _safety(setting: dict[str, Any]) -> dict[str, Any]:
+    mapped = {
+        "category": "HARM_CATEGORY_" + str(setting["type"]).upper(),
+        "threshold": str(setting["threshold"]).upper(),
+    }
+    if setting.get("method"):
+        mapped["method"] = str(setting["method"]).upper()
+    return mapped
+
+
+def _tools(turn: Turn) -> list[dict[str, Any]]:
+    tools: list[dict[str, Any]] = []
+    for index, tool in enumerate(turn.tools):
+        kind = tool.get("type")
+        if kind in _BUILT_IN:
+            settings: dict[str, Any] = {}
+            for search_type in tool.get("search_types") or []:
+                if search_type not in _SEARCH_TYPES:
+                    raise InvalidArgument(
+                        f"`tools.{index}.search_types`: `{search_type}` is not offered by the "
+                        "Gemini API (Vertex AI only)"
+                    )
+                settings.setdefault("searchTypes", {})[_SEARCH_TYPES[search_type]] = {}
+            tools.append({_BUILT_IN[str(kind)]: settings})
+        elif kind != "function":
+            raise InvalidArgument(f"`tools.{index}`: `{kind}` tools are not mapped to Gemini here")
     functions = [t for t in turn.tools if t.get("type") == "function"]
     if functions:
-        body["tools"] = [
+        tools.append(
             {
                 "functionDeclarations": [
                     {
@@ -135,13 +218,15 @@ def build_request(turn: Turn) -> dict[str, Any]:
                     for f in functions
                 ]
             }
-        ]
-        choice = turn.tool_choice()
-        calling: dict[str, Any] = {"mode": choice.mode.upper()}
-        if choice.allowed is not None:
-            calling["allowedFunctionNames"] = choice.allowed
-        body["toolConfig"] = {"functionCallingConfig": calling}
-    return body
+        )
+    return tools
+
+
+def _add(contents: list[dict[str, Any]], role: str, part: dict[str, Any]) -> None:
+    if contents and contents[-1]["role"] == role:
+        contents[-1]["parts"].append(part)
+    else:
+        contents.append({"role": role, "parts": [part]})
 
 
 def _contents(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -153,10 +238,7 @@ def _contents(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if role == "model" and signature:
             part["thoughtSignature"] = signature
             signature = None
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].append(part)
-        else:
-            contents.append({"role": role, "parts": [part]})
+        _add(contents, role, part)
 
     for step in history:
         kind = step.get("type")
@@ -182,7 +264,31 @@ def _contents(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if not step["call_id"].startswith("gen_"):
                 reply["id"] = step["call_id"]
             add("user", {"functionResponse": reply})
+        elif kind in ("code_execution_call", "code_execution_result"):
+            add("model", _code_part(step))
     return contents
+
+
+def _code_part(step: dict[str, Any]) -> dict[str, Any]:
+    """A code execution step as an `executableCode` / `codeExecutionResult` part; what
+    Gemini cannot take (bash code, a result of content items) as text."""
+    if step["type"] == "code_execution_call":
+        arguments = step.get("arguments") or {}
+        if arguments.get("language", "python") != "python":
+            return {"text": as_text_step(step)["content"][0]["text"]}
+        code = {"language": "PYTHON", "code": arguments.get("code") or ""}
+        if not step["id"].startswith("gen_"):
+            code["id"] = step["id"]
+        return {"executableCode": code}
+    if not isinstance(step.get("result"), str):
+        return {"text": as_text_step(step)["content"][0]["text"]}
+    outcome = {
+        "outcome": "OUTCOME_FAILED" if step.get("is_error") else "OUTCOME_OK",
+        "output": step["result"],
+    }
+    if not step["call_id"].startswith("gen_"):
+        outcome["id"] = step["call_id"]
+    return {"codeExecutionResult": outcome}
 
 
 def _part(item: dict[str, Any]) -> dict[str, Any]:
@@ -194,45 +300,3 @@ def _part(item: dict[str, Any]) -> dict[str, Any]:
             return {"inlineData": {"mimeType": item.get("mime_type") or "", "data": item["data"]}}
         return {"fileData": {"fileUri": item["uri"], "mimeType": item.get("mime_type") or ""}}
     raise InvalidArgument(f"content of type `{kind}` is not mapped to Gemini")
-
-
-def parse_chunk(chunk: dict[str, Any]) -> list[ProviderEvent]:
-    """The provider events of one `GenerateContentResponse` (a stream chunk or a whole body).
-
-    Raises ValueError when the prompt or the answer was blocked (the run ends `failed`).
-    """
-    events: list[ProviderEvent] = []
-    blocked = (chunk.get("promptFeedback") or {}).get("blockReason")
-    if blocked:
-        raise ValueError(f"Gemini blocked the prompt: {blocked}")
-    for candidate in chunk.get("candidates") or []:
-        for part in (candidate.get("content") or {}).get("parts") or []:
-            if part.get("thoughtSignature"):
-                events.append(ThoughtDelta(signature=part["thoughtSignature"]))
-            if part.get("thought") and part.get("text"):
-                events.append(ThoughtDelta(summary=part["text"]))
-            elif part.get("text"):
-                events.append(TextDelta(part["text"]))
-            elif part.get("functionCall"):
-                call = part["functionCall"]
-                call_id = call.get("id") or "gen_" + secrets.token_hex(6)
-                events.append(FunctionCall(call_id, call["name"], call.get("args") or {}))
-        reason = candidate.get("finishReason")
-        if reason in _FAILURES:
-            raise ValueError(f"Gemini stopped the answer: {reason}")
-        if reason == "MAX_TOKENS":
-            events.append(Finish("max_tokens"))
-        break  # one candidate is asked for
-    if chunk.get("usageMetadata"):
-        events.append(UsageReport(_usage(chunk["usageMetadata"])))
-    return events
-
-
-def _usage(data: dict[str, Any]) -> Usage:
-    return Usage(
-        input_tokens=data.get("promptTokenCount") or 0,
-        output_tokens=data.get("candidatesTokenCount") or 0,
-        thought_tokens=data.get("thoughtsTokenCount") or 0,
-        cached_tokens=data.get("cachedContentTokenCount") or 0,
-        tool_use_tokens=data.get("toolUsePromptTokenCount") or 0,
-    )

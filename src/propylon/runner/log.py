@@ -76,9 +76,16 @@ class EventLog(ABC):
         its readers must stop with it; None while the log is sound."""
         return self._failure
 
-    def summary(self, status: str, usage: Usage | None = None) -> dict[str, Any]:
+    def summary(
+        self,
+        status: str,
+        usage: Usage | dict[str, Any] | None = None,
+        continuation_token: str | None = None,
+    ) -> dict[str, Any]:
         """The partial Interaction that `interaction.created` and `interaction.completed`
-        carry: id, status, model, timestamps, and `usage` when given."""
+        carry: id, status, model, timestamps, and `usage` when given (a wire usage object is
+        passed on as it is, per-modality lists included), and the `continuation_token` of an
+        answer cut short (status `requires_continuation`)."""
         record = self.record
         interaction: dict[str, Any] = {
             "id": record.id,
@@ -89,7 +96,9 @@ class EventLog(ABC):
             "updated": now(),
         }
         if usage is not None:
-            interaction["usage"] = usage.to_wire()
+            interaction["usage"] = usage.to_wire() if isinstance(usage, Usage) else usage
+        if continuation_token is not None:
+            interaction["continuation_token"] = continuation_token
         return interaction
 
     def emit(self, kind: str, data: dict[str, Any]) -> Event | None:

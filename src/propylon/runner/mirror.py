@@ -3,7 +3,9 @@ interaction's own log, so clients read, stream and resume it from Propylon.
 
 The upstream's `interaction.created` only tells its id (Propylon announced its own); status
 updates, steps and errors are appended as they come, with Propylon's ids; the upstream's
-`interaction.completed` (status and usage) ends the log. Cancelling the task cancels upstream.
+`interaction.completed` (status and usage) ends the log. Google's usage object is passed on
+unchanged (per-modality lists, `grounding_tool_count` and fields Propylon does not know).
+Cancelling the task cancels upstream.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import logging
 from typing import Any
 
 from propylon.domain.events import COMPLETED, CREATED, ERROR, STATUS_UPDATE
-from propylon.domain.usage import Usage
 from propylon.jobs.base import Stopping
 from propylon.providers.base import UpstreamError
 from propylon.providers.google_interactions import GoogleInteractions
@@ -80,5 +81,5 @@ async def mirror_turn(
                 }
             },
         )
-    finish(log, status, Usage.from_wire(usage) if usage else None)
+    finish(log, status, usage)
     await log.drain()

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from propylon.domain.continuation import trailing_answer
 from propylon.domain.events import (
     COMPLETED,
     CREATED,
@@ -29,16 +30,21 @@ from propylon.domain.usage import Usage
 from propylon.jobs.base import Stopping
 from propylon.outbound import STRICT, OutboundPolicy
 from propylon.providers.base import (
+    Citations,
     Finish,
     FunctionCall,
+    MediaDelta,
     Provider,
+    ServerStep,
     TextDelta,
     ThoughtDelta,
     Turn,
     UpstreamError,
     UsageReport,
 )
-from propylon.runner.log import EventLog
+from propylon.runner.builtin import emit_upstream_step
+from propylon.runner.ceiling import Ceiling
+from propylon.runner.log import EventLog, StoredLog
 from propylon.runner.mcp import McpToolbox
 from propylon.runner.output import check_arguments, output_problem
 
@@ -47,6 +53,8 @@ __all__ = ["announce", "cancel_handled", "finish", "finish_unstarted", "run_turn
 logger = logging.getLogger("propylon.runner")
 
 _ARGUMENTS_CHUNK = 16  # characters of a function call's JSON arguments per arguments_delta
+# Passes a background run goes on with an answer its upstream cut at its own limit.
+_MAX_CONTINUATIONS = 16
 
 
 class _Steps:
@@ -66,9 +74,11 @@ class _Steps:
         return self.index
 
     def single(self, key: str, skeleton: dict[str, Any], delta: dict[str, Any]) -> None:
-        """A whole step at once: start, one delta carrying its fields, stop."""
+        """A whole step at once: start (the whole step: the SDK requires its fields there),
+        one delta carrying its fields, stop."""
         self.close()
-        index = self.ensure(key, skeleton)
+        fields = {k: v for k, v in delta.items() if k != "type"}
+        index = self.ensure(key, {**skeleton, **fields})
         self.log.emit(STEP_DELTA, {"index": index, "delta": delta})
         self.close()
 
@@ -90,20 +100,35 @@ class _Pass:
     usage: Usage = field(default_factory=Usage)
     client_calls: int = 0
     server_calls: list[FunctionCall] = field(default_factory=list)
+    text: str = ""  # the answer's text in this pass
+    upstream_token: str | None = None  # the upstream's own continuation token
 
 
 async def _provider_pass(
-    log: EventLog, steps: _Steps, provider: Provider, turn: Turn, toolbox: McpToolbox | None
+    log: EventLog,
+    steps: _Steps,
+    provider: Provider,
+    turn: Turn,
+    toolbox: McpToolbox | None,
+    ceiling: Ceiling | None = None,
 ) -> _Pass:
     """Stream one provider answer into steps. Calls of MCP tools become
-    `mcp_server_tool_call` steps, to be run by the caller; others `function_call` steps."""
+    `mcp_server_tool_call` steps, to be run by the caller; others `function_call` steps.
+    Past the `ceiling`'s time, the answer is cut after its next text (`requires_continuation`)."""
     result = _Pass()
-    async for event in provider.stream(turn):
+    stream = provider.stream(turn)
+    async for event in stream:
         if log.ended:  # the log could not be written: nothing more of this run can be kept
             break
         if isinstance(event, TextDelta):
             index = steps.ensure("model_output", {"type": "model_output", "content": []})
             log.emit(STEP_DELTA, {"index": index, "delta": {"type": "text", "text": event.text}})
+            result.text += event.text
+            if ceiling is not None and ceiling.passed():
+                result.status = "requires_continuation"
+                break
+        elif isinstance(event, (MediaDelta, ServerStep, Citations)):
+            emit_upstream_step(log, steps, event)
         elif isinstance(event, ThoughtDelta):
             index = steps.ensure("thought", {"type": "thought"})
             if event.summary is not None:
@@ -146,8 +171,14 @@ async def _provider_pass(
                 log.emit(STEP_DELTA, {"index": index, "delta": delta})
         elif isinstance(event, UsageReport):
             result.usage = event.usage
-        elif isinstance(event, Finish) and event.reason == "max_tokens":
-            result.status = "incomplete"
+        elif isinstance(event, Finish) and event.reason == "continuation" and result.text:
+            result.status, result.upstream_token = "requires_continuation", event.token
+        elif isinstance(event, Finish) and event.reason != "stop":
+            capped = ceiling is not None and ceiling.capped and bool(result.text)
+            result.status = "requires_continuation" if capped else "incomplete"
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()  # after a cut, this stops the upstream call now
     return result
 
 
@@ -160,12 +191,15 @@ async def _run(
     max_tool_rounds: int,
     usage: Usage,
     token_ceiling: int | None,
+    ceiling: Ceiling | None,
 ) -> str:
-    """The tool loop: provider passes, running MCP calls in between. Returns the status."""
+    """The tool loop: provider passes, running MCP calls in between. Returns the status.
+    An answer cut short ends a foreground run (`ceiling` given) `requires_continuation`;
+    a background run goes on with it in another pass."""
     asked = list(turn.history)
-    rounds = 0
+    rounds = continued = 0
     while True:
-        result = await _provider_pass(log, steps, provider, turn, toolbox)
+        result = await _provider_pass(log, steps, provider, turn, toolbox, ceiling)
         usage.add(result.usage)
         if log.ended:
             return "failed"
@@ -176,6 +210,15 @@ async def _run(
             )
             log.emit(ERROR, {"error": {"code": "budget_exceeded", "message": message}})
             return "budget_exceeded"
+        if result.status == "requires_continuation":
+            turn.upstream_continuation = result.upstream_token
+            if ceiling is not None:
+                return result.status
+            continued += 1
+            if continued > _MAX_CONTINUATIONS:
+                return "incomplete"
+            turn.continuation = (turn.continuation or "") + result.text
+            continue
         if result.client_calls:
             return "requires_action"
         if not result.server_calls:
@@ -229,8 +272,9 @@ def finish_unstarted(log: EventLog, status: str, error: dict[str, str] | None = 
     finish(log, status)
 
 
-def finish(log: EventLog, status: str, usage: Usage | None = None) -> None:
-    """The terminal event: `interaction.completed` with the final status and usage."""
+def finish(log: EventLog, status: str, usage: Usage | dict[str, Any] | None = None) -> None:
+    """The terminal event: `interaction.completed` with the final status and usage (a wire
+    usage object is passed on as it is)."""
     log.emit(COMPLETED, {"interaction": log.summary(status, usage)})
 
 
@@ -242,6 +286,7 @@ async def run_turn(
     max_tool_rounds: int = 8,
     tool_timeout: float = 30.0,
     token_ceiling: int | None = None,
+    ceiling: Ceiling | None = None,
     *,
     stopping: Stopping,
     outbound: OutboundPolicy = STRICT,
@@ -251,7 +296,8 @@ async def run_turn(
     mcp_servers: the request's `mcp_server` tools, run here (at most `max_tool_rounds` rounds
     of calls; more ends the interaction `budget_exceeded`, as does using more than
     `token_ceiling` tokens, checked after each model answer; the MCP servers' addresses obey
-    `outbound`, by default refusing private ones). Never raises for a provider or tool
+    `outbound`, by default refusing private ones). `ceiling`: a foreground run's per-turn
+    ceilings (runner/ceiling.py). Never raises for a provider or tool
     failure: the interaction ends `failed` with an `errors` entry. Cancelling the task ends the
     interaction `cancelled`, unless the process is `stopping` (then the run is left for the
     next start to recover). The log must already hold the `interaction.created` event (see
@@ -260,16 +306,27 @@ async def run_turn(
     log.emit(STATUS_UPDATE, {"interaction_id": log.interaction_id, "status": "in_progress"})
     steps = _Steps(log)
     usage = Usage()
+    prefix = turn.continuation or ""
+    if ceiling is not None:
+        ceiling.arm(turn)
     try:
         if mcp_servers:
             async with McpToolbox(mcp_servers, tool_timeout, outbound) as toolbox:
                 turn.tools = [*turn.tools, *toolbox.declarations]
                 status = await _run(
-                    log, steps, provider, turn, toolbox, max_tool_rounds, usage, token_ceiling
+                    log,
+                    steps,
+                    provider,
+                    turn,
+                    toolbox,
+                    max_tool_rounds,
+                    usage,
+                    token_ceiling,
+                    ceiling,
                 )
         else:
             status = await _run(
-                log, steps, provider, turn, None, max_tool_rounds, usage, token_ceiling
+                log, steps, provider, turn, None, max_tool_rounds, usage, token_ceiling, ceiling
             )
     except asyncio.CancelledError:
         if stopping():
@@ -288,7 +345,17 @@ async def run_turn(
         status = "failed"
         log.emit(ERROR, {"error": {"code": "run_failed", "message": str(exc)}})
     steps.close(usage)
-    log.emit(COMPLETED, {"interaction": log.summary(status, usage)})
+    token = None
+    if status == "requires_continuation" and ceiling is not None:
+        text = prefix + trailing_answer(log.projection.steps)[1]
+        token = ceiling.token(
+            log.record.id,
+            isinstance(log, StoredLog),
+            text,
+            usage.output_tokens,
+            turn.upstream_continuation,
+        )
+    log.emit(COMPLETED, {"interaction": log.summary(status, usage, token)})
     await log.drain()
 
 

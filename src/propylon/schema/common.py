@@ -11,7 +11,7 @@ import jsonschema
 from pydantic import AfterValidator, Field, GetCoreSchemaHandler, ValidationError
 from pydantic_core import core_schema
 
-__all__ = ["JsonSchema", "KeptAs", "Url", "check_json_schema", "describe"]
+__all__ = ["JsonSchema", "KeptAs", "Url", "check_json_schema", "describe", "errors_of"]
 
 
 def _url(value: str) -> str:
@@ -76,9 +76,28 @@ class KeptAs:
 
 
 def describe(exc: ValidationError, prefix: str = "") -> str:
-    """`invalid request: <field path>: <what is wrong>` for the first three errors."""
-    parts = []
-    for error in exc.errors(include_url=False, include_input=False)[:3]:
-        loc = ".".join(str(p) for p in (prefix, *error["loc"]) if p != "")
-        parts.append(f"{loc}: {error['msg']}" if loc else error["msg"])
-    return "invalid request: " + "; ".join(parts)
+    """`invalid request: <field path>: <what is wrong>` for up to three fields."""
+    return "invalid request: " + errors_of(exc, prefix)
+
+
+def errors_of(exc: ValidationError, prefix: str = "") -> str:
+    """Up to three errors as `field.path: message`. Union branches (pydantic puts their names,
+    such as `literal[...]` or a class name, into the location) are left out, and only the
+    first error of each field is kept, so a bad enum value reads as its allowed values."""
+    parts: list[str] = []
+    seen: set[str] = set()
+    for error in exc.errors(include_url=False, include_input=False):
+        path = [p for p in (prefix, *error["loc"]) if p != "" and not _is_branch(p)]
+        loc = ".".join(str(p) for p in path)
+        if loc in seen:
+            continue
+        seen.add(loc)
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{loc}: {message}" if loc else message)
+        if len(parts) == 3:
+            break
+    return "; ".join(parts)
+
+
+def _is_branch(part: int | str) -> bool:
+    return isinstance(part, str) and (part[:1].isupper() or "[" in part)

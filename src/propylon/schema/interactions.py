@@ -5,7 +5,7 @@ request's JSON field names. Validation failures become InvalidArgument (HTTP 400
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -25,13 +25,58 @@ from propylon.schema.steps import CONTENT_TYPES, STEP_TYPES, Content, InputShape
 
 __all__ = [
     "CONTENT_TYPES",
+    "STATUSES",
     "STEP_TYPES",
     "CreateInteraction",
+    "InteractionStatus",
+    "ServiceTier",
     "json_schema_of",
     "normalize_input",
+    "output_media_of",
     "parse_create",
+    "queue_priority",
 ]
 
+# Enumerations of the SDK's types (types/interactions/): a value outside them answers 400
+# naming the field and the allowed values (pydantic's literal_error).
+ThinkingLevel = Literal["minimal", "low", "medium", "high", "xhigh"]
+ThinkingSummaries = Literal["auto", "none"]
+ToolChoiceMode = Literal["auto", "any", "none", "validated"]
+ResponseModality = Literal["text", "image", "audio", "video", "document"]
+ServiceTier = Literal["flex", "standard", "priority", "deferred"]
+InteractionStatus = Literal[
+    "in_progress",
+    "requires_action",
+    "completed",
+    "failed",
+    "cancelled",
+    "incomplete",
+    "budget_exceeded",
+    "queued",
+    "requires_continuation",
+]
+STATUSES: frozenset[str] = frozenset(get_args(InteractionStatus))
+# Propylon's meaning of `service_tier`: the background queue's order (lower runs first).
+_TIER_PRIORITY = {"priority": 0, "standard": 1, "flex": 2, "deferred": 3}
+HarmCategory = Literal[
+    "hate_speech",
+    "dangerous_content",
+    "harassment",
+    "sexually_explicit",
+    "civic_integrity",
+    "image_hate",
+    "image_dangerous_content",
+    "image_harassment",
+    "image_sexually_explicit",
+    "jailbreak",
+]
+HarmThreshold = Literal[
+    "block_low_and_above", "block_medium_and_above", "block_only_high", "block_none", "off"
+]
+AspectRatio = Literal[
+    "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9", "1:8", "8:1", "1:4",
+    "4:1",
+]  # fmt: skip
 # Tools the upstream runs itself (reference §3.5); providers that lack one refuse it.
 ServerSideToolType = Literal[
     "google_search",
@@ -54,26 +99,59 @@ _step_list = TypeAdapter(list[Step])
 
 class AllowedTools(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    mode: Literal["auto", "any", "none", "validated"] | None = None
+    mode: ToolChoiceMode | None = None
     tools: list[str] | None = None
 
 
 class ToolChoiceConfig(BaseModel):
-    """`{allowed_tools: {mode, tools}}` (reference §3.6)."""
+    """`tool_choice` as an object: `{allowed_tools: {mode, tools}}` (reference §3.6)."""
 
     model_config = ConfigDict(extra="forbid")
     allowed_tools: AllowedTools
 
 
+class ImageConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    aspect_ratio: AspectRatio | None = None
+    image_size: Literal["512", "1K", "2K", "4K"] | None = None
+
+
+class SpeechConfig(BaseModel):
+    """One voice: `voice` (a prebuilt voice name), `language` (BCP-47), `speaker` (the name
+    a multi-speaker prompt uses for it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    voice: str | None = None
+    language: str | None = None
+    speaker: str | None = None
+
+
+class SpeakerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    speakers: list[SpeechConfig]
+
+
+def _shape(value: Any) -> str:
+    """Which branch of a string-or-object or list-or-object union `value` takes (bracketed,
+    so that error messages leave it out of the field path)."""
+    if isinstance(value, str):
+        return "[string]"
+    return "[list]" if isinstance(value, list) else "[object]"
+
+
 ToolChoice = Annotated[
-    Annotated[Literal["auto", "any", "none", "validated"], Tag("mode")]
-    | Annotated[ToolChoiceConfig, Tag("config")],
-    Discriminator(lambda value: "mode" if isinstance(value, str) else "config"),
+    Annotated[ToolChoiceMode, Tag("[string]")] | Annotated[ToolChoiceConfig, Tag("[object]")],
+    Discriminator(_shape),
+]
+SpeechConfigs = Annotated[
+    Annotated[SpeakerConfig, Tag("[object]")] | Annotated[list[SpeechConfig], Tag("[list]")],
+    Discriminator(_shape),
 ]
 
 
 class GenerationConfig(BaseModel):
-    """reference §3.6. Unknown fields are refused so no setting is silently ignored."""
+    """reference §3.6. Unknown fields are refused so no setting is silently ignored; the
+    enumerated ones are checked against the SDK's values."""
 
     model_config = ConfigDict(extra="forbid")
     temperature: float | None = None
@@ -81,13 +159,22 @@ class GenerationConfig(BaseModel):
     max_output_tokens: int | None = Field(default=None, gt=0, le=2**31 - 1)
     seed: Int64 | None = None
     stop_sequences: list[str] | None = None
-    thinking_level: Literal["minimal", "low", "medium", "high", "xhigh"] | None = None
-    thinking_summaries: Literal["auto", "none"] | None = None
+    thinking_level: ThinkingLevel | None = None
+    thinking_summaries: ThinkingSummaries | None = None
     tool_choice: ToolChoice | None = None
-    image_config: dict[str, Any] | None = None
-    speech_config: dict[str, Any] | list[dict[str, Any]] | None = None
+    image_config: ImageConfig | None = None
+    speech_config: SpeechConfigs | None = None
     transcription_config: dict[str, Any] | None = None
     video_config: dict[str, Any] | None = None
+
+
+class SafetySetting(BaseModel):
+    """reference §3.9: a harm category and the threshold to block it at."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: HarmCategory
+    threshold: HarmThreshold
+    method: Literal["severity", "probability"] | None = None
 
 
 class FunctionTool(BaseModel):
@@ -126,14 +213,51 @@ class McpServerTool(BaseModel):
     allowed_tools: list[AllowedTools] | None = None
 
 
+class GoogleSearchTool(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["google_search"]
+    search_types: list[Literal["web_search", "image_search", "enterprise_web_search"]] | None = None
+
+
+class BareTool(BaseModel):
+    """`url_context` and `code_execution`: built-in tools without settings."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["url_context", "code_execution"]
+
+
+_TYPED_TOOLS = ("function", "mcp_server", "google_search", "url_context", "code_execution")
+
+
 class ServerSideTool(BaseModel):
-    """A tool the upstream runs itself; its fields are the upstream's business."""
+    """Another tool the upstream runs itself; its fields are the upstream's business."""
 
     model_config = _open
-    type: ServerSideToolType
+    type: Literal[tuple(t for t in get_args(ServerSideToolType) if t not in _TYPED_TOOLS)]  # type: ignore[valid-type]
 
 
-Tool = Annotated[FunctionTool | McpServerTool | ServerSideTool, Field(discriminator="type")]
+def _tool_type(value: Any) -> str | None:
+    """A tool's branch, bracketed so that error messages leave it out of the field path."""
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    if kind in _TYPED_TOOLS:
+        return f"[{kind}]"
+    return "[server_side]" if kind in get_args(ServerSideToolType) else None
+
+
+Tool = Annotated[
+    Annotated[FunctionTool, Tag("[function]")]
+    | Annotated[McpServerTool, Tag("[mcp_server]")]
+    | Annotated[GoogleSearchTool, Tag("[google_search]")]
+    | Annotated[BareTool, Tag("[url_context]")]
+    | Annotated[BareTool, Tag("[code_execution]")]
+    | Annotated[ServerSideTool, Tag("[server_side]")],
+    Discriminator(
+        _tool_type,
+        custom_error_type="tool_type",
+        custom_error_message="unknown tool `type`; it is one of "
+        + ", ".join(f"'{t}'" for t in ("function", "mcp_server", *get_args(ServerSideToolType))),
+    ),
+]
 
 
 class WebhookConfig(BaseModel):
@@ -174,9 +298,9 @@ class CreateInteraction(BaseModel):
     response_format: (
         Annotated[dict[str, Any] | list[dict[str, Any]], AfterValidator(_formats)] | None
     ) = None
-    response_mime_type: str | None = None
-    response_modalities: list[str] | None = None
-    safety_settings: list[dict[str, Any]] | None = None
+    response_mime_type: Literal["application/json", "text/plain"] | None = None
+    response_modalities: list[ResponseModality] | None = None
+    safety_settings: list[SafetySetting] | None = None
     stream: bool = False
     background: bool = False
     store: bool = True
@@ -185,7 +309,7 @@ class CreateInteraction(BaseModel):
     cached_content: str | None = None
     environment: str | dict[str, Any] | None = None
     labels: dict[str, str] | None = None
-    service_tier: str | None = None
+    service_tier: ServiceTier | None = None
     webhook_config: Annotated[dict[str, Any], KeptAs(WebhookConfig)] | None = None
 
     @model_validator(mode="after")
@@ -208,14 +332,29 @@ class CreateInteraction(BaseModel):
             raise ValueError(
                 "`generation_config` and `cached_content` go with `model`, not with `agent`"
             )
+        if self.model and self.cached_content is not None:
+            raise ValueError(
+                "`cached_content` is not supported: Propylon has no cached-contents resource "
+                "yet; send the content in `input` or the history"
+            )
+        if self.model and self.environment is not None:
+            raise ValueError(
+                "`environment` is for Google-hosted agents (`agent`); a model run has none"
+            )
         return self
 
     def echoed_fields(self) -> dict[str, Any]:
-        """The request fields the Interaction resource echoes (reference §4.1)."""
-        return self.model_dump(
-            exclude_none=True,
-            exclude={"input", "stream", "background", "store", "continuation_token"},
-        )
+        """The request fields the Interaction resource echoes (reference §4.1). `service_tier`
+        only orders the background queue: a foreground run does not echo it (not honoured)."""
+        exclude = {"input", "stream", "background", "store", "continuation_token"}
+        if not self.background:
+            exclude.add("service_tier")
+        return self.model_dump(exclude_none=True, exclude=exclude)
+
+
+def queue_priority(service_tier: str | None) -> int:
+    """The background queue priority of a `service_tier` (unset: `standard`)."""
+    return _TIER_PRIORITY.get(service_tier or "standard", 1)
 
 
 def parse_create(body: Any) -> CreateInteraction:
@@ -261,7 +400,7 @@ def json_schema_of(request: CreateInteraction) -> dict[str, Any] | None:
     """The JSON Schema the output must satisfy (reference §3.7), or None for free text.
 
     `response_format` may be an entry `{type: "text", mime_type: "application/json", schema}`, a
-    list of entries, or a raw JSON Schema. Raises InvalidArgument for non-text formats.
+    list of entries, or a raw JSON Schema. Media entries are `output_media_of`'s.
     """
     value = request.response_format
     if value is None:
@@ -275,11 +414,56 @@ def json_schema_of(request: CreateInteraction) -> dict[str, Any] | None:
                 return schema
             if entry.get("mime_type") == "application/json":
                 return {}
-        elif kind in ("audio", "image", "video"):
-            raise InvalidArgument(f"`response_format` of type `{kind}` is not supported")
-        else:
+        elif kind not in _MEDIA_FORMATS:
             return entry  # a raw JSON Schema
     return None
+
+
+# response_format media entry type -> the fields Propylon maps (into `image_config`)
+_MEDIA_FORMATS: dict[str, dict[str, str]] = {
+    "image": {"aspect_ratio": "aspect_ratio", "image_size": "image_size"},
+    "audio": {},
+    "video": {},
+}
+
+
+def output_media_of(request: CreateInteraction) -> tuple[list[str], dict[str, Any]]:
+    """The output modalities a request asks for (`response_modalities` and the media
+    entries of `response_format`) and the `image_config` its image entry implies.
+
+    Raises InvalidArgument naming an entry field that cannot be honoured: answers arrive
+    inline (`delivery: uri` is refused) in the upstream's own encoding (`mime_type`,
+    `sample_rate`, `bit_rate`, `duration`, ... are refused).
+    """
+    modalities: list[str] = list(dict.fromkeys(request.response_modalities or []))
+    image_config: dict[str, Any] = {}
+    value = request.response_format
+    entries = value if isinstance(value, list) else [value] if value is not None else []
+    media = [e for e in entries if e.get("type") in _MEDIA_FORMATS]
+    if media and len(media) < len(entries) and "text" not in modalities:
+        modalities.insert(0, "text")  # a text entry (or a schema) beside the media
+    for index, entry in enumerate(entries):
+        kind = entry.get("type")
+        if kind not in _MEDIA_FORMATS:
+            continue
+        if kind not in modalities:
+            modalities.append(str(kind))
+        for name, setting in entry.items():
+            where = f"`response_format{'.' + str(index) if isinstance(value, list) else ''}"
+            if name == "type" or (name == "delivery" and setting == "inline"):
+                continue
+            if name not in _MEDIA_FORMATS[str(kind)]:
+                raise InvalidArgument(
+                    f"{where}.{name}`: not supported; media answers come inline, in the "
+                    "model's own encoding"
+                )
+            image_config[_MEDIA_FORMATS[str(kind)][name]] = setting
+    if image_config:
+        try:
+            ImageConfig.model_validate(image_config)
+        except ValidationError as exc:
+            raise InvalidArgument(describe(exc, prefix="response_format")) from None
+    return modalities, image_config
 
 
 def _dump(items: Sequence[BaseModel]) -> list[dict[str, Any]]:

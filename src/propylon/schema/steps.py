@@ -13,25 +13,22 @@ __all__ = ["CONTENT_TYPES", "STEP_TYPES", "Content", "InputShape", "Step"]
 
 CONTENT_TYPES = frozenset({"text", "image", "audio", "video", "document"})
 # Steps of server-side tools, which a client may replay in a stateless history (reference §4.3).
-ToolCallType = Literal[
-    "code_execution_call",
-    "google_search_call",
-    "url_context_call",
-    "google_maps_call",
-    "file_search_call",
-    "retrieval_call",
-    "tool_search_call",
-    "processing_call",
+# Those without a step model of their own share ToolCallStep and ToolResultStep.
+OtherToolCallType = Literal[
+    "google_maps_call", "file_search_call", "retrieval_call", "tool_search_call", "processing_call"
 ]
-ToolResultType = Literal[
-    "code_execution_result",
-    "google_search_result",
-    "url_context_result",
+OtherToolResultType = Literal[
     "google_maps_result",
     "file_search_result",
     "retrieval_result",
     "tool_search_result",
     "processing_result",
+]
+ToolCallType = Literal[
+    "code_execution_call", "google_search_call", "url_context_call", OtherToolCallType
+]
+ToolResultType = Literal[
+    "code_execution_result", "google_search_result", "url_context_result", OtherToolResultType
 ]
 STEP_TYPES = frozenset(
     {
@@ -126,21 +123,100 @@ class McpToolResultStep(BaseModel):
     server_name: str | None = None
 
 
+class GoogleSearchArguments(BaseModel):
+    model_config = _open
+    queries: list[str] | None = None
+
+
+class GoogleSearchCallStep(BaseModel):
+    model_config = _open
+    type: Literal["google_search_call"]
+    id: str
+    arguments: GoogleSearchArguments
+    search_type: Literal["web_search", "image_search", "enterprise_web_search"] | None = None
+    signature: str | None = None
+
+
+class GoogleSearchResult(BaseModel):
+    model_config = _open
+    search_suggestions: str | None = None
+
+
+class GoogleSearchResultStep(BaseModel):
+    model_config = _open
+    type: Literal["google_search_result"]
+    call_id: str
+    result: list[GoogleSearchResult]
+    is_error: bool | None = None
+    signature: str | None = None
+
+
+class UrlContextArguments(BaseModel):
+    model_config = _open
+    urls: list[str] | None = None
+
+
+class UrlContextCallStep(BaseModel):
+    model_config = _open
+    type: Literal["url_context_call"]
+    id: str
+    arguments: UrlContextArguments
+    signature: str | None = None
+
+
+class UrlContextResult(BaseModel):
+    model_config = _open
+    url: str | None = None
+    status: Literal["success", "error", "paywall", "unsafe"] | None = None
+
+
+class UrlContextResultStep(BaseModel):
+    model_config = _open
+    type: Literal["url_context_result"]
+    call_id: str
+    result: list[UrlContextResult]
+    is_error: bool | None = None
+    signature: str | None = None
+
+
+class CodeExecutionArguments(BaseModel):
+    model_config = _open
+    code: str | None = None
+    language: Literal["python", "bash"] | None = None
+
+
+class CodeExecutionCallStep(BaseModel):
+    model_config = _open
+    type: Literal["code_execution_call"]
+    id: str
+    arguments: CodeExecutionArguments
+    signature: str | None = None
+
+
+class CodeExecutionResultStep(BaseModel):
+    model_config = _open
+    type: Literal["code_execution_result"]
+    call_id: str
+    result: str | list[Content]
+    is_error: bool | None = None
+    signature: str | None = None
+
+
 class ToolCallStep(BaseModel):
-    """A server-side tool's call (code execution, search, ...), replayed by a client."""
+    """Another server-side tool's call (maps, file search, ...), replayed by a client."""
 
     model_config = _open
-    type: ToolCallType
+    type: OtherToolCallType
     id: str
     arguments: dict[str, Any] | None = None
     signature: str | None = None
 
 
 class ToolResultStep(BaseModel):
-    """A server-side tool's result, replayed by a client."""
+    """Another server-side tool's result, replayed by a client."""
 
     model_config = _open
-    type: ToolResultType
+    type: OtherToolResultType
     call_id: str
     result: Any = None
     is_error: bool | None = None
@@ -154,6 +230,12 @@ Step = Annotated[
     | FunctionResultStep
     | McpToolCallStep
     | McpToolResultStep
+    | GoogleSearchCallStep
+    | GoogleSearchResultStep
+    | UrlContextCallStep
+    | UrlContextResultStep
+    | CodeExecutionCallStep
+    | CodeExecutionResultStep
     | ToolCallStep
     | ToolResultStep,
     Field(discriminator="type"),
@@ -168,6 +250,12 @@ InputItem = Annotated[
     | FunctionResultStep
     | McpToolCallStep
     | McpToolResultStep
+    | GoogleSearchCallStep
+    | GoogleSearchResultStep
+    | UrlContextCallStep
+    | UrlContextResultStep
+    | CodeExecutionCallStep
+    | CodeExecutionResultStep
     | ToolCallStep
     | ToolResultStep,
     Field(discriminator="type"),
@@ -176,14 +264,15 @@ InputItem = Annotated[
 
 def _input_form(value: Any) -> str:
     if isinstance(value, str):
-        return "string"
-    return "list" if isinstance(value, list) else "item"
+        return "[string]"
+    return "[list]" if isinstance(value, list) else "[item]"
 
 
-# reference §3.3: a string, one content or step, or a list of them.
+# reference §3.3: a string, one content or step, or a list of them. The tags are bracketed
+# so that error messages leave them out of the field path (schema.common.errors_of).
 InputShape = Annotated[
-    Annotated[str, Tag("string")]
-    | Annotated[InputItem, Tag("item")]
-    | Annotated[list[InputItem], Tag("list")],
+    Annotated[str, Tag("[string]")]
+    | Annotated[InputItem, Tag("[item]")]
+    | Annotated[list[InputItem], Tag("[list]")],
     Discriminator(_input_form),
 ]

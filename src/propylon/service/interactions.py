@@ -17,6 +17,7 @@ from propylon.config import Settings
 from propylon.domain import lifecycle
 from propylon.domain.caller import SYSTEM, Caller
 from propylon.domain.clock import now
+from propylon.domain.continuation import Continuation, encode
 from propylon.domain.events import Event
 from propylon.domain.ids import new_interaction_id, parse_event_id
 from propylon.domain.projection import Projection
@@ -30,10 +31,11 @@ from propylon.observability import Metrics, traced_run
 from propylon.outbound import OutboundPolicy
 from propylon.providers.base import Ticket
 from propylon.providers.google_interactions import GoogleInteractions
+from propylon.runner.ceiling import Ceiling
 from propylon.runner.log import EventLog, MemoryLog, StoredLog
 from propylon.runner.mirror import mirror_turn
 from propylon.runner.turn import announce, finish_unstarted, run_turn
-from propylon.schema.interactions import CreateInteraction
+from propylon.schema.interactions import CreateInteraction, queue_priority
 from propylon.service import reading
 from propylon.service.custom_agents import AgentLookup, base_of
 from propylon.service.idempotency import Idempotency
@@ -97,6 +99,11 @@ def to_resource(
     }
     if usage is not None:
         resource["usage"] = usage
+    token = projection.continuation_token if projection else None
+    if token is None and status == "requires_continuation":  # a stored one: named by its id
+        token = encode(Continuation(interaction_id=record.id))
+    if token is not None:
+        resource["continuation_token"] = token
     if errors:
         resource["errors"] = errors
     if include_input and record.input is not None:
@@ -235,7 +242,7 @@ class InteractionService:
         if request.background:
             announce(log, "in_progress" if self.jobs.has_capacity() else "queued")
             await self._stored(log)
-            self.jobs.submit(record.id)
+            self.jobs.submit(record.id, queue_priority(request.service_tier))
             return Created(
                 to_resource(record, log.projection, include_input_steps=False),
                 interaction_id=record.id,
@@ -333,12 +340,24 @@ class InteractionService:
             max_tool_rounds=self.settings.max_tool_rounds,
             tool_timeout=self.settings.tool_timeout_seconds,
             token_ceiling=self.ledger.ceiling(caller),  # what its admission reserved
+            ceiling=self._ceiling(planned, request),
             stopping=self._stopping,
             outbound=OutboundPolicy.from_settings(self.settings),
         )
         return self._supervised(
             log,
             self._settled(traced_run(run, log, name, self.settings.trace_content), record),
+        )
+
+    def _ceiling(self, planned: Plan, request: CreateInteraction) -> Ceiling | None:
+        """A foreground run's per-turn ceilings (none for background runs, which go on with
+        a cut answer themselves, nor for models that cannot continue one)."""
+        if request.background or not planned.served.continues:
+            return None
+        return Ceiling(
+            self.settings.continuation_after_seconds,
+            self.settings.continuation_after_tokens,
+            planned.prior_output_tokens,
         )
 
     async def _settled(self, run: Coroutine[Any, Any, None], record: InteractionRecord) -> None:
@@ -399,8 +418,8 @@ class InteractionService:
         if record is None or lifecycle.is_terminal(record.status):
             return  # deleted or finished meanwhile: never run twice
         log = self._log(record, existing=await reading.fold(self.store, interaction_id))
-        request = request_of(record)
         try:
+            request = request_of(record)  # a value an older version stored may be refused now
             planned = await plan(
                 request,
                 self.store,
@@ -561,7 +580,7 @@ class InteractionService:
             projection = await reading.fold(self.store, interaction_id)
             if record.background and not projection.steps:
                 self.ledger.adopt(interaction_id)  # its run here settles its reservation
-                self.jobs.submit(interaction_id)
+                self.jobs.submit(interaction_id, queue_priority(record.request.get("service_tier")))
                 requeued += 1
                 continue
             await self.ledger.charge(interaction_id)

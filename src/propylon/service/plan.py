@@ -12,13 +12,20 @@ from typing import Any
 from propylon.config import Settings
 from propylon.domain import lifecycle
 from propylon.domain.caller import Caller
-from propylon.errors import FailedPrecondition, InvalidArgument, NotFound
+from propylon.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from propylon.gateway.registry import ModelRegistry, ServedModel
 from propylon.outbound import OutboundPolicy, check_url
 from propylon.providers.base import Ticket, Turn
 from propylon.providers.google_interactions import GoogleInteractions
 from propylon.runner.history import check_function_results
-from propylon.schema.interactions import CreateInteraction, json_schema_of, normalize_input
+from propylon.schema.interactions import (
+    CreateInteraction,
+    json_schema_of,
+    normalize_input,
+    output_media_of,
+    parse_create,
+)
+from propylon.service.continuation import resume
 from propylon.service.custom_agents import AgentLookup, for_agent
 from propylon.store.base import InteractionRecord, Store
 
@@ -29,13 +36,15 @@ __all__ = ["AgentPlan", "Plan", "plan", "request_of"]
 class Plan:
     """A turn ready to run: the model, this turn's input as steps, the provider's Turn, the
     MCP servers the runner will call, and its place in the model's queue (released when the
-    run ends, or at once if the create goes no further)."""
+    run ends, or at once if the create goes no further). prior_output_tokens: what the answer
+    this turn continues (`continuation_token`) has cost so far."""
 
     served: ServedModel
     input_steps: list[dict[str, Any]]
     turn: Turn
     mcp_servers: list[dict[str, Any]]
     ticket: Ticket = field(default_factory=Ticket)
+    prior_output_tokens: int = 0
 
 
 @dataclass(slots=True)
@@ -66,6 +75,7 @@ async def plan(
         )
     if not request.store and request.background:
         raise InvalidArgument("`background=true` needs `store=true`")
+    _check_service_tier(request, caller)
     if request.agent and custom_agents is not None:  # one of the tenant's: plan as its base
         request = await for_agent(request, custom_agents, caller.tenant, agents or {})
     if request.agent:
@@ -73,10 +83,11 @@ async def plan(
     assert request.model is not None
     served = models.resolve(request.model)
     input_steps = normalize_input(request.input)
-    if not input_steps:
+    if not input_steps and not (request.continuation_token and request.store):
         raise InvalidArgument("`input` is required")
 
     history: list[dict[str, Any]] = []
+    previous = None
     if request.previous_interaction_id:
         previous = await store.get(request.previous_interaction_id)
         if previous is None or not caller.sees(previous.tenant):
@@ -87,6 +98,10 @@ async def plan(
                 f"(status `{previous.status}`)"
             )
         history = await store.history(previous.id)
+    resumed = None
+    if request.continuation_token:
+        resumed = await resume(request, input_steps, previous, history, store)
+        history = resumed.history
     check_function_results(history, input_steps)
 
     tools = request.tools or []
@@ -104,17 +119,40 @@ async def plan(
             what="`webhook_config.uris`",
         )
     config = request.generation_config
+    generation = config.model_dump(exclude_none=True) if config else {}
+    modalities, image_config = output_media_of(request)
+    if image_config and "image_config" not in generation:
+        generation["image_config"] = image_config
+    prior = resumed.output_tokens if resumed else 0
+    if prior and generation.get("max_output_tokens"):  # the cap is the whole answer's
+        generation["max_output_tokens"] = max(1, generation["max_output_tokens"] - prior)
     turn = Turn(
         history=history + input_steps,
         system_instruction=request.system_instruction,
         tools=[tool for tool in tools if tool.get("type") != "mcp_server"],
-        generation_config=config.model_dump(exclude_none=True) if config else {},
+        generation_config=generation,
         json_schema=json_schema_of(request),
+        response_modalities=modalities,
+        safety_settings=[s.model_dump(exclude_none=True) for s in request.safety_settings or []],
+        continuation=resumed.text if resumed else None,
+        upstream_continuation=resumed.upstream if resumed else None,
     )
     served.check(turn)
     # Background runs are bounded by the job queue's workers instead.
     ticket = Ticket() if request.background else served.admit()
-    return Plan(served, input_steps, turn, mcp_servers, ticket)
+    return Plan(served, input_steps, turn, mcp_servers, ticket, prior)
+
+
+def _check_service_tier(request: CreateInteraction, caller: Caller) -> None:
+    """A key's policy `service_tiers` lists the tiers it may use to order the background
+    queue (unset: all). Foreground runs do not queue, so their tier is not checked."""
+    allowed = caller.policy.get("service_tiers")
+    tier = request.service_tier
+    if request.background and tier and allowed is not None and tier not in allowed:
+        raise PermissionDenied(
+            f"this API key may not use `service_tier` `{tier}`; it may use "
+            + (", ".join(f"`{t}`" for t in allowed) or "none")
+        )
 
 
 async def _plan_agent(
@@ -142,7 +180,6 @@ async def _plan_agent(
 
 
 def request_of(record: InteractionRecord) -> CreateInteraction:
-    """The create request a stored interaction came from (its echoed fields and input)."""
-    return CreateInteraction.model_validate(
-        {**record.request, "input": record.input, "background": record.background}
-    )
+    """The create request a stored interaction came from (its echoed fields and input).
+    Raises InvalidArgument when they are no longer a valid request."""
+    return parse_create({**record.request, "input": record.input, "background": record.background})
