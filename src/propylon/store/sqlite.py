@@ -68,17 +68,21 @@ class SQLiteStore:
     async def open(self) -> None:
         """Create the file and its directory if needed and migrate the schema to head."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        await asyncio.get_running_loop().run_in_executor(
-            self._writer, migrate.upgrade, f"sqlite:///{self.path}"
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, migrate.upgrade, f"sqlite:///{self.path}")
+        # WAL is a property of the file: set once, by the writer. A reader switching it could
+        # find another connection's lock and fail at once ("database is locked"): SQLite
+        # does not wait on a busy lock for a journal mode change.
+        await loop.run_in_executor(
+            self._writer, lambda: self._connection().execute("PRAGMA journal_mode=WAL")
         )
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
