@@ -109,6 +109,32 @@ def test_webhook_resource_through_the_sdk(server: Server, receiver: str) -> None
         client.webhooks.create(uri="ftp://nowhere", subscribed_events=["interaction.completed"])
 
 
+def test_every_read_of_a_webhook_redacts_a_credential_in_its_uri(
+    server: Server, receiver: str
+) -> None:
+    uri = f"{receiver}/hook/redacted?token=abc123&kind=plain"
+    shown = f"{receiver}/hook/redacted?token=[redacted]&kind=plain"
+    with server.http() as http:
+        created = http.post(
+            "/v1beta/webhooks", json={"uri": uri, "subscribed_events": ["interaction.completed"]}
+        )
+        assert created.status_code == 200, created.text
+        path = f"/v1beta/webhooks/{created.json()['id']}"
+        patched = http.patch(path, params={"update_mask": "name"}, json={"name": "renamed"})
+        assert patched.status_code == 200, patched.text
+        listed = http.get("/v1beta/webhooks").json()["webhooks"]
+        reads = [created.json(), http.get(path).json(), patched.json()]
+        reads += [w for w in listed if w["id"] == created.json()["id"]]
+        assert len(reads) == 4
+        for read in reads:
+            assert read["uri"] == shown
+            assert "abc123" not in json.dumps(read)
+        assert http.post(f"{path}:ping").status_code == 200
+    wait_for(lambda: bool(_received(receiver, "redacted")))
+    # the stored uri is the real one: the delivery carries the credential
+    assert _received(receiver, "redacted")[0]["query"] == "token=abc123&kind=plain"
+
+
 def test_events_reach_registered_webhooks_signed(server: Server, receiver: str) -> None:
     client = server.client()
     hook = client.webhooks.create(uri=f"{receiver}/hook/events", subscribed_events=EVENTS)

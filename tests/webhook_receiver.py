@@ -26,6 +26,7 @@ async def _record(request: web.Request, status: int) -> None:
             "body": (await request.read()).decode(),
             "answered": status,
             "host": request.host,
+            "query": request.query_string,
         }
     )
 

@@ -21,6 +21,7 @@ import orjson
 
 from propylon.domain.caller import Caller
 from propylon.domain.clock import now
+from propylon.domain.redaction import redact_request
 from propylon.errors import InvalidArgument, NotFound, PermissionDenied
 from propylon.jobs.webhooks import GRACE_SECONDS
 from propylon.outbound import OutboundPolicy, check_url
@@ -71,8 +72,9 @@ def event_of(status: str) -> str | None:
 
 
 def _public(webhook: dict[str, Any]) -> dict[str, Any]:
-    """The wire Webhook: secrets shown truncated, never whole."""
-    shown = {k: v for k, v in webhook.items() if k != "secrets"}
+    """The wire Webhook: secrets shown truncated, never whole; credentials in its `uri`
+    redacted by the rule of every stored request (the store keeps the real one)."""
+    shown = redact_request({k: v for k, v in webhook.items() if k != "secrets"})
     shown["signing_secrets"] = [
         {
             "truncated_secret": s["secret"][:10] + "…",
