@@ -74,7 +74,7 @@ class SQLiteStore:
         # find another connection's lock and fail at once ("database is locked"): SQLite
         # does not wait on a busy lock for a journal mode change.
         await loop.run_in_executor(
-            self._writer, lambda: self._connection().execute("PRAGMA journal_mode=WAL")
+            self._writer, lambda: self._connection().execute("PRAGMA journal_mode=WAL").fetchall()
         )
 
     def _connection(self) -> sqlite3.Connection:
