@@ -21,7 +21,7 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from propylon.api.errors import JSONResponse, error_body
+from propylon.api.errors import error_response
 from propylon.domain.caller import ANONYMOUS, Caller
 from propylon.errors import Unauthenticated
 from propylon.store.base import ApiKey, Store
@@ -106,7 +106,7 @@ class Authenticator:
 class AuthMiddleware:
     """Authenticates every HTTP request before it is routed, except those to `open_paths`
     (exact paths, e.g. `/healthz`): the caller goes into the request's state (`caller_of`);
-    a refused request is answered 401 in Google's error shape and reaches no route."""
+    a refused request is answered 401 in its surface's error body and reaches no route."""
 
     def __init__(self, app: ASGIApp, auth: Authenticator, open_paths: frozenset[str]) -> None:
         self.app = app
@@ -120,7 +120,7 @@ class AuthMiddleware:
         try:
             caller = await self.auth.caller(Headers(scope=scope))
         except Unauthenticated as exc:
-            refusal = JSONResponse(error_body(exc.http_status, exc.message, exc.status), 401)
+            refusal = error_response(scope, 401, exc.status, exc.message)
             await refusal(scope, receive, send)
             return
         scope.setdefault("state", {})["caller"] = caller

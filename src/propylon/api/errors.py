@@ -1,9 +1,11 @@
-"""The one place errors become HTTP: Google-style bodies (reference §1.6), never a 409."""
+"""The one place errors become HTTP, never a 409: each surface's own error body (`ERROR_BODIES`,
+picked by `surface_of`); Google's generateContent-style body (reference §1.6) is the default."""
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -11,9 +13,17 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from propylon.api.surfaces import Surface, surface_of
 from propylon.errors import PropylonError, ResourceExhausted
 
-__all__ = ["EXCEPTION_HANDLERS", "JSONResponse", "error_body"]
+__all__ = [
+    "ERROR_BODIES",
+    "EXCEPTION_HANDLERS",
+    "ErrorBody",
+    "JSONResponse",
+    "error_body",
+    "error_response",
+]
 
 logger = logging.getLogger("propylon.api")
 
@@ -39,9 +49,29 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
+ErrorBody = Callable[[int, str, str], dict[str, Any]]
+"""A surface's error body from (HTTP status, Google RPC status name, message)."""
+
+
 def error_body(code: int, message: str, status: str) -> dict[str, Any]:
     """`{"error": {"code": 400, "message": "...", "status": "INVALID_ARGUMENT"}}`."""
     return {"error": {"code": code, "message": message, "status": status}}
+
+
+def _google(http_status: int, status: str, message: str) -> dict[str, Any]:
+    return error_body(http_status, message, status)
+
+
+# Each surface's module puts its own body here; until it does, Google's body answers.
+ERROR_BODIES: dict[Surface, ErrorBody] = {surface: _google for surface in Surface}
+
+
+def error_response(
+    scope: Any, http_status: int, status: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The error response for the surface of the request `scope`, in that surface's body."""
+    body = ERROR_BODIES[surface_of(scope)](http_status, status, message)
+    return JSONResponse(body, http_status, headers=headers)
 
 
 async def _propylon_error(request: Request, exc: Exception) -> Response:
@@ -49,9 +79,7 @@ async def _propylon_error(request: Request, exc: Exception) -> Response:
     headers = {}
     if isinstance(exc, ResourceExhausted):
         headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
-    return JSONResponse(
-        error_body(exc.http_status, exc.message, exc.status), exc.http_status, headers=headers
-    )
+    return error_response(request.scope, exc.http_status, exc.status, exc.message, headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -59,12 +87,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     code = 400 if exc.status_code == 405 else exc.status_code
     status = _HTTP_STATUS_NAMES.get(exc.status_code, "UNKNOWN")
     message = "no such endpoint" if exc.status_code == 404 else str(exc.detail)
-    return JSONResponse(error_body(code, message, status), code)
+    return error_response(request.scope, code, status, message)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     logger.exception("unexpected error on %s %s", request.method, request.url.path)
-    return JSONResponse(error_body(500, "internal error", "INTERNAL"), 500)
+    return error_response(request.scope, 500, "INTERNAL", "internal error")
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

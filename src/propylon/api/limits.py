@@ -15,7 +15,7 @@ import orjson
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from propylon.api.errors import JSONResponse, error_body
+from propylon.api.errors import error_response
 from propylon.errors import InvalidArgument, PayloadTooLarge
 
 __all__ = ["BodyLimitMiddleware", "json_body", "nesting_exceeds"]
@@ -88,10 +88,8 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, exc: PayloadTooLarge) -> None:
-    response = JSONResponse(
-        error_body(exc.http_status, exc.message, exc.status),
-        exc.http_status,
-        headers={"connection": "close"},
+    response = error_response(
+        scope, exc.http_status, exc.status, exc.message, {"connection": "close"}
     )
     await response(scope, receive, send)
 
