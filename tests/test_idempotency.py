@@ -10,9 +10,11 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
+from google.genai import _interactions as errors
 
 from tests.conftest import CONFIG, Server, helper, start_server, stop_server, wait_for
 
@@ -101,3 +103,66 @@ def test_concurrent_same_key_creates_under_writer_load(server: Server, upstream:
             "SELECT count(*) FROM interactions WHERE input = ?", (f'"id={run} primary=ok"',)
         ).fetchone()[0]
     assert rows == 1  # one interaction stored
+
+
+# google-genai 3.4.0 refuses `create(idempotency_key=...)` (a TypeError pointing at
+# `extra_body`), which puts the key into the JSON body: it means what the header means.
+
+
+def test_idempotency_key_in_the_body_returns_one_interaction(server: Server, upstream: str) -> None:
+    client = server.client()
+    run = uuid.uuid4().hex[:10]
+    body = {"model": "counted", "input": f"id={run} primary=ok"}
+    key = {"idempotency_key": f"body-{run}"}
+    first = client.interactions.create(**body, extra_body=key)
+    again = client.interactions.create(**body, extra_body=key)
+    assert again.id == first.id
+    assert again.model_dump() == first.model_dump()  # the key is not part of the request
+    assert "idempotency_key" not in client.interactions.get(first.id).model_dump(exclude_none=True)
+    # the same key in the header: the same request
+    header = client.interactions.create(**body, extra_headers={"Idempotency-Key": f"body-{run}"})
+    assert header.id == first.id
+    assert _calls(upstream, run) == 1
+
+
+def test_idempotency_key_in_the_header_still_works(server: Server, upstream: str) -> None:
+    client = server.client()
+    run = uuid.uuid4().hex[:10]
+    body = {"model": "counted", "input": f"id={run} primary=ok"}
+    headers = {"Idempotency-Key": f"header-{run}"}
+    first = client.interactions.create(**body, extra_headers=headers)
+    again = client.interactions.create(**body, extra_headers=headers)
+    both = client.interactions.create(
+        **body, extra_headers=headers, extra_body={"idempotency_key": f"header-{run}"}
+    )
+    assert first.id == again.id == both.id  # header and body may carry the same key
+    assert _calls(upstream, run) == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "mentions"),
+    [
+        (
+            {"extra_headers": {"Idempotency-Key": "one"}, "extra_body": {"idempotency_key": "two"}},
+            "`idempotency_key` differs from the `Idempotency-Key` header",
+        ),
+        ({"extra_body": {"idempotency_key": ""}}, "idempotency_key"),
+        ({"extra_body": {"idempotency_key": 7}}, "idempotency_key"),
+        ({"extra_body": {"idempotency_key": "k", "store": False}}, "`idempotency_key`"),
+    ],
+    ids=["header-and-body-differ", "empty", "not-a-string", "store-false"],
+)
+def test_bad_idempotency_keys_are_400_naming_the_field(
+    server: Server, upstream: str, extra: dict[str, Any], mentions: str
+) -> None:
+    client = server.client()
+    run = uuid.uuid4().hex[:10]
+    with sqlite3.connect(server.database) as conn:
+        before = conn.execute("SELECT count(*) FROM interactions").fetchone()[0]
+    with pytest.raises(errors.BadRequestError) as caught:
+        client.interactions.create(model="counted", input=f"id={run} primary=ok", **extra)
+    assert caught.value.body["error"]["code"] == "invalid_request"
+    assert mentions in caught.value.body["error"]["message"]
+    assert _calls(upstream, run) == 0
+    with sqlite3.connect(server.database) as conn:
+        assert conn.execute("SELECT count(*) FROM interactions").fetchone()[0] == before

@@ -149,7 +149,7 @@ def test_last_event_id_ahead_of_a_running_log_is_400(http: httpx.Client) -> None
         params={"stream": "true", "last_event_id": ahead},
     )
     assert read.status == 400, read.types
-    assert read.body["error"]["status"] == "INVALID_ARGUMENT"
+    assert read.body["error"]["code"] == "invalid_request"
     wait_for(
         lambda: http.get(f"/v1beta/interactions/{created['id']}").json()["status"] == "completed"
     )
@@ -168,7 +168,7 @@ def test_stream_create_whose_request_cannot_be_stored_ends(http: httpx.Client) -
     }
     read = read_stream(http, "POST", "/v1beta/interactions", json=body)
     if read.status == 400:  # a nesting limit at the HTTP edge refused it first: also right
-        assert read.body["error"]["status"] == "INVALID_ARGUMENT"
+        assert read.body["error"]["code"] == "invalid_request"
         return
     assert read.status == 200
     assert_ended_promptly(read)
@@ -184,7 +184,7 @@ def test_create_whose_request_cannot_be_stored_answers_a_clean_error(http: httpx
     )
     assert before == 200
     assert response.status_code == 400, response.text
-    assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert response.json()["error"]["code"] == "invalid_request"
 
 
 def test_upstream_token_count_past_64_bits_fails_the_run_and_ends_its_streams(
@@ -199,7 +199,7 @@ def test_upstream_token_count_past_64_bits_fails_the_run_and_ends_its_streams(
     interaction_id = read.events[0]["interaction"]["id"]
     got = http.get(f"/v1beta/interactions/{interaction_id}").json()
     assert got["status"] == "failed"
-    assert got["errors"] and got["errors"][-1]["code"] == "internal"
+    assert got["errors"] and got["errors"][-1]["code"] == "api_error"
     again = read_stream(
         http, "GET", f"/v1beta/interactions/{interaction_id}", params={"stream": "true"}
     )
