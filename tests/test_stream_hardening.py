@@ -76,6 +76,15 @@ class Stream:
         return [e["event_type"] for e in self.events]
 
 
+def error_code(event: dict[str, Any]) -> str:
+    """The code of an SSE `error` event, which carries the Interactions error object."""
+    assert event["event_type"] == "error"
+    error = event["error"]
+    assert set(error) == {"code", "message"} and error["message"], event
+    assert isinstance(error["code"], str), event  # a string naming the error type
+    return str(error["code"])
+
+
 def read_stream(
     http: httpx.Client,
     method: str,
@@ -173,6 +182,7 @@ def test_stream_create_whose_request_cannot_be_stored_ends(http: httpx.Client) -
     assert read.status == 200
     assert_ended_promptly(read)
     assert read.types[-1] == "error"
+    assert error_code(read.events[-1]) == "api_error"
     assert "interaction.completed" not in read.types
 
 
@@ -195,6 +205,7 @@ def test_upstream_token_count_past_64_bits_fails_the_run_and_ends_its_streams(
     assert_ended_promptly(read)
     assert read.types.count("interaction.completed") == 1
     assert read.types[-2:] == ["error", "interaction.completed"]
+    assert error_code(read.events[-2]) == "api_error"
     assert read.events[-1]["interaction"]["status"] == "failed"
     interaction_id = read.events[0]["interaction"]["id"]
     got = http.get(f"/v1beta/interactions/{interaction_id}").json()
@@ -237,6 +248,7 @@ def test_a_run_whose_row_vanishes_ends_its_readers(server: Server, http: httpx.C
     assert reader, "the reader did not end"
     assert_ended_promptly(reader[0])
     assert reader[0].types[-1] == "error"
+    assert error_code(reader[0].events[-1]) in ("api_error", "not_found")
 
 
 # --- review findings -------------------------------------------------------------------------
@@ -368,6 +380,7 @@ def test_sigterm_ends_open_streams_resumably_and_exits(tmp_path: Path) -> None:
         assert exited < 20, exited  # the default shutdown_timeout_seconds is 10
         assert read.ended and read.done, read.types
         assert read.types[-1] == "error"
+        assert error_code(read.events[-1]) == "service_unavailable"
         resume_from = read.events[-1]["event_id"]
         assert read.ids[-1] == resume_from
         assert resume_from == read.events[-2]["event_id"]  # the last event it did send
