@@ -2,10 +2,12 @@
 
 `code` is a string naming the error type, never the HTTP status (recorded from Google:
 fixtures/gemini/errors/interactions_invalid_request_400.json; typed in google-genai as
-`_gaos/types/interactions/error.py`). google-genai 2.x logs a parse failure on an integer
-code, so the whole Interactions surface (`/{v}/interactions`, `/agents`, `/webhooks`, the
-Vertex form, under any `path_prefix`) answers this body (api/interactions.py installs it in
-`ERROR_BODIES`); other paths keep Google's generateContent body (api/errors.py).
+`_gaos/types/interactions/error.py`). On an integer code google-genai's typed parse fails
+and every exception it raises carries that validation error in its traceback (2.34, what
+google-adk 2.13 installs), so the whole Interactions surface (`/{v}/interactions`, `/agents`,
+`/webhooks`, the Vertex form, under any `path_prefix`) answers this body (api/interactions.py
+installs it in `ERROR_BODIES`); other paths keep Google's generateContent body
+(api/errors.py).
 
 The codes are Google's own, from its Interactions API error reference
 (ai.google.dev/gemini-api/docs/api-errors), keyed here by the Google RPC status name every
@@ -84,4 +86,3 @@ def interactions_error(code: str, message: str) -> dict[str, str]:
 def interactions_error_body(http_status: int, status: str, message: str) -> dict[str, Any]:
     """`{"error": {"code": "<string>", "message": "..."}}` (an `ErrorBody`)."""
     return {"error": interactions_error(code_of(http_status, status), message)}
-
