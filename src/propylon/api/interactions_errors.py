@@ -4,10 +4,10 @@
 fixtures/gemini/errors/interactions_invalid_request_400.json; typed in google-genai as
 `_gaos/types/interactions/error.py`). On an integer code google-genai's typed parse fails
 and every exception it raises carries that validation error in its traceback (2.34, what
-google-adk 2.13 installs), so the whole Interactions surface (`/{v}/interactions`, `/agents`,
-`/webhooks`, the Vertex form, under any `path_prefix`) answers this body (api/interactions.py
-installs it in `ERROR_BODIES`); other paths keep Google's generateContent body
-(api/errors.py).
+google-adk 2.13 installs, and 3.4 alike), so the whole Interactions surface
+(`/{v}/interactions`, `/agents`, `/webhooks`, the Vertex form, under any `path_prefix`)
+answers this body (api/interactions.py installs it in `ERROR_BODIES`); other paths keep
+Google's generateContent body (api/errors.py).
 
 The codes are Google's own, from its Interactions API error reference
 (ai.google.dev/gemini-api/docs/api-errors), keyed here by the Google RPC status name every
