@@ -109,33 +109,29 @@ def test_concurrent_same_key_creates_under_writer_load(server: Server, upstream:
 # `extra_body`), which puts the key into the JSON body: it means what the header means.
 
 
-def test_idempotency_key_in_the_body_returns_one_interaction(server: Server, upstream: str) -> None:
+def _key(way: str, key: str) -> dict[str, Any]:
+    """The SDK's keywords that send `key` the `way` given: in the body or in the header."""
+    if way == "body":
+        return {"extra_body": {"idempotency_key": key}}
+    if way == "header":
+        return {"extra_headers": {"Idempotency-Key": key}}
+    return {**_key("body", key), **_key("header", key)}  # both, the same key
+
+
+@pytest.mark.parametrize("way", ["body", "header"])
+def test_one_key_one_interaction_and_one_upstream_call(
+    server: Server, upstream: str, way: str
+) -> None:
     client = server.client()
     run = uuid.uuid4().hex[:10]
     body = {"model": "counted", "input": f"id={run} primary=ok"}
-    key = {"idempotency_key": f"body-{run}"}
-    first = client.interactions.create(**body, extra_body=key)
-    again = client.interactions.create(**body, extra_body=key)
+    first = client.interactions.create(**body, **_key(way, run))
+    again = client.interactions.create(**body, **_key(way, run))
     assert again.id == first.id
     assert again.model_dump() == first.model_dump()  # the key is not part of the request
     assert "idempotency_key" not in client.interactions.get(first.id).model_dump(exclude_none=True)
-    # the same key in the header: the same request
-    header = client.interactions.create(**body, extra_headers={"Idempotency-Key": f"body-{run}"})
-    assert header.id == first.id
-    assert _calls(upstream, run) == 1
-
-
-def test_idempotency_key_in_the_header_still_works(server: Server, upstream: str) -> None:
-    client = server.client()
-    run = uuid.uuid4().hex[:10]
-    body = {"model": "counted", "input": f"id={run} primary=ok"}
-    headers = {"Idempotency-Key": f"header-{run}"}
-    first = client.interactions.create(**body, extra_headers=headers)
-    again = client.interactions.create(**body, extra_headers=headers)
-    both = client.interactions.create(
-        **body, extra_headers=headers, extra_body={"idempotency_key": f"header-{run}"}
-    )
-    assert first.id == again.id == both.id  # header and body may carry the same key
+    for other in ("body", "header", "both"):  # one key, whichever way it comes
+        assert client.interactions.create(**body, **_key(other, run)).id == first.id
     assert _calls(upstream, run) == 1
 
 
