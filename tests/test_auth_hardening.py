@@ -72,7 +72,7 @@ def test_another_tenant_cannot_patch_a_webhook(server: Server, keys: dict[str, s
             json={"name": "owned", "uri": "http://127.0.0.1:9/globex"},
         )
         assert hijack.status_code == 404
-        assert hijack.json()["error"]["status"] == "NOT_FOUND"
+        assert hijack.json()["error"]["code"] == "not_found"
         assert a.get(f"/v1beta/webhooks/{created['id']}").json() == before
         # the owner still can
         renamed = a.patch(f"/v1beta/webhooks/{created['id']}", json={"name": "renamed"})
@@ -82,10 +82,15 @@ def test_another_tenant_cannot_patch_a_webhook(server: Server, keys: dict[str, s
 def test_every_route_but_healthz_needs_a_key(server: Server, keys: dict[str, str]) -> None:
     with _http(server, None) as anonymous, _http(server, keys["a"]) as a:
         assert anonymous.get("/healthz").status_code == 200
-        for path in ("/metrics", "/readyz", "/v1beta/webhooks", "/v1beta/interactions/x"):
+        for path, code in (
+            ("/metrics", 401),  # Google's generateContent body off the Interactions surface
+            ("/readyz", 401),
+            ("/v1beta/webhooks", "authentication"),  # the Interactions API's own body
+            ("/v1beta/interactions/x", "authentication"),
+        ):
             refused = anonymous.get(path)
             assert refused.status_code == 401, path
-            assert refused.json()["error"]["status"] == "UNAUTHENTICATED"
+            assert refused.json()["error"]["code"] == code, path
         bad_key = anonymous.get("/metrics", headers={"x-goog-api-key": "not-a-key"})
         assert bad_key.status_code == 401
         metrics = a.get("/metrics")

@@ -3,6 +3,7 @@ upstream calls for finished runs, and Idempotency-Key under concurrent duplicate
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -103,7 +104,7 @@ def test_cancel_mid_run(client: genai.Client) -> None:
     for interaction_id in (finished.id, foreground.id):
         with pytest.raises(errors.BadRequestError) as caught:
             client.interactions.cancel(interaction_id)
-        assert caught.value.body["error"]["status"] == "FAILED_PRECONDITION"
+        assert caught.value.body["error"]["code"] == "failed_precondition"
 
 
 def test_cancel_while_queued(upstream: str, tmp_path: Path) -> None:
@@ -202,3 +203,58 @@ def test_idempotency_keys_expire(upstream: str, tmp_path: Path) -> None:
         assert later.id != first.id
     finally:
         stop_server(server)
+
+
+def _text(events: list[Any]) -> str:
+    return "".join(e.delta.text for e in events if e.event_type == "step.delta")
+
+
+def test_background_stream_answers_the_runs_events(client: genai.Client) -> None:
+    events = list(
+        client.interactions.create(
+            model="echo-slow", input="watch this run", background=True, stream=True
+        )
+    )
+    kinds = [e.event_type for e in events]
+    assert kinds[0] == "interaction.created"
+    assert kinds.count("interaction.completed") == 1 and kinds[-1] == "interaction.completed"
+    assert "error" not in kinds
+    ids = [int(e.event_id.rpartition(".")[2]) for e in events]
+    assert ids == list(range(1, len(events) + 1))  # the whole log, in order
+    interaction_id = events[0].interaction.id
+    stored = client.interactions.get(interaction_id)
+    assert stored.status == "completed" and stored.output_text == "user: watch this run"
+    assert _text(events) == stored.output_text
+
+
+def test_background_stream_run_goes_on_when_the_client_leaves(client: genai.Client) -> None:
+    words = "one two three four five six seven eight nine ten"
+    stream = client.interactions.create(
+        model="echo-idle", input=words, background=True, stream=True
+    )
+    seen = [next(stream), next(stream)]
+    stream.close()  # the client leaves after two events
+    interaction_id = seen[0].interaction.id
+    assert [e.event_type for e in seen] == ["interaction.created", "interaction.status_update"]
+    assert _status(client, interaction_id) in ("queued", "in_progress")  # 0.3 s per delta
+    wait_for(lambda: _status(client, interaction_id) == "completed", 60)
+    assert client.interactions.get(interaction_id).output_text == f"user: {words}"
+    events = list(client.interactions.get(interaction_id, stream=True))
+    assert [e.event_type for e in events].count("interaction.completed") == 1
+
+
+def test_background_stream_over_http(server: Server) -> None:
+    body = {"model": "echo", "input": "plain", "background": True, "stream": True}
+    with server.http() as http:
+        with http.stream("POST", "/v1beta/interactions", json=body) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+        assert lines[-1] == "data: [DONE]"
+        payloads = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+        assert payloads[0]["event_type"] == "interaction.created"
+        assert payloads[-1]["event_type"] == "interaction.completed"
+        assert payloads[-1]["interaction"]["status"] == "completed"
+        stored = http.get(f"/v1beta/interactions/{payloads[0]['interaction']['id']}").json()
+    assert stored["status"] == "completed"  # a stored background interaction, readable again
+    assert stored["steps"][-1]["type"] == "model_output"

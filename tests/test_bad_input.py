@@ -19,12 +19,13 @@ LIMIT = 32 * MiB  # the default `max_request_bytes`
 
 
 def _error(response: httpx.Response, code: int) -> str:
-    """The message of a Google-shaped error body with HTTP status `code`."""
+    """The message of an Interactions error body with HTTP status `code`."""
     assert response.status_code == code, response.text
     body = response.json()
     assert set(body) == {"error"}, body
-    assert body["error"]["code"] == code
-    assert body["error"]["status"] in ("INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION")
+    assert set(body["error"]) == {"code", "message"}, body
+    expected = {400: {"invalid_request", "failed_precondition"}, 404: {"not_found"}}
+    assert body["error"]["code"] in expected.get(code, {"invalid_request"})  # 413 too
     message: str = body["error"]["message"]
     assert message
     return message

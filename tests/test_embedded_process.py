@@ -145,7 +145,7 @@ def test_concurrent_creates_are_answered_or_refused_with_429(gemma: Server) -> N
     assert statuses.count(200) >= MAX_QUEUE + 1  # one generating, MAX_QUEUE waiting
     assert statuses.count(429) >= 1  # eight at once do not fit
     for refused in (r for r in results if r.status_code == 429):
-        assert refused.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+        assert refused.json()["error"]["code"] == "rate_limit_exceeded"
         assert float(refused.headers["retry-after"]) >= 1
     for answered in (r for r in results if r.status_code == 200):
         assert answered.json()["status"] in ("completed", "incomplete")

@@ -24,13 +24,13 @@ from hypothesis import strategies as st
 
 from tests.conftest import CONFIG, Server, free_port, helper, start_server, stop_server
 
-STATUSES = {
-    "INVALID_ARGUMENT",
-    "FAILED_PRECONDITION",
-    "UNAUTHENTICATED",
-    "PERMISSION_DENIED",
-    "NOT_FOUND",
-    "RESOURCE_EXHAUSTED",
+CODES = {  # HTTP status -> the Interactions error codes it may carry
+    400: {"invalid_request", "failed_precondition"},
+    401: {"authentication"},
+    403: {"permission_denied"},
+    404: {"not_found"},
+    413: {"invalid_request"},
+    429: {"rate_limit_exceeded"},
 }
 FUZZ = settings(
     derandomize=True,
@@ -277,15 +277,24 @@ def _body_strategy(document: dict[str, Any], path: str, method: str) -> st.Searc
     return strategy(content["application/json"]["schema"], schemas)
 
 
+# The paths of the Interactions surface; a fuzzed id of `..` can lead off it.
+INTERACTIONS_PATH = re.compile(r"/(?:interactions|agents|webhooks)(?:/|$)")
+
+
 def check(response: httpx.Response) -> None:
-    """Success, or a 4xx in Google's error shape; never a 5xx."""
+    """Success, or a 4xx in the surface's error body (the Interactions API's; Google's
+    generateContent body on a path a fuzzed `..` led off it); never a 5xx."""
     assert response.status_code < 500, (response.request.content[:500], response.text[:500])
     if response.status_code >= 400:
         assert response.headers["content-type"].startswith("application/json")
         error = response.json()["error"]
-        assert error["code"] == response.status_code
         assert isinstance(error["message"], str) and error["message"]
-        assert error["status"] in STATUSES, error
+        if INTERACTIONS_PATH.search(response.request.url.path):
+            assert set(error) == {"code", "message"}, error
+            assert error["code"] in CODES.get(response.status_code, set()), error
+        else:
+            assert error["code"] == response.status_code, error
+            assert error["status"] in ("INVALID_ARGUMENT", "NOT_FOUND"), error
     else:
         assert response.status_code == 200
 

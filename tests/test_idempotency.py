@@ -10,9 +10,11 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
+from google.genai import _interactions as errors
 
 from tests.conftest import CONFIG, Server, helper, start_server, stop_server, wait_for
 
@@ -101,3 +103,62 @@ def test_concurrent_same_key_creates_under_writer_load(server: Server, upstream:
             "SELECT count(*) FROM interactions WHERE input = ?", (f'"id={run} primary=ok"',)
         ).fetchone()[0]
     assert rows == 1  # one interaction stored
+
+
+# google-genai 3.4.0 refuses `create(idempotency_key=...)` (a TypeError pointing at
+# `extra_body`), which puts the key into the JSON body: it means what the header means.
+
+
+def _key(way: str, key: str) -> dict[str, Any]:
+    """The SDK's keywords that send `key` the `way` given: in the body or in the header."""
+    if way == "body":
+        return {"extra_body": {"idempotency_key": key}}
+    if way == "header":
+        return {"extra_headers": {"Idempotency-Key": key}}
+    return {**_key("body", key), **_key("header", key)}  # both, the same key
+
+
+@pytest.mark.parametrize("way", ["body", "header"])
+def test_one_key_one_interaction_and_one_upstream_call(
+    server: Server, upstream: str, way: str
+) -> None:
+    client = server.client()
+    run = uuid.uuid4().hex[:10]
+    body = {"model": "counted", "input": f"id={run} primary=ok"}
+    first = client.interactions.create(**body, **_key(way, run))
+    again = client.interactions.create(**body, **_key(way, run))
+    assert again.id == first.id
+    assert again.model_dump() == first.model_dump()  # the key is not part of the request
+    assert "idempotency_key" not in client.interactions.get(first.id).model_dump(exclude_none=True)
+    for other in ("body", "header", "both"):  # one key, whichever way it comes
+        assert client.interactions.create(**body, **_key(other, run)).id == first.id
+    assert _calls(upstream, run) == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "mentions"),
+    [
+        (
+            {"extra_headers": {"Idempotency-Key": "one"}, "extra_body": {"idempotency_key": "two"}},
+            "`idempotency_key` differs from the `Idempotency-Key` header",
+        ),
+        ({"extra_body": {"idempotency_key": ""}}, "idempotency_key"),
+        ({"extra_body": {"idempotency_key": 7}}, "idempotency_key"),
+        ({"extra_body": {"idempotency_key": "k", "store": False}}, "`idempotency_key`"),
+    ],
+    ids=["header-and-body-differ", "empty", "not-a-string", "store-false"],
+)
+def test_bad_idempotency_keys_are_400_naming_the_field(
+    server: Server, upstream: str, extra: dict[str, Any], mentions: str
+) -> None:
+    client = server.client()
+    run = uuid.uuid4().hex[:10]
+    with sqlite3.connect(server.database) as conn:
+        before = conn.execute("SELECT count(*) FROM interactions").fetchone()[0]
+    with pytest.raises(errors.BadRequestError) as caught:
+        client.interactions.create(model="counted", input=f"id={run} primary=ok", **extra)
+    assert caught.value.body["error"]["code"] == "invalid_request"
+    assert mentions in caught.value.body["error"]["message"]
+    assert _calls(upstream, run) == 0
+    with sqlite3.connect(server.database) as conn:
+        assert conn.execute("SELECT count(*) FROM interactions").fetchone()[0] == before

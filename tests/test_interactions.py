@@ -118,7 +118,7 @@ def test_cancel_a_finished_interaction_is_a_failed_precondition(client: genai.Cl
     with pytest.raises(errors.BadRequestError) as caught:
         client.interactions.cancel(created.id)
     assert caught.value.status_code == 400
-    assert caught.value.body["error"]["status"] == "FAILED_PRECONDITION"
+    assert caught.value.body["error"]["code"] == "failed_precondition"
 
 
 @pytest.mark.parametrize("version", ["v1", "v1beta", "v1beta1"])

@@ -76,6 +76,15 @@ class Stream:
         return [e["event_type"] for e in self.events]
 
 
+def error_code(event: dict[str, Any]) -> str:
+    """The code of an SSE `error` event, which carries the Interactions error object."""
+    assert event["event_type"] == "error"
+    error = event["error"]
+    assert set(error) == {"code", "message"} and error["message"], event
+    assert isinstance(error["code"], str), event  # a string naming the error type
+    return str(error["code"])
+
+
 def read_stream(
     http: httpx.Client,
     method: str,
@@ -149,7 +158,7 @@ def test_last_event_id_ahead_of_a_running_log_is_400(http: httpx.Client) -> None
         params={"stream": "true", "last_event_id": ahead},
     )
     assert read.status == 400, read.types
-    assert read.body["error"]["status"] == "INVALID_ARGUMENT"
+    assert read.body["error"]["code"] == "invalid_request"
     wait_for(
         lambda: http.get(f"/v1beta/interactions/{created['id']}").json()["status"] == "completed"
     )
@@ -168,11 +177,12 @@ def test_stream_create_whose_request_cannot_be_stored_ends(http: httpx.Client) -
     }
     read = read_stream(http, "POST", "/v1beta/interactions", json=body)
     if read.status == 400:  # a nesting limit at the HTTP edge refused it first: also right
-        assert read.body["error"]["status"] == "INVALID_ARGUMENT"
+        assert read.body["error"]["code"] == "invalid_request"
         return
     assert read.status == 200
     assert_ended_promptly(read)
     assert read.types[-1] == "error"
+    assert error_code(read.events[-1]) == "api_error"
     assert "interaction.completed" not in read.types
 
 
@@ -184,7 +194,7 @@ def test_create_whose_request_cannot_be_stored_answers_a_clean_error(http: httpx
     )
     assert before == 200
     assert response.status_code == 400, response.text
-    assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert response.json()["error"]["code"] == "invalid_request"
 
 
 def test_upstream_token_count_past_64_bits_fails_the_run_and_ends_its_streams(
@@ -195,11 +205,12 @@ def test_upstream_token_count_past_64_bits_fails_the_run_and_ends_its_streams(
     assert_ended_promptly(read)
     assert read.types.count("interaction.completed") == 1
     assert read.types[-2:] == ["error", "interaction.completed"]
+    assert error_code(read.events[-2]) == "api_error"
     assert read.events[-1]["interaction"]["status"] == "failed"
     interaction_id = read.events[0]["interaction"]["id"]
     got = http.get(f"/v1beta/interactions/{interaction_id}").json()
     assert got["status"] == "failed"
-    assert got["errors"] and got["errors"][-1]["code"] == "internal"
+    assert got["errors"] and got["errors"][-1]["code"] == "api_error"
     again = read_stream(
         http, "GET", f"/v1beta/interactions/{interaction_id}", params={"stream": "true"}
     )
@@ -237,6 +248,7 @@ def test_a_run_whose_row_vanishes_ends_its_readers(server: Server, http: httpx.C
     assert reader, "the reader did not end"
     assert_ended_promptly(reader[0])
     assert reader[0].types[-1] == "error"
+    assert error_code(reader[0].events[-1]) in ("api_error", "not_found")
 
 
 # --- review findings -------------------------------------------------------------------------
@@ -368,6 +380,7 @@ def test_sigterm_ends_open_streams_resumably_and_exits(tmp_path: Path) -> None:
         assert exited < 20, exited  # the default shutdown_timeout_seconds is 10
         assert read.ended and read.done, read.types
         assert read.types[-1] == "error"
+        assert error_code(read.events[-1]) == "service_unavailable"
         resume_from = read.events[-1]["event_id"]
         assert read.ids[-1] == resume_from
         assert resume_from == read.events[-2]["event_id"]  # the last event it did send

@@ -135,7 +135,7 @@ def test_foreign_or_malformed_last_event_id_is_400(client: genai.Client) -> None
     for bad in (b_events[1].event_id, "garbage", f"{a.id}.99999"):
         with pytest.raises(errors.BadRequestError) as caught:
             list(client.interactions.get(a.id, stream=True, last_event_id=bad))
-        assert caught.value.body["error"]["status"] == "INVALID_ARGUMENT"
+        assert caught.value.body["error"]["code"] == "invalid_request"
 
 
 def test_an_independent_sse_client_parses_the_stream(server: Server) -> None:

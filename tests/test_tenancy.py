@@ -164,7 +164,7 @@ def test_rate_limit_answers_429_with_retry_after_then_recovers(
         ]
         refused = http.post("/v1beta/interactions", json=body)
         assert refused.status_code == 429
-        assert refused.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+        assert refused.json()["error"]["code"] == "rate_limit_exceeded"
         wait = int(refused.headers["retry-after"])
         assert 1 <= wait <= 2  # rate_window_seconds = 2
         time.sleep(wait + 0.1)  # the window under test

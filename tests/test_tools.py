@@ -102,7 +102,7 @@ def test_a_bad_call_id_is_400_and_changes_nothing(
         client.interactions.create(
             model="echo", previous_interaction_id=first.id, input=inputs[case]
         )
-    assert caught.value.body["error"]["status"] == "INVALID_ARGUMENT"
+    assert caught.value.body["error"]["code"] == "invalid_request"
     assert server.rows() == before
     assert client.interactions.get(first.id).status == "requires_action"
 

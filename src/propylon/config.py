@@ -201,7 +201,7 @@ class EmbeddedSettings(BaseModel):
         ge=0,
         description=(
             "Requests that may wait for the model while it generates another answer; a "
-            "foreground create past that answers 429 `RESOURCE_EXHAUSTED` with `Retry-After`."
+            "foreground create past that answers 429 `rate_limit_exceeded` with `Retry-After`."
         ),
     )
     start_timeout_seconds: float = Field(

@@ -1,7 +1,9 @@
 """The one error tree. api/errors.py maps it to HTTP in one place.
 
-Each error carries a Google RPC status name and its HTTP status, so the body is
-`{"error": {"code": <http status>, "message": "...", "status": "<NAME>"}}` (reference §1.6).
+Each error carries a Google RPC status name and its HTTP status; each surface makes its own
+body of them (api/errors.py): the Interactions API's `{"error": {"code": "not_found",
+"message": "..."}}` (api/interactions_errors.py), elsewhere Google's `{"error": {"code": 404,
+"message": "...", "status": "NOT_FOUND"}}` (reference §1.6).
 No error maps to 409: the SDKs retry 409 (reference §1.5).
 """
 

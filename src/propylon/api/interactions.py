@@ -9,15 +9,24 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from propylon.api.auth import caller_of
-from propylon.api.errors import JSONResponse
+from propylon.api.errors import ERROR_BODIES, JSONResponse
+from propylon.api.interactions_errors import interactions_error_body
 from propylon.api.limits import json_body
 from propylon.api.sse import event_stream_response
+from propylon.api.surfaces import Surface
 from propylon.domain.caller import Caller
 from propylon.errors import InvalidArgument
-from propylon.schema.interactions import parse_create
+from propylon.schema.interactions import (
+    idempotency_key_of,
+    parse_create,
+    without_idempotency_key,
+)
 from propylon.service.interactions import InteractionService
 
 __all__ = ["routes"]
+
+# This surface's error body (also for /agents and /webhooks, and refusals before routing).
+ERROR_BODIES[Surface.INTERACTIONS] = interactions_error_body
 
 
 async def _service(request: Request) -> tuple[InteractionService, Caller]:
@@ -39,8 +48,9 @@ def _flag(request: Request, name: str) -> bool:
 async def create(request: Request) -> Response:
     service, caller = await _service(request)
     body: Any = await json_body(request)
-    key = request.headers.get("idempotency-key") or None
-    created = await service.create(parse_create(body), caller, key, body)
+    parsed = parse_create(body)  # a JSON object from here on
+    key = idempotency_key_of(request.headers.get("idempotency-key") or None, parsed)
+    created = await service.create(parsed, caller, key, without_idempotency_key(body))
     if created.events is not None:
         return event_stream_response(
             created.interaction_id, created.events, request.app.state.metrics.active_streams

@@ -29,16 +29,18 @@ _BODIES: list[type[BaseModel]] = [
 _REF = "#/components/schemas/{model}"
 _ERROR = {
     "type": "object",
-    "description": 'Google\'s error shape: `{"error": {"code", "message", "status"}}`.',
+    "description": 'The Interactions API\'s error shape: `{"error": {"code", "message"}}`.',
     "required": ["error"],
     "properties": {
         "error": {
             "type": "object",
-            "required": ["code", "message", "status"],
+            "required": ["code", "message"],
             "properties": {
-                "code": {"type": "integer", "description": "The HTTP status."},
+                "code": {
+                    "type": "string",
+                    "description": "The error type, e.g. `invalid_request`, `not_found`.",
+                },
                 "message": {"type": "string"},
-                "status": {"type": "string", "description": "e.g. `INVALID_ARGUMENT`."},
             },
         }
     },

@@ -1,7 +1,9 @@
 """Server-sent events framing (reference §5.1): `event:`, `id:` and a one-line JSON `data:`
 that itself carries `event_type` and `event_id`; keep-alive comments; `data: [DONE]` last.
 
-Once a stream has started its status line is sent, so a failure becomes an `error` event.
+Once a stream has started its status line is sent, so a failure becomes an `error` event,
+carrying the Interactions error object `{"code": "<string>", "message": ...}`
+(api/interactions_errors.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import orjson
 from prometheus_client import Gauge
 from starlette.responses import StreamingResponse
 
+from propylon.api.interactions_errors import API_ERROR, interactions_error
 from propylon.domain.events import Event
 
 __all__ = ["event_stream_response"]
@@ -43,7 +46,7 @@ async def _frames(
             yield _KEEPALIVE if event is None else frame(interaction_id, event)
     except Exception:
         logger.exception("stream of %s failed", interaction_id)
-        error = {"event_type": "error", "error": {"code": "internal", "message": "stream failed"}}
+        error = {"event_type": "error", "error": interactions_error(API_ERROR, "stream failed")}
         yield b"event: error\ndata: %s\n\n" % orjson.dumps(error)
     finally:
         if open_streams is not None:

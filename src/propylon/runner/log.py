@@ -177,7 +177,7 @@ class EventLog(ABC):
         reason = f"{type(exc).__name__}: {exc}"[:200]
         logger.error("the log of interaction %s could not be written: %s", self.record.id, reason)
         error = {
-            "code": "internal",
+            "code": "api_error",
             "message": f"the interaction's log could not be written ({reason})",
         }
         try:

@@ -30,11 +30,13 @@ __all__ = [
     "CreateInteraction",
     "InteractionStatus",
     "ServiceTier",
+    "idempotency_key_of",
     "json_schema_of",
     "normalize_input",
     "output_media_of",
     "parse_create",
     "queue_priority",
+    "without_idempotency_key",
 ]
 
 # Enumerations of the SDK's types (types/interactions/): a value outside them answers 400
@@ -311,6 +313,9 @@ class CreateInteraction(BaseModel):
     labels: dict[str, str] | None = None
     service_tier: ServiceTier | None = None
     webhook_config: Annotated[dict[str, Any], KeptAs(WebhookConfig)] | None = None
+    # The `Idempotency-Key` header's meaning, in the body: google-genai 3.x refuses the
+    # keyword and sends it this way (`extra_body`). Not part of the request: never stored.
+    idempotency_key: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _tools_are_well_formed(self) -> CreateInteraction:
@@ -346,7 +351,14 @@ class CreateInteraction(BaseModel):
     def echoed_fields(self) -> dict[str, Any]:
         """The request fields the Interaction resource echoes (reference §4.1). `service_tier`
         only orders the background queue: a foreground run does not echo it (not honoured)."""
-        exclude = {"input", "stream", "background", "store", "continuation_token"}
+        exclude = {
+            "input",
+            "stream",
+            "background",
+            "store",
+            "continuation_token",
+            "idempotency_key",
+        }
         if not self.background:
             exclude.add("service_tier")
         return self.model_dump(exclude_none=True, exclude=exclude)
@@ -355,6 +367,23 @@ class CreateInteraction(BaseModel):
 def queue_priority(service_tier: str | None) -> int:
     """The background queue priority of a `service_tier` (unset: `standard`)."""
     return _TIER_PRIORITY.get(service_tier or "standard", 1)
+
+
+def idempotency_key_of(header: str | None, request: CreateInteraction) -> str | None:
+    """The create's idempotency key: the `Idempotency-Key` header or the body's
+    `idempotency_key` (the same key in both is fine). Raises InvalidArgument when they differ."""
+    body = request.idempotency_key
+    if header is not None and body is not None and header != body:
+        raise InvalidArgument(
+            "`idempotency_key` differs from the `Idempotency-Key` header: send one key"
+        )
+    return header if header is not None else body
+
+
+def without_idempotency_key(body: dict[str, Any]) -> dict[str, Any]:
+    """The decoded body as the request it names: without `idempotency_key`, so a repeat
+    matches its first request whichever way each sent the key."""
+    return {name: value for name, value in body.items() if name != "idempotency_key"}
 
 
 def parse_create(body: Any) -> CreateInteraction:

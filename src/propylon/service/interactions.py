@@ -57,16 +57,17 @@ _INTERRUPTED = {
     "code": "interrupted",
     "message": "the server stopped while this interaction was running",
 }
-_STOPPED_UNENDED = {"code": "internal", "message": "the run stopped without ending"}
+_STOPPED_UNENDED = {"code": "api_error", "message": "the run stopped without ending"}
 _SHUTTING_DOWN = {
-    "code": "unavailable",
+    "code": "service_unavailable",
     "message": "the server is shutting down: resume with `last_event_id` set to this event's id",
 }
 
 
 @dataclass(slots=True)
 class Created:
-    """The outcome of create: the resource (non-stream) or an event stream (stream=true)."""
+    """The outcome of create: the resource (non-stream) or an event stream (stream=true, also
+    with background=true: the background run's log, which goes on when its reader leaves)."""
 
     resource: dict[str, Any] | None = None
     events: AsyncIterator[Event | None] | None = None
@@ -171,8 +172,8 @@ class InteractionService:
             return await self._finish(await self._create(request, caller))
         if not request.store:
             raise InvalidArgument(
-                "`Idempotency-Key` needs `store=true`: with `store=false` "
-                "there is no interaction to return again"
+                "`idempotency_key` (or the `Idempotency-Key` header) needs `store=true`: "
+                "with `store=false` there is no interaction to return again"
             )
         first, started = await self.idempotency.first_or_create(
             self.idempotency.claim(caller.tenant, idempotency_key, body),
@@ -242,7 +243,11 @@ class InteractionService:
         if request.background:
             announce(log, "in_progress" if self.jobs.has_capacity() else "queued")
             await self._stored(log)
+            # stream=true: the creator reads the run's log; leaving stops the reading only.
+            tail = self._tail(record.id) if request.stream else None
             self.jobs.submit(record.id, queue_priority(request.service_tier))
+            if tail is not None:
+                return Created(events=tail, interaction_id=record.id)
             return Created(
                 to_resource(record, log.projection, include_input_steps=False),
                 interaction_id=record.id,
@@ -254,15 +259,7 @@ class InteractionService:
         run = self._run(log, planned, request)
         if request.stream:
             # Subscribe before the run starts so the creator misses nothing.
-            source: EventSource = log if isinstance(log, MemoryLog) else self.store
-            events = reading.tail(
-                source,
-                record.id,
-                0,
-                self.bus.subscribe(record.id),
-                self.keepalive,
-                self._watcher(record.id),
-            )
+            events = self._tail(record.id, source=log if isinstance(log, MemoryLog) else None)
             task = self._start(record.id, run, stored=request.store, ticket=ticket)
             if not request.store:
                 events = reading.cancel_on_close(events, task)
@@ -283,24 +280,9 @@ class InteractionService:
     async def _repeat(self, record: InteractionRecord, request: CreateInteraction) -> Created:
         """The answer to a repeated idempotent create: the first interaction, never a rerun."""
         if request.stream:
-            events = reading.tail(
-                self.store,
-                record.id,
-                0,
-                self.bus.subscribe(record.id),
-                self.keepalive,
-                self._watcher(record.id),
-            )
-            return Created(events=events, interaction_id=record.id)
+            return Created(events=self._tail(record.id), interaction_id=record.id)
         if not record.background and not lifecycle.is_terminal(record.status):
-            async for _ in reading.tail(
-                self.store,
-                record.id,
-                record.last_seq,
-                self.bus.subscribe(record.id),
-                self.keepalive,
-                self._watcher(record.id),
-            ):
+            async for _ in self._tail(record.id, record.last_seq):
                 pass  # wait for the first request's run to end
             record = await self._record(record.id, SYSTEM)
         return Created(
@@ -479,8 +461,16 @@ class InteractionService:
             after = seq
         if lifecycle.is_terminal(record.status) and after >= record.last_seq:
             return reading.empty()
+        return self._tail(interaction_id, after)
+
+    def _tail(
+        self, interaction_id: str, after: int = 0, source: EventSource | None = None
+    ) -> AsyncIterator[Event | None]:
+        """The log of `interaction_id` after event `after` (from `source`, by default the
+        store), then live until its terminal event. Subscribes at once, so nothing
+        appended from now on is missed."""
         return reading.tail(
-            self.store,
+            self.store if source is None else source,
             interaction_id,
             after,
             self.bus.subscribe(interaction_id),
@@ -507,7 +497,10 @@ class InteractionService:
                     return None
                 return {"code": "not_found", "message": "the interaction no longer exists"}
             if lifecycle.is_terminal(record.status):
-                return {"code": "internal", "message": "the interaction ended without a last event"}
+                return {
+                    "code": "api_error",
+                    "message": "the interaction ended without a last event",
+                }
             return None
 
         return watch
