@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from propylon.api import agents as agent_routes
+from propylon.api import gemini as gemini_routes
 from propylon.api import interactions, openapi
 from propylon.api import listing as listing_routes
 from propylon.api import webhooks as webhook_routes
@@ -33,6 +34,7 @@ from propylon.observability import Metrics, MetricsMiddleware
 from propylon.outbound import OutboundPolicy
 from propylon.providers.google_interactions import GoogleInteractions
 from propylon.service.agents import AgentService
+from propylon.service.generate import GenerateService
 from propylon.service.idempotency import Idempotency
 from propylon.service.interactions import InteractionService
 from propylon.service.ledger import Ledger
@@ -198,6 +200,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         *listing_routes.routes,
         *agent_routes.routes,
         *webhook_routes.routes,
+        *gemini_routes.routes,
     ]
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz),
@@ -231,6 +234,10 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     app.state.listing = ListingService(SQLiteListingStore(store), store)
     app.state.agents = AgentService(custom_agents, store, lambda: service.models, settings, agents)
     app.state.webhooks = webhooks
+    # generateContent & co.: stateless, under the same registry, quotas and ledger
+    app.state.generate = GenerateService(
+        lambda: service.models, service.quotas, service.ledger, metrics
+    )
     app.state.models = models
     app.state.metrics = metrics
     app.state.auth = auth

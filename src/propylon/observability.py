@@ -111,6 +111,10 @@ class Metrics:
     def interaction_ended(self, record: Any, usage: Usage) -> None:
         model = str(record.request.get("model") or record.request.get("agent") or "")
         self.interactions.labels(model, record.tenant, record.status).inc()
+        self.usage_counted(model, record.tenant, usage, record.cost_usd)
+
+    def usage_counted(self, model: str, tenant: str, usage: Usage, cost_usd: float) -> None:
+        """Tokens per kind and cost of a finished run or stateless call of `model`."""
         for kind, value in (
             ("input", usage.input_tokens),
             ("output", usage.output_tokens),
@@ -119,9 +123,9 @@ class Metrics:
             ("tool_use", usage.tool_use_tokens),
         ):
             if value:
-                self.tokens.labels(model, record.tenant, kind).inc(value)
-        if record.cost_usd:
-            self.cost.labels(model, record.tenant).inc(record.cost_usd)
+                self.tokens.labels(model, tenant, kind).inc(value)
+        if cost_usd:
+            self.cost.labels(model, tenant).inc(cost_usd)
 
     def upstream_call(self, call: Any, tenant: str) -> None:
         target = call.target.name if call.target else "none"

@@ -26,6 +26,8 @@ class ServedModel:
     aliases: list[str]
     targets: list[Target]
     settings: Settings
+    input_token_limit: int = 1_048_576  # reported by the models listing, not enforced
+    output_token_limit: int = 65_536
 
     def check(self, turn: Turn) -> None:
         """Every target must be able to honour `turn` (any may end up answering it).
@@ -126,6 +128,8 @@ class ModelRegistry:
                     list(model.aliases),
                     [_target(model, t, settings, running) for t in model.targets],
                     settings,
+                    model.input_token_limit,
+                    model.output_token_limit,
                 )
                 for model in configured
             ]

@@ -16,9 +16,13 @@ from propylon.domain.usage import Usage
 __all__ = [
     "Admission",
     "Citations",
+    "EmbedRequest",
+    "Embeddings",
     "Finish",
     "FunctionCall",
     "MediaDelta",
+    "NativeChunk",
+    "NativeRequest",
     "Provider",
     "ProviderEvent",
     "ServerStep",
@@ -34,6 +38,29 @@ __all__ = [
 
 
 @dataclass(slots=True)
+class NativeRequest:
+    """A surface's own request body, for an upstream that speaks that surface's format (a
+    pass-through: no lossy round trip through steps). `api`: the surface's name for the call
+    (`generateContent`); `body`: the request as the client sent it, less what Propylon handles
+    itself; `stream`: the client asked for a stream. A provider that does not speak `api`
+    answers the Turn's translated fields instead and ignores this."""
+
+    api: str
+    body: dict[str, Any]
+    stream: bool = False
+
+
+@dataclass(slots=True)
+class EmbedRequest:
+    """Texts to embed, one vector each, in order. `dimensions`: the vector length asked for
+    (None: the model's own); `task_type`: Google's hint (`RETRIEVAL_QUERY`, ...), or None."""
+
+    texts: list[str]
+    dimensions: int | None = None
+    task_type: str | None = None
+
+
+@dataclass(slots=True)
 class Turn:
     """What a provider is asked to answer.
 
@@ -44,6 +71,9 @@ class Turn:
     continuation: the text of an answer cut short (`requires_continuation`) that this turn
     goes on with: the provider answers the history without it and sends only what follows.
     upstream_continuation: the upstream's own token for that (Gemini's `continuationToken`).
+    native: the client's own request body, for a provider that speaks its format.
+    embed: set for an embedding call instead of a generation: the provider answers with one
+    `Embeddings` event (and a UsageReport), or refuses it in `check`.
     """
 
     history: list[dict[str, Any]]
@@ -55,6 +85,8 @@ class Turn:
     safety_settings: list[dict[str, Any]] = field(default_factory=list)
     continuation: str | None = None
     upstream_continuation: str | None = None
+    native: NativeRequest | None = None
+    embed: EmbedRequest | None = None
 
     def functions(self) -> list[dict[str, Any]]:
         """The function declarations the model may call, as allowed by `tool_choice`."""
@@ -166,6 +198,21 @@ class Finish:
     token: str | None = None  # with `continuation`: the upstream's token to go on from
 
 
+@dataclass(slots=True)
+class NativeChunk:
+    """One chunk (or the whole answer) of an upstream's answer to a `Turn.native` request, in
+    that surface's own format, unchanged. The provider also yields the usage it reports."""
+
+    body: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Embeddings:
+    """The answer to `Turn.embed`: one vector per text, in order."""
+
+    vectors: list[list[float]]
+
+
 ProviderEvent = (
     TextDelta
     | ThoughtDelta
@@ -175,6 +222,8 @@ ProviderEvent = (
     | Citations
     | UsageReport
     | Finish
+    | NativeChunk
+    | Embeddings
 )
 
 

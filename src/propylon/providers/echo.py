@@ -25,11 +25,17 @@ Usage counts are text tokens (`*_by_modality`: `text`). A continued answer (`Tur
 after `requires_continuation`) is the rest of the same answer: echo's answer is a function of
 the history, so it sends what follows the part already given. Every step type is shown as
 it came (echo takes them all natively).
+
+Embeddings (`Turn.embed`): `echo_vector`, a deterministic unit vector derived from the text's
+SHA-256 (`EMBEDDING_DIMENSIONS` long unless the call asks for another length), so equal
+texts get equal vectors and a client can be tested offline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import math
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -39,6 +45,7 @@ import orjson
 from propylon.domain.usage import Usage
 from propylon.errors import InvalidArgument
 from propylon.providers.base import (
+    Embeddings,
     Finish,
     FunctionCall,
     ProviderEvent,
@@ -49,7 +56,9 @@ from propylon.providers.base import (
 )
 from propylon.providers.capabilities import Capabilities
 
-__all__ = ["EchoProvider", "render_history"]
+__all__ = ["EMBEDDING_DIMENSIONS", "EchoProvider", "echo_vector", "input_words", "render_history"]
+
+EMBEDDING_DIMENSIONS = 16
 
 _CHUNK = 8  # characters per delta
 _DIRECTIVE = re.compile(r"^call\s+([A-Za-z_][\w.-]*)\s*(\{.*\})?\s*$")
@@ -89,7 +98,7 @@ def _line(step: dict[str, Any]) -> str:
 class EchoProvider:
     """The echo model. `delay`: seconds to wait before each delta (default 0)."""
 
-    capabilities = Capabilities(native_steps=None, continues=True)
+    capabilities = Capabilities(native_steps=None, continues=True, embeds=True)
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
@@ -106,8 +115,13 @@ class EchoProvider:
             raise InvalidArgument(f"`generation_config.{name}` is not supported by echo")
 
     async def stream(self, turn: Turn) -> AsyncIterator[ProviderEvent]:
-        words_in = sum(len(step_text(s).split()) for s in turn.history)
-        words_in += len((turn.system_instruction or "").split())
+        if turn.embed is not None:
+            texts = turn.embed.texts
+            size = turn.embed.dimensions or EMBEDDING_DIMENSIONS
+            yield Embeddings([echo_vector(text, size) for text in texts])
+            yield UsageReport(Usage.text(sum(len(t.split()) for t in texts), 0))
+            return
+        words_in = input_words(turn)
         calls = _calls(turn) if turn.continuation is None else []
         if calls:
             for call in calls:
@@ -132,6 +146,26 @@ class EchoProvider:
 
     async def close(self) -> None:
         pass
+
+
+def input_words(turn: Turn) -> int:
+    """The input tokens echo counts for `turn`: whitespace-separated words of its history and
+    system instruction."""
+    words = sum(len(step_text(s).split()) for s in turn.history)
+    return words + len((turn.system_instruction or "").split())
+
+
+def echo_vector(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """A deterministic unit vector of `dimensions` floats for `text`: bytes of SHA-256 chained
+    over the text, centred, normalised. Equal texts give equal vectors."""
+    raw = b""
+    seed = text.encode()
+    while len(raw) < dimensions:
+        seed = hashlib.sha256(seed).digest()
+        raw += seed
+    values = [byte / 255.0 - 0.5 for byte in raw[:dimensions]]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
 
 
 def _first_words(text: str, count: int) -> str:

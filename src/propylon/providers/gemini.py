@@ -15,6 +15,11 @@ Request fields: `generation_config` (`thinking_level` / `thinking_summaries` ->
 `code_execution` -> `googleSearch`, `urlContext`, `codeExecution`. A continued answer is sent
 back as the last model turn for Gemini to go on with, or, when Gemini cut it itself, as the
 same request with its `continuationToken`.
+
+A `Turn.native` generateContent body (the generateContent surface, api/gemini/) is forwarded
+as it came, to `:generateContent` or `:streamGenerateContent?alt=sse` as the client asked, and
+each answer chunk comes back unchanged (`NativeChunk`) with its usage. `Turn.embed` goes to
+`:batchEmbedContents`; `count_tokens` to `:countTokens`.
 """
 
 from __future__ import annotations
@@ -23,9 +28,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from propylon.errors import InvalidArgument
-from propylon.providers.base import ProviderEvent, Turn
+from propylon.providers.base import (
+    Embeddings,
+    NativeChunk,
+    NativeRequest,
+    ProviderEvent,
+    Turn,
+    UsageReport,
+)
 from propylon.providers.capabilities import BASE_STEPS, Capabilities, as_text_step
-from propylon.providers.gemini_answer import AnswerReader
+from propylon.providers.gemini_answer import AnswerReader, usage_of
 from propylon.providers.http import Upstream
 
 __all__ = ["DEFAULT_BASE_URL", "GeminiProvider", "build_request"]
@@ -52,6 +64,7 @@ _CAPABILITIES = Capabilities(
     safety_filter=True,
     native_steps=BASE_STEPS | {"code_execution_call", "code_execution_result"},
     continues=True,
+    embeds=True,
 )
 
 
@@ -69,21 +82,74 @@ class GeminiProvider:
         max_line_bytes: int,
     ) -> None:
         root = (base_url or DEFAULT_BASE_URL).rstrip("/")
-        self.url = f"{root}/v1beta/models/{model}:streamGenerateContent?alt=sse"
+        self.model = model
+        self.base = f"{root}/v1beta/models/{model}"
+        self.url = f"{self.base}:streamGenerateContent?alt=sse"
         headers = {"x-goog-api-key": api_key} if api_key else {}
         self.upstream = Upstream(timeout, headers, max_line_bytes)
 
     def check(self, turn: Turn) -> None:
-        """Refuses tool types and settings that have no mapping here, naming the field."""
-        build_request(turn)
+        """Refuses tool types and settings that have no mapping here, naming the field
+        (a native generateContent body is Google's to judge)."""
+        if turn.native is None and turn.embed is None:
+            build_request(turn)
 
     async def stream(self, turn: Turn) -> AsyncIterator[ProviderEvent]:
+        if turn.embed is not None:
+            async for event in self._embed(turn):
+                yield event
+            return
+        if turn.native is not None and turn.native.api == "generateContent":
+            async for event in self._native(turn.native):
+                yield event
+            return
         reader = AnswerReader()
         async for chunk in self.upstream.stream(self.url, build_request(turn)):
             for event in reader.read(chunk):
                 yield event
         for event in reader.end():
             yield event
+
+    async def _native(self, native: NativeRequest) -> AsyncIterator[ProviderEvent]:
+        """The client's generateContent body forwarded; Google's answer chunks unchanged."""
+        if native.stream:
+            async for chunk in self.upstream.stream(self.url, native.body):
+                yield NativeChunk(chunk)
+                if chunk.get("usageMetadata"):
+                    yield UsageReport(usage_of(chunk["usageMetadata"]))
+            return
+        answer = await self.upstream.post_json(f"{self.base}:generateContent", native.body)
+        yield NativeChunk(answer)
+        if answer.get("usageMetadata"):
+            yield UsageReport(usage_of(answer["usageMetadata"]))
+
+    async def _embed(self, turn: Turn) -> AsyncIterator[ProviderEvent]:
+        assert turn.embed is not None
+        extra: dict[str, Any] = {}
+        if turn.embed.dimensions:
+            extra["outputDimensionality"] = turn.embed.dimensions
+        if turn.embed.task_type:
+            extra["taskType"] = turn.embed.task_type
+        body = {
+            "requests": [
+                {"model": f"models/{self.model}", "content": {"parts": [{"text": t}]}, **extra}
+                for t in turn.embed.texts
+            ]
+        }
+        answer = await self.upstream.post_json(f"{self.base}:batchEmbedContents", body)
+        yield Embeddings([list(e.get("values") or []) for e in answer.get("embeddings") or []])
+        if answer.get("usageMetadata"):
+            yield UsageReport(usage_of(answer["usageMetadata"]))
+
+    async def count_tokens(self, body: dict[str, Any]) -> int:
+        """`totalTokens` of Google's `:countTokens` for a countTokens `body` (its
+        `generateContentRequest.model`, if any, set to this target's model). Raises
+        UpstreamError."""
+        if isinstance(body.get("generateContentRequest"), dict):
+            inner = {**body["generateContentRequest"], "model": f"models/{self.model}"}
+            body = {**body, "generateContentRequest": inner}
+        answer = await self.upstream.post_json(f"{self.base}:countTokens", body)
+        return int(answer.get("totalTokens") or 0)
 
     async def close(self) -> None:
         await self.upstream.close()

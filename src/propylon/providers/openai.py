@@ -8,6 +8,7 @@ Mapping (OpenAI's Chat Completions API reference): `user_input` -> user message 
 `tool_choice`: auto/none as is, any/validated -> `required`, `allowed_tools` -> the offered
 tools restricted (one tool: named). `response_format` -> `json_schema` (strict) or
 `json_object`. Usage from the final chunk (`stream_options.include_usage`).
+Embedding calls (`Turn.embed`) go to the server's `/embeddings` (`input`, `dimensions`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from propylon.domain.usage import Usage
 from propylon.errors import InvalidArgument
 from propylon.providers.base import (
+    Embeddings,
     Finish,
     FunctionCall,
     ProviderEvent,
@@ -28,6 +30,7 @@ from propylon.providers.base import (
     Turn,
     UsageReport,
 )
+from propylon.providers.capabilities import Capabilities
 from propylon.providers.http import Upstream
 
 __all__ = ["OpenAIProvider", "build_request"]
@@ -44,6 +47,8 @@ _CONFIG = {
 class OpenAIProvider:
     """Chat Completions at `base_url` (ending in `/v1`) with upstream model id `model`."""
 
+    capabilities = Capabilities(embeds=True)
+
     def __init__(
         self,
         base_url: str,
@@ -53,15 +58,27 @@ class OpenAIProvider:
         max_line_bytes: int,
     ) -> None:
         self.url = base_url.rstrip("/") + "/chat/completions"
+        self.embeddings_url = base_url.rstrip("/") + "/embeddings"
         self.model = model
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self.upstream = Upstream(timeout, headers, max_line_bytes)
 
     def check(self, turn: Turn) -> None:
         """Refuses server-side tool types, non-image media and unmapped generation settings."""
-        build_request(turn, self.model)
+        if turn.embed is None:
+            build_request(turn, self.model)
 
     async def stream(self, turn: Turn) -> AsyncIterator[ProviderEvent]:
+        if turn.embed is not None:
+            body: dict[str, Any] = {"model": self.model, "input": turn.embed.texts}
+            if turn.embed.dimensions:
+                body["dimensions"] = turn.embed.dimensions
+            answer = await self.upstream.post_json(self.embeddings_url, body)
+            rows = sorted(answer.get("data") or [], key=lambda row: row.get("index", 0))
+            yield Embeddings([list(row.get("embedding") or []) for row in rows])
+            if answer.get("usage"):
+                yield UsageReport(_usage(answer["usage"]))
+            return
         calls: dict[int, dict[str, Any]] = {}
         finish = "stop"
         async for chunk in self.upstream.stream(self.url, build_request(turn, self.model)):
