@@ -230,15 +230,20 @@ ProviderEvent = (
 class UpstreamError(Exception):
     """An upstream failed: an HTTP error `status`, or None when it could not be reached or
     timed out. `retry_after`: the upstream's `Retry-After`, in seconds. `target`: set by the
-    gateway to the target's name."""
+    gateway to the target's name. `body`: the upstream's error body, when it sent one."""
 
     def __init__(
-        self, message: str, status: int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+        body: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.retry_after = retry_after
+        self.body = body
         self.target: str | None = None
 
     @property

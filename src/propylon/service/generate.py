@@ -60,10 +60,10 @@ def upstream_failure(exc: UpstreamError) -> PropylonError:
     """The client's error for an upstream that failed every attempt: the upstream's own
     message (Google's `error.message` when it sent one) with a status of its kind."""
     text = exc.message
-    if text.startswith("HTTP ") and ": " in text:
-        text = text.split(": ", 1)[1]
+    if exc.body:
+        text = exc.body
         with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError):
-            text = str(orjson.loads(text)["error"]["message"])
+            text = str(orjson.loads(exc.body)["error"]["message"])
     where = f"upstream `{exc.target}`" if exc.target else "the upstream"
     if exc.status in (400, 422):
         return InvalidArgument(text)
