@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from google import genai
 from google.genai import errors, types
 from google.genai.models import _GenerateContentResponse_from_mldev
 
@@ -27,9 +26,7 @@ WHOLE = sorted(
     for p in ANSWERS.glob("*.json")
     if not p.name.endswith(".request.json") and isinstance(json.loads(p.read_text()), dict)
 )
-STREAMED = sorted(p.name for p in ANSWERS.glob("*.sse")) + [
-    "stream_json_array_thoughts_signature.json"
-]
+STREAMED = [*sorted(p.name for p in ANSWERS.glob("*.sse")), "stream_json_array_thoughts_signature.json"]
 
 
 @pytest.fixture(scope="module")
