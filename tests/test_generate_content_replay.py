@@ -26,7 +26,10 @@ WHOLE = sorted(
     for p in ANSWERS.glob("*.json")
     if not p.name.endswith(".request.json") and isinstance(json.loads(p.read_text()), dict)
 )
-STREAMED = [*sorted(p.name for p in ANSWERS.glob("*.sse")), "stream_json_array_thoughts_signature.json"]
+STREAMED = [
+    *sorted(p.name for p in ANSWERS.glob("*.sse")),
+    "stream_json_array_thoughts_signature.json",
+]
 
 
 @pytest.fixture(scope="module")
