@@ -112,11 +112,17 @@ class UserMessage(_Closed):
 
 
 class AssistantMessage(_Closed):
+    """An earlier answer, as the SDK serialises one it received: `annotations` (harmless,
+    replayed output), and `audio` / `function_call` null."""
+
     role: Literal["assistant"]
     content: str | list[AssistantPart] | None = None
     refusal: str | None = None
     tool_calls: list[ToolCall] | None = None
     name: str | None = None
+    annotations: list[dict[str, Any]] | None = None
+    audio: None = None
+    function_call: None = None
 
 
 class ToolMessage(_Closed):
@@ -282,7 +288,7 @@ def parse_chat(body: Any) -> ChatRequest:
     if request.logprobs:
         raise InvalidArgument("`logprobs`: log probabilities are not returned", param="logprobs")
     if request.modalities is not None and request.modalities != ["text"]:
-        raise InvalidArgument("`modalities`: only `[\"text\"]` is produced", param="modalities")
+        raise InvalidArgument('`modalities`: only `["text"]` is produced', param="modalities")
     for name, why in _REFUSED.items():
         if getattr(request, name) is not None:
             raise InvalidArgument(f"`{name}`: {why}", param=name)

@@ -211,4 +211,3 @@ def _json_schema(request: ChatRequest) -> dict[str, Any] | None:
     if isinstance(found, JsonSchemaResponseFormat):
         return found.json_schema.schema_ or {}
     return {} if found is not None and found.type == "json_object" else None
-
