@@ -457,6 +457,22 @@ def test_openai_target_gets_the_request_intact(
     )
 
 
+def test_openai_target_embeds_and_other_targets_answer_on_fallback(
+    client: openai.OpenAI, upstream: str
+) -> None:
+    made = client.embeddings.create(model="relay", input=["abc", "de"])
+    assert [e.embedding for e in made.data] == [[3.0, 0.5], [2.0, 0.5]]
+    assert made.usage.prompt_tokens == 5
+    sent = httpx.get(f"{upstream}/requests").json()[-1]
+    assert sent == {"model": "primary", "input": ["abc", "de"], "encoding_format": "float"}
+
+    # `mixed`: its OpenAI-compatible target fails, echo answers the translated request
+    fallback = client.chat.completions.create(
+        model="mixed", messages=[{"role": "user", "content": "id=fallback primary=500"}]
+    )
+    assert fallback.choices[0].message.content == "user: id=fallback primary=500"
+
+
 def test_calls_are_logged_metered_and_not_stored(server: Server) -> None:
     log = server.data_dir / "server.log"
     wait_for(lambda: '"interaction_id": "chatcmpl-' in log.read_text())
