@@ -13,6 +13,7 @@ from google import genai
 from google.genai import errors, types
 from pydantic import BaseModel
 
+from propylon.providers.echo import EMBEDDING_DIMENSIONS
 from tests.conftest import Server
 
 WEATHER = types.FunctionDeclaration(
@@ -181,7 +182,7 @@ def test_models_list_and_get(client: genai.Client) -> None:
 
 def test_embed_content_single_and_batch(client: genai.Client) -> None:
     one = client.models.embed_content(model="echo", contents="hello world")
-    assert len(one.embeddings) == 1 and len(one.embeddings[0].values) == 16
+    assert len(one.embeddings) == 1 and len(one.embeddings[0].values) == EMBEDDING_DIMENSIONS
     batch = client.models.embed_content(
         model="echo", contents=["hello world", "another text", "hello world"]
     )

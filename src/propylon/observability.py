@@ -74,13 +74,13 @@ class Metrics:
         )
         self.tokens = Counter(
             "propylon_tokens",
-            "Tokens used by interactions that ended.",
+            "Tokens used by interactions and stateless calls that ended.",
             ["model", "tenant", "kind"],
             registry=r,
         )
         self.cost = Counter(
             "propylon_cost_usd",
-            "Cost of interactions that ended, in USD.",
+            "Cost of interactions and stateless calls that ended, in USD.",
             ["model", "tenant"],
             registry=r,
         )
@@ -111,10 +111,10 @@ class Metrics:
     def interaction_ended(self, record: Any, usage: Usage) -> None:
         model = str(record.request.get("model") or record.request.get("agent") or "")
         self.interactions.labels(model, record.tenant, record.status).inc()
-        self.usage_counted(model, record.tenant, usage, record.cost_usd)
+        self.model_used(model, record.tenant, usage, record.cost_usd)
 
-    def usage_counted(self, model: str, tenant: str, usage: Usage, cost_usd: float) -> None:
-        """Tokens per kind and cost of a finished run or stateless call of `model`."""
+    def model_used(self, model: str, tenant: str, usage: Usage, cost_usd: float) -> None:
+        """Count the tokens and cost (USD) of an interaction or a stateless call that ended."""
         for kind, value in (
             ("input", usage.input_tokens),
             ("output", usage.output_tokens),

@@ -16,7 +16,7 @@ from propylon.domain.usage import Usage
 __all__ = [
     "Admission",
     "Citations",
-    "EmbedRequest",
+    "Embedder",
     "Embeddings",
     "Finish",
     "FunctionCall",
@@ -51,16 +51,6 @@ class NativeRequest:
 
 
 @dataclass(slots=True)
-class EmbedRequest:
-    """Texts to embed, one vector each, in order. `dimensions`: the vector length asked for
-    (None: the model's own); `task_type`: Google's hint (`RETRIEVAL_QUERY`, ...), or None."""
-
-    texts: list[str]
-    dimensions: int | None = None
-    task_type: str | None = None
-
-
-@dataclass(slots=True)
 class Turn:
     """What a provider is asked to answer.
 
@@ -71,9 +61,11 @@ class Turn:
     continuation: the text of an answer cut short (`requires_continuation`) that this turn
     goes on with: the provider answers the history without it and sends only what follows.
     upstream_continuation: the upstream's own token for that (Gemini's `continuationToken`).
-    native: the client's own request body, for a provider that speaks its format.
-    embed: set for an embedding call instead of a generation: the provider answers with one
-    `Embeddings` event (and a UsageReport), or refuses it in `check`.
+    chat_completions_body: the Chat Completions request a client sent (OpenAI's surface), for
+    providers whose upstream speaks it: they send it as it came, with its fields intact,
+    instead of the translated history (which every other provider answers).
+    native: a surface's own request body (generateContent's), likewise, for providers that
+    speak it (`gemini`): they answer with its chunks unchanged (`NativeChunk`).
     """
 
     history: list[dict[str, Any]]
@@ -85,8 +77,8 @@ class Turn:
     safety_settings: list[dict[str, Any]] = field(default_factory=list)
     continuation: str | None = None
     upstream_continuation: str | None = None
+    chat_completions_body: dict[str, Any] | None = None
     native: NativeRequest | None = None
-    embed: EmbedRequest | None = None
 
     def functions(self) -> list[dict[str, Any]]:
         """The function declarations the model may call, as allowed by `tool_choice`."""
@@ -183,6 +175,23 @@ class Citations:
 
 
 @dataclass(slots=True)
+class NativeChunk:
+    """One chunk (or the whole answer) of an upstream's answer to a `Turn.native` request, in
+    that surface's own format, unchanged. The provider also yields the usage it reports."""
+
+    body: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Embeddings:
+    """The embedding of each input text, in order, and the tokens the input counted as
+    (`usage.input_tokens`)."""
+
+    vectors: list[list[float]]
+    usage: Usage
+
+
+@dataclass(slots=True)
 class UsageReport:
     """Token counts for the turn so far; the last report wins."""
 
@@ -198,21 +207,6 @@ class Finish:
     token: str | None = None  # with `continuation`: the upstream's token to go on from
 
 
-@dataclass(slots=True)
-class NativeChunk:
-    """One chunk (or the whole answer) of an upstream's answer to a `Turn.native` request, in
-    that surface's own format, unchanged. The provider also yields the usage it reports."""
-
-    body: dict[str, Any]
-
-
-@dataclass(slots=True)
-class Embeddings:
-    """The answer to `Turn.embed`: one vector per text, in order."""
-
-    vectors: list[list[float]]
-
-
 ProviderEvent = (
     TextDelta
     | ThoughtDelta
@@ -222,15 +216,15 @@ ProviderEvent = (
     | Citations
     | UsageReport
     | Finish
-    | NativeChunk
     | Embeddings
+    | NativeChunk
 )
 
 
 class UpstreamError(Exception):
     """An upstream failed: an HTTP error `status`, or None when it could not be reached or
     timed out. `retry_after`: the upstream's `Retry-After`, in seconds. `target`: set by the
-    gateway to the target's name. `body`: the upstream's error body, when it sent one."""
+    gateway to the target's name."""
 
     def __init__(
         self,
@@ -243,7 +237,7 @@ class UpstreamError(Exception):
         self.message = message
         self.status = status
         self.retry_after = retry_after
-        self.body = body
+        self.body = body  # the upstream's error body, when it sent one
         self.target: str | None = None
 
     @property
@@ -268,6 +262,16 @@ class Provider(Protocol):
 
     async def close(self) -> None:
         """Release what the provider holds (models, connections)."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A provider that also makes embeddings (echo, OpenAI-compatible upstreams)."""
+
+    async def embed(self, texts: list[str], dimensions: int | None) -> Embeddings:
+        """One vector per text, `dimensions` long when given (else the model's own length).
+        Raises InvalidArgument naming `dimensions` when it cannot honour it, UpstreamError
+        when the upstream fails."""
 
 
 class Ticket:

@@ -9,7 +9,6 @@ dropped on the floor (docs/interactions-fields.md):
 - `safety_settings`: providers without a content filter take only thresholds that block
   nothing (`block_none`, `off`); any other threshold answers 400, because Propylon would not
   enforce it.
-- `embed` (an embedding call): a provider that does not embed answers 400.
 - replayed steps (a client's stateless history, or a previous interaction answered by another
   provider): steps of a type the provider cannot take natively reach it as a `model_output`
   text step `[type] {json of its fields}`, so they stay in the history it sees.
@@ -56,14 +55,12 @@ _NO_BLOCKING = frozenset({"block_none", "off"})
 class Capabilities:
     """output_modalities: what answers may hold. safety_filter: `safety_settings` are passed
     to a real filter. native_steps: step types taken as they are (None: every type).
-    continues: can go on with an answer cut short (`Turn.continuation`).
-    embeds: answers embedding calls (`Turn.embed`)."""
+    continues: can go on with an answer cut short (`Turn.continuation`)."""
 
     output_modalities: frozenset[str] = frozenset({"text"})
     safety_filter: bool = False
     native_steps: frozenset[str] | None = BASE_STEPS
     continues: bool = False
-    embeds: bool = False
 
 
 TEXT_ONLY = Capabilities()
@@ -77,9 +74,7 @@ def capabilities_of(provider: object) -> Capabilities:
 
 def check(turn: Turn, capabilities: Capabilities, who: str) -> None:
     """Raise InvalidArgument naming the field when `who` cannot honour `turn`'s output
-    modalities, continuation, safety settings or embedding call."""
-    if turn.embed is not None and not capabilities.embeds:
-        raise InvalidArgument(f"`model`: {who} does not compute embeddings")
+    modalities, continuation or safety settings."""
     for modality in turn.response_modalities:
         if modality not in capabilities.output_modalities:
             produced = ", ".join(sorted(capabilities.output_modalities))

@@ -26,9 +26,10 @@ after `requires_continuation`) is the rest of the same answer: echo's answer is 
 the history, so it sends what follows the part already given. Every step type is shown as
 it came (echo takes them all natively).
 
-Embeddings (`Turn.embed`): `echo_vector`, a deterministic unit vector derived from the text's
-SHA-256 (`EMBEDDING_DIMENSIONS` long unless the call asks for another length), so equal
-texts get equal vectors and a client can be tested offline.
+Embeddings (`embed`): a unit vector of `EMBEDDING_DIMENSIONS` floats (or the `dimensions`
+asked for, up to `MAX_EMBEDDING_DIMENSIONS`) derived from the text's SHAKE-256 digest, each
+value exact in float32: the same text always gives the same vector, different texts
+different ones. Input tokens are counted as words, like the chat answers.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import asyncio
 import hashlib
 import math
 import re
+import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -56,9 +58,17 @@ from propylon.providers.base import (
 )
 from propylon.providers.capabilities import Capabilities
 
-__all__ = ["EMBEDDING_DIMENSIONS", "EchoProvider", "echo_vector", "input_words", "render_history"]
+__all__ = [
+    "EMBEDDING_DIMENSIONS",
+    "MAX_EMBEDDING_DIMENSIONS",
+    "EchoProvider",
+    "echo_embedding",
+    "input_words",
+    "render_history",
+]
 
-EMBEDDING_DIMENSIONS = 16
+EMBEDDING_DIMENSIONS = 64
+MAX_EMBEDDING_DIMENSIONS = 4096
 
 _CHUNK = 8  # characters per delta
 _DIRECTIVE = re.compile(r"^call\s+([A-Za-z_][\w.-]*)\s*(\{.*\})?\s*$")
@@ -98,7 +108,7 @@ def _line(step: dict[str, Any]) -> str:
 class EchoProvider:
     """The echo model. `delay`: seconds to wait before each delta (default 0)."""
 
-    capabilities = Capabilities(native_steps=None, continues=True, embeds=True)
+    capabilities = Capabilities(native_steps=None, continues=True)
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
@@ -115,12 +125,6 @@ class EchoProvider:
             raise InvalidArgument(f"`generation_config.{name}` is not supported by echo")
 
     async def stream(self, turn: Turn) -> AsyncIterator[ProviderEvent]:
-        if turn.embed is not None:
-            texts = turn.embed.texts
-            size = turn.embed.dimensions or EMBEDDING_DIMENSIONS
-            yield Embeddings([echo_vector(text, size) for text in texts])
-            yield UsageReport(Usage.text(sum(len(t.split()) for t in texts), 0))
-            return
         words_in = input_words(turn)
         calls = _calls(turn) if turn.continuation is None else []
         if calls:
@@ -144,6 +148,17 @@ class EchoProvider:
         yield UsageReport(Usage.text(words_in, len(text.split())))
         yield finish
 
+    async def embed(self, texts: list[str], dimensions: int | None) -> Embeddings:
+        """The echo embedding of each text (see the module). Raises InvalidArgument naming
+        `dimensions` when it is over MAX_EMBEDDING_DIMENSIONS."""
+        size = dimensions or EMBEDDING_DIMENSIONS
+        if size > MAX_EMBEDDING_DIMENSIONS:
+            raise InvalidArgument(
+                f"`dimensions`: echo makes at most {MAX_EMBEDDING_DIMENSIONS}", param="dimensions"
+            )
+        words = sum(len(text.split()) for text in texts)
+        return Embeddings([echo_embedding(text, size) for text in texts], Usage.text(words, 0))
+
     async def close(self) -> None:
         pass
 
@@ -155,17 +170,14 @@ def input_words(turn: Turn) -> int:
     return words + len((turn.system_instruction or "").split())
 
 
-def echo_vector(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
-    """A deterministic unit vector of `dimensions` floats for `text`: bytes of SHA-256 chained
-    over the text, centred, normalised. Equal texts give equal vectors."""
-    raw = b""
-    seed = text.encode()
-    while len(raw) < dimensions:
-        seed = hashlib.sha256(seed).digest()
-        raw += seed
-    values = [byte / 255.0 - 0.5 for byte in raw[:dimensions]]
+def echo_embedding(text: str, dimensions: int) -> list[float]:
+    """A deterministic unit vector of `dimensions` float32-exact values for `text`."""
+    raw = hashlib.shake_256(text.encode()).digest(2 * dimensions)
+    values = [v / 32768.0 - 1.0 for v in struct.unpack(f"<{dimensions}H", raw)]
     norm = math.sqrt(sum(v * v for v in values)) or 1.0
-    return [v / norm for v in values]
+    # Through float32 and back, so the float and base64 (float32) encodings agree exactly.
+    packed = struct.pack(f"<{dimensions}f", *(v / norm for v in values))
+    return list(struct.unpack(f"<{dimensions}f", packed))
 
 
 def _first_words(text: str, count: int) -> str:

@@ -18,8 +18,8 @@ same request with its `continuationToken`.
 
 A `Turn.native` generateContent body (the generateContent surface, api/gemini/) is forwarded
 as it came, to `:generateContent` or `:streamGenerateContent?alt=sse` as the client asked, and
-each answer chunk comes back unchanged (`NativeChunk`) with its usage. `Turn.embed` goes to
-`:batchEmbedContents`; `count_tokens` to `:countTokens`.
+each answer chunk comes back unchanged (`NativeChunk`) with its usage. Embeddings go to
+`:batchEmbedContents` (`embed`); `count_tokens` to `:countTokens`.
 """
 
 from __future__ import annotations
@@ -64,7 +64,6 @@ _CAPABILITIES = Capabilities(
     safety_filter=True,
     native_steps=BASE_STEPS | {"code_execution_call", "code_execution_result"},
     continues=True,
-    embeds=True,
 )
 
 
@@ -91,14 +90,10 @@ class GeminiProvider:
     def check(self, turn: Turn) -> None:
         """Refuses tool types and settings that have no mapping here, naming the field
         (a native generateContent body is Google's to judge)."""
-        if turn.native is None and turn.embed is None:
+        if turn.native is None:
             build_request(turn)
 
     async def stream(self, turn: Turn) -> AsyncIterator[ProviderEvent]:
-        if turn.embed is not None:
-            async for event in self._embed(turn):
-                yield event
-            return
         if turn.native is not None and turn.native.api == "generateContent":
             async for event in self._native(turn.native):
                 yield event
@@ -123,23 +118,20 @@ class GeminiProvider:
         if answer.get("usageMetadata"):
             yield UsageReport(usage_of(answer["usageMetadata"]))
 
-    async def _embed(self, turn: Turn) -> AsyncIterator[ProviderEvent]:
-        assert turn.embed is not None
-        extra: dict[str, Any] = {}
-        if turn.embed.dimensions:
-            extra["outputDimensionality"] = turn.embed.dimensions
-        if turn.embed.task_type:
-            extra["taskType"] = turn.embed.task_type
-        body = {
-            "requests": [
-                {"model": f"models/{self.model}", "content": {"parts": [{"text": t}]}, **extra}
-                for t in turn.embed.texts
-            ]
-        }
-        answer = await self.upstream.post_json(f"{self.base}:batchEmbedContents", body)
-        yield Embeddings([list(e.get("values") or []) for e in answer.get("embeddings") or []])
-        if answer.get("usageMetadata"):
-            yield UsageReport(usage_of(answer["usageMetadata"]))
+    async def embed(self, texts: list[str], dimensions: int | None) -> Embeddings:
+        """Google's `:batchEmbedContents` for `texts` (one request each). Raises
+        UpstreamError."""
+        extra: dict[str, Any] = {"outputDimensionality": dimensions} if dimensions else {}
+        requests = [
+            {"model": f"models/{self.model}", "content": {"parts": [{"text": t}]}, **extra}
+            for t in texts
+        ]
+        answer = await self.upstream.post_json(
+            f"{self.base}:batchEmbedContents", {"requests": requests}
+        )
+        vectors = [list(e.get("values") or []) for e in answer.get("embeddings") or []]
+        usage = usage_of(answer.get("usageMetadata") or {})
+        return Embeddings(vectors, usage)
 
     async def count_tokens(self, body: dict[str, Any]) -> int:
         """`totalTokens` of Google's `:countTokens` for a countTokens `body` (its

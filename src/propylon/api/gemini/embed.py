@@ -10,7 +10,6 @@ from propylon.api.auth import caller_of
 from propylon.api.errors import JSONResponse
 from propylon.api.limits import json_body
 from propylon.errors import InvalidArgument
-from propylon.providers.base import EmbedRequest
 from propylon.schema.gemini.request import (
     BatchEmbedContentsRequest,
     EmbedContentRequest,
@@ -31,8 +30,12 @@ def _text(request: EmbedContentRequest, where: str) -> str:
     return "\n".join(texts)
 
 
-def _embed_request(requests: list[EmbedContentRequest], prefix: str) -> EmbedRequest:
-    """One EmbedRequest for requests that must agree on their settings (400 when not)."""
+def _embed_request(
+    requests: list[EmbedContentRequest], prefix: str
+) -> tuple[list[str], int | None]:
+    """The texts and dimensions of requests that must agree on their settings (400 when
+    not). `taskType` and `title` are retrieval hints for Google's models, dropped for others
+    (docs/gemini-api.md)."""
     texts = [_text(r, prefix.format(i)) for i, r in enumerate(requests)]
     dimensions = {r.output_dimensionality for r in requests}
     task_types = {r.task_type for r in requests}
@@ -44,14 +47,14 @@ def _embed_request(requests: list[EmbedContentRequest], prefix: str) -> EmbedReq
     for index, request in enumerate(requests):
         for key in request.unknown():
             raise InvalidArgument(f"`{prefix.format(index)}{key}` is not supported here")
-    return EmbedRequest(texts, dimensions.pop(), task_types.pop())
+    return texts, dimensions.pop()
 
 
 async def embed_content(request: Request, model: str) -> Response:
     body = parse(EmbedContentRequest, await json_body(request))
     service: GenerateService = request.app.state.generate
-    vectors, _ = await service.embed(model, _embed_request([body], ""), caller_of(request), {})
-    return JSONResponse({"embedding": {"values": vectors[0]}})
+    made = await service.embed(model, *_embed_request([body], ""), caller_of(request))
+    return JSONResponse({"embedding": {"values": made.vectors[0]}})
 
 
 async def batch_embed_contents(request: Request, model: str) -> Response:
@@ -62,7 +65,7 @@ async def batch_embed_contents(request: Request, model: str) -> Response:
                 f"`requests.{index}.model`: `{item.model}` differs from the model in the path"
             )
     service: GenerateService = request.app.state.generate
-    vectors, _ = await service.embed(
-        model, _embed_request(body.requests, "requests.{}."), caller_of(request), {}
+    made = await service.embed(
+        model, *_embed_request(body.requests, "requests.{}."), caller_of(request)
     )
-    return JSONResponse({"embeddings": [{"values": v} for v in vectors]})
+    return JSONResponse({"embeddings": [{"values": v} for v in made.vectors]})

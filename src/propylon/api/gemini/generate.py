@@ -36,10 +36,10 @@ async def generate_content(request: Request, model: str) -> Response:
     """`POST .../models/{model}:generateContent`: one GenerateContentResponse."""
     body = await _body(request)
     service = _service(request)
-    call = await service.generate(
+    generation = await service.generate(
         model, parse(GenerateContentRequest, body), body, caller_of(request), stream=False
     )
-    return JSONResponse(await service.whole(call))
+    return JSONResponse(await service.whole(generation))
 
 
 async def stream_generate_content(request: Request, model: str) -> Response:
@@ -51,54 +51,39 @@ async def stream_generate_content(request: Request, model: str) -> Response:
         raise InvalidArgument("query parameter `alt` must be `sse` or `json`")
     body = await _body(request)
     service = _service(request)
-    call = await service.generate(
+    generation = await service.generate(
         model, parse(GenerateContentRequest, body), body, caller_of(request), stream=True
     )
-    chunks = service.chunks(call)
-    try:
-        first = await anext(chunks)  # upstream failures before any output: an HTTP error
-    except StopAsyncIteration:
-        first = None
-    except BaseException:
-        await chunks.aclose()
-        raise
-    metrics = request.app.state.metrics
+    chunks = service.chunks(generation)  # failures before any output were raised above
     if alt == "sse":
         return StreamingResponse(
-            _sse(first, chunks, metrics.active_streams),
+            _sse(chunks, request.app.state.metrics.active_streams),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
-    return StreamingResponse(_array(first, chunks), media_type="application/json")
+    return StreamingResponse(_array(chunks), media_type="application/json")
 
 
-async def _sse(
-    first: dict[str, Any] | None, rest: AsyncGenerator[dict[str, Any]], gauge: Any
-) -> AsyncIterator[bytes]:
+async def _sse(chunks: AsyncGenerator[dict[str, Any]], gauge: Any) -> AsyncIterator[bytes]:
     gauge.inc()
     try:
-        if first is not None:
-            yield b"data: " + orjson.dumps(first) + b"\r\n\r\n"
-        async for chunk in rest:
+        async for chunk in chunks:
             yield b"data: " + orjson.dumps(chunk) + b"\r\n\r\n"
     finally:
         gauge.dec()
-        await rest.aclose()
+        await chunks.aclose()
 
 
-async def _array(
-    first: dict[str, Any] | None, rest: AsyncGenerator[dict[str, Any]]
-) -> AsyncIterator[bytes]:
+async def _array(chunks: AsyncGenerator[dict[str, Any]]) -> AsyncIterator[bytes]:
     """Google's non-SSE stream: `[{...}\\n,\\r\\n{...}]`, each element sent as it comes."""
     try:
-        yield b"["
-        if first is not None:
-            yield orjson.dumps(first)
-        async for chunk in rest:
-            yield b"\n,\r\n" + orjson.dumps(chunk)
-        yield b"]"
+        separator = b"["
+        async for chunk in chunks:
+            yield separator + orjson.dumps(chunk)
+            separator = b"\n,\r\n"
+        yield b"]" if separator != b"[" else b"[]"
     finally:
-        await rest.aclose()
+        await chunks.aclose()
 
 
 async def count_tokens(request: Request, model: str) -> Response:

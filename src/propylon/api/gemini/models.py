@@ -1,21 +1,13 @@
 """`GET /{v}/models` (paged: `pageSize`, `pageToken`) and `GET /{v}/models/{m}`: the served
-models and aliases as Google's `Model` resources.
-
-`/v1/models` is also the OpenAI surface's path: a caller without `x-goog-api-key` (the OpenAI
-SDK sends only `Authorization: Bearer`) is the OpenAI surface's (api/surfaces.py), and is
-answered by the handler the OpenAI surface installs as `app.state.openai_models` (a
-Starlette endpoint taking the request); until one is installed, such a caller gets Google's.
-"""
+models and aliases as Google's `Model` resources (routed by api/models.py, which sends the
+OpenAI surface's callers of `/v1/models` to that surface's handlers)."""
 
 from __future__ import annotations
-
-from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from propylon.api.errors import JSONResponse
-from propylon.api.surfaces import Surface, surface_of
 from propylon.errors import InvalidArgument
 from propylon.gateway.registry import ModelRegistry
 from propylon.schema.gemini.models import decode_page_token, encode_page_token, model_resource
@@ -25,16 +17,6 @@ __all__ = ["get_model", "list_models"]
 _DEFAULT_PAGE = 50
 _MAX_PAGE = 1000
 
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-def _openai(request: Request) -> Endpoint | None:
-    """The OpenAI surface's handler of this request, when it is that surface's."""
-    handler: Endpoint | None = getattr(request.app.state, "openai_models", None)
-    if handler is not None and surface_of(request.scope) is Surface.OPENAI:
-        return handler
-    return None
-
 
 def _names(models: ModelRegistry) -> list[str]:
     return [name for model in models.models for name in (model.name, *model.aliases)]
@@ -42,9 +24,6 @@ def _names(models: ModelRegistry) -> list[str]:
 
 async def list_models(request: Request) -> Response:
     """`{"models": [Model...], "nextPageToken"?}`, in configuration order."""
-    openai = _openai(request)
-    if openai is not None:
-        return await openai(request)
     raw_size = request.query_params.get("pageSize", str(_DEFAULT_PAGE))
     if not raw_size.isdigit():
         raise InvalidArgument("`pageSize` must be a non-negative integer")
@@ -64,9 +43,6 @@ async def list_models(request: Request) -> Response:
 
 async def get_model(request: Request) -> Response:
     """One `Model`. Raises NotFound for a name that is not served."""
-    openai = _openai(request)
-    if openai is not None:
-        return await openai(request)
     name = request.path_params["model"]
     models: ModelRegistry = request.app.state.service.models
     return JSONResponse(model_resource(name.removeprefix("models/"), models.resolve(name)))

@@ -1,7 +1,7 @@
-"""The routes of the generateContent family. One POST route per base path takes
-`{model}:{method}` as one segment and splits it at its last `:` (a model id has none on this
-surface; Starlette's path parameters stop at `/` only), so an unknown method is a 404 in
-Google's body, like an unknown path."""
+"""The POST routes of the generateContent family (its `models` listing: api/models.py). One
+route per base path takes `{model}:{method}` as one segment and splits it at its last `:`
+(Starlette's path parameters stop at `/` only), so an unknown method is a 404 in Google's
+body, like an unknown path."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from propylon.api.gemini import embed, generate
-from propylon.api.gemini.models import get_model, list_models
 from propylon.errors import NotFound
 
 __all__ = ["routes"]
@@ -42,8 +41,6 @@ async def model_method(request: Request) -> Response:
 
 def _routes(base: str) -> list[Route]:
     return [
-        Route(f"{base}/models", list_models, methods=["GET"]),
-        Route(f"{base}/models/{{model}}", get_model, methods=["GET"]),
         Route(f"{base}/models/{{model_method}}", model_method, methods=["POST"]),
     ]
 

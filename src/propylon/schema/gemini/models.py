@@ -8,7 +8,7 @@ from typing import Any
 
 from propylon.errors import InvalidArgument
 from propylon.gateway.registry import ServedModel
-from propylon.providers import capabilities
+from propylon.providers.base import Embedder
 
 __all__ = ["decode_page_token", "encode_page_token", "model_resource"]
 
@@ -22,7 +22,7 @@ def model_resource(name: str, served: ServedModel) -> dict[str, Any]:
     methods = list(_GENERATES)
     if targets and targets[0].settings.provider in ("gemini", "echo"):
         methods.append("countTokens")
-    if targets and all(capabilities.capabilities_of(t.provider).embeds for t in targets):
+    if any(isinstance(t.provider, Embedder) for t in targets):
         methods += ["embedContent", "batchEmbedContents"]
     resource: dict[str, Any] = {
         "name": f"models/{name}",
