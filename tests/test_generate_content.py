@@ -398,3 +398,14 @@ def test_no_interaction_is_stored(server: Server, client: genai.Client) -> None:
     list(client.models.generate_content_stream(model="echo", contents="stateless"))
     assert server.rows() == before
     assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_v1_models_is_googles_for_google_callers_and_openais_for_others(server: Server) -> None:
+    google = server.client(api_version="v1")
+    assert [m.name for m in google.models.list()][:2] == ["models/echo", "models/fast"]
+    assert google.models.get(model="echo").output_token_limit == 65_536
+    bearer = {"authorization": "Bearer test-key"}
+    openai = httpx.get(f"{server.url}/v1/models", headers=bearer, timeout=30).json()
+    assert openai["object"] == "list" and openai["data"][0]["id"] == "echo"
+    one = httpx.get(f"{server.url}/v1/models/fast", headers=bearer, timeout=30).json()
+    assert one == {"id": "fast", "object": "model", "created": 0, "owned_by": "propylon"}

@@ -5,9 +5,6 @@ an OpenAI-compatible upstream."""
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,20 +13,9 @@ import httpx
 import pytest
 
 from tests.conftest import Server, free_port, helper, start_server, stop_server, wait_for
+from tests.test_tenancy import _new_key
 
 ASK = {"contents": [{"role": "user", "parts": [{"text": "two words"}]}]}
-
-
-def _new_key(data_dir: Path, *args: str) -> str:
-    """The secret of a key made with `propylon keys create`."""
-    done = subprocess.run(
-        [sys.executable, "-m", "propylon", "keys", "create", *args, "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    return re.search(r"api key:\s+(\S+)", done.stdout).group(1)  # type: ignore[union-attr]
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +31,14 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def keys(data_dir: Path) -> dict[str, str]:
+    """Secrets of keys made with `propylon keys create`."""
     return {
-        "any": _new_key(data_dir, "--tenant", "acme"),
-        "only-echo": _new_key(data_dir, "--tenant", "acme", "--models", "echo"),
-        "limited": _new_key(data_dir, "--tenant", "acme", "--rpm", "2"),
+        "any": _new_key(data_dir, "--tenant", "acme")[1],
+        "only-echo": _new_key(data_dir, "--tenant", "acme", "--models", "echo")[1],
+        "limited": _new_key(data_dir, "--tenant", "acme", "--rpm", "2")[1],
         "budget": _new_key(
             data_dir, "--tenant", "acme", "--budget-usd", "1.5", "--budget-period", "day"
-        ),
+        )[1],
     }
 
 

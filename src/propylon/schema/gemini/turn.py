@@ -13,7 +13,7 @@ step carrying it, before the part it rode on, as providers/gemini.py maps them b
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from propylon.errors import InvalidArgument
@@ -52,7 +52,6 @@ class Translated:
 
     turn: Turn
     validated: bool = False
-    calls: dict[str, str] = field(default_factory=dict)
 
 
 def _camel(name: str) -> str:
@@ -73,7 +72,7 @@ def translate(request: GenerateContentRequest) -> Translated:
     the field for what such targets cannot honour (`cachedContent` is refused earlier, for
     every target)."""
     _refuse_unknown(request, "")
-    history, calls = _history(request.contents)
+    history = _history(request.contents)
     turn = Turn(history=history, system_instruction=_system(request.system_instruction))
     turn.tools = _tools(request)
     validated = _tool_choice(request.tool_config, turn)
@@ -87,7 +86,7 @@ def translate(request: GenerateContentRequest) -> Translated:
                 f"filter, so `{setting.threshold}` would not be enforced; only `BLOCK_NONE` "
                 "and `OFF` are accepted"
             )
-    return Translated(turn, validated, calls)
+    return Translated(turn, validated)
 
 
 def _system(content: Content | None) -> str | None:
@@ -161,7 +160,7 @@ class _Builder:
         return f"gen_{self.generated}"
 
 
-def _history(contents: list[Content]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+def _history(contents: list[Content]) -> list[dict[str, Any]]:
     built = _Builder()
     for i, content in enumerate(contents):
         _refuse_unknown(content, f"contents.{i}.")
@@ -187,7 +186,7 @@ def _history(contents: list[Content]) -> tuple[list[dict[str, Any]], dict[str, s
                 _user_part(built, part, kinds[0], where)
             else:
                 _model_part(built, part, kinds[0], where)
-    return built.steps, {}
+    return built.steps
 
 
 def _user_part(built: _Builder, part: Part, kind: str, where: str) -> None:
