@@ -17,6 +17,7 @@ from google.genai import errors, types
 from google.genai.models import _GenerateContentResponse_from_mldev
 
 from tests.conftest import CONFIG, Server, helper, start_server, stop_server
+from tests.test_tenancy import _new_key
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gemini"
 ANSWERS = FIXTURES / "generate_content"
@@ -39,7 +40,18 @@ def replay() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def server(replay: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("gc-replay")
+
+
+@pytest.fixture(scope="module")
+def capped_key(data_dir: Path) -> str:
+    """A key whose policy caps every answer at 3 tokens."""
+    return _new_key(data_dir, "--tenant", "acme", "--max-tokens", "3")[1]
+
+
+@pytest.fixture(scope="module")
+def server(replay: str, data_dir: Path, capped_key: str) -> Iterator[Server]:
     config = (
         CONFIG
         + f"""
@@ -52,7 +64,7 @@ model = "gemini-2.5-flash"
 max_attempts = 1
 """
     )
-    running = start_server(tmp_path_factory.mktemp("gc-replay"), config)
+    running = start_server(data_dir, config)
     yield running
     stop_server(running)
 
@@ -200,3 +212,17 @@ def test_count_tokens_is_googles(server: Server, replay: str) -> None:
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"totalTokens": 6}  # the replay's count, not echo's words
     assert _forwarded(replay) == {"contents": [{"parts": [{"text": "one two three"}]}]}
+
+
+def test_a_keys_token_ceiling_caps_the_forwarded_answer(
+    server: Server, replay: str, capped_key: str
+) -> None:
+    body = _request("text_basic.json") | {"generationConfig": {"maxOutputTokens": 100}}
+    answer = httpx.post(
+        f"{server.url}/v1beta/models/gemini-replay:generateContent",
+        json=body,
+        headers={"x-goog-api-key": capped_key},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    assert _forwarded(replay)["generationConfig"] == {"maxOutputTokens": 3}

@@ -28,7 +28,7 @@ from propylon.providers.base import (
 from propylon.providers.echo import EchoProvider, input_words
 from propylon.providers.gemini import GeminiProvider
 from propylon.runner.output import check_arguments
-from propylon.schema.gemini.answer import ResponseBuilder
+from propylon.schema.gemini.answer import ResponseBuilder, capped, error_chunk
 from propylon.schema.gemini.request import GenerateContentRequest
 from propylon.schema.gemini.turn import translate
 from propylon.service.stateless import Call, StatelessCalls, upstream_failure
@@ -63,7 +63,8 @@ class GenerateService:
         stream: bool,
     ) -> Generation:
         """Admit and start one generateContent call of `model` for `caller`. `body`: the
-        request as sent (forwarded to `gemini` targets less `labels`, which are Propylon's).
+        request as sent (forwarded to `gemini` targets less `labels`, which are Propylon's,
+        and with `maxOutputTokens` capped at the key's token ceiling, if it has one).
         Raises InvalidArgument (naming the field), NotFound, PermissionDenied,
         ResourceExhausted or Unavailable before any output."""
         if request.cached_content is not None:
@@ -77,6 +78,9 @@ class GenerateService:
         turn = translated.turn if translated is not None else Turn(history=[])
         if "gemini" in providers:
             forwarded = {k: v for k, v in body.items() if k != "labels"}
+            ceiling = self.calls.ledger.ceiling(caller)  # the key's token ceiling, honoured
+            if ceiling is not None:
+                forwarded = capped(forwarded, ceiling)
             turn.native = NativeRequest("generateContent", forwarded, stream)
         call = await self.calls.answer(caller, model, turn, request.labels or {}, prefix="gc")
         return Generation(
@@ -120,13 +124,7 @@ class GenerateService:
                 yield generation.builder.last()
         except UpstreamError as exc:
             failure = upstream_failure(exc)
-            yield {
-                "error": {
-                    "code": failure.http_status,
-                    "message": failure.message,
-                    "status": failure.status,
-                }
-            }
+            yield error_chunk(failure.http_status, failure.status, failure.message)
         finally:
             await events.aclose()  # a client that went away stops the upstream call now
 
