@@ -158,3 +158,11 @@ def test_a_model_that_does_not_embed_or_count(server: Server, keys: dict[str, st
     assert embedded.status_code == 503
     counted = _post(server, keys["any"], "/v1beta/models/vectors:countTokens", ASK)
     assert counted.status_code == 400 and "countTokens" in counted.json()["error"]["message"]
+
+
+def test_the_listing_shows_a_key_its_models_only(server: Server, keys: dict[str, str]) -> None:
+    headers = {"x-goog-api-key": keys["only-echo"]}
+    listed = httpx.get(f"{server.url}/v1beta/models", headers=headers, timeout=30).json()
+    assert [m["name"] for m in listed["models"]] == ["models/echo"]
+    hidden = httpx.get(f"{server.url}/v1beta/models/priced", headers=headers, timeout=30)
+    assert hidden.status_code == 404 and hidden.json()["error"]["status"] == "NOT_FOUND"

@@ -51,6 +51,7 @@ def _embed_request(
 
 
 async def embed_content(request: Request, model: str) -> Response:
+    """`POST .../models/{model}:embedContent`: one vector."""
     body = parse(EmbedContentRequest, await json_body(request))
     service: GenerateService = request.app.state.generate
     made = await service.embed(model, *_embed_request([body], ""), caller_of(request))
@@ -58,6 +59,8 @@ async def embed_content(request: Request, model: str) -> Response:
 
 
 async def batch_embed_contents(request: Request, model: str) -> Response:
+    """`POST .../models/{model}:batchEmbedContents`: one vector per request, in order; each
+    request names the path's model or none."""
     body = parse(BatchEmbedContentsRequest, await json_body(request))
     for index, item in enumerate(body.requests):
         if item.model and item.model.removeprefix("models/") != model.removeprefix("models/"):
