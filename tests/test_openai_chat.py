@@ -108,6 +108,7 @@ def keys(data_dir: Path) -> dict[str, str]:
     return {
         "limited": _new_key(data_dir, "--rpm", "1"),
         "broke": _new_key(data_dir, "--budget-usd", "0", "--budget-period", "day"),
+        "ceiling": _new_key(data_dir, "--max-tokens", "3"),
     }
 
 
@@ -420,6 +421,13 @@ def test_a_keys_rpm_and_budget_answer_429(server: Server, keys: dict[str, str]) 
     with pytest.raises(openai.RateLimitError) as broke:
         _openai(server, key=keys["broke"]).chat.completions.create(model="echo", messages=messages)
     assert broke.value.code == "insufficient_quota"
+
+    # a key's token ceiling caps one call's output
+    capped = _openai(server, key=keys["ceiling"]).chat.completions.create(
+        model="echo", messages=[{"role": "user", "content": "one two three four five"}]
+    )
+    assert capped.choices[0].message.content == "user: one two"
+    assert capped.choices[0].finish_reason == "length"
 
 
 def test_openai_target_gets_the_request_intact(
