@@ -18,7 +18,8 @@ same request with its `continuationToken`.
 
 A `Turn.native` generateContent body (the generateContent surface, api/gemini/) is forwarded
 as it came, to `:generateContent` or `:streamGenerateContent?alt=sse` as the client asked, and
-each answer chunk comes back unchanged (`NativeChunk`) with its usage. Embeddings go to
+each answer chunk comes back unchanged (`NativeChunk`) with its usage; only its
+`maxOutputTokens` is capped at the turn's (a key's token ceiling). Embeddings go to
 `:batchEmbedContents` (`embed`); `count_tokens` to `:countTokens`.
 """
 
@@ -40,7 +41,7 @@ from propylon.providers.capabilities import BASE_STEPS, Capabilities, as_text_st
 from propylon.providers.gemini_answer import AnswerReader, usage_of
 from propylon.providers.http import Upstream
 
-__all__ = ["DEFAULT_BASE_URL", "GeminiProvider", "build_request"]
+__all__ = ["DEFAULT_BASE_URL", "GeminiProvider", "build_request", "capped"]
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 
@@ -95,7 +96,8 @@ class GeminiProvider:
 
     async def stream(self, turn: Turn) -> AsyncIterator[ProviderEvent]:
         if turn.native is not None and turn.native.api == "generateContent":
-            async for event in self._native(turn.native):
+            limit = turn.generation_config.get("max_output_tokens")
+            async for event in self._native(turn.native, limit):
                 yield event
             return
         reader = AnswerReader()
@@ -105,15 +107,19 @@ class GeminiProvider:
         for event in reader.end():
             yield event
 
-    async def _native(self, native: NativeRequest) -> AsyncIterator[ProviderEvent]:
-        """The client's generateContent body forwarded; Google's answer chunks unchanged."""
+    async def _native(
+        self, native: NativeRequest, limit: int | None
+    ) -> AsyncIterator[ProviderEvent]:
+        """The client's generateContent body forwarded (its `maxOutputTokens` at most `limit`,
+        a key's ceiling); Google's answer chunks unchanged."""
+        body = native.body if limit is None else capped(native.body, limit)
         if native.stream:
-            async for chunk in self.upstream.stream(self.url, native.body):
+            async for chunk in self.upstream.stream(self.url, body):
                 yield NativeChunk(chunk)
                 if chunk.get("usageMetadata"):
                     yield UsageReport(usage_of(chunk["usageMetadata"]))
             return
-        answer = await self.upstream.post_json(f"{self.base}:generateContent", native.body)
+        answer = await self.upstream.post_json(f"{self.base}:generateContent", body)
         yield NativeChunk(answer)
         if answer.get("usageMetadata"):
             yield UsageReport(usage_of(answer["usageMetadata"]))
@@ -145,6 +151,16 @@ class GeminiProvider:
 
     async def close(self) -> None:
         await self.upstream.close()
+
+
+def capped(body: dict[str, Any], limit: int) -> dict[str, Any]:
+    """A generateContent `body` whose `maxOutputTokens` is at most `limit` (in whichever
+    spelling the client used)."""
+    key = "generation_config" if "generation_config" in body else "generationConfig"
+    config = dict(body.get(key) or {})
+    name = "max_output_tokens" if "max_output_tokens" in config else "maxOutputTokens"
+    config[name] = min(config.get(name) or limit, limit)
+    return {**body, key: config}
 
 
 def build_request(turn: Turn) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from propylon.providers.base import (
 from propylon.providers.echo import EchoProvider, input_words
 from propylon.providers.gemini import GeminiProvider
 from propylon.runner.output import check_arguments
-from propylon.schema.gemini.answer import ResponseBuilder, capped, error_chunk
+from propylon.schema.gemini.answer import ResponseBuilder, error_chunk
 from propylon.schema.gemini.request import GenerateContentRequest
 from propylon.schema.gemini.turn import translate
 from propylon.service.stateless import Call, StatelessCalls, upstream_failure
@@ -63,8 +63,8 @@ class GenerateService:
         stream: bool,
     ) -> Generation:
         """Admit and start one generateContent call of `model` for `caller`. `body`: the
-        request as sent (forwarded to `gemini` targets less `labels`, which are Propylon's,
-        and with `maxOutputTokens` capped at the key's token ceiling, if it has one).
+        request as sent (forwarded to `gemini` targets less `labels`, which are Propylon's;
+        a key's token ceiling caps its `maxOutputTokens` there, see StatelessCalls.answer).
         Raises InvalidArgument (naming the field), NotFound, PermissionDenied,
         ResourceExhausted or Unavailable before any output."""
         if request.cached_content is not None:
@@ -78,9 +78,6 @@ class GenerateService:
         turn = translated.turn if translated is not None else Turn(history=[])
         if "gemini" in providers:
             forwarded = {k: v for k, v in body.items() if k != "labels"}
-            ceiling = self.calls.ledger.ceiling(caller)  # the key's token ceiling, honoured
-            if ceiling is not None:
-                forwarded = capped(forwarded, ceiling)
             turn.native = NativeRequest("generateContent", forwarded, stream)
         call = await self.calls.answer(caller, model, turn, request.labels or {}, prefix="gc")
         return Generation(
@@ -157,7 +154,7 @@ class GenerateService:
         """One vector per text, by `model`'s targets through the gateway. Raises NotFound,
         PermissionDenied, ResourceExhausted, InvalidArgument (a model that does not embed),
         or the client's error for an upstream failure."""
-        _, made = await self.calls.embed(caller, model, texts, dimensions, {})
+        made = await self.calls.embed(caller, model, texts, dimensions, {})
         if len(made.vectors) != len(texts):
             raise InvalidArgument(
                 f"model `{model}` answered {len(made.vectors)} embeddings for {len(texts)} texts"

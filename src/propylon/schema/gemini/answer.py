@@ -24,7 +24,7 @@ from propylon.providers.base import (
     UsageReport,
 )
 
-__all__ = ["ResponseBuilder", "capped", "error_chunk", "usage_metadata"]
+__all__ = ["ResponseBuilder", "error_chunk", "usage_metadata"]
 
 _FINISH = {"stop": "STOP", "max_tokens": "MAX_TOKENS", "continuation": "MAX_TOKENS"}
 
@@ -54,16 +54,6 @@ def usage_metadata(usage: Usage) -> dict[str, Any]:
 def error_chunk(code: int, status: str, message: str) -> dict[str, Any]:
     """The last chunk of a stream that failed after its first chunk: Google's error body."""
     return {"error": {"code": code, "message": message, "status": status}}
-
-
-def capped(body: dict[str, Any], ceiling: int) -> dict[str, Any]:
-    """A generateContent `body` whose `maxOutputTokens` is at most `ceiling` (in whichever
-    spelling the client used)."""
-    key = "generation_config" if "generation_config" in body else "generationConfig"
-    config = dict(body.get(key) or {})
-    limit = "max_output_tokens" if "max_output_tokens" in config else "maxOutputTokens"
-    config[limit] = min(config.get(limit) or ceiling, ceiling)
-    return {**body, key: config}
 
 
 @dataclass
