@@ -234,6 +234,39 @@ def test_snake_case_keys_and_harmless_defaults(server: Server) -> None:
     assert answer.json()["candidates"][0]["content"]["parts"][0]["text"] == "system: sys\nuser: hi"
 
 
+def test_media_and_function_parts_in_snake_case(server: Server) -> None:
+    body = {
+        "contents": [
+            {
+                "role": "user",
+                "parts": [
+                    {"text": "look"},
+                    {"inline_data": {"mime_type": "image/png", "data": "iVBORw0KGgo="}},
+                    {
+                        "file_data": {
+                            "file_uri": "https://example.com/a.pdf",
+                            "mime_type": "application/pdf",
+                        }
+                    },
+                ],
+            },
+            {"role": "model", "parts": [{"function_call": {"name": "f", "args": {"a": 1}}}]},
+            {
+                "role": "function",
+                "parts": [{"function_response": {"name": "f", "response": {"ok": True}}}],
+            },
+        ]
+    }
+    with server.http() as http:
+        answer = http.post("/v1beta/models/echo:generateContent", json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["candidates"][0]["content"]["parts"][0]["text"] == (
+        "user: look [image image/png] [document application/pdf]\n"
+        'function_call: f {"a":1}\n'
+        'function_result: f {"ok":true}'
+    )
+
+
 def test_max_output_tokens_and_stop_sequences(client: genai.Client) -> None:
     cut = client.models.generate_content(
         model="echo",

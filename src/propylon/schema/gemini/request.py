@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 M = TypeVar("M", bound="Wire")
-Role = Literal["user", "model"]
+Role = Literal["user", "model", "function"]  # `function`: older clients' function results
 CallingMode = Literal["MODE_UNSPECIFIED", "AUTO", "ANY", "NONE", "VALIDATED"]
 
 

@@ -182,7 +182,7 @@ def _history(contents: list[Content]) -> list[dict[str, Any]]:
                     f"`functionCall`, `functionResponse`, `executableCode`, "
                     f"`codeExecutionResult` (found {found})"
                 )
-            if role == "user":
+            if role in ("user", "function"):
                 _user_part(built, part, kinds[0], where)
             else:
                 _model_part(built, part, kinds[0], where)
