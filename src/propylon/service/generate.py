@@ -100,6 +100,8 @@ class GenerateService:
                     generation.builder.chunk(event)
         except UpstreamError as exc:
             raise upstream_failure(exc) from None
+        finally:
+            await generation.call.events.aclose()  # accounted now, however it ended
         return native if native is not None else generation.builder.merged()
 
     async def chunks(self, generation: Generation) -> AsyncGenerator[dict[str, Any]]:
