@@ -1,5 +1,6 @@
-"""A fast mock OpenAI-compatible upstream for the benchmarks: a fixed small reply, an optional
-fixed delay, streaming with N chunks. aiohttp sets TCP_NODELAY on its sockets.
+"""A fast mock upstream for the benchmarks: OpenAI-compatible Chat Completions and Gemini's
+`models/{m}:generateContent` / `:streamGenerateContent?alt=sse`, a fixed small reply, an
+optional fixed delay, streaming with N chunks. aiohttp sets TCP_NODELAY on its sockets.
 
     python bench/mock_upstream.py PORT [--chunks 100] [--delay-ms 0]
 """
@@ -17,6 +18,12 @@ REPLY = {"id": "chatcmpl-bench", "object": "chat.completion", "created": 0, "mod
                       "finish_reason": "stop"}],
          "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
 BODY = json.dumps(REPLY).encode()
+GEMINI = json.dumps(
+    {"candidates": [{"content": {"role": "model", "parts": [{"text": "Hello there!"}]},
+                     "finishReason": "STOP", "index": 0}],
+     "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 3, "totalTokenCount": 8},
+     "modelVersion": "bench", "responseId": "bench"}
+).encode()
 
 
 def _chunk(content: str | None, finish: str | None = None, usage: bool = False) -> bytes:
@@ -50,8 +57,18 @@ def make_app(chunks: int, delay: float) -> web.Application:
         await response.write_eof()
         return response
 
+    async def gemini(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        if delay:
+            await asyncio.sleep(delay)
+        if request.match_info["action"].endswith(":generateContent"):
+            return web.Response(body=GEMINI, content_type="application/json")
+        return web.Response(body=b"data: " + GEMINI + b"\r\n\r\n",
+                            content_type="text/event-stream")
+
     app = web.Application()
-    app.add_routes([web.post("/v1/chat/completions", completions)])
+    app.add_routes([web.post("/v1/chat/completions", completions),
+                    web.post("/v1beta/models/{action}", gemini)])
     return app
 
 

@@ -5,6 +5,8 @@ the last user text part (e.g. `generate_content/text_basic.json`): an `.sse` fil
 JSON body as one SSE event, a JSON array as one event per element; `errors/<name>_<status>...`
 files are sent with that HTTP status. A request with a `continuationToken` answers with the
 fixture the token names (its base64 decodes to the name: see `continuation_part1.json`).
+`POST /v1beta/models/<model>:generateContent` (not streamed) answers with the `.json` fixture's
+body as it is; `:countTokens` with twice the count of words of the text parts.
 `GET /requests` lists the request bodies received.
 
 `POST /v1beta/interactions` (Google's Interactions API, for agents) streams the recorded events
@@ -32,6 +34,13 @@ received: list[dict[str, object]] = []
 async def generate(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     received.append(body)
+    if request.path.endswith(":countTokens"):  # words of every text part, doubled
+        words = sum(
+            len(part.get("text", "").split())
+            for content in body["contents"]
+            for part in content["parts"]
+        )
+        return web.json_response({"totalTokens": 2 * words})
     name = next(
         part["text"]
         for content in reversed(body["contents"])
@@ -46,6 +55,8 @@ async def generate(request: web.Request) -> web.StreamResponse:
     status = re.search(r"_(\d{3})", path.name)
     if name.startswith("errors/") and status:
         return web.Response(body=raw, status=int(status.group(1)), content_type="application/json")
+    if request.path.endswith(":generateContent"):  # not streamed: the body as recorded
+        return web.Response(body=raw, content_type="application/json")
     if path.suffix == ".sse":
         payload = raw
     else:

@@ -19,12 +19,16 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from propylon.api import agents as agent_routes
+from propylon.api import gemini as gemini_routes
 from propylon.api import interactions, openapi
 from propylon.api import listing as listing_routes
+from propylon.api import models as model_routes
 from propylon.api import webhooks as webhook_routes
 from propylon.api.auth import Authenticator, AuthMiddleware
 from propylon.api.errors import EXCEPTION_HANDLERS, JSONResponse
 from propylon.api.limits import BodyLimitMiddleware
+from propylon.api.openai import chat as openai_chat
+from propylon.api.openai import embeddings as openai_embeddings
 from propylon.bus.memory import MemoryBus
 from propylon.config import Settings
 from propylon.gateway.registry import ModelRegistry
@@ -33,11 +37,13 @@ from propylon.observability import Metrics, MetricsMiddleware
 from propylon.outbound import OutboundPolicy
 from propylon.providers.google_interactions import GoogleInteractions
 from propylon.service.agents import AgentService
+from propylon.service.generate import GenerateService
 from propylon.service.idempotency import Idempotency
 from propylon.service.interactions import InteractionService
 from propylon.service.ledger import Ledger
 from propylon.service.listing import ListingService
 from propylon.service.retention import purge_expired
+from propylon.service.stateless import StatelessCalls
 from propylon.service.webhooks import WebhookService, new_secret
 from propylon.store.sqlite import SQLiteStore
 from propylon.store.sqlite_agents import SQLiteAgentStore
@@ -135,6 +141,8 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         agents=agents,
         custom_agents=custom_agents,
     )
+    # Stateless calls (Chat Completions, embeddings) share the interactions' quotas and ledger.
+    stateless = StatelessCalls(models, service.quotas, service.ledger, metrics)
     metrics.queue_depth.set_function(service.jobs.waiting)
     metrics.watch_model_processes(lambda: service.models.model_processes())
     retired: list[ModelRegistry] = []
@@ -152,7 +160,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
             logger.error("config reload failed, keeping the current models: %s", exc)
             return
         retired.append(service.models)
-        service.models = app.state.models = registry
+        service.models = stateless.models = app.state.models = registry
         logger.warning("config reloaded: serving %s", ", ".join(m.name for m in registry.models))
 
     async def purge_loop() -> None:
@@ -198,6 +206,10 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         *listing_routes.routes,
         *agent_routes.routes,
         *webhook_routes.routes,
+        *model_routes.routes,  # `/v1/models` is two surfaces': dispatched on the key header
+        *gemini_routes.routes,
+        *openai_chat.routes,
+        *openai_embeddings.routes,
     ]
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz),
@@ -228,9 +240,12 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     app.state.settings = settings
     app.state.store = store
     app.state.service = service
+    app.state.stateless = stateless
     app.state.listing = ListingService(SQLiteListingStore(store), store)
     app.state.agents = AgentService(custom_agents, store, lambda: service.models, settings, agents)
     app.state.webhooks = webhooks
+    # generateContent & co.: stateless, under the same registry, quotas and ledger
+    app.state.generate = GenerateService(stateless)
     app.state.models = models
     app.state.metrics = metrics
     app.state.auth = auth

@@ -96,6 +96,16 @@ class ModelSettings(BaseModel):
     targets: list[TargetSettings] = Field(
         description="Upstreams in priority order: the next is a fallback."
     )
+    input_token_limit: int = Field(
+        default=1_048_576,
+        gt=0,
+        description="`inputTokenLimit` the generateContent surface's `models` listing reports.",
+    )
+    output_token_limit: int = Field(
+        default=65_536,
+        gt=0,
+        description="`outputTokenLimit` the generateContent surface's `models` listing reports.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -27,7 +27,11 @@ _INTERACTIONS = re.compile(
     r"/[^/]+(?:/projects/[^/]+/locations/[^/]+)?/(?:interactions|agents|webhooks)(?:/[^/]*)*$"
 )
 _OPENAI = re.compile(r"/v1/(?:chat/completions|responses(?:/[^/]*)*|embeddings)$")
-_MODELS = re.compile(r"/v1/models(?:/[^/]+)?$")
+# `/v1/models/{m}:generateContent` and its siblings are Google's whatever the key header
+_MODELS = re.compile(
+    r"/v1/models(?:/(?![^/]*:(?:generateContent|streamGenerateContent|countTokens"
+    r"|embedContent|batchEmbedContents)$)[^/]+)?$"
+)
 
 
 def surface_of(scope: Scope) -> Surface:

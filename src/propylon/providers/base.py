@@ -16,9 +16,13 @@ from propylon.domain.usage import Usage
 __all__ = [
     "Admission",
     "Citations",
+    "Embedder",
+    "Embeddings",
     "Finish",
     "FunctionCall",
     "MediaDelta",
+    "NativeChunk",
+    "NativeRequest",
     "Provider",
     "ProviderEvent",
     "ServerStep",
@@ -34,6 +38,19 @@ __all__ = [
 
 
 @dataclass(slots=True)
+class NativeRequest:
+    """A surface's own request body, for an upstream that speaks that surface's format (a
+    pass-through: no lossy round trip through steps). `api`: the surface's name for the call
+    (`generateContent`); `body`: the request as the client sent it, less what Propylon handles
+    itself; `stream`: the client asked for a stream. A provider that does not speak `api`
+    answers the Turn's translated fields instead and ignores this."""
+
+    api: str
+    body: dict[str, Any]
+    stream: bool = False
+
+
+@dataclass(slots=True)
 class Turn:
     """What a provider is asked to answer.
 
@@ -44,6 +61,11 @@ class Turn:
     continuation: the text of an answer cut short (`requires_continuation`) that this turn
     goes on with: the provider answers the history without it and sends only what follows.
     upstream_continuation: the upstream's own token for that (Gemini's `continuationToken`).
+    chat_completions_body: the Chat Completions request a client sent (OpenAI's surface), for
+    providers whose upstream speaks it: they send it as it came, with its fields intact,
+    instead of the translated history (which every other provider answers).
+    native: a surface's own request body (generateContent's), likewise, for providers that
+    speak it (`gemini`): they answer with its chunks unchanged (`NativeChunk`).
     """
 
     history: list[dict[str, Any]]
@@ -55,6 +77,8 @@ class Turn:
     safety_settings: list[dict[str, Any]] = field(default_factory=list)
     continuation: str | None = None
     upstream_continuation: str | None = None
+    chat_completions_body: dict[str, Any] | None = None
+    native: NativeRequest | None = None
 
     def functions(self) -> list[dict[str, Any]]:
         """The function declarations the model may call, as allowed by `tool_choice`."""
@@ -151,6 +175,23 @@ class Citations:
 
 
 @dataclass(slots=True)
+class NativeChunk:
+    """One chunk (or the whole answer) of an upstream's answer to a `Turn.native` request, in
+    that surface's own format, unchanged. The provider also yields the usage it reports."""
+
+    body: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Embeddings:
+    """The embedding of each input text, in order, and the tokens the input counted as
+    (`usage.input_tokens`)."""
+
+    vectors: list[list[float]]
+    usage: Usage
+
+
+@dataclass(slots=True)
 class UsageReport:
     """Token counts for the turn so far; the last report wins."""
 
@@ -175,6 +216,8 @@ ProviderEvent = (
     | Citations
     | UsageReport
     | Finish
+    | Embeddings
+    | NativeChunk
 )
 
 
@@ -184,12 +227,17 @@ class UpstreamError(Exception):
     gateway to the target's name."""
 
     def __init__(
-        self, message: str, status: int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+        body: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.retry_after = retry_after
+        self.body = body  # the upstream's error body, when it sent one
         self.target: str | None = None
 
     @property
@@ -214,6 +262,16 @@ class Provider(Protocol):
 
     async def close(self) -> None:
         """Release what the provider holds (models, connections)."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A provider that also makes embeddings (echo, OpenAI-compatible upstreams)."""
+
+    async def embed(self, texts: list[str], dimensions: int | None) -> Embeddings:
+        """One vector per text, `dimensions` long when given (else the model's own length).
+        Raises InvalidArgument naming `dimensions` when it cannot honour it, UpstreamError
+        when the upstream fails."""
 
 
 class Ticket:

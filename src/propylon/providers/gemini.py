@@ -15,6 +15,12 @@ Request fields: `generation_config` (`thinking_level` / `thinking_summaries` ->
 `code_execution` -> `googleSearch`, `urlContext`, `codeExecution`. A continued answer is sent
 back as the last model turn for Gemini to go on with, or, when Gemini cut it itself, as the
 same request with its `continuationToken`.
+
+A `Turn.native` generateContent body (the generateContent surface, api/gemini/) is forwarded
+as it came, to `:generateContent` or `:streamGenerateContent?alt=sse` as the client asked, and
+each answer chunk comes back unchanged (`NativeChunk`) with its usage; only its
+`maxOutputTokens` is capped at the turn's (a key's token ceiling). Embeddings go to
+`:batchEmbedContents` (`embed`); `count_tokens` to `:countTokens`.
 """
 
 from __future__ import annotations
@@ -23,12 +29,19 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from propylon.errors import InvalidArgument
-from propylon.providers.base import ProviderEvent, Turn
+from propylon.providers.base import (
+    Embeddings,
+    NativeChunk,
+    NativeRequest,
+    ProviderEvent,
+    Turn,
+    UsageReport,
+)
 from propylon.providers.capabilities import BASE_STEPS, Capabilities, as_text_step
-from propylon.providers.gemini_answer import AnswerReader
+from propylon.providers.gemini_answer import AnswerReader, usage_of
 from propylon.providers.http import Upstream
 
-__all__ = ["DEFAULT_BASE_URL", "GeminiProvider", "build_request"]
+__all__ = ["DEFAULT_BASE_URL", "GeminiProvider", "build_request", "capped"]
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 
@@ -69,15 +82,24 @@ class GeminiProvider:
         max_line_bytes: int,
     ) -> None:
         root = (base_url or DEFAULT_BASE_URL).rstrip("/")
-        self.url = f"{root}/v1beta/models/{model}:streamGenerateContent?alt=sse"
+        self.model = model
+        self.base = f"{root}/v1beta/models/{model}"
+        self.url = f"{self.base}:streamGenerateContent?alt=sse"
         headers = {"x-goog-api-key": api_key} if api_key else {}
         self.upstream = Upstream(timeout, headers, max_line_bytes)
 
     def check(self, turn: Turn) -> None:
-        """Refuses tool types and settings that have no mapping here, naming the field."""
-        build_request(turn)
+        """Refuses tool types and settings that have no mapping here, naming the field
+        (a native generateContent body is Google's to judge)."""
+        if turn.native is None:
+            build_request(turn)
 
     async def stream(self, turn: Turn) -> AsyncIterator[ProviderEvent]:
+        if turn.native is not None and turn.native.api == "generateContent":
+            limit = turn.generation_config.get("max_output_tokens")
+            async for event in self._native(turn.native, limit):
+                yield event
+            return
         reader = AnswerReader()
         async for chunk in self.upstream.stream(self.url, build_request(turn)):
             for event in reader.read(chunk):
@@ -85,8 +107,60 @@ class GeminiProvider:
         for event in reader.end():
             yield event
 
+    async def _native(
+        self, native: NativeRequest, limit: int | None
+    ) -> AsyncIterator[ProviderEvent]:
+        """The client's generateContent body forwarded (its `maxOutputTokens` at most `limit`,
+        a key's ceiling); Google's answer chunks unchanged."""
+        body = native.body if limit is None else capped(native.body, limit)
+        if native.stream:
+            async for chunk in self.upstream.stream(self.url, body):
+                yield NativeChunk(chunk)
+                if chunk.get("usageMetadata"):
+                    yield UsageReport(usage_of(chunk["usageMetadata"]))
+            return
+        answer = await self.upstream.post_json(f"{self.base}:generateContent", body)
+        yield NativeChunk(answer)
+        if answer.get("usageMetadata"):
+            yield UsageReport(usage_of(answer["usageMetadata"]))
+
+    async def embed(self, texts: list[str], dimensions: int | None) -> Embeddings:
+        """Google's `:batchEmbedContents` for `texts` (one request each). Raises
+        UpstreamError."""
+        extra: dict[str, Any] = {"outputDimensionality": dimensions} if dimensions else {}
+        requests = [
+            {"model": f"models/{self.model}", "content": {"parts": [{"text": t}]}, **extra}
+            for t in texts
+        ]
+        answer = await self.upstream.post_json(
+            f"{self.base}:batchEmbedContents", {"requests": requests}
+        )
+        vectors = [list(e.get("values") or []) for e in answer.get("embeddings") or []]
+        usage = usage_of(answer.get("usageMetadata") or {})
+        return Embeddings(vectors, usage)
+
+    async def count_tokens(self, body: dict[str, Any]) -> int:
+        """`totalTokens` of Google's `:countTokens` for a countTokens `body` (its
+        `generateContentRequest.model`, if any, set to this target's model). Raises
+        UpstreamError."""
+        if isinstance(body.get("generateContentRequest"), dict):
+            inner = {**body["generateContentRequest"], "model": f"models/{self.model}"}
+            body = {**body, "generateContentRequest": inner}
+        answer = await self.upstream.post_json(f"{self.base}:countTokens", body)
+        return int(answer.get("totalTokens") or 0)
+
     async def close(self) -> None:
         await self.upstream.close()
+
+
+def capped(body: dict[str, Any], limit: int) -> dict[str, Any]:
+    """A generateContent `body` whose `maxOutputTokens` is at most `limit` (in whichever
+    spelling the client used)."""
+    key = "generation_config" if "generation_config" in body else "generationConfig"
+    config = dict(body.get(key) or {})
+    name = "max_output_tokens" if "max_output_tokens" in config else "maxOutputTokens"
+    config[name] = min(config.get(name) or limit, limit)
+    return {**body, key: config}
 
 
 def build_request(turn: Turn) -> dict[str, Any]:

@@ -27,6 +27,8 @@ from propylon.providers.base import UpstreamError
 
 __all__ = ["LineTooLongError", "Upstream"]
 
+_MAX_ERROR_BODY = 65536  # of an upstream's error body kept for the client's error
+
 
 class LineTooLongError(UpstreamError):
     """An upstream's stream line passed `upstream_max_line_bytes`: the same answer again would
@@ -129,6 +131,7 @@ def _status_error(response: aiohttp.ClientResponse, text: str) -> UpstreamError:
         f"HTTP {response.status}: {text[:500]}",
         response.status,
         _retry_after(response.headers.get("retry-after")),
+        text[:_MAX_ERROR_BODY],
     )
 
 

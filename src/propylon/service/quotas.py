@@ -62,6 +62,15 @@ class Quotas:
                 f"this API key may not use model `{model}`; it may use {', '.join(models)}"
             )
 
+    @staticmethod
+    def may_use(caller: Caller, model: str) -> bool:
+        """Whether the caller's key may use `model` (for listings: no error)."""
+        try:
+            Quotas.allows(caller, model)
+        except PermissionDenied:
+            return False
+        return True
+
     def count_tokens(self, caller: Caller, tokens: int) -> None:
         """Charge a finished run's tokens to the caller's tokens-per-minute window."""
         tpm = caller.policy.get("tpm")
