@@ -35,8 +35,6 @@ import orjson
 from propylon.domain.events import (
     COMPLETED,
     CREATED,
-    ERROR,
-    STATUS_UPDATE,
     STEP_DELTA,
     STEP_START,
     STEP_STOP,
@@ -232,12 +230,12 @@ class LegacyStream:
             annotation = {"type": "text_annotation", "annotations": delta.get("annotations")}
             if step.last_type != "text":
                 out += self._close(step) + self._open(step, {"type": "text"})
-            return out + [("content.delta", {"index": step.outputs[-1], "delta": annotation})]
+            return [*out, ("content.delta", {"index": step.outputs[-1], "delta": annotation})]
         if kind in _CONTENT_ITEMS and not (kind == "text" and step.open_type == "text"):
             out += self._close(step) + self._open(step, {"type": kind})
         if not step.outputs:
             return out  # an unknown delta before any content: nothing to attach it to
-        return out + [("content.delta", {"index": step.outputs[-1], "delta": delta})]
+        return [*out, ("content.delta", {"index": step.outputs[-1], "delta": delta})]
 
     def _arguments(self, step: _Step, fragment: str) -> _Out:
         step.arguments.append(fragment)
