@@ -216,7 +216,7 @@ class LegacyStream:
             return self._arguments(step, delta.get("arguments") or "")
         if step.kind not in ("thought", "function_call"):
             # A tool step's delta names its call, as the legacy delta types do.
-            ids = {k: step.step[k] for k in ("id", "call_id") if k in step.step}
+            ids: dict[str, Any] = {k: step.step[k] for k in ("id", "call_id") if k in step.step}
             delta = {**ids, **delta}
         return [("content.delta", {"index": step.outputs[-1], "delta": delta})]
 
