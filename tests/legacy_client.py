@@ -5,7 +5,8 @@ venv (`.venvs/genai-legacy`, made by .ci/run) by tests/test_revisions.py.
 
 prints one JSON object: what the SDK parsed (its own typed objects, dumped); with the
 environment variable API_REVISION, it sends that `Api-Revision` header. Commands:
-`create INPUT [TOOL_NAME]`, `answer ID CALL_ID NAME RESULT` (a function result),
+`create INPUT [TOOL_NAME]`, `turns USER MODEL USER` (a history of legacy turns),
+`answer ID CALL_ID NAME RESULT` (a function result),
 `stream INPUT`, `get ID`, `resume ID LAST_EVENT_ID`.
 """
 
@@ -38,6 +39,14 @@ def main(url: str, key: str, command: str, *args: str) -> dict[str, Any]:
     if command == "create":
         tools = [{"type": "function", "name": name, "parameters": {}} for name in args[1:]]
         made = interactions.create(model="echo", input=args[0], tools=tools or None)
+        return {"type": type(made).__name__, "interaction": _dump(made)}
+    if command == "turns":  # a stateless conversation as legacy turns: user, model, user
+        turns = [
+            {"role": "user", "content": args[0]},
+            {"role": "model", "content": [{"type": "text", "text": args[1]}]},
+            {"role": "user", "content": args[2]},
+        ]
+        made = interactions.create(model="echo", input=turns)
         return {"type": type(made).__name__, "interaction": _dump(made)}
     if command == "answer":
         result = {"type": "function_result", "call_id": args[1], "name": args[2]}

@@ -218,18 +218,18 @@ def test_a_legacy_function_call_round_trip(server: tuple[Server, dict[str, str]]
             "arguments": arguments
         }
         result = {"type": "function_result", "call_id": call["id"], "name": "get_weather"}
-        answered = http.post(
-            "/v1beta/interactions",
-            json={
-                "model": "echo",
-                "previous_interaction_id": called["id"],
-                "input": [{**result, "result": "sunny"}],
-            },
-            headers=LEGACY,
-        ).json()
+        # legacy content may mix a function result and text in one list
+        answer = {
+            "model": "echo",
+            "previous_interaction_id": called["id"],
+            "input": [{**result, "result": "sunny"}, {"type": "text", "text": "and tomorrow?"}],
+        }
+        answered = http.post("/v1beta/interactions", json=answer, headers=LEGACY).json()
+        refused = http.post("/v1beta/interactions", json=answer)  # not in the current revision
     [text] = answered["outputs"]
     assert text["type"] == "text" and "function_result: get_weather" in text["text"]
-    assert "sunny" in text["text"]
+    assert "sunny" in text["text"] and text["text"].endswith("user: and tomorrow?")
+    assert refused.status_code == 400
 
 
 # --- the stream ----------------------------------------------------------------------------
@@ -452,6 +452,9 @@ def test_google_genai_1_75_reads_outputs_and_legacy_events(
     assert call["arguments"] == {"location": "Tokyo", "unit": "celsius", "days": 3}
     answered = _legacy_client(running, key, "answer", called["id"], call["id"], "get_weather", "ok")
     assert "function_result: get_weather" in answered["interaction"]["outputs"][0]["text"]
+    # the legacy input form of a stateless history: turns of `role` and `content`
+    turns = _legacy_client(running, key, "turns", "hi", "hello", "again")["interaction"]
+    assert turns["outputs"] == [{"type": "text", "text": "user: hi\nmodel: hello\nuser: again"}]
 
 
 # --- the gemini agent mirror: a recorded legacy interaction, end to end ---------------------

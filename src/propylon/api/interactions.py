@@ -40,7 +40,7 @@ def _flag(request: Request, name: str) -> bool:
 async def create(request: Request) -> Response:
     service, caller = await _service(request)
     view = view_of(request)
-    body: Any = await json_body(request)
+    body: Any = view.request(await json_body(request))
     key = request.headers.get("idempotency-key") or None
     created = await service.create(parse_create(body), caller, key, body)
     if created.events is not None:

@@ -26,6 +26,7 @@ from propylon.schema.legacy import (
     is_legacy,
     legacy_events,
     legacy_interaction,
+    legacy_request,
     resume_point,
     revision_date,
 )
@@ -59,6 +60,10 @@ class View:
     """How answers are shaped: `legacy` for the `outputs` revision, else as stored."""
 
     legacy: bool
+
+    def request(self, body: Any) -> Any:
+        """A decoded create body in the current revision's form."""
+        return legacy_request(body) if self.legacy else body
 
     def resource(self, resource: dict[str, Any]) -> dict[str, Any]:
         """A wire Interaction (with `steps`) in this revision."""

@@ -4,6 +4,9 @@
 Shapes: google-genai 1.75 (`_interactions/types/`, the last release of that schema) and
 Google's recorded legacy bodies (tests/fixtures/gemini/interactions/legacy_*).
 
+- The request: the same, but for two `input` forms only the legacy schema has: a list of
+  turns (`{role, content}`), and a list of content mixing items with function results
+  (`legacy_request`).
 - The resource: `steps` become a flat `outputs` list of content: each `model_output` step
   gives its content items (text, image, audio, video, document); every other step is one
   output of the same type and fields (thought, function_call, function_result and the tool
@@ -50,6 +53,7 @@ __all__ = [
     "is_legacy",
     "legacy_events",
     "legacy_interaction",
+    "legacy_request",
     "outputs_of",
     "resume_point",
     "revision_date",
@@ -111,6 +115,43 @@ def legacy_interaction(interaction: dict[str, Any], *, role: bool = True) -> dic
     if role:
         legacy.setdefault("role", "model")
     return legacy
+
+
+def legacy_request(body: Any) -> Any:
+    """A legacy create body in the current form. Only `input` differs: a list of turns
+    (`[{"role": "user" | "model", "content": str | [content]}]`) or a list of content that
+    mixes content items with other types (function results, calls, thoughts) becomes a list
+    of steps; everything else is the same in both revisions (and validated as usual)."""
+    if not isinstance(body, dict) or not isinstance(body.get("input"), list):
+        return body
+    items: list[Any] = body["input"]
+    if items and all(isinstance(i, dict) and "role" in i and "type" not in i for i in items):
+        steps: list[Any] = []
+        for turn in items:
+            content = turn.get("content")
+            if isinstance(content, str):
+                content = [{"type": "text", "text": content}]
+            holder = "user_input" if turn.get("role") == "user" else "model_output"
+            steps += _steps(content if isinstance(content, list) else [content], holder)
+        return {**body, "input": steps}
+    kinds = {i.get("type") for i in items if isinstance(i, dict)}
+    if kinds & _CONTENT_ITEMS and kinds - _CONTENT_ITEMS:
+        return {**body, "input": _steps(items, "user_input")}
+    return body
+
+
+def _steps(items: list[Any], holder: str) -> list[Any]:
+    """Content items in `holder` steps (`user_input` / `model_output`); other outputs (a
+    function result, a call, a thought) are steps of their own type already."""
+    steps: list[Any] = []
+    for item in items:
+        if not (isinstance(item, dict) and item.get("type") in _CONTENT_ITEMS):
+            steps.append(item)
+        elif steps and isinstance(steps[-1], dict) and steps[-1].get("type") == holder:
+            steps[-1]["content"].append(item)
+        else:
+            steps.append({"type": holder, "content": [item]})
+    return steps
 
 
 @dataclass(slots=True, frozen=True)
