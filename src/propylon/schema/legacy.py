@@ -172,16 +172,13 @@ class _Step:
     """What the view remembers of one step of the log."""
 
     step: dict[str, Any]
+    kind: str  # the step's type
     outputs: list[int] = field(default_factory=list)  # legacy indexes of its outputs
     open_type: str | None = None  # type of its open output (None: none open)
     last_type: str | None = None  # type of its latest output
     arguments: list[str] = field(default_factory=list)  # a function call's JSON fragments
     called: bool = False  # its function_call delta was sent
     stopped: bool = False  # its step.stop was translated
-
-    @property
-    def kind(self) -> str:
-        return str(self.step.get("type"))
 
 
 _Out = list[tuple[str, dict[str, Any]]]
@@ -235,7 +232,7 @@ class LegacyStream:
         return [("content.stop", {"index": step.outputs[-1]})]
 
     def _start(self, index: int, skeleton: dict[str, Any]) -> _Out:
-        step = self._steps[index] = _Step(dict(skeleton))
+        step = self._steps[index] = _Step(dict(skeleton), str(skeleton.get("type")))
         if step.kind == "user_input":
             return []
         if step.kind != "model_output":
