@@ -321,14 +321,19 @@ async def legacy_events(
     ticks, passed on). `after` (seq, n): send only what follows the n-th legacy event of log
     event seq (n None: all of seq's), for a resumed stream."""
     view = LegacyStream(interaction_id)
-    async for event in events:
-        if event is None:
-            yield None
-            continue
-        legacy = view.translate(event)
-        if after is not None and event.seq <= after[0]:
-            if event.seq < after[0] or after[1] is None:
+    try:
+        async for event in events:
+            if event is None:
+                yield None
                 continue
-            legacy = legacy[after[1] + 1 :]
-        for item in legacy:
-            yield item
+            legacy = view.translate(event)
+            if after is not None and event.seq <= after[0]:
+                if event.seq < after[0] or after[1] is None:
+                    continue
+                legacy = legacy[after[1] + 1 :]
+            for item in legacy:
+                yield item
+    finally:
+        close = getattr(events, "aclose", None)
+        if close is not None:
+            await close()  # a reader that leaves closes the tail now (a store=false run ends)
