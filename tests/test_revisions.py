@@ -83,16 +83,23 @@ def _agents(replay: str) -> str:
     return f'\n[[agents]]\nname = "{AGENT}"\nbase_url = "{replay}"\n'
 
 
+def _serving(
+    factory: pytest.TempPathFactory, replay: str, settings: str = ""
+) -> Iterator[tuple[Server, dict[str, str]]]:
+    """A server with `settings` before the test config, and three stored keys."""
+    data_dir = factory.mktemp("revisions")
+    keys = _keys(data_dir)
+    running = start_server(data_dir, settings + CONFIG + _agents(replay))
+    yield running, keys
+    stop_server(running)
+
+
 @pytest.fixture(scope="module")
 def server(
     tmp_path_factory: pytest.TempPathFactory, replay: str
 ) -> Iterator[tuple[Server, dict[str, str]]]:
-    """A server answering the current revision by default, with three stored keys."""
-    data_dir = tmp_path_factory.mktemp("revisions")
-    keys = _keys(data_dir)
-    running = start_server(data_dir, CONFIG + _agents(replay))
-    yield running, keys
-    stop_server(running)
+    """A server answering the current revision by default."""
+    yield from _serving(tmp_path_factory, replay)
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +107,7 @@ def legacy_server(
     tmp_path_factory: pytest.TempPathFactory, replay: str
 ) -> Iterator[tuple[Server, dict[str, str]]]:
     """A server whose `api_revision` setting is a legacy date."""
-    data_dir = tmp_path_factory.mktemp("legacy-revision")
-    keys = _keys(data_dir)
-    config = 'api_revision = "2025-11-01"\n' + CONFIG + _agents(replay)
-    running = start_server(data_dir, config)
-    yield running, keys
-    stop_server(running)
+    yield from _serving(tmp_path_factory, replay, 'api_revision = "2025-11-01"\n')
 
 
 def _http(server: Server, key: str = API_KEY) -> httpx.Client:

@@ -164,7 +164,7 @@ def document() -> dict[str, Any]:
                             "in": "header",
                             "schema": {"type": "string"},
                             "description": "A repeat with the same body returns the first.",
-                        }
+                        },
                     ],
                     stream=True,
                 ),

@@ -46,7 +46,6 @@ from propylon.domain.events import (
 from propylon.domain.ids import event_id
 
 __all__ = [
-    "LEGACY_EVENT_TYPES",
     "STEPS_REVISION",
     "LegacyEvent",
     "LegacyStream",
@@ -61,17 +60,6 @@ __all__ = [
 
 STEPS_REVISION: Final = "2026-05-20"  # the first revision with `steps`; earlier ones are legacy
 
-LEGACY_EVENT_TYPES: Final = frozenset(
-    {
-        "interaction.start",
-        "interaction.status_update",
-        "content.start",
-        "content.delta",
-        "content.stop",
-        "interaction.complete",
-        "error",
-    }
-)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
