@@ -80,7 +80,20 @@ def replay() -> Iterator[str]:
 
 
 def _agents(replay: str) -> str:
-    return f'\n[[agents]]\nname = "{AGENT}"\nbase_url = "{replay}"\n'
+    """A Google-hosted agent and a `gemini` model, both answered by the replay."""
+    return f"""
+[[agents]]
+name = "{AGENT}"
+base_url = "{replay}"
+
+[[models]]
+name = "gemini-replay"
+[[models.targets]]
+provider = "gemini"
+base_url = "{replay}"
+model = "gemini-2.5-flash"
+max_attempts = 1
+"""
 
 
 def _serving(
@@ -144,6 +157,12 @@ def _fold(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 item["text"] = item.get("text", "") + delta["text"]
             elif delta["type"] == "thought_signature":
                 item["signature"] = delta["signature"]
+            elif delta["type"] == "thought_summary":  # text joins up, as in the resource
+                summary, content = item.setdefault("summary", []), dict(delta["content"])
+                if content["type"] == "text" and summary and summary[-1]["type"] == "text":
+                    summary[-1] = {**summary[-1], "text": summary[-1]["text"] + content["text"]}
+                else:
+                    summary.append(content)
             elif delta["type"] == "text_annotation":
                 item.setdefault("annotations", []).extend(delta["annotations"])
             else:
@@ -282,6 +301,43 @@ def test_a_legacy_function_call_streams_its_whole_arguments(
     assert delta["arguments"] == {"location": "Tokyo", "unit": "celsius", "days": 3}
     assert _fold(events) == got.json()["outputs"]
     assert events[-1]["interaction"]["status"] == "requires_action"
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("image_output.json", {"response_modalities": ["text", "image"]}),
+        ("thoughts_included_stream.sse", {}),
+        ("function_call_parallel_stream.sse", {}),
+        ("code_execution_stream.sse", {"tools": [{"type": "code_execution"}]}),
+        ("google_search_stream.sse", {"tools": [{"type": "google_search"}]}),
+        ("url_context_stream.sse", {"tools": [{"type": "url_context"}]}),
+    ],
+)
+def test_each_step_of_a_gemini_answer_maps_to_legacy_outputs(
+    server: tuple[Server, dict[str, str]], name: str, options: dict[str, Any]
+) -> None:
+    """Recorded Gemini answers (media, thoughts with summaries, parallel calls, built-in tool
+    steps, citations): the legacy stream rebuilds the legacy resource's `outputs`, which are
+    the current resource's steps, flattened."""
+    running, _ = server
+    body = {"model": "gemini-replay", "input": f"generate_content/{name}", **options}
+    with _http(running) as http:
+        events = _events(
+            http, "POST", "/v1beta/interactions", LEGACY, json={**body, "stream": True}
+        )
+        url = f"/v1beta/interactions/{events[0]['interaction']['id']}"
+        legacy, current = http.get(url, headers=LEGACY).json(), http.get(url).json()
+    assert {e["event_type"] for e in events} <= LEGACY_NAMES
+    assert "steps" not in legacy and legacy["status"] == current["status"]
+    flat = [
+        item
+        for step in current["steps"]
+        if step["type"] != "user_input"
+        for item in (step["content"] if step["type"] == "model_output" else [step])
+    ]
+    assert legacy["outputs"] == flat and len(flat) >= 2
+    assert _fold(events) == legacy["outputs"]
 
 
 def test_resuming_from_any_legacy_event_returns_exactly_the_rest(
