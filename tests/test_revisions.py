@@ -355,6 +355,11 @@ def test_resuming_from_any_legacy_event_returns_exactly_the_rest(
             for k, event in enumerate(events):
                 params = {"stream": "true", "last_event_id": event["event_id"]}
                 assert _events(http, "GET", url, LEGACY, params=params) == events[k + 1 :]
+            interaction_id = events[0]["interaction"]["id"]
+            for wrong in (f"{interaction_id}.999.0", "v1_other.3.0", "3"):
+                params = {"stream": "true", "last_event_id": wrong}
+                answer = http.get(url, params=params, headers=LEGACY)
+                assert answer.status_code == 400 and "last_event_id" in answer.text
 
 
 def test_resuming_a_running_legacy_stream_has_no_gap_and_no_duplicate(
