@@ -13,6 +13,11 @@ body as it is; `:countTokens` with twice the count of words of the text parts.
 of the fixture named by the input (`interactions/steps_text_stream.jsonl`), or, for the input
 `hang`, an `interaction.created` and a status update, then silence;
 `POST /v1beta/interactions/<id>/cancel` is recorded and listed by `GET /cancelled`.
+A legacy recording (`interactions/legacy_*`: an `.sse` stream or a `.json` interaction) is
+served in the revision the request's `Api-Revision` header asks for, as Google serves one
+interaction in either: verbatim for a date before 2026-05-20, else (the default since Google
+removed the legacy schema) as the steps-revision stream of the same interaction
+(`steps_rendition`). `GET /revisions` lists the `Api-Revision` headers received (None: none).
 
     python tests/gemini_replay.py PORT FIXTURES_DIR
 """
@@ -25,6 +30,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -73,9 +79,81 @@ async def requests(request: web.Request) -> web.Response:
 cancelled: list[str] = []
 
 
+revisions: list[str | None] = []
+_LEGACY_ITEMS = {"text", "image", "audio", "video", "document"}
+
+
+def _legacy_events(path: Path) -> list[dict[str, Any]]:
+    """The events of a legacy recording: its SSE `data:` payloads, or, for a recorded
+    interaction, the stream Google sent for it (each output a start, one delta, a stop)."""
+    if path.suffix == ".sse":
+        return [
+            json.loads(line.removeprefix("data: "))
+            for line in path.read_text().splitlines()
+            if line.startswith("data: {")
+        ]
+    interaction = json.loads(path.read_text())
+    outputs = interaction.pop("outputs")
+    head = {"id": interaction["id"], "status": "in_progress", "object": "interaction"}
+    events: list[dict[str, Any]] = [
+        {"event_type": "interaction.start", "interaction": head},
+        {
+            "event_type": "interaction.status_update",
+            "interaction_id": head["id"],
+            "status": "in_progress",
+        },
+    ]
+    for index, output in enumerate(outputs):
+        kind = output["type"]
+        if kind == "thought":
+            start, delta = (
+                {"type": "thought"},
+                {"type": "thought_signature", "signature": output["signature"]},
+            )
+        else:
+            start, delta = {"type": kind}, output
+        events += [
+            {"event_type": "content.start", "index": index, "content": start},
+            {"event_type": "content.delta", "index": index, "delta": delta},
+            {"event_type": "content.stop", "index": index},
+        ]
+    return [*events, {"event_type": "interaction.complete", "interaction": interaction}]
+
+
+def steps_rendition(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The steps-revision stream of legacy `events` (one output per step, as recorded):
+    content items become `model_output` steps, a function call's arguments an
+    `arguments_delta`, and the events get their current names."""
+    steps: list[dict[str, Any]] = []
+    for event in events:
+        kind = event["event_type"]
+        if kind == "interaction.start":
+            steps.append({**event, "event_type": "interaction.created"})
+        elif kind == "interaction.complete":
+            steps.append({**event, "event_type": "interaction.completed"})
+        elif kind == "content.start":
+            content = event["content"]
+            step = {"type": "model_output"} if content["type"] in _LEGACY_ITEMS else content
+            steps.append({"event_type": "step.start", "index": event["index"], "step": step})
+        elif kind == "content.delta":
+            delta = event["delta"]
+            if delta["type"] == "function_call":
+                call = {k: v for k, v in delta.items() if k != "arguments"}
+                steps[-1]["step"] = {**call, "arguments": {}}
+                delta = {"type": "arguments_delta", "arguments": json.dumps(delta["arguments"])}
+            steps.append({"event_type": "step.delta", "index": event["index"], "delta": delta})
+        elif kind == "content.stop":
+            steps.append({"event_type": "step.stop", "index": event["index"]})
+        else:
+            steps.append(event)
+    return steps
+
+
 async def interactions(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     received.append(body)
+    revision = request.headers.get("Api-Revision")
+    revisions.append(revision)
     response = web.StreamResponse(headers={"content-type": "text/event-stream"})
     await response.prepare(request)
     if body["input"] == "hang":
@@ -92,10 +170,22 @@ async def interactions(request: web.Request) -> web.StreamResponse:
             await response.write(b"data: " + json.dumps(event).encode() + b"\n\n")
         await asyncio.sleep(60)
         return response
-    for line in (Path(request.app["fixtures"]) / body["input"]).read_text().splitlines():
+    path = Path(request.app["fixtures"]) / body["input"]
+    if path.name.startswith("legacy_"):
+        events = _legacy_events(path)
+        if revision is None or revision >= "2026-05-20":
+            events = steps_rendition(events)
+        lines = [json.dumps(event) for event in events]
+    else:
+        lines = path.read_text().splitlines()
+    for line in lines:
         await response.write(b"data: " + line.encode() + b"\n\n")
     await response.write(b"data: [DONE]\n\n")
     return response
+
+
+async def revisions_seen(request: web.Request) -> web.Response:
+    return web.json_response(revisions)
 
 
 async def cancel(request: web.Request) -> web.Response:
@@ -115,6 +205,7 @@ app.add_routes(
         web.post("/v1beta/interactions", interactions),
         web.post("/v1beta/interactions/{id}/cancel", cancel),
         web.get("/cancelled", cancellations),
+        web.get("/revisions", revisions_seen),
     ]
 )
 

@@ -237,16 +237,29 @@ def keys_create(
         str | None,
         typer.Option(help="`service_tier` values it may use, comma-separated (default: all)."),
     ] = None,
+    api_revision: Annotated[
+        str | None,
+        typer.Option(
+            help="Wire revision (YYYY-MM-DD) of its requests that send no `Api-Revision` "
+            "header; before 2026-05-20: the legacy `outputs` schema (default: the server's)."
+        ),
+    ] = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Create a key; it is printed once and only its SHA-256 is stored."""
     from propylon.api.auth import digest
     from propylon.domain.clock import now
+    from propylon.schema.legacy import revision_date
     from propylon.store.base import ApiKey
 
     if budget_period not in ("day", "month"):
         raise typer.BadParameter("`--budget-period` is `day` or `month`")
+    if api_revision is not None:
+        try:
+            api_revision = revision_date(api_revision)
+        except ValueError as exc:
+            raise typer.BadParameter(f"`--api-revision`: {exc}") from None
     policy = {
         k: v
         for k, v in {
@@ -269,6 +282,7 @@ def keys_create(
         admin=admin,
         policy=policy,
         created=now(),
+        api_revision=api_revision,
     )
     settings = _settings(config, data_dir=data_dir)
     _with_store(settings, lambda store: store.save_api_key(key))
@@ -292,7 +306,7 @@ def keys_list(config: ConfigOption = None, data_dir: DataDirOption = None) -> No
     from rich.table import Table
 
     found = _with_store(_settings(config, data_dir=data_dir), lambda s: s.list_api_keys())
-    table = Table("id", "tenant", "name", "admin", "created", "revoked", "policy")
+    table = Table("id", "tenant", "name", "admin", "created", "revoked", "policy", "api_revision")
     for column in table.columns:
         column.overflow = "fold"  # ids must stay whole, whatever the terminal's width
     for key in found:
@@ -304,6 +318,7 @@ def keys_list(config: ConfigOption = None, data_dir: DataDirOption = None) -> No
             key.created,
             key.revoked or "",
             orjson.dumps(key.policy).decode(),
+            key.api_revision or "",
         )
     Console(width=max(160, Console().width)).print(table)
 

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, IPvAnyNetwork, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from propylon.schema.legacy import revision_date
 
 __all__ = [
     "AgentSettings",
@@ -239,6 +241,10 @@ class EmbeddedSettings(BaseModel):
     )
 
 
+def _revision(value: str | None) -> str | None:
+    return None if value is None else revision_date(value)
+
+
 class Settings(BaseSettings):
     """All of Propylon's settings."""
 
@@ -277,6 +283,14 @@ class Settings(BaseSettings):
     )
     breaker: BreakerSettings = Field(
         default_factory=BreakerSettings, description="The per-target circuit breaker."
+    )
+    api_revision: Annotated[str | None, AfterValidator(_revision)] = Field(
+        default=None,
+        description=(
+            "Wire revision (a date `YYYY-MM-DD`) of Interactions requests that send no "
+            "`Api-Revision` header and whose key sets none; before `2026-05-20`: the legacy "
+            "`outputs` schema. Default: the current `steps` schema."
+        ),
     )
     stream_keepalive_seconds: float = Field(
         default=15.0, gt=0, description="Idle time after which a stream sends a keep-alive comment."

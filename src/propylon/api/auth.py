@@ -98,7 +98,11 @@ class Authenticator:
             stored = await self._stored(key_digest)
             if stored is not None and stored.revoked is None:
                 return Caller(
-                    tenant=stored.tenant, key_id=stored.id, admin=stored.admin, policy=stored.policy
+                    tenant=stored.tenant,
+                    key_id=stored.id,
+                    admin=stored.admin,
+                    policy=stored.policy,
+                    api_revision=stored.api_revision,
                 )
         raise Unauthenticated("API key not valid")
 

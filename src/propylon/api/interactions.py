@@ -12,6 +12,7 @@ from propylon.api.auth import caller_of
 from propylon.api.errors import ERROR_BODIES, JSONResponse
 from propylon.api.interactions_errors import interactions_error_body
 from propylon.api.limits import json_body
+from propylon.api.revision import view_of
 from propylon.api.sse import event_stream_response
 from propylon.api.surfaces import Surface
 from propylon.domain.caller import Caller
@@ -47,38 +48,52 @@ def _flag(request: Request, name: str) -> bool:
 
 async def create(request: Request) -> Response:
     service, caller = await _service(request)
-    body: Any = await json_body(request)
+    view = view_of(request)
+    body: Any = view.request(await json_body(request))
     parsed = parse_create(body)  # a JSON object from here on
     key = idempotency_key_of(request.headers.get("idempotency-key") or None, parsed)
     created = await service.create(parsed, caller, key, without_idempotency_key(body))
     if created.events is not None:
         return event_stream_response(
-            created.interaction_id, created.events, request.app.state.metrics.active_streams
+            created.interaction_id,
+            view.events(created.interaction_id, created.events),
+            request.app.state.metrics.active_streams,
         )
-    return JSONResponse(created.resource)
+    return JSONResponse(view.resource(created.resource or {}))
 
 
 async def get(request: Request) -> Response:
     service, caller = await _service(request)
+    view = view_of(request)
     interaction_id = request.path_params["interaction_id"]
     last_event_id = request.query_params.get("last_event_id")
     if _flag(request, "stream"):
-        events = await service.stream(interaction_id, last_event_id, caller)
+        events = await view.stream(service, interaction_id, last_event_id, caller)
         return event_stream_response(
             interaction_id, events, request.app.state.metrics.active_streams
         )
     if last_event_id is not None:
         raise InvalidArgument("`last_event_id` can only be used with `stream=true`")
-    return JSONResponse(await service.get(interaction_id, caller, _flag(request, "include_input")))
+    resource = await service.get(
+        interaction_id,
+        caller,
+        _flag(request, "include_input"),
+        include_input_steps=not view.legacy,  # legacy `outputs` are the model's only
+    )
+    return JSONResponse(view.resource(resource))
 
 
 async def cancel(request: Request) -> Response:
     service, caller = await _service(request)
-    return JSONResponse(await service.cancel(request.path_params["interaction_id"], caller))
+    view = view_of(request)
+    interaction_id = request.path_params["interaction_id"]
+    resource = await service.cancel(interaction_id, caller, include_input_steps=not view.legacy)
+    return JSONResponse(view.resource(resource))
 
 
 async def delete(request: Request) -> Response:
     service, caller = await _service(request)
+    view_of(request)  # a bad `Api-Revision` is refused here too
     await service.delete(request.path_params["interaction_id"], caller)
     return JSONResponse({})
 

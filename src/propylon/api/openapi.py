@@ -134,7 +134,14 @@ def document() -> dict[str, Any]:
         "Webhook": _WEBHOOK,
         "Empty": {"type": "object"},
     }
-    interaction = [_path("interaction_id")]
+    revision = {
+        "name": "Api-Revision",
+        "in": "header",
+        "schema": {"type": "string", "format": "date"},
+        "description": "The wire revision: `2026-05-20` or later (or none: the key's default, "
+        "else the server's), `steps`; an earlier date, the legacy `outputs` schema.",
+    }
+    interaction = [_path("interaction_id"), revision]
     webhook = [_path("webhook_id")]
     flag = {"type": "boolean"}
     return {
@@ -153,12 +160,13 @@ def document() -> dict[str, Any]:
                     "Interaction",
                     body="CreateInteraction",
                     parameters=[
+                        revision,
                         {
                             "name": "Idempotency-Key",
                             "in": "header",
                             "schema": {"type": "string"},
                             "description": "A repeat with the same body returns the first.",
-                        }
+                        },
                     ],
                     stream=True,
                 ),

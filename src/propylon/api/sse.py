@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 import orjson
 from prometheus_client import Gauge
 from starlette.responses import StreamingResponse
 
 from propylon.api.interactions_errors import API_ERROR, interactions_error
-from propylon.domain.events import Event
 
-__all__ = ["event_stream_response"]
+__all__ = ["WireEvent", "event_stream_response"]
 
 logger = logging.getLogger("propylon.api")
 
@@ -26,7 +26,16 @@ _KEEPALIVE = b": keep-alive\n\n"
 _DONE = b"data: [DONE]\n\n"
 
 
-def frame(interaction_id: str, event: Event) -> bytes:
+class WireEvent(Protocol):
+    """An event a stream sends: a log `Event`, or its view in another API revision."""
+
+    @property
+    def type(self) -> str: ...
+
+    def to_wire(self, interaction_id: str) -> dict[str, Any]: ...
+
+
+def frame(interaction_id: str, event: WireEvent) -> bytes:
     """One SSE frame for `event`."""
     payload = event.to_wire(interaction_id)
     return b"event: %s\nid: %s\ndata: %s\n\n" % (
@@ -37,7 +46,7 @@ def frame(interaction_id: str, event: Event) -> bytes:
 
 
 async def _frames(
-    interaction_id: str, events: AsyncIterator[Event | None], open_streams: Gauge | None
+    interaction_id: str, events: AsyncIterator[WireEvent | None], open_streams: Gauge | None
 ) -> AsyncIterator[bytes]:
     if open_streams is not None:
         open_streams.inc()
@@ -55,7 +64,9 @@ async def _frames(
 
 
 def event_stream_response(
-    interaction_id: str, events: AsyncIterator[Event | None], open_streams: Gauge | None = None
+    interaction_id: str,
+    events: AsyncIterator[WireEvent | None],
+    open_streams: Gauge | None = None,
 ) -> StreamingResponse:
     """A 200 `text/event-stream` response that sends `events`, then `data: [DONE]`;
     `open_streams` counts it while it is open."""

@@ -12,12 +12,14 @@ __all__ = ["ANONYMOUS", "SYSTEM", "Caller"]
 class Caller:
     """tenant: whose data the request sees and writes. admin: may see every tenant's.
     policy: the key's limits (`models`, `rpm`, `tpm`, `budget_usd`, `budget_period`,
-    `max_tokens_per_interaction`, `service_tiers`), empty for none."""
+    `max_tokens_per_interaction`, `service_tiers`), empty for none. api_revision: the key's
+    default wire revision (a date `YYYY-MM-DD`), None for the server's."""
 
     tenant: str = "default"
     key_id: str | None = None
     admin: bool = False
     policy: dict[str, Any] = field(default_factory=dict)
+    api_revision: str | None = None
 
     def sees(self, tenant: str) -> bool:
         """May this caller see data of `tenant`?"""

@@ -1,5 +1,9 @@
 """Google's own Interactions API, for Google-hosted agents (deep research and the like):
-create as a stream, and cancel (reference §2 and §5, the same wire format Propylon serves)."""
+create as a stream, and cancel (reference §2 and §5, the same wire format Propylon serves).
+
+Every request asks for the `steps` revision (`Api-Revision: 2026-05-20`), whatever revision
+Propylon's own client speaks: the mirrored events go into the one log, which is in that
+revision; a legacy client gets its view at the edge (api/revision.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 
 from propylon.providers.gemini import DEFAULT_BASE_URL
 from propylon.providers.http import Upstream
+from propylon.schema.legacy import STEPS_REVISION
 
 __all__ = ["GoogleInteractions"]
 
@@ -20,7 +25,9 @@ class GoogleInteractions:
         self, base_url: str | None, api_key: str | None, timeout: float, max_line_bytes: int
     ) -> None:
         self.root = (base_url or DEFAULT_BASE_URL).rstrip("/") + "/v1beta/interactions"
-        headers = {"x-goog-api-key": api_key} if api_key else {}
+        headers = {"Api-Revision": STEPS_REVISION}
+        if api_key:
+            headers["x-goog-api-key"] = api_key
         self.upstream = Upstream(timeout, headers, max_line_bytes)
 
     def create(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:

@@ -423,12 +423,19 @@ class InteractionService:
         await self._run(log, planned, request)
 
     async def get(
-        self, interaction_id: str, caller: Caller, include_input: bool = False
+        self,
+        interaction_id: str,
+        caller: Caller,
+        include_input: bool = False,
+        *,
+        include_input_steps: bool = True,
     ) -> dict[str, Any]:
-        """The Interaction with its `user_input` steps. Raises NotFound (also for another
-        tenant's)."""
+        """The Interaction with its `user_input` steps (without: its output steps only).
+        Raises NotFound (also for another tenant's)."""
         record = await self._current(await self._record(interaction_id, caller))
-        return to_resource(record, include_input=include_input)
+        return to_resource(
+            record, include_input=include_input, include_input_steps=include_input_steps
+        )
 
     async def _current(self, record: InteractionRecord) -> InteractionRecord:
         """`record` with the projection of its log when it is still running."""
@@ -441,12 +448,18 @@ class InteractionService:
         return record
 
     async def stream(
-        self, interaction_id: str, last_event_id: str | None, caller: Caller
+        self,
+        interaction_id: str,
+        last_event_id: str | None,
+        caller: Caller,
+        *,
+        from_start: bool = False,
     ) -> AsyncIterator[Event | None]:
         """The log from the start (or after `last_event_id`), then live until its terminal
         event; None items are keep-alive ticks. Raises NotFound, or InvalidArgument when the
         event id is not one of this interaction's (or not yet: ahead of its log), Unavailable
-        while the server is stopping."""
+        while the server is stopping. `from_start`: check `last_event_id` but send the log
+        from its first event (for a view that skips up to it itself)."""
         record = await self._record(interaction_id, caller)
         if self.stopping:
             raise Unavailable("the server is shutting down; try again")
@@ -458,7 +471,7 @@ class InteractionService:
                     f"`last_event_id` `{last_event_id}` is not an event of "
                     f"interaction `{interaction_id}`"
                 )
-            after = seq
+            after = 0 if from_start else seq
         if lifecycle.is_terminal(record.status) and after >= record.last_seq:
             return reading.empty()
         return self._tail(interaction_id, after)
@@ -505,13 +518,15 @@ class InteractionService:
 
         return watch
 
-    async def cancel(self, interaction_id: str, caller: Caller) -> dict[str, Any]:
+    async def cancel(
+        self, interaction_id: str, caller: Caller, *, include_input_steps: bool = True
+    ) -> dict[str, Any]:
         """Cancel a queued or running background interaction; it ends `cancelled` with exactly
         one terminal event. Cancelling it again gives the same answer. Raises NotFound, or
         FailedPrecondition for a finished or foreground interaction."""
         record = await self._record(interaction_id, caller)
         if record.status == "cancelled":
-            return to_resource(record)
+            return to_resource(record, include_input_steps=include_input_steps)
         if not record.background:
             raise FailedPrecondition(
                 "only background interactions can be cancelled; "
@@ -529,7 +544,7 @@ class InteractionService:
             raise FailedPrecondition(
                 f"interaction `{interaction_id}` has already finished (status `{record.status}`)"
             )
-        return to_resource(record)
+        return to_resource(record, include_input_steps=include_input_steps)
 
     async def _end_cancelled(self, interaction_id: str, caller: Caller) -> InteractionRecord:
         """Stop the run (its log ends it `cancelled`, unless it ended first) and wait until

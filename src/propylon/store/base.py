@@ -85,7 +85,8 @@ class InteractionRecord:
 @dataclass(slots=True)
 class ApiKey:
     """A stored API key: only the SHA-256 of the secret is kept. `policy` holds the per-key
-    limits (see service/quotas.py)."""
+    limits (see service/quotas.py); `api_revision` the default wire revision of its requests
+    (a date `YYYY-MM-DD`; None: the server's)."""
 
     id: str
     key_hash: str
@@ -95,6 +96,7 @@ class ApiKey:
     policy: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     revoked: str | None = None
+    api_revision: str | None = None
 
 
 @dataclass(slots=True)

@@ -37,7 +37,7 @@ _COLUMNS = (
     "id, status, created, updated, previous_interaction_id, background, request, input, "
     "input_steps, steps, usage, errors, last_seq, cost_usd, tenant, api_key_id, upstream_id"
 )
-_KEY_COLUMNS = "id, key_hash, tenant, name, admin, policy, created, revoked"
+_KEY_COLUMNS = "id, key_hash, tenant, name, admin, policy, created, revoked, api_revision"
 _HISTORY = """
 WITH RECURSIVE chain(id, prev, depth) AS (
     SELECT id, previous_interaction_id, 0 FROM interactions WHERE id = ?
@@ -345,10 +345,12 @@ class SQLiteStore:
             _dumps(key.policy),
             key.created,
             key.revoked,
+            key.api_revision,
         )
         await self._write(
             lambda conn: conn.execute(
-                f"INSERT OR REPLACE INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO api_keys ({_KEY_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
         )
@@ -484,7 +486,7 @@ def _insert_deliveries(conn: sqlite3.Connection, deliveries: list[Delivery]) -> 
 
 
 def _api_key(row: tuple[Any, ...]) -> ApiKey:
-    id_, key_hash, tenant, name, admin, policy, created, revoked = row
+    id_, key_hash, tenant, name, admin, policy, created, revoked, api_revision = row
     return ApiKey(
         id=id_,
         key_hash=key_hash,
@@ -494,6 +496,7 @@ def _api_key(row: tuple[Any, ...]) -> ApiKey:
         policy=orjson.loads(policy),
         created=created,
         revoked=revoked,
+        api_revision=api_revision,
     )
 
 
