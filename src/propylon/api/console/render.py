@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -53,10 +54,13 @@ def _seconds(resource: dict[str, Any]) -> str:
     return f"{(ended - began).total_seconds():.0f} s"
 
 
-def _tojson(value: Any) -> str:
-    # `<`, `>` and `&` escaped so the JSON cannot close the <script> element it sits in
+def _tojson(value: Any) -> Markup:
+    # `<`, `>` and `&` escaped so the JSON cannot close the <script> element it sits in;
+    # then safe as it is (HTML escaping would break the JSON)
     text = orjson.dumps(value).decode()
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return Markup(
+        text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    )
 
 
 _ENV.filters.update(tokens=_tokens, usd=_usd, when=_when, seconds=_seconds, script_json=_tojson)
