@@ -180,8 +180,10 @@ def main() -> None:
             stop_server(server)
     for kind in ("server", "browser"):
         for name, figures in results.get(kind, {}).items():
-            print(f"{kind:8} {name:55} median {figures['median_ms']:7.1f} ms  "
-                  f"p95 {figures['p95_ms']:7.1f} ms")
+            print(
+                f"{kind:8} {name:55} median {figures['median_ms']:7.1f} ms  "
+                f"p95 {figures['p95_ms']:7.1f} ms"
+            )
     out = Path(__file__).parent / "results" / "console.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -45,8 +45,8 @@ class ListingService:
     ) -> dict[str, Any]:
         """`{"interactions": [...], "next_page_token"?: "..."}` for `caller`: its tenant's
         (an admin's: every tenant's, or `tenant`'s). For the console: `id_contains` keeps
-        ids with this part; `with_tenant` adds each one's `tenant` (not a wire field). Each interaction as `get` shows it,
-        without `steps` unless `view=full`. Raises PermissionDenied (a tenant key naming
+        ids with this part; `with_tenant` adds each one's `tenant` (not a wire field).
+        Each interaction as `get` shows it, without `steps` unless `view=full`. Raises PermissionDenied (a tenant key naming
         another tenant) or InvalidArgument (a page token that is not one of these filters')."""
         query = ListQuery(
             tenant=_scope(params.tenant, caller),

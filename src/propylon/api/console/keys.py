@@ -81,7 +81,10 @@ async def create_key(request: Request, caller: Caller) -> Response:
         raise InvalidArgument("`tenant` is required: the tenant the key acts in")
     keys: KeyService = request.app.state.console.keys
     key, secret = await keys.create(
-        caller, tenant, str(form.get("name") or "").strip(), form.get("admin") == "on",
+        caller,
+        tenant,
+        str(form.get("name") or "").strip(),
+        form.get("admin") == "on",
         _policy(form),
     )
     context = await _context(request, caller, new_key=key, new_secret=secret)

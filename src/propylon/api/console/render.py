@@ -58,9 +58,7 @@ def _tojson(value: Any) -> Markup:
     # `<`, `>` and `&` escaped so the JSON cannot close the <script> element it sits in;
     # then safe as it is (HTML escaping would break the JSON)
     text = orjson.dumps(value).decode()
-    return Markup(
-        text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    )
+    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
 
 
 _ENV.filters.update(tokens=_tokens, usd=_usd, when=_when, seconds=_seconds, script_json=_tojson)
