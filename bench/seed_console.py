@@ -3,7 +3,7 @@ start `propylon serve` on it, sign in, and time the interactions page and the us
 
     python bench/seed_console.py [--count 100000] [--repeat 20] [--browser]
 
-Prints the median and 95th percentile of each page's server time (the whole HTML answer,
+Prints p50, p99 and mean of each page's server time (the whole HTML answer,
 over HTTP on loopback) and, with `--browser` (Debian's /usr/bin/chromium), the time to the
 page's `load` event in headless Chromium (the charts drawn), each page opened `--repeat`
 times. Figures go to bench/results/console.json.
@@ -16,7 +16,7 @@ import hashlib
 import json
 import random
 import sqlite3
-import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,11 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _harness import free_port, percentiles, save
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.conftest import start_server, stop_server  # noqa: E402
-
-from propylon.store import migrate  # noqa: E402
+from propylon.store import migrate
 
 ADMIN_KEY = "bench-console-key"
 MODELS = ("echo", "gemma-3-270m", "fast", "gemini-3.5-flash")
@@ -99,12 +97,37 @@ def seed(database: Path, count: int, days: int = 30) -> None:
         conn.execute("ANALYZE")
 
 
-def _percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "median_ms": round(statistics.median(ordered) * 1000, 1),
-        "p95_ms": round(ordered[max(0, int(len(ordered) * 0.95) - 1)] * 1000, 1),
-    }
+def serve(data_dir: Path, config: str = CONFIG) -> tuple[subprocess.Popen[bytes], str]:
+    """`propylon serve` on the seeded data dir with `config` (TOML); (process, base URL)
+    once it answers."""
+    (data_dir / "propylon.toml").write_text(config)
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "propylon",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--config",
+            str(data_dir / "propylon.toml"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("propylon serve did not start")
 
 
 def _server_times(url: str, pages: dict[str, str], repeat: int) -> dict[str, dict[str, float]]:
@@ -121,7 +144,7 @@ def _server_times(url: str, pages: dict[str, str], repeat: int) -> dict[str, dic
                 answer = http.get(path)
                 samples.append(time.perf_counter() - began)
                 assert answer.status_code == 200, answer.text[:200]
-            found[name] = _percentiles(samples)
+            found[name] = percentiles(samples)
     return found
 
 
@@ -142,7 +165,7 @@ def _browser_times(url: str, pages: dict[str, str], repeat: int) -> dict[str, di
                 began = time.perf_counter()
                 page.goto(url + path, wait_until="load")
                 samples.append(time.perf_counter() - began)
-            found[name] = _percentiles(samples)
+            found[name] = percentiles(samples)
         browser.close()
     return found
 
@@ -167,25 +190,19 @@ def main() -> None:
         seed(data_dir / "propylon.db", args.count)
         seeded = time.perf_counter() - began
         print(f"seeded {args.count} interactions in {seeded:.1f} s")
-        server = start_server(data_dir, CONFIG)
+        process, url = serve(data_dir)
         try:
             results: dict[str, Any] = {
                 "interactions": args.count,
                 "seed_seconds": round(seeded, 1),
-                "server": _server_times(server.url, pages, args.repeat),
+                "server": _server_times(url, pages, args.repeat),
             }
             if args.browser:
-                results["browser"] = _browser_times(server.url, pages, args.repeat)
+                results["browser"] = _browser_times(url, pages, args.repeat)
         finally:
-            stop_server(server)
-    for kind in ("server", "browser"):
-        for name, figures in results.get(kind, {}).items():
-            print(
-                f"{kind:8} {name:55} median {figures['median_ms']:7.1f} ms  "
-                f"p95 {figures['p95_ms']:7.1f} ms"
-            )
-    out = Path(__file__).parent / "results" / "console.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+            process.terminate()
+            process.wait(timeout=30)
+    save("console", results)
 
 
 if __name__ == "__main__":

@@ -46,8 +46,9 @@ class ListingService:
         """`{"interactions": [...], "next_page_token"?: "..."}` for `caller`: its tenant's
         (an admin's: every tenant's, or `tenant`'s). For the console: `id_contains` keeps
         ids with this part; `with_tenant` adds each one's `tenant` (not a wire field).
-        Each interaction as `get` shows it, without `steps` unless `view=full`. Raises PermissionDenied (a tenant key naming
-        another tenant) or InvalidArgument (a page token that is not one of these filters')."""
+        Each interaction as `get` shows it, without `steps` unless `view=full`. Raises
+        PermissionDenied (a tenant key naming another tenant) or InvalidArgument (a page
+        token that is not one of these filters')."""
         query = ListQuery(
             tenant=_scope(params.tenant, caller),
             limit=params.page_size + 1,  # one more: is there a next page?

@@ -63,7 +63,7 @@ class ConsoleSessions:
         if not value:
             return None
         try:
-            key_digest = self._signer.unsign(value, max_age=self.max_age).decode()
+            key_digest = self._signer.unsign(value, max_age=int(self.max_age)).decode()
         except BadSignature:  # also an expired one (SignatureExpired)
             return None
         return await self.auth.caller_by_digest(key_digest)

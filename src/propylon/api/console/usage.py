@@ -67,7 +67,7 @@ def _query(request: Request, caller: Caller) -> tuple[UsageQuery, int]:
         since=f"{since.isoformat()}T00:00:00Z",
         until=f"{tomorrow.isoformat()}T00:00:00Z",
         tenant=tenant,
-        group=group,  # type: ignore[arg-type]  # checked against _GROUPS above
+        group=group,
         label_key=label_key if group == "label" else None,
     )
     return query, days
