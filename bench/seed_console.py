@@ -16,7 +16,6 @@ import hashlib
 import json
 import random
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _harness import free_port, percentiles, save
+from _harness import percentiles, save
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from propylon.store import migrate
+from tests.conftest import Server, start_server, stop_server
 
 ADMIN_KEY = "bench-console-key"
 MODELS = ("echo", "gemma-3-270m", "fast", "gemini-3.5-flash")
@@ -97,37 +98,9 @@ def seed(database: Path, count: int, days: int = 30) -> None:
         conn.execute("ANALYZE")
 
 
-def serve(data_dir: Path, config: str = CONFIG) -> tuple[subprocess.Popen[bytes], str]:
-    """`propylon serve` on the seeded data dir with `config` (TOML); (process, base URL)
-    once it answers."""
-    (data_dir / "propylon.toml").write_text(config)
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "propylon",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-            "--config",
-            str(data_dir / "propylon.toml"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("propylon serve did not start")
+def serve(data_dir: Path, config: str = CONFIG) -> Server:
+    """`propylon serve` on the seeded data dir with `config` (TOML), once it answers."""
+    return start_server(data_dir, config, log=data_dir / "server.log")
 
 
 def _server_times(url: str, pages: dict[str, str], repeat: int) -> dict[str, dict[str, float]]:
@@ -190,7 +163,8 @@ def main() -> None:
         seed(data_dir / "propylon.db", args.count)
         seeded = time.perf_counter() - began
         print(f"seeded {args.count} interactions in {seeded:.1f} s")
-        process, url = serve(data_dir)
+        server = serve(data_dir)
+        url = server.url
         try:
             results: dict[str, Any] = {
                 "interactions": args.count,
@@ -200,8 +174,7 @@ def main() -> None:
             if args.browser:
                 results["browser"] = _browser_times(url, pages, args.repeat)
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            stop_server(server)
     save("console", results)
 
 

@@ -293,3 +293,14 @@ def test_a_cross_site_page_cannot_post_to_the_console(page: Page, console: Conso
         ).status_code
         == 404
     )
+
+
+def test_running_rows_update_in_place(page: Page, console: Console) -> None:
+    running = console.client("acme").interactions.create(
+        model="echo-idle", input="row " * 10, background=True
+    )
+    sign_in(page, console, "acme")
+    status = page.locator(f"#row-{running.id} .status")
+    expect(status).to_have_text("in_progress")
+    expect(status).to_have_text("completed", timeout=30_000)  # no reload: the row polls
+    assert console.client("acme").interactions.get(running.id).status == "completed"

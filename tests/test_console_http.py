@@ -258,3 +258,27 @@ def test_console_under_the_path_prefix(console: Console) -> None:
     page = http.get("/gemini/console/interactions")
     assert page.status_code == 200
     assert 'src="/gemini/console/static/htmx.min.js"' in page.text
+
+
+def test_registering_a_webhook_shows_its_secret_once(console: Console) -> None:
+    http = console.signed_in("acme")
+    made = http.post(
+        "/console/webhooks",
+        data={
+            "uri": "http://127.0.0.1:9/hook",
+            "name": "from the console",
+            "subscribed_events": ["interaction.completed"],
+        },
+        headers={"origin": console.url},
+    )
+    assert made.status_code == 200
+    secret = re.search(r'id="new-secret" readonly value="(whsec_[^"]+)"', made.text)
+    assert secret, made.text
+    page = http.get("/console/keys").text
+    assert "from the console" in page and secret.group(1) not in page
+    bad = http.post(
+        "/console/webhooks",
+        data={"uri": "ftp://x", "subscribed_events": ["interaction.completed"]},
+        headers={"origin": console.url},
+    )
+    assert bad.status_code == 400 and "uri" in bad.text

@@ -21,31 +21,34 @@ from playwright.sync_api import sync_playwright
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent / "bench"))
-from seed_console import ADMIN_KEY, CONFIG, seed, serve  # noqa: E402
+from seed_console import ADMIN_KEY, CONFIG, seed, serve, stop_server  # noqa: E402
 
 WEATHER = {
     "type": "function",
     "name": "get_weather",
     "parameters": {"type": "object", "properties": {"location": {"type": "string"}}},
 }
-SCREENSHOT_CONFIG = "allow_private_network_targets = true\n" + CONFIG + """
+SCREENSHOT_CONFIG = (
+    "allow_private_network_targets = true\n"
+    + CONFIG
+    + """
 [[models]]
 name = "echo-idle"
 provider = "echo"
 options = { delay = 0.4 }
 """
+)
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         data_dir = Path(folder)
         seed(data_dir / "propylon.db", 3000, days=14)
-        process, url = serve(data_dir, SCREENSHOT_CONFIG)
+        server = serve(data_dir, SCREENSHOT_CONFIG)
         try:
-            shoot(url)
+            shoot(server.url)
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            stop_server(server)
 
 
 def shoot(url: str) -> None:
@@ -53,27 +56,46 @@ def shoot(url: str) -> None:
     api = httpx.Client(base_url=url, headers={"x-goog-api-key": ADMIN_KEY})
     api.post(
         "/v1beta/webhooks",
-        json={"uri": "http://127.0.0.1:9/hooks/propylon", "name": "billing",
-              "subscribed_events": ["interaction.completed", "interaction.failed"]},
+        json={
+            "uri": "http://127.0.0.1:9/hooks/propylon",
+            "name": "billing",
+            "subscribed_events": ["interaction.completed", "interaction.failed"],
+        },
     )
     first = client.interactions.create(
         model="echo", input="What is the capital of Italy?", labels={"team": "search"}
     )
     client.interactions.create(
-        model="echo", input="And of Spain?", previous_interaction_id=first.id,
+        model="echo",
+        input="And of Spain?",
+        previous_interaction_id=first.id,
         labels={"team": "search"},
     )
     call = client.interactions.create(
-        model="echo", tools=[WEATHER], input='call get_weather {"location": "Paris"}',
-        system_instruction="Answer with the weather.", labels={"team": "ads"},
+        model="echo",
+        tools=[WEATHER],
+        input='call get_weather {"location": "Paris"}',
+        system_instruction="Answer with the weather.",
+        labels={"team": "ads"},
     )
     done = client.interactions.create(
-        model="echo", tools=[WEATHER], previous_interaction_id=call.id, labels={"team": "ads"},
-        input=[{"type": "function_result", "call_id": call.steps[0].id, "name": "get_weather",
-                "result": {"temp_c": 21, "sky": "clear"}}],
+        model="echo",
+        tools=[WEATHER],
+        previous_interaction_id=call.id,
+        labels={"team": "ads"},
+        input=[
+            {
+                "type": "function_result",
+                "call_id": call.steps[0].id,
+                "name": "get_weather",
+                "result": {"temp_c": 21, "sky": "clear"},
+            }
+        ],
     )
     slow = client.interactions.create(
-        model="echo-idle", input="Tell me a long story. " * 12, background=True,
+        model="echo-idle",
+        input="Tell me a long story. " * 12,
+        background=True,
         labels={"team": "mail"},
     )
     with sync_playwright() as playwright:
