@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, Route, expect, sync_playwright
 
 from tests.console_harness import CHROMIUM, Console, require_chromium, serve_console
 
@@ -304,3 +304,37 @@ def test_running_rows_update_in_place(page: Page, console: Console) -> None:
     expect(status).to_have_text("in_progress")
     expect(status).to_have_text("completed", timeout=30_000)  # no reload: the row polls
     assert console.client("acme").interactions.get(running.id).status == "completed"
+
+
+def test_the_live_tail_resumes_after_a_dropped_connection(page: Page, console: Console) -> None:
+    running = console.client("acme").interactions.create(
+        model="echo-idle", input="resume me " * 6, background=True
+    )
+    asked: list[str | None] = []
+    kept: list[str] = []
+
+    def drop_after_six_events(route: Route) -> None:
+        asked.append(route.request.headers.get("last-event-id"))
+        if len(asked) > 1:
+            route.continue_()  # the reconnection reaches the server
+            return
+        frames = [f for f in route.fetch().text().split("\n\n") if f.startswith("event:")]
+        kept.extend(frames[:6])
+        # the first connection ends after six events, as a dropped one would
+        route.fulfill(
+            status=200,
+            headers={"content-type": "text/event-stream"},
+            body="\n\n".join(kept) + "\n\n",
+        )
+
+    page.route(re.compile(r"/console/interactions/[^/]+/events"), drop_after_six_events)
+    sign_in(page, console, "acme")
+    page.goto(f"{console.url}/console/interactions/{running.id}")
+    expect(page.locator("#status")).to_have_text("completed", timeout=30_000)
+    last_kept = re.search(r"^id: (\S+)$", kept[-1], re.MULTILINE)
+    assert last_kept is not None
+    assert asked == [None, last_kept.group(1)]  # EventSource resumed after the sixth event
+    final = console.client("acme").interactions.get(running.id)
+    expect(page.locator("#timeline li.step").nth(1)).to_contain_text(
+        final.steps[-1].content[0].text.splitlines()[0]
+    )
