@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -314,7 +315,7 @@ def test_the_live_tail_resumes_after_a_dropped_connection(page: Page, console: C
     kept: list[str] = []
 
     def drop_after_six_events(route: Route) -> None:
-        asked.append(route.request.headers.get("last-event-id"))
+        asked.append(parse_qs(urlsplit(route.request.url).query).get("last_event_id", [None])[0])
         if len(asked) > 1:
             route.continue_()  # the reconnection reaches the server
             return

@@ -1,7 +1,7 @@
 // The live tail of a running interaction: its event stream (server-sent events) drawn as
-// steps. EventSource reconnects by itself after a drop, sending `Last-Event-ID`, and the
-// server resumes after that event. On the terminal event the server-rendered timeline
-// replaces the live one.
+// steps. When the connection drops, it is opened again with `last_event_id` set to the last
+// event shown, and the server resumes after that event. On the terminal event the
+// server-rendered timeline replaces the live one.
 (function () {
   "use strict";
   const live = document.getElementById("live");
@@ -49,27 +49,43 @@
     else body.textContent += JSON.stringify(delta) + "\n";
   }
 
-  const source = new EventSource(live.dataset.events);
-  const on = (type, handle) =>
-    source.addEventListener(type, (event) => handle(JSON.parse(event.data)));
-  on("interaction.created", (data) => setStatus(data.interaction.status));
-  on("interaction.status_update", (data) => setStatus(data.status));
-  on("step.start", (data) => addStep(data.index, data.step));
-  on("step.delta", (data) => addDelta(data.index, data.delta));
-  on("interaction.completed", (data) => {
-    source.close();
-    setStatus(data.interaction.status);
-    note.textContent = "Ended: " + data.interaction.status + ".";
-    htmx.ajax("GET", live.dataset.timeline, { target: "#interaction", swap: "outerHTML" });
-  });
-  source.addEventListener("error", (event) => {
-    if (event.data) {  // an `error` event of the log, not a dropped connection
-      note.textContent = "Error: " + (JSON.parse(event.data).error || {}).message;
-    } else {
+  let lastEventId = "";
+  let source = null;
+
+  function connect() {
+    const url = new URL(live.dataset.events, location.href);
+    if (lastEventId) url.searchParams.set("last_event_id", lastEventId);
+    source = new EventSource(url);
+    const on = (type, handle) =>
+      source.addEventListener(type, (event) => {
+        if (event.lastEventId) lastEventId = event.lastEventId;
+        handle(JSON.parse(event.data));
+      });
+    on("interaction.created", (data) => setStatus(data.interaction.status));
+    on("interaction.status_update", (data) => setStatus(data.status));
+    on("step.start", (data) => addStep(data.index, data.step));
+    on("step.delta", (data) => addDelta(data.index, data.delta));
+    on("interaction.completed", (data) => {
+      source.close();
+      setStatus(data.interaction.status);
+      note.textContent = "Ended: " + data.interaction.status + ".";
+      htmx.ajax("GET", live.dataset.timeline, { target: "#interaction", swap: "outerHTML" });
+    });
+    source.addEventListener("error", (event) => {
+      if (event.data) {  // an `error` event of the log, not a dropped connection
+        note.textContent = "Error: " + (JSON.parse(event.data).error || {}).message;
+        return;
+      }
+      // The connection dropped: open it again after the last event shown, as an API
+      // client resumes with `last_event_id`.
+      source.close();
       note.textContent = "Connection dropped: resuming after the last event…";
-    }
-  });
-  source.addEventListener("message", (event) => {
-    if (event.data === "[DONE]") source.close();
-  });
+      setTimeout(connect, 1000);
+    });
+    source.addEventListener("message", (event) => {
+      if (event.data === "[DONE]") source.close();
+    });
+  }
+
+  connect();
 })();
