@@ -60,6 +60,7 @@ async def _sign_in(request: Request) -> Response:
 
 
 async def _sign_out(request: Request) -> Response:
+    """End the session: the cookie is cleared (same-origin POSTs only)."""
     sessions: ConsoleSessions = request.app.state.console.sessions
     try:
         check_same_origin(request)

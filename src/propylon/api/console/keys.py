@@ -93,6 +93,7 @@ async def create_key(request: Request, caller: Caller) -> Response:
 
 @endpoint
 async def revoke_key(request: Request, caller: Caller) -> Response:
+    """Revoke a key (admin keys only); back to the page."""
     keys: KeyService = request.app.state.console.keys
     await keys.revoke(caller, request.path_params["key_id"])
     return go(request, "/keys")
@@ -118,6 +119,7 @@ async def create_webhook(request: Request, caller: Caller) -> Response:
 
 @endpoint
 async def delete_webhook(request: Request, caller: Caller) -> Response:
+    """Delete a webhook of the caller's tenant; back to the page."""
     hooks: WebhookService = request.app.state.webhooks
     await hooks.delete(request.path_params["webhook_id"], caller)
     return go(request, "/keys")

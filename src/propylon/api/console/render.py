@@ -81,6 +81,7 @@ def base_of(request: Request) -> str:
 
 
 def settings_of(request: Request) -> Settings:
+    """The app's settings."""
     settings: Settings = request.app.state.settings
     return settings
 
