@@ -282,3 +282,15 @@ def test_registering_a_webhook_shows_its_secret_once(console: Console) -> None:
         headers={"origin": console.url},
     )
     assert bad.status_code == 400 and "uri" in bad.text
+
+
+def test_a_server_that_never_had_a_key_needs_no_sign_in(tmp_path: Path) -> None:
+    keyless = "\n".join(line for line in CONFIG.splitlines() if not line.startswith("api_keys"))
+    running = start_server(tmp_path, keyless)
+    try:
+        with httpx.Client(base_url=running.url) as http:
+            assert http.get("/console/sign-in").status_code == 303  # straight in
+            page = http.get("/console/interactions")
+            assert page.status_code == 200 and "admin" in page.text
+    finally:
+        stop_server(running)
