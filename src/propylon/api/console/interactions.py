@@ -122,7 +122,6 @@ async def _detail_context(request: Request, caller: Caller) -> dict[str, Any]:
         "record_background": bool(record and record.background),
         "running": not lifecycle.is_terminal(resource["status"]),
         "cost_usd": record.cost_usd if record else 0.0,
-        "last_seq": record.last_seq if record else 0,
         "entries": entries(resource, input_count, show),
         "show_content": show,
         "back": [link for link in reversed(back) if caller.sees(link.tenant)],
