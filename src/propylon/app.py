@@ -25,6 +25,7 @@ from propylon.api import listing as listing_routes
 from propylon.api import models as model_routes
 from propylon.api import webhooks as webhook_routes
 from propylon.api.auth import Authenticator, AuthMiddleware
+from propylon.api.console import Console
 from propylon.api.errors import EXCEPTION_HANDLERS, JSONResponse
 from propylon.api.limits import BodyLimitMiddleware
 from propylon.api.openai import chat as openai_chat
@@ -221,6 +222,9 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     if settings.path_prefix:
         routes.append(Mount(settings.path_prefix.rstrip("/"), routes=api))
     auth = Authenticator(settings.api_keys, store, settings.auth_cache_seconds)
+    console = Console.build(settings, auth, store) if settings.console else None
+    # first: the API's `/{version}/interactions` would match `/console/interactions` too
+    routes[:0] = console.routes if console else Console.closed(settings)
     # Every route but these is authenticated once, in the middleware, before routing.
     open_paths = {"/healthz", "/openapi.json"}  # liveness; the API's description, no data
     if settings.metrics_public:
@@ -231,7 +235,12 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         lifespan=lifespan,
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics),
-            Middleware(AuthMiddleware, auth=auth, open_paths=frozenset(open_paths)),
+            Middleware(
+                AuthMiddleware,
+                auth=auth,
+                open_paths=frozenset(open_paths),
+                sessions=console.sessions if console else None,
+            ),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes),
         ],
     )
@@ -249,4 +258,5 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     app.state.models = models
     app.state.metrics = metrics
     app.state.auth = auth
+    app.state.console = console
     return app

@@ -8,7 +8,6 @@ import dataclasses
 import ipaddress
 import logging
 import math
-import secrets
 import socket
 import sys
 from collections.abc import Awaitable, Callable
@@ -190,6 +189,9 @@ def serve(
             lifespan="on",
             log_config=None,
             timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_seconds),
+            # X-Forwarded-Proto / -For are believed from these addresses only
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
         ),
         on_stop=asgi.state.service.begin_shutdown,
     )
@@ -248,10 +250,8 @@ def keys_create(
     data_dir: DataDirOption = None,
 ) -> None:
     """Create a key; it is printed once and only its SHA-256 is stored."""
-    from propylon.api.auth import digest
-    from propylon.domain.clock import now
     from propylon.schema.legacy import revision_date
-    from propylon.store.base import ApiKey
+    from propylon.service.keys import new_key
 
     if budget_period not in ("day", "month"):
         raise typer.BadParameter("`--budget-period` is `day` or `month`")
@@ -273,17 +273,7 @@ def keys_create(
         }.items()
         if v is not None
     }
-    secret = "pk-" + secrets.token_urlsafe(32)
-    key = ApiKey(
-        id="key_" + secrets.token_hex(6),
-        key_hash=digest(secret),
-        tenant=tenant,
-        name=name,
-        admin=admin,
-        policy=policy,
-        created=now(),
-        api_revision=api_revision,
-    )
+    key, secret = new_key(tenant, name, admin, policy, api_revision=api_revision)
     settings = _settings(config, data_dir=data_dir)
     _with_store(settings, lambda store: store.save_api_key(key))
     typer.echo(
@@ -326,15 +316,16 @@ def keys_list(config: ConfigOption = None, data_dir: DataDirOption = None) -> No
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Revoke a key: it answers 401 from then on."""
-    from propylon.domain.clock import now
+    from propylon.domain.caller import SYSTEM
+    from propylon.errors import NotFound
+    from propylon.service.keys import KeyService
 
     async def revoke(store: Any) -> bool:
-        for key in await store.list_api_keys():
-            if key.id == key_id:
-                key.revoked = key.revoked or now()
-                await store.save_api_key(key)
-                return True
-        return False
+        try:
+            await KeyService(store).revoke(SYSTEM, key_id)
+        except NotFound:
+            return False
+        return True
 
     if not _with_store(_settings(config, data_dir=data_dir), revoke):
         typer.echo(f"propylon: no key `{key_id}`", err=True)

@@ -369,6 +369,28 @@ class Settings(BaseSettings):
         description="Serve `/metrics` and `/readyz` without an API key (for scrapers and "
         "probes that send none); off: they need a key like every route but `/healthz`.",
     )
+    console: bool = Field(
+        default=True,
+        description="Serve the operator console at `/console` (and under `path_prefix`); "
+        "off: those paths answer 404.",
+    )
+    console_content: bool = Field(
+        default=True,
+        description="Show prompts and outputs (step content, function arguments and results) "
+        "in the console to callers who may read the interaction; off: the console shows "
+        "each step's type, name and size only.",
+    )
+    console_session_seconds: float = Field(
+        default=43200.0,
+        gt=0,
+        description="How long a console sign-in lasts, in seconds (its cookie's lifetime).",
+    )
+    forwarded_allow_ips: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1"],
+        description="Addresses of reverse proxies whose `X-Forwarded-Proto` and "
+        "`X-Forwarded-For` are believed (`*`: any); the console marks its cookie `Secure` "
+        "when the request was https by that header or by the connection itself.",
+    )
     rate_window_seconds: float = Field(
         default=60.0,
         gt=0,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from typing import Protocol
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -26,7 +27,7 @@ from propylon.domain.caller import ANONYMOUS, Caller
 from propylon.errors import Unauthenticated
 from propylon.store.base import ApiKey, Store
 
-__all__ = ["AuthMiddleware", "Authenticator", "caller_of", "digest"]
+__all__ = ["AuthMiddleware", "Authenticator", "Sessions", "caller_of", "digest"]
 
 
 def digest(key: str) -> str:
@@ -70,12 +71,16 @@ class Authenticator:
             self._cache[key_digest] = (time.monotonic() + self._ttl, found)
         return found
 
+    async def requires_keys(self) -> bool:
+        """Whether requests need a key (False only on a server that has never had one)."""
+        if not self._required and time.monotonic() >= self._next_check:
+            await self._check_for_keys()  # a key made by the CLI turns auth on for good
+        return self._required
+
     async def caller(self, headers: Headers) -> Caller:
         """The caller presenting `headers`. Raises Unauthenticated for a missing, unknown or
         revoked key (whenever keys are required)."""
-        if not self._required and time.monotonic() >= self._next_check:
-            await self._check_for_keys()  # a key made by the CLI turns auth on for good
-        if not self._required:
+        if not await self.requires_keys():
             return ANONYMOUS  # never had a key: auth is off (and the server on loopback)
         scheme, _, token = headers.get("authorization", "").partition(" ")
         presented = [
@@ -92,33 +97,72 @@ class Authenticator:
             )
         # The SDK sends both headers when a user sets both (reference §1.2): either may match.
         for key in presented:
-            key_digest = digest(key)
-            if key_digest in self._admin_digests:
-                return Caller(tenant="default", key_id="config", admin=True)
-            stored = await self._stored(key_digest)
-            if stored is not None and stored.revoked is None:
-                return Caller(
-                    tenant=stored.tenant,
-                    key_id=stored.id,
-                    admin=stored.admin,
-                    policy=stored.policy,
-                    api_revision=stored.api_revision,
-                )
+            found = await self.caller_by_digest(digest(key))
+            if found is not None:
+                return found
         raise Unauthenticated("API key not valid")
+
+    async def caller_by_digest(self, key_digest: str) -> Caller | None:
+        """The caller of the key whose SHA-256 is `key_digest` (hex), or None for an unknown
+        or revoked key; ANONYMOUS while the server has never had a key. (The console's
+        session cookie holds the digest, never the key.)"""
+        if not await self.requires_keys():
+            return ANONYMOUS
+        if key_digest in self._admin_digests:
+            return Caller(tenant="default", key_id="config", admin=True)
+        stored = await self._stored(key_digest)
+        if stored is None or stored.revoked is not None:
+            return None
+        return Caller(
+            tenant=stored.tenant,
+            key_id=stored.id,
+            admin=stored.admin,
+            policy=stored.policy,
+            api_revision=stored.api_revision,
+        )
+
+
+class Sessions(Protocol):
+    """Browser sessions of a part of the site with its own sign-in (the console): its paths
+    are authenticated by a session cookie instead of a key header."""
+
+    def owns(self, path: str) -> bool:
+        """Whether `path` belongs to the session-authenticated part."""
+
+    async def caller(self, scope: Scope) -> Caller | None:
+        """The signed-in caller of the request, or None (the part answers it itself,
+        sending the browser to its sign-in page)."""
 
 
 class AuthMiddleware:
     """Authenticates every HTTP request before it is routed, except those to `open_paths`
     (exact paths, e.g. `/healthz`): the caller goes into the request's state (`caller_of`);
-    a refused request is answered 401 in its surface's error body and reaches no route."""
+    a refused request is answered 401 in its surface's error body and reaches no route.
 
-    def __init__(self, app: ASGIApp, auth: Authenticator, open_paths: frozenset[str]) -> None:
+    Paths `sessions` owns (the console) are authenticated by its session cookie alone, and
+    no other path ever by a cookie: a cross-site request cannot ride a console sign-in
+    into the API."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        auth: Authenticator,
+        open_paths: frozenset[str],
+        sessions: Sessions | None = None,
+    ) -> None:
         self.app = app
         self.auth = auth
         self.open_paths = open_paths
+        self.sessions = sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.open_paths:
+            await self.app(scope, receive, send)
+            return
+        if self.sessions is not None and self.sessions.owns(scope["path"]):
+            signed_in = await self.sessions.caller(scope)
+            if signed_in is not None:
+                scope.setdefault("state", {})["caller"] = signed_in
             await self.app(scope, receive, send)
             return
         try:

@@ -36,11 +36,19 @@ class ListingService:
         self.store = store
         self.events = events
 
-    async def page(self, params: ListInteractions, caller: Caller) -> dict[str, Any]:
+    async def page(
+        self,
+        params: ListInteractions,
+        caller: Caller,
+        id_contains: str | None = None,
+        with_tenant: bool = False,
+    ) -> dict[str, Any]:
         """`{"interactions": [...], "next_page_token"?: "..."}` for `caller`: its tenant's
-        (an admin's: every tenant's, or `tenant`'s). Each interaction as `get` shows it,
-        without `steps` unless `view=full`. Raises PermissionDenied (a tenant key naming
-        another tenant) or InvalidArgument (a page token that is not one of these filters')."""
+        (an admin's: every tenant's, or `tenant`'s). For the console: `id_contains` keeps
+        ids with this part; `with_tenant` adds each one's `tenant` (not a wire field).
+        Each interaction as `get` shows it, without `steps` unless `view=full`. Raises
+        PermissionDenied (a tenant key naming another tenant) or InvalidArgument (a page
+        token that is not one of these filters')."""
         query = ListQuery(
             tenant=_scope(params.tenant, caller),
             limit=params.page_size + 1,  # one more: is there a next page?
@@ -50,6 +58,7 @@ class ListingService:
             labels=params.label,
             created_after=wire_time(params.created_after) if params.created_after else None,
             created_before=wire_time(params.created_before) if params.created_before else None,
+            id_contains=id_contains or None,
             full=params.view == "full",
         )
         digest = _digest(query)
@@ -66,6 +75,8 @@ class ListingService:
                 resource = to_resource(record)
             else:  # the row holds its steps once the run ends: until then, the log has them
                 resource = to_resource(record, await reading.fold(self.events, record.id))
+            if with_tenant:
+                resource["tenant"] = record.tenant
             interactions.append(resource)
         answer: dict[str, Any] = {"interactions": interactions}
         if len(records) > params.page_size:
@@ -95,6 +106,7 @@ def _digest(query: ListQuery) -> str:
         sorted(query.labels, key=lambda pair: (pair[0], pair[1] or "")),
         query.created_after,
         query.created_before,
+        query.id_contains,
     ]
     return hashlib.sha256(orjson.dumps(filters)).hexdigest()[:16]
 

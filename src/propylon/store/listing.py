@@ -24,6 +24,7 @@ class ListQuery:
     model, agent: the request's `model` / `agent` exactly as it was sent. labels: pairs
     `(key, value)`, all of which must match (value None: the label is set, to anything).
     created_after, created_before: exclusive bounds, wire timestamps (`YYYY-MM-DDThh:mm:ssZ`).
+    id_contains: a part of the id (the console's free-text filter).
     full: read the steps too (otherwise records come without input or steps).
     """
 
@@ -36,6 +37,7 @@ class ListQuery:
     labels: tuple[tuple[str, str | None], ...] = ()
     created_after: str | None = None
     created_before: str | None = None
+    id_contains: str | None = None
     full: bool = False
 
 

@@ -39,6 +39,9 @@ def listing_sql(query: ListQuery) -> tuple[str, list[Any]]:
     if query.created_before is not None:
         where.append("created < ?")
         params.append(query.created_before)
+    if query.id_contains:
+        where.append("instr(id, ?) > 0")
+        params.append(query.id_contains)
     if query.statuses:
         # `+status`: never the status index, whose rows would need a sort; the ordered walk
         # stops after `limit` matches
