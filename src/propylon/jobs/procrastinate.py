@@ -132,9 +132,7 @@ class ProcrastinateQueue:
     def waiting(self) -> int:
         return 0  # the queue is the database's, not this process's
 
-    def _run_job(
-        self, interaction_id: str, priority: int, connection: Any = None
-    ) -> JobDeferrer:
+    def _run_job(self, interaction_id: str, priority: int, connection: Any = None) -> JobDeferrer:
         return self.app.configure_task(
             RUN_TASK,
             queue=RUN_QUEUE,
@@ -146,11 +144,11 @@ class ProcrastinateQueue:
 
     async def submit(self, interaction_id: str, priority: int = 1) -> None:
         with contextlib.suppress(AlreadyEnqueued):
-            await self._run_job(interaction_id, priority).defer_async(
-                interaction_id=interaction_id
-            )
+            await self._run_job(interaction_id, priority).defer_async(interaction_id=interaction_id)
 
-    async def in_transaction(self, connection: psycopg.AsyncConnection[Any], record: InteractionRecord) -> None:
+    async def in_transaction(
+        self, connection: psycopg.AsyncConnection[Any], record: InteractionRecord
+    ) -> None:
         """The store's hook, run inside the transaction that creates `record`'s row on
         `connection`: a background run's job is deferred; a foreground run is recorded as
         this process's (the reconciler ends it if this process dies)."""
