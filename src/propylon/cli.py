@@ -249,6 +249,36 @@ def _redacted(url: str) -> str:
 
 
 @app.command()
+def worker(
+    database_url: DatabaseOption = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(help="Background runs at once [default: `worker_concurrency`, 8].", min=1),
+    ] = None,
+) -> None:
+    """Run queued background interactions, webhook deliveries and the reconciler, from a
+    PostgreSQL database several `propylon serve` processes share. Graceful on SIGTERM: the
+    runs under way have `shutdown_timeout_seconds` to finish, the rest go back to the queue."""
+    from propylon.jobs.worker import run_worker
+
+    settings = _settings(
+        config, data_dir=data_dir, database_url=database_url, worker_concurrency=concurrency
+    )
+    if not _shared(settings):
+        typer.echo("propylon: `worker` needs a PostgreSQL `--database-url`", err=True)
+        raise typer.Exit(2)
+    _configure_logging(settings)
+    _configure_tracing(settings)
+    try:
+        asyncio.run(run_worker(settings, settings.worker_concurrency))
+    except ValueError as exc:
+        typer.echo(f"propylon: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
 def migrate(
     config: ConfigOption = None,
     data_dir: DataDirOption = None,

@@ -103,7 +103,8 @@ class Reconciler:
 
     async def _rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         async with self.app.connector.pool.connection() as conn:  # type: ignore[attr-defined]
-            return await (await conn.execute(sql, params)).fetchall()
+            rows: list[tuple[Any, ...]] = await (await conn.execute(sql, params)).fetchall()
+            return rows
 
     async def _unjobbed(self) -> int:
         since = datetime.now(tz=UTC) - timedelta(seconds=self.stale_after)
