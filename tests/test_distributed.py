@@ -1,0 +1,315 @@
+"""Several processes on one PostgreSQL database and one Redis: real `propylon serve` and
+`propylon worker` processes (two of each), a fresh database per module (tests/postgres.py) and
+Redis database 13, loopback only. The slow model is echo with a `delay` per delta. Each test is
+bounded in time (the worker's heartbeat threshold and the reconciler's period are short here).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import redis
+
+from tests.conftest import API_KEY, Server, free_port, wait_for
+from tests.postgres import fresh_database
+
+REDIS_URL = "redis://127.0.0.1:6379/13"
+STALE = 3.0  # stale_after_seconds
+RECONCILE = 1  # reconcile_seconds
+TAKEOVER = STALE + RECONCILE + 6  # bound on a dead process's runs being taken over, seconds
+
+CONFIG = f"""
+api_keys = ["sha256:{__import__("hashlib").sha256(API_KEY.encode()).hexdigest()}"]
+stream_keepalive_seconds = 0.2
+heartbeat_seconds = 0.5
+stale_after_seconds = {STALE}
+reconcile_seconds = {RECONCILE}
+shutdown_timeout_seconds = 2
+worker_concurrency = 24
+webhook_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+[[models]]
+name = "echo"
+provider = "echo"
+
+[[models]]
+name = "echo-slow"
+provider = "echo"
+options = {{ delay = 0.05 }}
+"""
+SLOW_INPUT = "slow " * 60  # echo-slow answers it in a few seconds
+
+
+@dataclass
+class Cluster:
+    """The processes of one deployment, sharing one database and one Redis database."""
+
+    database_url: str
+    root: Path
+    serves: list[Server] = field(default_factory=list)
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    count: int = 0
+
+    def _args(self) -> list[str]:
+        config = self.root / "propylon.toml"
+        config.write_text(CONFIG)
+        return [
+            "--config",
+            str(config),
+            "--data-dir",
+            str(self.root / "data"),
+            "--database-url",
+            self.database_url,
+            "--redis-url",
+            REDIS_URL,
+        ]
+
+    def log(self, name: str) -> Path:
+        return self.root / f"{name}.log"
+
+    def serve(self) -> Server:
+        """Start one more `propylon serve`; wait until it answers."""
+        self.count += 1
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "propylon", "serve", "--port", str(port), *self._args()],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log(f"serve{self.count}").open("ab"),
+        )
+        url = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            assert process.poll() is None, "propylon serve exited"
+            try:
+                return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, 60)
+        server = Server(url=url, data_dir=self.root / "data", process=process)
+        self.serves.append(server)
+        return server
+
+    def worker(self, name: str | None = None) -> subprocess.Popen[bytes]:
+        """Start one more `propylon worker` (its log: `<name>.log`)."""
+        self.count += 1
+        process = subprocess.Popen(
+            [sys.executable, "-m", "propylon", "worker", *self._args()],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log(name or f"worker{self.count}").open("ab"),
+        )
+        self.workers.append(process)
+        return process
+
+    def live_workers(self) -> list[subprocess.Popen[bytes]]:
+        return [w for w in self.workers if w.poll() is None]
+
+    def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+
+    def terminal_events(self, interaction_id: str) -> int:
+        return int(
+            self.sql(
+                "SELECT count(*) FROM events WHERE interaction_id = %s "
+                "AND type = 'interaction.completed'",
+                interaction_id,
+            )[0][0]
+        )
+
+    def stop(self) -> None:
+        for process in [*(s.process for s in self.serves), *self.workers]:
+            if process.poll() is None:
+                with_signal(process, signal.SIGCONT)
+                process.terminate()
+        for process in [*(s.process for s in self.serves), *self.workers]:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def with_signal(process: subprocess.Popen[bytes], sig: int) -> None:
+    if process.poll() is None:
+        os.kill(process.pid, sig)
+
+
+def http(server: Server) -> httpx.Client:
+    return httpx.Client(base_url=server.url, headers={"x-goog-api-key": API_KEY}, timeout=60)
+
+
+def create(server: Server, **body: Any) -> dict[str, Any]:
+    with http(server) as client:
+        response = client.post(
+            "/v1beta/interactions", json={"model": "echo", "input": "hello", **body}
+        )
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def get(server: Server, interaction_id: str) -> dict[str, Any]:
+    with http(server) as client:
+        response = client.get(f"/v1beta/interactions/{interaction_id}")
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def status(server: Server, interaction_id: str) -> str:
+    return str(get(server, interaction_id)["status"])
+
+
+ENDED = {"completed", "failed", "cancelled", "incomplete"}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    redis.Redis.from_url(REDIS_URL).flushdb()  # database 13 only
+    with fresh_database() as url:
+        running = Cluster(url, tmp_path_factory.mktemp("cluster"))
+        try:
+            running.serve()
+            running.serve()
+            running.worker()
+            running.worker()
+            yield running
+        finally:
+            running.stop()
+
+
+@pytest.fixture
+def two_workers(cluster: Cluster) -> Cluster:
+    """The cluster with two live workers (a test before may have killed one)."""
+    while len(cluster.live_workers()) < 2:
+        cluster.worker()
+    return cluster
+
+
+def test_two_serve_and_two_workers_share_state(two_workers: Cluster) -> None:
+    a, b = two_workers.serves[:2]
+    first = create(a, input="the first turn")
+    assert first["status"] == "completed"
+    assert get(b, first["id"])["steps"] == get(a, first["id"])["steps"]
+    second = create(b, input="the second turn", previous_interaction_id=first["id"])
+    assert second["status"] == "completed"
+    text = str(get(a, second["id"])["steps"])
+    assert "the first turn" in text and "the second turn" in text  # history read on B
+    queued = create(a, input="in the background", background=True)
+    assert queued["status"] in ("queued", "in_progress")
+    wait_for(lambda: status(b, queued["id"]) == "completed", 30)
+    assert two_workers.terminal_events(queued["id"]) == 1
+
+
+def test_sigkill_of_a_worker_ends_each_of_its_runs_once(two_workers: Cluster) -> None:
+    a, b = two_workers.serves[:2]
+    ids = [
+        create((a, b)[n % 2], model="echo-slow", input=SLOW_INPUT, background=True)["id"]
+        for n in range(40)
+    ]
+    doomed = two_workers.live_workers()[0]
+    # both workers have runs under way: the killed one leaves some half done
+    wait_for(
+        lambda: two_workers.sql(
+            "SELECT count(DISTINCT worker_id) FROM procrastinate_jobs "
+            "WHERE status = 'doing' AND task_name = 'propylon.run'"
+        )[0][0]
+        == 2,
+        20,
+    )
+    killed = time.monotonic()
+    doomed.kill()
+    doomed.wait()
+
+    def all_ended() -> bool:
+        rows = two_workers.sql(
+            "SELECT count(*) FROM interactions WHERE id = ANY(%s) AND status IN "
+            "('queued', 'in_progress')",
+            ids,
+        )
+        return rows[0][0] == 0
+
+    wait_for(all_ended, TAKEOVER + 40 * 4 / 24 + 10)
+    took = time.monotonic() - killed
+    for interaction_id in ids:
+        assert two_workers.terminal_events(interaction_id) == 1, interaction_id
+        assert status(a, interaction_id) in ("completed", "failed")
+    interrupted = [i for i in ids if status(b, i) == "failed"]
+    for interaction_id in interrupted:
+        errors = get(b, interaction_id).get("errors") or []
+        assert any(e.get("code") == "interrupted" for e in errors), errors
+    print(f"SIGKILL to last run ended: {took:.1f} s ({len(interrupted)} interrupted)")
+
+
+def test_cancel_on_one_serve_of_a_run_on_a_worker(two_workers: Cluster) -> None:
+    a, b = two_workers.serves[:2]
+    run = create(a, model="echo-slow", input=SLOW_INPUT, background=True)
+    wait_for(lambda: len(get(a, run["id"]).get("steps") or []) > 1, 20)  # under way
+    with http(b) as client:
+        response = client.post(f"/v1beta/interactions/{run['id']}/cancel")
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "cancelled"
+    assert status(a, run["id"]) == "cancelled"
+    assert two_workers.terminal_events(run["id"]) == 1
+    # the worker's job was aborted (an asyncio cancel there), not retried
+    jobs = two_workers.sql(
+        "SELECT status FROM procrastinate_jobs WHERE lock = %s", run["id"]
+    )
+    assert jobs and all(j[0] in ("failed", "aborted") for j in jobs), jobs
+
+
+def test_cancel_racing_the_pickup_never_ends_a_run_twice(two_workers: Cluster) -> None:
+    a, b = two_workers.serves[:2]
+
+    def race(n: int) -> str:
+        run = create((a, b)[n % 2], model="echo-slow", input="race", background=True)
+        with http((b, a)[n % 2]) as client:
+            response = client.post(f"/v1beta/interactions/{run['id']}/cancel")
+        assert response.status_code in (200, 400), response.text
+        return str(run["id"])
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(race, range(200)))
+    for interaction_id in ids:
+        wait_for(lambda i=interaction_id: status(a, i) in ENDED, TAKEOVER)
+    counts = two_workers.sql(
+        "SELECT interaction_id, count(*) FROM events WHERE interaction_id = ANY(%s) "
+        "AND type = 'interaction.completed' GROUP BY interaction_id",
+        ids,
+    )
+    assert len(counts) == 200 and all(c == 1 for _, c in counts)
+
+
+def test_a_worker_paused_past_its_lease_is_fenced_out(two_workers: Cluster) -> None:
+    a = two_workers.serves[0]
+    for other in two_workers.live_workers():  # one worker only: the run is on `paused`
+        other.terminate()
+        other.wait(timeout=30)
+    paused = two_workers.worker("paused")
+    run = create(a, model="echo-slow", input=SLOW_INPUT * 2, background=True)
+    wait_for(lambda: len(get(a, run["id"]).get("steps") or []) > 1, 30)
+    with_signal(paused, signal.SIGSTOP)
+    try:
+        two_workers.worker()  # takes the run over once `paused` is stale
+        wait_for(lambda: status(a, run["id"]) in ENDED, TAKEOVER + 10)
+    finally:
+        with_signal(paused, signal.SIGCONT)
+    ended = get(a, run["id"])
+    assert ended["status"] == "failed"
+    assert any(e.get("code") == "interrupted" for e in ended.get("errors") or [])
+    # its next write is refused; the run keeps its one end
+    wait_for(lambda: "was taken over" in two_workers.log("paused").read_text(), 20)
+    assert two_workers.terminal_events(run["id"]) == 1
+    assert status(a, run["id"]) == "failed"
