@@ -24,8 +24,8 @@ from propylon.config import Settings
 from propylon.domain.caller import Caller
 from propylon.errors import PropylonError
 from propylon.service.keys import KeyService
-from propylon.store.console import ConsoleReads
 from propylon.store.base import KeyStore
+from propylon.store.console import ConsoleReads
 
 __all__ = ["Console"]
 

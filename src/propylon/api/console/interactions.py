@@ -20,8 +20,8 @@ from propylon.domain.events import Event
 from propylon.schema.listing import parse_list
 from propylon.service.interactions import InteractionService
 from propylon.service.listing import ListingService
-from propylon.store.console import ConsoleReads
 from propylon.store.base import Store
+from propylon.store.console import ConsoleReads
 
 __all__ = ["routes"]
 
