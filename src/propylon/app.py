@@ -30,7 +30,7 @@ from propylon.api.errors import EXCEPTION_HANDLERS, JSONResponse
 from propylon.api.limits import BodyLimitMiddleware
 from propylon.api.openai import chat as openai_chat
 from propylon.api.openai import embeddings as openai_embeddings
-from propylon.bus.memory import MemoryBus
+from propylon.bus import bus_for
 from propylon.config import Settings
 from propylon.gateway.registry import ModelRegistry
 from propylon.jobs.webhooks import DeliveryWorker
@@ -131,7 +131,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     }
     service = InteractionService(
         store,
-        MemoryBus(settings.stream_buffer_events),
+        bus_for(settings.redis_url, settings.stream_buffer_events),
         models,
         settings,
         ledger=Ledger(ledger, settings),
@@ -195,6 +195,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGHUP)
             await service.shutdown()
+            await service.bus.aclose()
             await worker.stop()
             for registry in (*retired, service.models):
                 await registry.close()

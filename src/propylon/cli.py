@@ -142,13 +142,16 @@ def serve(
     port: Annotated[int | None, typer.Option(help="TCP port [default: 8080].")] = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
+    redis_url: Annotated[
+        str | None, typer.Option(help="Redis shared by several processes: redis://HOST:PORT/N.")
+    ] = None,
 ) -> None:
     """Serve the Interactions API. Refuses to start (exit code 1) while another server holds
     the data dir."""
     from propylon.app import create_app
     from propylon.store.lock import DataDirInUse, DataDirLock
 
-    settings = _settings(config, host=host, port=port, data_dir=data_dir)
+    settings = _settings(config, host=host, port=port, data_dir=data_dir, redis_url=redis_url)
     lock = DataDirLock(settings.data_dir)  # held until the process ends
     try:
         lock.acquire()
