@@ -44,6 +44,9 @@ DatabaseOption = Annotated[
         "[default: the SQLite file in the data dir]."
     ),
 ]
+RedisOption = Annotated[
+    str | None, typer.Option(help="Redis shared by several processes: redis://HOST:PORT/N.")
+]
 
 
 @app.callback()
@@ -168,6 +171,7 @@ def serve(
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
     database_url: DatabaseOption = None,
+    redis_url: RedisOption = None,
 ) -> None:
     """Serve the Interactions API. On SQLite, refuses to start (exit code 1) while another
     server holds the data dir; on PostgreSQL, several servers share the database."""
@@ -175,7 +179,12 @@ def serve(
     from propylon.store.lock import DataDirInUse, DataDirLock
 
     settings = _settings(
-        config, host=host, port=port, data_dir=data_dir, database_url=database_url
+        config,
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        database_url=database_url,
+        redis_url=redis_url,
     )
     if not _shared(settings):
         lock = DataDirLock(settings.data_dir)  # held until the process ends
@@ -251,6 +260,7 @@ def _redacted(url: str) -> str:
 @app.command()
 def worker(
     database_url: DatabaseOption = None,
+    redis_url: RedisOption = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
     concurrency: Annotated[
@@ -264,7 +274,11 @@ def worker(
     from propylon.jobs.worker import run_worker
 
     settings = _settings(
-        config, data_dir=data_dir, database_url=database_url, worker_concurrency=concurrency
+        config,
+        data_dir=data_dir,
+        database_url=database_url,
+        redis_url=redis_url,
+        worker_concurrency=concurrency,
     )
     if not _shared(settings):
         typer.echo("propylon: `worker` needs a PostgreSQL `--database-url`", err=True)

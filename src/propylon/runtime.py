@@ -17,8 +17,7 @@ from pathlib import Path
 
 from procrastinate import App
 
-from propylon.bus.base import Bus
-from propylon.bus.memory import MemoryBus
+from propylon.bus import bus_for
 from propylon.config import Settings
 from propylon.gateway.registry import ModelRegistry
 from propylon.jobs.procrastinate import ProcrastinateQueue, ensure_schema, new_app, process_id
@@ -108,17 +107,17 @@ class Runtime:
             await registry.close()
         for agent in self.agents.values():
             await agent.close()
+        await self.service.bus.aclose()
         if self.jobs is not None:
             await self.jobs.close_async()
         await self.stores.store.close()
 
 
-def build_runtime(
-    settings: Settings, models: ModelRegistry, kind: str, bus: Bus | None = None
-) -> Runtime:
+def build_runtime(settings: Settings, models: ModelRegistry, kind: str) -> Runtime:
     """The parts of a `kind` process (`serve` or `worker`); nothing connects until
-    `Runtime.open`. `bus` defaults to the in-process one. Raises ValueError for inconsistent
-    settings (an unset agent key variable, an unsupported database URL)."""
+    `Runtime.open`. The bus is Redis's with `redis_url`, else the in-process one. Raises
+    ValueError for inconsistent settings (an unset agent key variable, an unsupported database
+    URL)."""
     stores = open_stores(settings.database_url, settings.database_path)
     store = stores.store
     metrics = Metrics()
@@ -152,7 +151,7 @@ def build_runtime(
         queue = ProcrastinateQueue(jobs, owner)
     service = InteractionService(
         store,
-        bus or MemoryBus(settings.stream_buffer_events),
+        bus_for(settings.redis_url, settings.stream_buffer_events),
         models,
         settings,
         ledger=Ledger(stores.ledger, settings),

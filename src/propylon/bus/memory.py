@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from typing import Protocol
 
 from propylon.domain.events import Event
 
-__all__ = ["MemoryBus"]
+__all__ = ["BufferedSubscription", "MemoryBus"]
 
 
-class _Subscription:
-    def __init__(self, bus: MemoryBus, interaction_id: str, limit: int) -> None:
+class _Owner(Protocol):
+    """The bus a subscription belongs to."""
+
+    closed: bool
+
+    def _unsubscribe(self, interaction_id: str, subscription: BufferedSubscription) -> None: ...
+
+
+class BufferedSubscription:
+    """A subscriber's bounded buffer of live events (also the Redis bus's, bus/redis.py)."""
+
+    def __init__(self, bus: _Owner, interaction_id: str, limit: int) -> None:
         self._bus = bus
-        self._interaction_id = interaction_id
+        self.interaction_id = interaction_id
         self._limit = limit
         self._events: list[Event] = []
         self._overflow = False
@@ -29,6 +40,15 @@ class _Subscription:
             self._events.extend(events)
         self._ready.set()
 
+    def _drop(self) -> None:
+        """Forget what is buffered: the next `next` returns None (re-read the store)."""
+        self._events.clear()
+        self._overflow = True
+        self._ready.set()
+
+    async def ready(self) -> None:
+        """At once: a publish reaches every subscriber registered before it."""
+
     async def next(self, timeout: float) -> list[Event] | None:
         if self._bus.closed:
             return []
@@ -37,7 +57,13 @@ class _Subscription:
                 await asyncio.wait_for(self._ready.wait(), timeout)
             except TimeoutError:
                 return []
+        return self._take()
+
+    def _take(self) -> list[Event] | None:
+        """What woke the reader: the buffered events, None after an overflow, [] for a wake."""
         self._ready.clear()
+        if self._bus.closed:
+            return []
         if self._overflow:
             self._overflow = False
             return None
@@ -45,7 +71,7 @@ class _Subscription:
         return events
 
     def close(self) -> None:
-        self._bus._unsubscribe(self._interaction_id, self)
+        self._bus._unsubscribe(self.interaction_id, self)
 
 
 class MemoryBus:
@@ -54,15 +80,15 @@ class MemoryBus:
 
     def __init__(self, limit: int = 1024) -> None:
         self._limit = limit
-        self._subscribers: dict[str, set[_Subscription]] = defaultdict(set)
+        self._subscribers: dict[str, set[BufferedSubscription]] = defaultdict(set)
         self.closed = False
 
     def publish(self, interaction_id: str, events: list[Event]) -> None:
         for subscription in self._subscribers.get(interaction_id, ()):
             subscription._push(events)
 
-    def subscribe(self, interaction_id: str) -> _Subscription:
-        subscription = _Subscription(self, interaction_id, self._limit)
+    def subscribe(self, interaction_id: str) -> BufferedSubscription:
+        subscription = BufferedSubscription(self, interaction_id, self._limit)
         self._subscribers[interaction_id].add(subscription)
         return subscription
 
@@ -72,7 +98,10 @@ class MemoryBus:
             for subscription in subscriptions:
                 subscription._ready.set()
 
-    def _unsubscribe(self, interaction_id: str, subscription: _Subscription) -> None:
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+    def _unsubscribe(self, interaction_id: str, subscription: BufferedSubscription) -> None:
         subscribers = self._subscribers.get(interaction_id)
         if subscribers is not None:
             subscribers.discard(subscription)

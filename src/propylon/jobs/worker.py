@@ -25,7 +25,6 @@ from procrastinate.jobs import Job
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 from procrastinate.worker import Worker
 
-from propylon.bus.base import Bus
 from propylon.config import Settings
 from propylon.gateway.registry import ModelRegistry
 from propylon.jobs.procrastinate import (
@@ -108,11 +107,11 @@ async def _supervise(worker: Worker, stopping: asyncio.Event) -> None:
                 await asyncio.wait_for(stopping.wait(), _RESTART_PAUSE)
 
 
-async def run_worker(settings: Settings, concurrency: int, bus: Bus | None = None) -> None:
+async def run_worker(settings: Settings, concurrency: int) -> None:
     """Run jobs until SIGTERM or SIGINT, then stop gracefully (see the module). Raises
     ValueError when the settings name no PostgreSQL database."""
     models = ModelRegistry.from_settings(settings)
-    runtime = build_runtime(settings, models, "worker", bus)
+    runtime = build_runtime(settings, models, "worker")
     if runtime.jobs is None:
         raise ValueError("`propylon worker` needs a PostgreSQL `database_url`")
     await runtime.open()
