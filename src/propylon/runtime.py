@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from procrastinate import App
+from typing import TYPE_CHECKING
 
 from propylon.bus import bus_for
 from propylon.config import Settings
 from propylon.gateway.registry import ModelRegistry
-from propylon.jobs.procrastinate import ProcrastinateQueue, ensure_schema, new_app, process_id
-from propylon.jobs.reconciler import Heartbeat
 from propylon.jobs.webhooks import DeliveryWorker
 from propylon.observability import Metrics
 from propylon.outbound import OutboundPolicy
@@ -31,6 +30,12 @@ from propylon.service.interactions import InteractionService
 from propylon.service.ledger import Ledger
 from propylon.service.webhooks import WebhookService, new_secret
 from propylon.store.stores import Stores, open_stores
+
+if TYPE_CHECKING:  # the `distributed` extra: imported only when the database is PostgreSQL
+    from procrastinate import App
+
+    from propylon.jobs.procrastinate import ProcrastinateQueue
+    from propylon.jobs.reconciler import Heartbeat
 
 __all__ = ["Runtime", "build_runtime", "is_distributed"]
 
@@ -87,6 +92,8 @@ class Runtime:
         heartbeat (a `serve` process's foreground runs are alive while it beats)."""
         await self.stores.store.open()
         if self.jobs is not None:
+            from propylon.jobs.procrastinate import ensure_schema
+
             await self.jobs.open_async()
             await ensure_schema(self.jobs)
         if self.heartbeat is not None:
@@ -143,9 +150,12 @@ def build_runtime(settings: Settings, models: ModelRegistry, kind: str) -> Runti
         )
         for agent in settings.agents
     }
-    owner = process_id(kind)
+    # this process, unique over the deployment: its heartbeat and the foreground runs it owns
+    owner = f"{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     jobs = queue = None
     if is_distributed(settings):
+        from propylon.jobs.procrastinate import ProcrastinateQueue, new_app
+
         assert settings.database_url is not None
         jobs = new_app(settings.database_url, f"propylon-{owner}")
         queue = ProcrastinateQueue(jobs, owner)
@@ -168,5 +178,7 @@ def build_runtime(settings: Settings, models: ModelRegistry, kind: str) -> Runti
         store.on_create = queue.in_transaction
         runtime.jobs, runtime.queue = jobs, queue
         if kind == "serve":
+            from propylon.jobs.reconciler import Heartbeat
+
             runtime.heartbeat = Heartbeat(jobs, owner, kind, settings.heartbeat_seconds)
     return runtime

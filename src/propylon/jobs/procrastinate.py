@@ -19,9 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
-import uuid
 from typing import Any
 
 import psycopg
@@ -42,7 +39,6 @@ __all__ = [
     "ensure_schema",
     "libpq_url",
     "new_app",
-    "process_id",
 ]
 
 logger = logging.getLogger("propylon.jobs")
@@ -76,11 +72,6 @@ def libpq_url(database_url: str) -> str:
     """The libpq form (`postgresql://...`) of a SQLAlchemy URL (`postgresql+psycopg://...`)."""
     scheme, sep, rest = database_url.partition("://")
     return f"{scheme.split('+', 1)[0]}{sep}{rest}"
-
-
-def process_id(kind: str) -> str:
-    """A name for this process, unique over the deployment: `kind-host-pid-random`."""
-    return f"{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 def new_app(database_url: str, name: str, max_connections: int = 4) -> App:
