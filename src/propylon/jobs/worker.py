@@ -84,9 +84,9 @@ def _register(runtime: Runtime, running: set[asyncio.Task[Any]]) -> Reconciler:
     reconciler = Reconciler(app, runtime.queue, service.close_run, settings.stale_after_seconds)
 
     @app.periodic(cron=_every(settings.reconcile_seconds), periodic_id="reconcile")
-    @app.task(
-        name=RECONCILE_TASK, queue=CONTROL_QUEUE, lock=RECONCILE_TASK, queueing_lock=RECONCILE_TASK
-    )
+    # No `lock`: a pass that died with its worker would hold it. Two passes at once are safe
+    # (each takeover is a claim of the run epoch; a second one finds nothing left to do).
+    @app.task(name=RECONCILE_TASK, queue=CONTROL_QUEUE, queueing_lock=RECONCILE_TASK)
     async def reconcile(timestamp: int | None = None) -> None:
         await reconciler.run_once()
 
