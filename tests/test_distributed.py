@@ -6,6 +6,7 @@ bounded in time (the worker's heartbeat threshold and the reconciler's period ar
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ import httpx
 import psycopg
 import pytest
 import redis
+from httpx_sse import connect_sse
 
 from tests.conftest import API_KEY, Server, free_port, wait_for
 from tests.postgres import fresh_database
@@ -265,9 +267,7 @@ def test_cancel_on_one_serve_of_a_run_on_a_worker(two_workers: Cluster) -> None:
     assert two_workers.terminal_events(run["id"]) == 1
     # the worker ended it itself (an asyncio cancel there): the run was claimed once, by
     # the worker, never taken over by the canceller; and its job is not retried
-    assert two_workers.sql("SELECT run_epoch FROM interactions WHERE id = %s", run["id"]) == [
-        (1,)
-    ]
+    assert two_workers.sql("SELECT run_epoch FROM interactions WHERE id = %s", run["id"]) == [(1,)]
     assert not two_workers.sql(
         "SELECT id FROM procrastinate_jobs WHERE lock = %s AND status IN ('todo', 'doing')",
         run["id"],
@@ -317,3 +317,165 @@ def test_a_worker_paused_past_its_lease_is_fenced_out(two_workers: Cluster) -> N
     wait_for(lambda: "was taken over" in two_workers.log("paused").read_text(), 20)
     assert two_workers.terminal_events(run["id"]) == 1
     assert status(a, run["id"]) == "failed"
+
+
+def frames(server: Server, path: str, *, limit: int | None = None, **kwargs: Any) -> list[Any]:
+    """The SSE frames of a stream (`[DONE]` included, keep-alives left out), or its first
+    `limit` (then the connection is dropped)."""
+    seen = []
+    with (
+        http(server) as client,
+        connect_sse(client, kwargs.pop("method", "GET"), path, **kwargs) as source,
+    ):
+        for frame in source.iter_sse():
+            if not frame.data:
+                continue  # a keep-alive
+            seen.append(frame)
+            if limit is not None and len(seen) >= limit:
+                break
+    return seen
+
+
+def test_a_stream_dropped_on_one_serve_resumes_on_the_other(two_workers: Cluster) -> None:
+    a, b = two_workers.serves[:2]
+    run = create(a, model="echo-slow", input="resume me " * 8, background=True)
+    first = frames(a, f"/v1beta/interactions/{run['id']}", limit=4, params={"stream": "true"})
+    rest = frames(
+        b,
+        f"/v1beta/interactions/{run['id']}",
+        params={"stream": "true", "last_event_id": first[-1].id},
+    )
+    assert rest[-1].data == "[DONE]"
+    whole = frames(b, f"/v1beta/interactions/{run['id']}", params={"stream": "true"})
+    assert [f.id for f in first + rest[:-1]] == [f.id for f in whole[:-1]]  # no gap, no dup
+    assert json.loads(rest[-2].data)["interaction"]["status"] == "completed"
+
+
+def test_one_idempotency_key_on_two_serves_runs_once(two_workers: Cluster) -> None:
+    a, b = two_workers.serves[:2]
+    body = {"model": "echo-slow", "input": "once", "store": True}
+
+    def post(server: Server) -> dict[str, Any]:
+        with http(server) as client:
+            response = client.post(
+                "/v1beta/interactions", json=body, headers={"Idempotency-Key": "same-key-1"}
+            )
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(post, [a, b, a, b]))
+    assert len({answer["id"] for answer in answers}) == 1
+    assert two_workers.sql(
+        "SELECT count(*) FROM interactions WHERE input = %s", json.dumps("once")
+    ) == [(1,)]
+
+
+def test_a_third_serve_starting_disturbs_no_live_run(two_workers: Cluster) -> None:
+    a, b = two_workers.serves[:2]
+    background = create(a, model="echo-slow", input=SLOW_INPUT, background=True)
+    with ThreadPoolExecutor(1) as pool:
+        foreground = pool.submit(
+            frames,
+            b,
+            "/v1beta/interactions",
+            method="POST",
+            json={"model": "echo-slow", "input": "foreground " * 6, "stream": True},
+        )
+        wait_for(lambda: len(get(a, background["id"]).get("steps") or []) > 1, 20)
+        two_workers.serve()  # its start-up closes and re-runs nothing of the others'
+        streamed = foreground.result(timeout=60)
+    assert streamed[-1].data == "[DONE]"
+    assert json.loads(streamed[-2].data)["interaction"]["status"] == "completed"
+    wait_for(lambda: status(a, background["id"]) in ENDED, 30)
+    assert status(a, background["id"]) == "completed"
+    assert two_workers.terminal_events(background["id"]) == 1
+
+
+def test_sigkill_of_a_serve_mid_stream_closes_its_run(two_workers: Cluster) -> None:
+    a = two_workers.serves[0]
+    doomed = two_workers.serve()
+    seen = frames(
+        doomed,
+        "/v1beta/interactions",
+        limit=3,
+        method="POST",
+        json={"model": "echo-slow", "input": SLOW_INPUT, "stream": True},
+    )
+    interaction_id = json.loads(seen[0].data)["interaction"]["id"]
+    doomed.process.kill()
+    doomed.process.wait()
+    wait_for(lambda: status(a, interaction_id) in ENDED, TAKEOVER)
+    ended = get(a, interaction_id)
+    assert ended["status"] == "failed"
+    assert any(e.get("code") == "interrupted" for e in ended.get("errors") or [])
+    assert two_workers.terminal_events(interaction_id) == 1
+
+
+def test_redis_pubsub_killed_mid_stream_every_stream_ends(two_workers: Cluster) -> None:
+    a, b = two_workers.serves[:2]
+    runs = [
+        create((a, b)[n % 2], model="echo-slow", input="pubsub " * 10, background=True)["id"]
+        for n in range(6)
+    ]
+    with ThreadPoolExecutor(len(runs)) as pool:
+        streams = [
+            pool.submit(
+                frames, (b, a)[n % 2], f"/v1beta/interactions/{i}", params={"stream": "true"}
+            )
+            for n, i in enumerate(runs)
+        ]
+        wait_for(lambda: all(len(get(a, i).get("steps") or []) > 1 for i in runs), 20)
+        redis.Redis.from_url(REDIS_URL).client_kill_filter(_type="pubsub")
+        ended = [stream.result(timeout=60) for stream in streams]
+    for stream in ended:
+        assert stream[-1].data == "[DONE]"
+        assert json.loads(stream[-2].data)["event_type"] == "interaction.completed"
+
+
+def test_a_worker_whose_connections_are_terminated_recovers(two_workers: Cluster) -> None:
+    a = two_workers.serves[0]
+    create(a, background=True)  # the workers are connected
+    killed = two_workers.sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE application_name LIKE 'propylon-worker%%'"
+    )
+    assert killed and all(row[0] for row in killed)
+    runs = [create(a, input=f"after {n}", background=True)["id"] for n in range(6)]
+    for interaction_id in runs:
+        wait_for(lambda i=interaction_id: status(a, i) == "completed", TAKEOVER + 10)
+    assert all(w.poll() is None for w in two_workers.workers[-2:])
+
+
+def test_rpm_limits_hold_across_serve_processes(two_workers: Cluster) -> None:
+    a, b = two_workers.serves[:2]
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "propylon",
+            "keys",
+            "create",
+            "--tenant",
+            "limited",
+            "--rpm",
+            "4",
+            *two_workers._args()[:-2],  # no --redis-url: keys touch the database only
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    secret = made.stdout.split("api key:")[1].split()[0]
+    codes = []
+    for n in range(8):
+        with httpx.Client(
+            base_url=(a, b)[n % 2].url, headers={"x-goog-api-key": secret}, timeout=30
+        ) as client:
+            codes.append(
+                client.post(
+                    "/v1beta/interactions", json={"model": "echo", "input": "x"}
+                ).status_code
+            )
+    assert codes.count(200) == 4 and codes.count(429) == 4, codes

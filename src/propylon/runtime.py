@@ -157,6 +157,9 @@ def build_runtime(settings: Settings, models: ModelRegistry, kind: str) -> Runti
         from propylon.jobs.procrastinate import ProcrastinateQueue, new_app
 
         assert settings.database_url is not None
+        # every connection of this process (the store's too) carries its name: an operator
+        # sees in pg_stat_activity which process holds which connection
+        os.environ.setdefault("PGAPPNAME", f"propylon-{owner}"[:63])
         jobs = new_app(settings.database_url, f"propylon-{owner}")
         queue = ProcrastinateQueue(jobs, owner)
     service = InteractionService(

@@ -33,7 +33,13 @@ from propylon.domain.events import COMPLETED, ERROR, STATUS_UPDATE, Event, is_te
 from propylon.domain.projection import Projection
 from propylon.domain.usage import Usage
 from propylon.errors import InvalidArgument, PropylonError, Unavailable
-from propylon.store.base import Delivery, InteractionRecord, Snapshot, Store
+from propylon.store.base import (
+    Delivery,
+    IdempotencyConflict,
+    InteractionRecord,
+    Snapshot,
+    Store,
+)
 
 __all__ = ["EventLog", "Fenced", "MemoryLog", "OnTerminal", "StoredLog"]
 
@@ -72,6 +78,7 @@ class EventLog(ABC):
         self._failure: dict[str, str] | None = None
         self._cause: BaseException | None = None
         self.fenced = False  # an append was refused: the run is no longer this log's
+        self._lost: IdempotencyConflict | None = None  # its create lost its idempotency key
 
     @property
     def interaction_id(self) -> str:
@@ -130,8 +137,10 @@ class EventLog(ABC):
         a write failure). A cancel that lands meanwhile is raised once the write in flight is
         done: a task never stops with its log half-written.
 
-        Raises InvalidArgument when the interaction cannot be stored at all (its request cannot
-        be encoded, say), Unavailable when the store failed even to take the log's end."""
+        Raises IdempotencyConflict when the interaction's row was not written because another
+        holds its idempotency key (another process claimed it first), InvalidArgument when the
+        interaction cannot be stored at all (its request cannot be encoded, say), Unavailable
+        when the store failed even to take the log's end."""
         interrupted: asyncio.CancelledError | None = None
         while self._flusher is not None and not self._flusher.done():
             try:
@@ -140,6 +149,8 @@ class EventLog(ABC):
                 interrupted = exc
         if interrupted is not None:
             raise interrupted
+        if self._lost is not None:
+            raise self._lost
         if self._failure is not None:
             raise self._failure_error()
 
@@ -163,6 +174,9 @@ class EventLog(ABC):
                 await self._persist(batch)
             except Fenced:
                 self._fence()
+                return
+            except IdempotencyConflict as lost:  # nothing was written: the key is another's
+                self._closed, self._pending, self._lost = True, [], lost
                 return
             except Exception as exc:
                 if not await self._salvage(batch):
