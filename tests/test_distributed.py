@@ -479,3 +479,19 @@ def test_rpm_limits_hold_across_serve_processes(two_workers: Cluster) -> None:
                 ).status_code
             )
     assert codes.count(200) == 4 and codes.count(429) == 4, codes
+
+
+def test_sigterm_of_a_worker_hands_its_runs_back(two_workers: Cluster) -> None:
+    a = two_workers.serves[0]
+    ids = [create(a, model="echo-slow", input=SLOW_INPUT, background=True)["id"] for _ in range(10)]
+    stopping = two_workers.live_workers()[0]
+    wait_for(lambda: all(two_workers.started_runs(w) >= 2 for w in two_workers.live_workers()), 20)
+    stopping.terminate()
+    assert stopping.wait(timeout=20) == 0  # shutdown_timeout_seconds = 2, then hands back
+    for interaction_id in ids:
+        wait_for(lambda i=interaction_id: status(a, i) in ENDED, 30)
+        assert two_workers.terminal_events(interaction_id) == 1
+        ended = get(a, interaction_id)
+        assert ended["status"] in ("completed", "failed")  # a stop is never a user cancel
+        if ended["status"] == "failed":
+            assert [e["code"] for e in ended["errors"]] == ["interrupted"]
