@@ -308,21 +308,28 @@ class StoredLog(EventLog):
     async def _persist(self, batch: list[Event]) -> None:
         record, projection = self.record, self.projection
         terminal = is_terminal_event(batch[-1])
+        # what the record said before: put back when the write fails, so the next batch's
+        # snapshot (a salvage, or the failed end) does not carry an end that was not stored
+        prior = (record.status, record.steps, record.usage, record.errors, record.updated)
         for event in batch:
             if event.type == STATUS_UPDATE:
                 record.status = event.data["status"]
         deliveries: list[Delivery] = []
-        if terminal:  # the snapshot and the outbox go in the terminal event's transaction
-            record.status, record.steps = projection.status, projection.steps
-            record.usage, record.errors = projection.usage, projection.errors
-            record.updated = now()
-            if self._on_terminal is not None:
-                deliveries = await self._on_terminal(record)
-        if not self._created:
-            await self._store.create(record, batch, deliveries)
-            self._created = True
-        else:
-            await self._append(batch, terminal, deliveries)
+        try:
+            if terminal:  # the snapshot and the outbox go in the terminal event's transaction
+                record.status, record.steps = projection.status, projection.steps
+                record.usage, record.errors = projection.usage, projection.errors
+                record.updated = now()
+                if self._on_terminal is not None:
+                    deliveries = await self._on_terminal(record)
+            if not self._created:
+                await self._store.create(record, batch, deliveries)
+                self._created = True
+            else:
+                await self._append(batch, terminal, deliveries)
+        except BaseException:
+            record.status, record.steps, record.usage, record.errors, record.updated = prior
+            raise
         if deliveries and self._on_outbox is not None:
             self._on_outbox()
 
