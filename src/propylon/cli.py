@@ -174,9 +174,7 @@ def serve(
     from propylon.app import create_app
     from propylon.store.lock import DataDirInUse, DataDirLock
 
-    settings = _settings(
-        config, host=host, port=port, data_dir=data_dir, database_url=database_url
-    )
+    settings = _settings(config, host=host, port=port, data_dir=data_dir, database_url=database_url)
     if not _shared(settings):
         lock = DataDirLock(settings.data_dir)  # held until the process ends
         try:

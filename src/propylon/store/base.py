@@ -11,6 +11,7 @@ wire-shaped objects (reference §4).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,6 +19,7 @@ from propylon.domain.events import Event
 
 __all__ = [
     "ApiKey",
+    "CreateHook",
     "Delivery",
     "EventSource",
     "IdempotencyClaim",
@@ -136,6 +138,12 @@ class Snapshot:
     deliveries: list[Delivery] = field(default_factory=list)  # written in the same transaction
 
 
+# Run inside the transaction that creates an interaction's row, on the database driver's own
+# connection (psycopg's AsyncConnection on PostgreSQL): a background run's job is deferred
+# with its row (jobs/procrastinate.py), so neither is ever written without the other.
+CreateHook = Callable[[Any, "InteractionRecord"], Awaitable[None]]
+
+
 class EventSource(Protocol):
     """Something a reader can replay a log from: the store, or a store=false run's memory."""
 
@@ -146,6 +154,8 @@ class EventSource(Protocol):
 class InteractionStore(Protocol):
     """Owns the `interactions` and `events` tables: interactions, their logs and the history
     chain. All methods are safe to call concurrently."""
+
+    on_create: CreateHook | None  # called by `create` in its transaction, when set
 
     async def create(
         self,

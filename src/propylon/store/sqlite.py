@@ -22,6 +22,7 @@ from propylon.domain.events import Event
 from propylon.store import migrate
 from propylon.store.base import (
     ApiKey,
+    CreateHook,
     Delivery,
     IdempotencyClaim,
     IdempotencyConflict,
@@ -68,6 +69,8 @@ class SQLiteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # the embedded store's jobs are in-process (jobs/local.py): no hook is ever set here
+        self.on_create: CreateHook | None = None
 
     async def open(self) -> None:
         """Create the file and its directory if needed and migrate the schema to head."""

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from propylon.domain.events import Event
 from propylon.store.base import (
+    CreateHook,
     Delivery,
     IdempotencyClaim,
     IdempotencyConflict,
@@ -198,6 +199,7 @@ class SQLInteractions:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self.on_create: CreateHook | None = None
 
     async def create(
         self,
@@ -213,6 +215,9 @@ class SQLInteractions:
             await conn.execute(_INSERT, row)
             await _insert_events(conn, record.id, events)
             await insert_deliveries(conn, deliveries or [])
+            if self.on_create is not None:  # on the driver's own connection (psycopg's)
+                raw = await conn.get_raw_connection()
+                await self.on_create(raw.driver_connection, record)
 
         await self._db.write(run)
 
