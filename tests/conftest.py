@@ -1,13 +1,20 @@
 """Test harness: the real server (`python -m propylon serve`) on a free port with a real SQLite
-file, driven over HTTP by the google-genai SDK and plain HTTP clients."""
+file, driven over HTTP by the google-genai SDK and plain HTTP clients.
+
+`PROPYLON_TEST_DATABASE=postgresql`: the servers (and the `propylon` commands the tests run)
+keep their state in PostgreSQL instead: one database per data dir, made on first use and
+dropped when the session ends (`postgresql_databases` below)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +29,9 @@ from propylon.providers import embedded
 
 API_KEY = "test-key"
 EMBEDDED = embedded.available()
+TEST_DATABASE = os.environ.get("PROPYLON_TEST_DATABASE", "sqlite")
+if TEST_DATABASE not in ("sqlite", "postgresql"):
+    raise RuntimeError(f"PROPYLON_TEST_DATABASE is `sqlite` or `postgresql`, not {TEST_DATABASE!r}")
 
 
 @dataclass
@@ -29,6 +39,7 @@ class Server:
     url: str
     data_dir: Path
     process: subprocess.Popen[bytes]
+    database_url: str | None = None  # None: the SQLite file in `data_dir`
 
     @property
     def database(self) -> Path:
@@ -44,11 +55,20 @@ class Server:
         return httpx.Client(base_url=self.url, headers={"x-goog-api-key": API_KEY}, timeout=60)
 
     def rows(self) -> tuple[int, int]:
-        """(interactions, events) rows in the store, read from the SQLite file itself."""
-        with sqlite3.connect(self.database) as conn:
-            interactions = conn.execute("SELECT count(*) FROM interactions").fetchone()[0]
-            events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        """(interactions, events) rows in the store, read from the database itself."""
+        interactions = self.query("SELECT count(*) FROM interactions")[0][0]
+        events = self.query("SELECT count(*) FROM events")[0][0]
         return interactions, events
+
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """The rows of `sql` (placeholders `?`) run on the server's database itself."""
+        if self.database_url is None:
+            with contextlib.closing(sqlite3.connect(self.database)) as conn:
+                return conn.execute(sql, params).fetchall()
+        import psycopg
+
+        with psycopg.connect(self.database_url) as conn:
+            return conn.execute(sql.replace("?", "%s"), params).fetchall()  # type: ignore[arg-type]
 
 
 def free_port() -> int:
@@ -88,9 +108,17 @@ provider = "embedded"
 """
 
 
-def start_server(data_dir: Path, config: str, log: Path | None = None) -> Server:
+def start_server(
+    data_dir: Path, config: str, log: Path | None = None, database_url: str | None = None
+) -> Server:
     """Start `propylon serve` and wait until it answers /healthz (or fail after 60 s).
-    With `log`, the server's stderr (its log lines) goes to that file."""
+    With `log`, the server's stderr (its log lines) goes to that file. `database_url`: where
+    its state is; default: under `PROPYLON_TEST_DATABASE=postgresql` the data dir's database,
+    else the SQLite file in `data_dir`."""
+    if database_url is None and TEST_DATABASE == "postgresql":
+        from tests.postgres import database_for
+
+        database_url = database_for(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     config_file = data_dir / "propylon.toml"
     config_file.write_text(config)
@@ -107,6 +135,7 @@ def start_server(data_dir: Path, config: str, log: Path | None = None) -> Server
             str(config_file),
             "--data-dir",
             str(data_dir),
+            *(["--database-url", database_url] if database_url else []),
         ],
         stderr=log.open("ab") if log else None,
     )
@@ -122,7 +151,7 @@ def start_server(data_dir: Path, config: str, log: Path | None = None) -> Server
             process.kill()
             raise RuntimeError("propylon serve did not start")
         time.sleep(0.05)
-    return Server(url=url, data_dir=data_dir, process=process)
+    return Server(url=url, data_dir=data_dir, process=process, database_url=database_url)
 
 
 def stop_server(server: Server) -> None:
@@ -131,6 +160,32 @@ def stop_server(server: Server) -> None:
         server.process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         server.process.kill()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def postgresql_databases() -> Iterator[None]:
+    """Under `PROPYLON_TEST_DATABASE=postgresql`: each data dir's processes get a database of
+    their own (tests/postgres.py `database_for`, through tests/pg_site/sitecustomize.py);
+    every one is dropped when the session ends."""
+    if TEST_DATABASE != "postgresql":
+        yield
+        return
+    from tests.postgres import PREFIX_VARIABLE, drop_databases
+
+    prefix = f"propylon_test_{uuid.uuid4().hex[:8]}_"
+    site = str(Path(__file__).with_name("pg_site"))
+    saved = {name: os.environ.get(name) for name in (PREFIX_VARIABLE, "PYTHONPATH")}
+    os.environ[PREFIX_VARIABLE] = prefix
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [site, saved["PYTHONPATH"]]))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        drop_databases(prefix)
 
 
 @pytest.fixture(scope="session")

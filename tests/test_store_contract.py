@@ -463,3 +463,42 @@ def test_console_usage_and_chains(open_backend: Opener) -> None:
             assert [(link.id, link.tenant) for link in forward] == [("v1_1", "acme")]
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("backend", ["sqlalchemy-sqlite", "postgresql"])
+def test_the_create_hook_runs_in_the_creates_transaction(backend: str, tmp_path: Path) -> None:
+    """SQLAlchemy store only (the embedded store's jobs are in-process: it has no hook): the
+    hook sees the row on the driver's connection, and its failure writes nothing."""
+
+    async def scenario(url: str) -> None:
+        stores = open_stores(url, tmp_path / "unused.db")
+        store = stores.store
+        await store.open()
+        seen: list[tuple[str, int]] = []
+
+        async def hook(connection: object, record: InteractionRecord) -> None:
+            marker = "%s" if backend == "postgresql" else "?"  # psycopg's, aiosqlite's
+            cursor = await connection.execute(  # type: ignore[attr-defined]
+                f"SELECT count(*) FROM interactions WHERE id = {marker}", (record.id,)
+            )
+            seen.append((record.id, (await cursor.fetchone())[0]))
+            if record.id == "v1_refused":
+                raise RuntimeError("the job could not be deferred")
+
+        store.on_create = hook
+        try:
+            await store.create(_record("v1_kept"), _events(1, 1))
+            with pytest.raises(RuntimeError):
+                await store.create(_record("v1_refused"), _events(1, 1))
+            assert seen == [("v1_kept", 1), ("v1_refused", 1)]
+            assert await store.get("v1_kept") is not None
+            assert await store.get("v1_refused") is None
+            assert await store.read_events("v1_refused", 0, 10) == []
+        finally:
+            await store.close()
+
+    if backend == "postgresql":
+        with fresh_database() as url:
+            asyncio.run(scenario(url))
+    else:
+        asyncio.run(scenario(f"sqlite:///{tmp_path / 'propylon.db'}"))

@@ -13,14 +13,15 @@ from typing import Any
 
 from propylon.store.base import InteractionRecord
 from propylon.store.listing import ListQuery
-from propylon.store.sqlite import _COLUMNS, SQLiteStore, _record
+from propylon.store.sqlite import SQLiteStore
+from propylon.store.sqlite_interactions import COLUMNS, record_of
 
 __all__ = ["SQLiteListingStore", "listing_sql"]
 
 # A page without `view=full` reads no content: the interaction's input and steps stay unread.
 _BASIC = {"input": "NULL", "input_steps": "'[]'", "steps": "'[]'"}
-_FULL_COLUMNS = _COLUMNS
-_BASIC_COLUMNS = ", ".join(_BASIC.get(c, c) for c in (c.strip() for c in _COLUMNS.split(",")))
+_FULL_COLUMNS = COLUMNS
+_BASIC_COLUMNS = ", ".join(_BASIC.get(c, c) for c in (c.strip() for c in COLUMNS.split(",")))
 
 
 def listing_sql(query: ListQuery) -> tuple[str, list[Any]]:
@@ -75,6 +76,6 @@ class SQLiteListingStore:
         sql, params = listing_sql(query)
 
         def run(conn: sqlite3.Connection) -> list[InteractionRecord]:
-            return [_record(row) for row in conn.execute(sql, params)]
+            return [record_of(row) for row in conn.execute(sql, params)]
 
         return await self._store._read(run)

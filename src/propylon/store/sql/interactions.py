@@ -215,8 +215,9 @@ class SQLInteractions:
             await conn.execute(_INSERT, row)
             await _insert_events(conn, record.id, events)
             await insert_deliveries(conn, deliveries or [])
-            if self.on_create is not None:  # on the driver's own connection, in this transaction
-                await self.on_create((await conn.get_raw_connection()).driver_connection, record)
+            if self.on_create is not None:  # on the driver's own connection (psycopg's)
+                raw = await conn.get_raw_connection()
+                await self.on_create(raw.driver_connection, record)
 
         await self._db.write(run)
 
