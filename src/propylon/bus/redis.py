@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import uuid
 from collections import defaultdict, deque
 from typing import Any
@@ -117,7 +118,7 @@ class RedisBus:
         options: dict[str, Any] = {
             "socket_connect_timeout": 2.0,
             "socket_timeout": 5.0,
-            "client_name": "propylon-bus",
+            "client_name": f"propylon-bus-{os.getpid()}",  # which process holds it
         }
         # One retry for a PUBLISH on a pooled connection Redis has closed meanwhile; none on
         # the pub/sub connection: a reconnect there must be seen, since messages were lost.
@@ -181,10 +182,11 @@ class RedisBus:
         if self._sender is not None and self._outbox:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained(), 1.0)
-        tasks = [*self._tasks, *([self._sender] if self._sender else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        pending = {*self._tasks, *([self._sender] if self._sender else [])}
+        while pending:  # again until done: on 3.11 a cancel landing in redis-py can be lost
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.1)
         await self._publisher.aclose()
         await self._subscriber.aclose()
 

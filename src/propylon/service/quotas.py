@@ -12,6 +12,7 @@ on its own (logged), rather than refusing or admitting everything.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -53,6 +54,7 @@ class Quotas:
                 key_prefix="propylon-limits",
                 socket_connect_timeout=1.0,
                 socket_timeout=1.0,
+                client_name=f"propylon-limits-{os.getpid()}",
             )
             self._shared = MovingWindowRateLimiter(storage)
         self._local_until = 0.0  # Redis failed: count locally until then
