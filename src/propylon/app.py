@@ -46,10 +46,8 @@ from propylon.service.listing import ListingService
 from propylon.service.retention import purge_expired
 from propylon.service.stateless import StatelessCalls
 from propylon.service.webhooks import WebhookService, new_secret
-from propylon.store.sqlite import SQLiteStore
-from propylon.store.sqlite_agents import SQLiteAgentStore
-from propylon.store.sqlite_ledger import SQLiteLedgerStore
-from propylon.store.sqlite_listing import SQLiteListingStore
+from propylon.store.base import Store
+from propylon.store.stores import open_stores
 
 __all__ = ["create_app"]
 
@@ -63,7 +61,7 @@ async def _healthz(request: Request) -> Response:
 
 async def _readyz(request: Request) -> Response:
     """Readiness: the store answers a read (503 while it does not)."""
-    store: SQLiteStore = request.app.state.store
+    store: Store = request.app.state.store
     try:
         await store.count_api_keys()
     except Exception as exc:
@@ -103,9 +101,8 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     Raises ValueError when the model settings are inconsistent (for example a name used twice).
     """
     models = models or ModelRegistry.from_settings(settings)
-    store = SQLiteStore(settings.database_path)
-    ledger = SQLiteLedgerStore(store)
-    custom_agents = SQLiteAgentStore(store)
+    stores = open_stores(settings.database_url, settings.database_path)
+    store, ledger, custom_agents = stores.store, stores.ledger, stores.agents
     metrics = Metrics()
     outbound = OutboundPolicy.from_settings(settings)
     webhooks = WebhookService(
@@ -223,7 +220,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     if settings.path_prefix:
         routes.append(Mount(settings.path_prefix.rstrip("/"), routes=api))
     auth = Authenticator(settings.api_keys, store, settings.auth_cache_seconds)
-    console = Console.build(settings, auth, store) if settings.console else None
+    console = Console.build(settings, auth, store, stores.console) if settings.console else None
     # first: the API's `/{version}/interactions` would match `/console/interactions` too
     routes[:0] = console.routes if console else Console.closed(settings)
     # Every route but these is authenticated once, in the middleware, before routing.
@@ -251,7 +248,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     app.state.store = store
     app.state.service = service
     app.state.stateless = stateless
-    app.state.listing = ListingService(SQLiteListingStore(store), store)
+    app.state.listing = ListingService(stores.listing, store)
     app.state.agents = AgentService(custom_agents, store, lambda: service.models, settings, agents)
     app.state.webhooks = webhooks
     # generateContent & co.: stateless, under the same registry, quotas and ledger

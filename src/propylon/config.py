@@ -264,6 +264,13 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default=Path("./data"), description="Where the SQLite file `propylon.db` lives."
     )
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "The database, as a URL: `postgresql://USER@HOST:PORT/DB` (several processes may "
+            "share it) or `sqlite:///PATH`. None: the embedded SQLite file in `data_dir`."
+        ),
+    )
     api_keys: list[str] = Field(
         default_factory=list,
         description=(
