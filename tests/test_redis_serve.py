@@ -229,3 +229,40 @@ def test_with_redis_down_each_process_still_counts_rpm(redis_down: tuple[Server,
     key = _new_key(a, 2)
     assert [_create(a, key) for _ in range(3)] == [200, 200, 429]
     assert [_create(b, key) for _ in range(3)] == [200, 200, 429]  # its own window
+
+
+def test_redis_url_from_the_file_the_environment_or_the_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from propylon.config import Settings
+
+    config = tmp_path / "propylon.toml"
+    config.write_text('redis_url = "redis://127.0.0.1:6379/1"\n')
+    assert Settings.load(config).redis_url == "redis://127.0.0.1:6379/1"
+    monkeypatch.setenv("PROPYLON_REDIS_URL", "redis://127.0.0.1:6379/2")
+    assert Settings.load(config).redis_url == "redis://127.0.0.1:6379/2"
+    flag = Settings.load(config, redis_url="redis://127.0.0.1:6379/3")
+    assert flag.redis_url == "redis://127.0.0.1:6379/3"
+    assert Settings().redis_url == "redis://127.0.0.1:6379/2"
+    monkeypatch.delenv("PROPYLON_REDIS_URL")
+    assert Settings().redis_url is None  # the default: everything in this process
+
+
+def test_serve_refuses_a_redis_url_that_is_not_one(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "propylon",
+            "serve",
+            "--data-dir",
+            str(tmp_path),
+            "--redis-url",
+            "http://127.0.0.1:6379",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "redis_url" in result.stderr and "redis://" in result.stderr
