@@ -184,8 +184,9 @@ def test_with_redis_down_a_stream_polls_the_store_and_ends(
     assert lag < 5
 
 
-def _new_key(server: Server, rpm: int) -> str:
-    """The secret of a key with `rpm`, made with `propylon keys create` in the shared database."""
+def _new_key(server: Server, rpm: int, *options: str) -> str:
+    """The secret of a key with `rpm` (and `options`), made with `propylon keys create` in the
+    shared database."""
     result = subprocess.run(
         [
             sys.executable,
@@ -197,6 +198,7 @@ def _new_key(server: Server, rpm: int) -> str:
             "limits",
             "--rpm",
             str(rpm),
+            *options,
             "--database-url",
             str(server.database_url),
         ],
@@ -222,6 +224,15 @@ def test_rpm_holds_across_processes(shared: tuple[Server, Server]) -> None:
     assert [_create(server, key) for server in (a, b, a)] == [200, 200, 200]
     assert _create(b, key) == 429
     assert _create(a, key) == 429
+
+
+def test_tpm_holds_across_processes(shared: tuple[Server, Server]) -> None:
+    """A key with tpm 5: an echo "hi" counts 3 tokens when it ends; after one run on each
+    process (6 tokens) neither admits another, though each alone has counted 3."""
+    a, b = shared
+    key = _new_key(a, 100, "--tpm", "5")
+    assert [_create(a, key), _create(b, key)] == [200, 200]
+    assert [_create(a, key), _create(b, key)] == [429, 429]
 
 
 def test_with_redis_down_each_process_still_counts_rpm(redis_down: tuple[Server, Server]) -> None:
