@@ -2,8 +2,9 @@
 tests/postgres.py) and Redis (127.0.0.1:6379, database 13; see tests/test_bus_contract.py):
 a stream served by one process follows a run on another live, through Redis; with its pub/sub
 connection killed mid-stream, or with Redis not running at all, the stream polls the store and
-still ends. Keys' rpm windows are shared, so a limit holds across processes (and, with Redis
-down, each process still counts on its own).
+still ends. Keys' rpm and tpm windows are shared, so a limit holds across processes (and, with
+Redis down, each process still counts on its own). And `redis_url` comes from the config file,
+`PROPYLON_REDIS_URL` or `--redis-url`.
 
 The keep-alive is long here (30 s): a stream that ends in seconds was not saved by a tick.
 """
