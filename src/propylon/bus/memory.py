@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from typing import Protocol
+from typing import Any, Generic, TypeVar
 
 from propylon.domain.events import Event
 
-__all__ = ["BufferedSubscription", "MemoryBus"]
-
-
-class _Owner(Protocol):
-    """The bus a subscription belongs to."""
-
-    closed: bool
-
-    def _unsubscribe(self, interaction_id: str, subscription: BufferedSubscription) -> None: ...
+__all__ = ["BufferedSubscription", "Fanout", "MemoryBus"]
 
 
 class BufferedSubscription:
     """A subscriber's bounded buffer of live events (also the Redis bus's, bus/redis.py)."""
 
-    def __init__(self, bus: _Owner, interaction_id: str, limit: int) -> None:
+    def __init__(self, bus: Fanout[Any], interaction_id: str, limit: int) -> None:
         self._bus = bus
         self.interaction_id = interaction_id
         self._limit = limit
@@ -74,22 +66,24 @@ class BufferedSubscription:
         self._bus._unsubscribe(self.interaction_id, self)
 
 
-class MemoryBus:
-    """Fan-out inside one process. `limit`: events buffered per subscriber before it is dropped
-    back to reading the store (bounds a slow reader's memory)."""
+S = TypeVar("S", bound=BufferedSubscription)
 
-    def __init__(self, limit: int = 1024) -> None:
-        self._limit = limit
-        self._subscribers: dict[str, set[BufferedSubscription]] = defaultdict(set)
+
+class Fanout(Generic[S]):
+    """This process's subscribers, by interaction: the in-process bus, and the local side of
+    the Redis bus (bus/redis.py)."""
+
+    def __init__(self) -> None:
+        self._subscribers: dict[str, set[S]] = defaultdict(set)
         self.closed = False
 
-    def publish(self, interaction_id: str, events: list[Event]) -> None:
+    def _deliver(self, interaction_id: str, events: list[Event]) -> None:
+        """Hand `events` to this process's subscribers of `interaction_id`."""
         for subscription in self._subscribers.get(interaction_id, ()):
             subscription._push(events)
 
-    def subscribe(self, interaction_id: str) -> BufferedSubscription:
-        subscription = BufferedSubscription(self, interaction_id, self._limit)
-        self._subscribers[interaction_id].add(subscription)
+    def _add(self, subscription: S) -> S:
+        self._subscribers[subscription.interaction_id].add(subscription)
         return subscription
 
     def close(self) -> None:
@@ -98,12 +92,31 @@ class MemoryBus:
             for subscription in subscriptions:
                 subscription._ready.set()
 
-    async def aclose(self) -> None:
-        """Nothing to release."""
-
     def _unsubscribe(self, interaction_id: str, subscription: BufferedSubscription) -> None:
         subscribers = self._subscribers.get(interaction_id)
         if subscribers is not None:
             subscribers.discard(subscription)
             if not subscribers:
                 del self._subscribers[interaction_id]
+                self._abandoned(interaction_id)
+
+    def _abandoned(self, interaction_id: str) -> None:
+        """The last subscriber of `interaction_id` here has gone."""
+
+
+class MemoryBus(Fanout[BufferedSubscription]):
+    """Fan-out inside one process. `limit`: events buffered per subscriber before it is dropped
+    back to reading the store (bounds a slow reader's memory)."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        super().__init__()
+        self._limit = limit
+
+    def publish(self, interaction_id: str, events: list[Event]) -> None:
+        self._deliver(interaction_id, events)
+
+    def subscribe(self, interaction_id: str) -> BufferedSubscription:
+        return self._add(BufferedSubscription(self, interaction_id, self._limit))
+
+    async def aclose(self) -> None:
+        """Nothing to release."""

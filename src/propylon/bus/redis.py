@@ -24,8 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import uuid
-from collections import defaultdict, deque
+from collections import deque
 from typing import Any
 
 import orjson
@@ -35,7 +36,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from propylon.bus.memory import BufferedSubscription
+from propylon.bus.memory import BufferedSubscription, Fanout
 from propylon.domain.events import Event
 
 __all__ = ["RedisBus"]
@@ -86,7 +87,7 @@ class _Subscription(BufferedSubscription):
         return self._take()
 
 
-class RedisBus:
+class RedisBus(Fanout[_Subscription]):
     """Fan-out across processes through Redis at `url` (`redis://HOST:PORT/N`).
 
     `limit`: events buffered per subscriber (as MemoryBus); `poll_seconds`: how often readers
@@ -107,9 +108,9 @@ class RedisBus:
         ping_seconds: float = 5.0,
         max_payload_bytes: int = 256 * 1024,
     ) -> None:
+        super().__init__()
         self.poll_seconds = poll_seconds
         self.ack_timeout = ack_timeout
-        self.closed = False
         self._limit = limit
         self._ping_seconds = ping_seconds
         self._max_payload = max_payload_bytes
@@ -117,7 +118,7 @@ class RedisBus:
         options: dict[str, Any] = {
             "socket_connect_timeout": 2.0,
             "socket_timeout": 5.0,
-            "client_name": "propylon-bus",
+            "client_name": f"propylon-bus-{os.getpid()}",  # which process holds it
         }
         # One retry for a PUBLISH on a pooled connection Redis has closed meanwhile; none on
         # the pub/sub connection: a reconnect there must be seen, since messages were lost.
@@ -126,7 +127,6 @@ class RedisBus:
         db = self._publisher.connection_pool.connection_kwargs.get("db", 0)
         self._prefix = f"propylon:{db}:events:"
         self._control = f"propylon:{db}:bus:{self._origin}"  # always subscribed: the liveness
-        self._subscribers: dict[str, set[_Subscription]] = defaultdict(set)
         # the pub/sub connection: what was asked, what Redis has answered
         self._pubsub: PubSub | None = None
         self._state = "connecting"  # "up" once the control channel is acknowledged, "down"
@@ -151,8 +151,7 @@ class RedisBus:
         return self._prefix + interaction_id in self._live
 
     def publish(self, interaction_id: str, events: list[Event]) -> None:
-        for subscription in self._subscribers.get(interaction_id, ()):
-            subscription._push(events)
+        self._deliver(interaction_id, events)
         if self._sender is None:
             self._sender = asyncio.create_task(self._send(), name="propylon-bus-publish")
         self._outbox.append((self._prefix + interaction_id, self._encode(events)))
@@ -164,16 +163,8 @@ class RedisBus:
                 asyncio.create_task(self._listen(), name="propylon-bus-listen"),
                 asyncio.create_task(self._sync(), name="propylon-bus-sync"),
             ]
-        subscription = _Subscription(self, interaction_id, self._limit)
-        self._subscribers[interaction_id].add(subscription)
         self._dirty.set()
-        return subscription
-
-    def close(self) -> None:
-        self.closed = True
-        for subscriptions in self._subscribers.values():
-            for subscription in subscriptions:
-                subscription._ready.set()
+        return self._add(_Subscription(self, interaction_id, self._limit))
 
     async def aclose(self) -> None:
         """Stop listening; give what waits to be published a second to go; close the clients."""
@@ -181,20 +172,16 @@ class RedisBus:
         if self._sender is not None and self._outbox:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained(), 1.0)
-        tasks = [*self._tasks, *([self._sender] if self._sender else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        pending = {*self._tasks, *([self._sender] if self._sender else [])}
+        while pending:  # again until done: on 3.11 a cancel landing in redis-py can be lost
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.1)
         await self._publisher.aclose()
         await self._subscriber.aclose()
 
-    def _unsubscribe(self, interaction_id: str, subscription: BufferedSubscription) -> None:
-        subscribers = self._subscribers.get(interaction_id)
-        if subscribers is not None:
-            subscribers.discard(subscription)
-            if not subscribers:
-                del self._subscribers[interaction_id]
-                self._dirty.set()
+    def _abandoned(self, interaction_id: str) -> None:
+        self._dirty.set()  # its channel is UNSUBSCRIBEd
 
     # -- publishing
 
@@ -298,10 +285,10 @@ class RedisBus:
                     subscription._resync()
             return False
         if kind == "message":
-            self._deliver(channel[len(self._prefix) :], message["data"])
+            self._received(channel[len(self._prefix) :], message["data"])
         return False
 
-    def _deliver(self, interaction_id: str, data: bytes) -> None:
+    def _received(self, interaction_id: str, data: bytes) -> None:
         """A message from another process to this one's subscribers of `interaction_id`."""
         subscribers = self._subscribers.get(interaction_id)
         if not subscribers:

@@ -12,6 +12,7 @@ on its own (logged), rather than refusing or admitting everything.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -53,6 +54,7 @@ class Quotas:
                 key_prefix="propylon-limits",
                 socket_connect_timeout=1.0,
                 socket_timeout=1.0,
+                client_name=f"propylon-limits-{os.getpid()}",
             )
             self._shared = MovingWindowRateLimiter(storage)
         self._local_until = 0.0  # Redis failed: count locally until then
@@ -121,9 +123,13 @@ class Quotas:
         """Charge a finished run's tokens to the caller's tokens-per-minute window."""
         tpm = caller.policy.get("tpm")
         if tpm and caller.key_id and tokens > 0:
-            item = self._item(tpm)
-            # a run larger than the whole window fills it rather than failing to count
-            await self._limit("hit", item, caller.key_id, "tokens", cost=min(tokens, tpm))
+            item, key = self._item(tpm), caller.key_id
+            # a run larger than what the window has left fills it rather than counting nothing
+            # (a moving window refuses a hit that does not fit whole)
+            if not await self._limit("hit", item, key, "tokens", cost=min(tokens, tpm)):
+                left = (await self._limit("get_window_stats", item, key, "tokens")).remaining
+                if left > 0:
+                    await self._limit("hit", item, key, "tokens", cost=left)
 
     async def _wait(self, item: RateLimitItem, *identifiers: str) -> float:
         """Seconds until `item`'s window lets one more through (at least 1)."""
