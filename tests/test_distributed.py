@@ -23,8 +23,9 @@ import psycopg
 import pytest
 import redis
 from httpx_sse import connect_sse
+from standardwebhooks import Webhook
 
-from tests.conftest import API_KEY, Server, free_port, wait_for
+from tests.conftest import API_KEY, Server, free_port, helper, wait_for
 from tests.postgres import fresh_database
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
@@ -41,6 +42,7 @@ reconcile_seconds = {RECONCILE}
 shutdown_timeout_seconds = 2
 worker_concurrency = 24
 webhook_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+allow_private_network_targets = true  # the webhook receiver listens on loopback
 
 [[models]]
 name = "echo"
@@ -495,3 +497,23 @@ def test_sigterm_of_a_worker_hands_its_runs_back(two_workers: Cluster) -> None:
         assert ended["status"] in ("completed", "failed")  # a stop is never a user cancel
         if ended["status"] == "failed":
             assert [e["code"] for e in ended["errors"]] == ["interrupted"]
+
+
+def test_webhook_deliveries_go_out_once_from_the_workers(two_workers: Cluster) -> None:
+    a, b = two_workers.serves[:2]
+    with helper("webhook_receiver.py") as receiver:
+        hook = {"uris": [f"{receiver}/hook/spread"]}
+        foreground = create(a, webhook_config=hook)  # its delivery is queued by serve A
+        background = create(b, webhook_config=hook, background=True)  # by a worker
+
+        def received() -> list[dict[str, Any]]:
+            got: list[dict[str, Any]] = httpx.get(f"{receiver}/received/spread").json()
+            return got
+
+        wait_for(lambda: len(received()) >= 2, 20)
+        with http(b) as client:
+            secret = client.get("/v1beta/webhooks:signingSecret").json()["secret"]
+        delivered = [
+            Webhook(secret).verify(d["body"], d["headers"])["data"]["id"] for d in received()
+        ]
+    assert sorted(delivered) == sorted([foreground["id"], background["id"]])  # each once
