@@ -81,7 +81,12 @@ def _register(runtime: Runtime, running: set[asyncio.Task[Any]]) -> Reconciler:
     async def deliver(timestamp: int | None = None) -> None:
         await runtime.deliveries.deliver_due()
 
-    reconciler = Reconciler(app, runtime.queue, service.close_run, settings.stale_after_seconds)
+    async def close_orphan(interaction_id: str, status: str, error: dict[str, str]) -> bool:
+        """A dead serve process's foreground run: charged its reservation, as after a restart."""
+        await service.ledger.charge(interaction_id)
+        return await service.close_run(interaction_id, status, error)
+
+    reconciler = Reconciler(app, runtime.queue, close_orphan, settings.stale_after_seconds)
 
     @app.periodic(cron=_every(settings.reconcile_seconds), periodic_id="reconcile")
     # No `lock`: a pass that died with its worker would hold it. Two passes at once are safe

@@ -409,11 +409,12 @@ class InteractionService:
             return
         projection = await reading.fold(self.store, interaction_id)
         log = self._log(record, existing=projection, epoch=epoch)
-        self.ledger.adopt(interaction_id)  # its end here settles its reservation
         if projection.steps:  # it was under way elsewhere: no step is run twice
+            await self.ledger.charge(interaction_id)  # as after a restart: its reservation
             finish_unstarted(log, "failed", _INTERRUPTED)
             await log.drain()
             return
+        self.ledger.adopt(interaction_id)  # its end here settles its reservation
         try:
             request = request_of(record)  # a value an older version stored may be refused now
             planned = await plan(
@@ -561,8 +562,9 @@ class InteractionService:
         return to_resource(record, include_input_steps=include_input_steps)
 
     async def _end_cancelled(self, interaction_id: str, caller: Caller) -> InteractionRecord:
-        """Stop the run (its log ends it `cancelled`, unless it ended first) and wait until
-        its log is written; a run that had not begun is ended here."""
+        """Stop the run wherever it runs (its log ends it `cancelled`, unless it ended first)
+        and wait until its log is written; a run that had not begun, or did not stop in the
+        queue's bounded wait, is taken over and ended here."""
         await self.jobs.cancel(interaction_id)
         record = await self._record(interaction_id, caller)
         if not lifecycle.is_terminal(record.status):  # it had not begun, or did not stop
