@@ -46,9 +46,9 @@ logger = logging.getLogger("propylon.jobs")
 RUN_QUEUE = "propylon_runs"  # background runs
 CONTROL_QUEUE = "propylon_control"  # the reconciler and webhook deliveries: never behind runs
 RUN_TASK = "propylon.run"
-DELIVER_TASK = "propylon.deliver"
+DELIVER_TASK = "propylon.deliver"  # also its lock: one delivery pass at a time, anywhere
 RECONCILE_TASK = "propylon.reconcile"
-_DELIVER_LOCK = "propylon.deliver"  # one delivery pass at a time, over every process
+
 _SCHEMA_LOCK = 0x70726F70  # the advisory lock held while the job tables are created
 CANCEL_GRACE_SECONDS = 2.0  # a run aborted in a worker has this long to end `cancelled`
 _POLL = 0.05
@@ -184,7 +184,7 @@ class ProcrastinateQueue:
     async def _defer_delivery(self) -> None:
         try:
             await self.app.configure_task(
-                DELIVER_TASK, queue=CONTROL_QUEUE, lock=_DELIVER_LOCK, queueing_lock=_DELIVER_LOCK
+                DELIVER_TASK, queue=CONTROL_QUEUE, lock=DELIVER_TASK, queueing_lock=DELIVER_TASK
             ).defer_async()
         except AlreadyEnqueued:
             pass  # a pass is already due: it sends these too
