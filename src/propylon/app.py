@@ -25,6 +25,7 @@ from propylon.api import webhooks as webhook_routes
 from propylon.api.auth import Authenticator, AuthMiddleware
 from propylon.api.errors import EXCEPTION_HANDLERS, JSONResponse
 from propylon.api.limits import BodyLimitMiddleware
+from propylon.api.openai import responses as openai_responses
 from propylon.bus.memory import MemoryBus
 from propylon.config import Settings
 from propylon.gateway.registry import ModelRegistry
@@ -37,6 +38,7 @@ from propylon.service.idempotency import Idempotency
 from propylon.service.interactions import InteractionService
 from propylon.service.ledger import Ledger
 from propylon.service.listing import ListingService
+from propylon.service.responses import ResponseService
 from propylon.service.retention import purge_expired
 from propylon.service.webhooks import WebhookService, new_secret
 from propylon.store.sqlite import SQLiteStore
@@ -198,6 +200,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         *listing_routes.routes,
         *agent_routes.routes,
         *webhook_routes.routes,
+        *openai_responses.routes,
     ]
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz),
@@ -228,6 +231,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     app.state.settings = settings
     app.state.store = store
     app.state.service = service
+    app.state.responses = ResponseService(service)
     app.state.listing = ListingService(SQLiteListingStore(store), store)
     app.state.agents = AgentService(custom_agents, store, lambda: service.models, settings, agents)
     app.state.webhooks = webhooks

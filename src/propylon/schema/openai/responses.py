@@ -1,0 +1,621 @@
+"""Pydantic models of OpenAI's CreateResponse body and its input items: the only place that
+knows the request's JSON field names, and its translation into a CreateInteraction body.
+
+A Response is a view of an interaction (docs/openai-responses.md): `input` items become steps,
+`instructions` (with any system or developer messages) the system instruction, the sampling
+fields `generation_config`, `text.format` the `response_format`, `metadata` the labels. Every
+field is honoured, refused with 400 naming it, or harmless (documented); unknown ones are
+refused. Validation failures become InvalidArgument (HTTP 400).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+
+from propylon.errors import InvalidArgument
+from propylon.schema.common import JsonSchema, Url, describe
+
+__all__ = ["CreateResponse", "parse_create_response", "to_create_interaction"]
+
+_open = ConfigDict(extra="allow")  # items a client sends back as it got them (ids, status...)
+_closed = ConfigDict(extra="forbid")
+
+
+class InputText(BaseModel):
+    model_config = _open
+    type: Literal["input_text"]
+    text: str
+
+
+class OutputText(BaseModel):
+    model_config = _open
+    type: Literal["output_text"]
+    text: str
+
+
+class Refusal(BaseModel):
+    model_config = _open
+    type: Literal["refusal"]
+    refusal: str
+
+
+class InputImage(BaseModel):
+    """An image by URL: `data:` URLs are sent inline, others by reference."""
+
+    model_config = _open
+    type: Literal["input_image"]
+    image_url: Url | None = None
+    file_id: str | None = None
+    detail: Literal["low", "high", "auto", "original"] | None = None
+
+    @model_validator(mode="after")
+    def _url(self) -> InputImage:
+        if self.file_id is not None:
+            raise ValueError("`file_id` is not supported: send the image as `image_url`")
+        if not self.image_url:
+            raise ValueError("`image_url` is required")
+        return self
+
+
+class InputFile(BaseModel):
+    """A file, inline (`file_data`, base64 or a `data:` URL) or by `file_url`."""
+
+    model_config = _open
+    type: Literal["input_file"]
+    file_data: str | None = None
+    file_url: Url | None = None
+    file_id: str | None = None
+    filename: str | None = None
+
+    @model_validator(mode="after")
+    def _data_or_url(self) -> InputFile:
+        if self.file_id is not None:
+            raise ValueError("`file_id` is not supported: send `file_data` or `file_url`")
+        if not self.file_data and not self.file_url:
+            raise ValueError("`file_data` or `file_url` is required")
+        return self
+
+
+def _part_type(value: Any) -> str | None:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return f"[{kind}]" if kind in _PART_TYPES else None
+
+
+_PART_TYPES = ("input_text", "output_text", "refusal", "input_image", "input_file")
+Part = Annotated[
+    Annotated[InputText, Tag("[input_text]")]
+    | Annotated[OutputText, Tag("[output_text]")]
+    | Annotated[Refusal, Tag("[refusal]")]
+    | Annotated[InputImage, Tag("[input_image]")]
+    | Annotated[InputFile, Tag("[input_file]")],
+    Discriminator(
+        _part_type,
+        custom_error_type="part_type",
+        custom_error_message="unknown content `type`; it is one of "
+        + ", ".join(f"'{t}'" for t in _PART_TYPES),
+    ),
+]
+
+
+class Message(BaseModel):
+    """A message; `type` may be left out (OpenAI's easy input message)."""
+
+    model_config = _open
+    type: Literal["message"] = "message"
+    role: Literal["user", "assistant", "system", "developer"]
+    content: str | list[Part]
+
+
+class FunctionCall(BaseModel):
+    """A call the model made, sent back: `arguments` is a JSON object as a string."""
+
+    model_config = _open
+    type: Literal["function_call"]
+    call_id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    arguments: str
+
+    @model_validator(mode="after")
+    def _json_object(self) -> FunctionCall:
+        try:
+            value = orjson.loads(self.arguments) if self.arguments.strip() else {}
+        except orjson.JSONDecodeError:
+            raise ValueError("`arguments` must be a JSON object as a string") from None
+        if not isinstance(value, dict):
+            raise ValueError("`arguments` must be a JSON object as a string")
+        return self
+
+
+class FunctionCallOutput(BaseModel):
+    model_config = _open
+    type: Literal["function_call_output"]
+    call_id: str = Field(min_length=1)
+    output: str | list[Part]
+
+
+class SummaryText(BaseModel):
+    model_config = _open
+    type: Literal["summary_text"]
+    text: str
+
+
+class Reasoning(BaseModel):
+    """A reasoning item the model produced, sent back."""
+
+    model_config = _open
+    type: Literal["reasoning"]
+    summary: list[SummaryText] = Field(default_factory=list)
+    encrypted_content: str | None = None
+
+
+class McpCall(BaseModel):
+    """A call of a tool on an MCP server (Propylon ran it), sent back."""
+
+    model_config = _open
+    type: Literal["mcp_call"]
+    id: str
+    name: str
+    server_label: str
+    arguments: str
+    output: str | None = None
+    error: Any = None
+
+
+def _item_type(value: Any) -> str | None:
+    kind = value.get("type", "message") if isinstance(value, dict) else None
+    return f"[{kind}]" if kind in _ITEM_TYPES else None
+
+
+_ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning", "mcp_call")
+Item = Annotated[
+    Annotated[Message, Tag("[message]")]
+    | Annotated[FunctionCall, Tag("[function_call]")]
+    | Annotated[FunctionCallOutput, Tag("[function_call_output]")]
+    | Annotated[Reasoning, Tag("[reasoning]")]
+    | Annotated[McpCall, Tag("[mcp_call]")],
+    Discriminator(
+        _item_type,
+        custom_error_type="item_type",
+        custom_error_message="unsupported item `type`; Propylon takes "
+        + ", ".join(f"'{t}'" for t in _ITEM_TYPES),
+    ),
+]
+
+
+class FunctionTool(BaseModel):
+    """A function the model may call. `strict` is kept and echoed (docs/openai-responses.md)."""
+
+    model_config = _closed
+    type: Literal["function"]
+    name: str = Field(min_length=1, max_length=128)
+    description: str | None = None
+    parameters: JsonSchema | None = None
+    strict: bool | None = None
+
+
+class McpTool(BaseModel):
+    """An MCP server Propylon calls itself, as on the Interactions surface."""
+
+    model_config = _closed
+    type: Literal["mcp"]
+    server_label: str = Field(min_length=1)
+    server_url: Url | None = None
+    headers: dict[str, str] | None = None
+    allowed_tools: list[str] | dict[str, Any] | None = None
+    require_approval: Literal["never"] | dict[str, Any] | None = None
+    server_description: str | None = None
+
+    @model_validator(mode="after")
+    def _supported(self) -> McpTool:
+        if not self.server_url:
+            raise ValueError("`server_url` is required: Propylon has no MCP connectors")
+        if isinstance(self.require_approval, dict):
+            never = self.require_approval.get("never")
+            if set(self.require_approval) != {"never"} or not isinstance(never, dict):
+                raise ValueError(
+                    "`require_approval`: only 'never' is supported (Propylon runs MCP calls "
+                    "itself, without approval requests)"
+                )
+        if isinstance(self.allowed_tools, dict):
+            names = self.allowed_tools.get("tool_names")
+            if set(self.allowed_tools) != {"tool_names"} or not isinstance(names, list):
+                raise ValueError("`allowed_tools`: a list of names or `{tool_names: [...]}`")
+        return self
+
+    def tool_names(self) -> list[str] | None:
+        if isinstance(self.allowed_tools, dict):
+            return [str(name) for name in self.allowed_tools["tool_names"]]
+        return self.allowed_tools
+
+
+def _tool_type(value: Any) -> str | None:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return f"[{kind}]" if kind in ("function", "mcp") else None
+
+
+Tool = Annotated[
+    Annotated[FunctionTool, Tag("[function]")] | Annotated[McpTool, Tag("[mcp]")],
+    Discriminator(
+        _tool_type,
+        custom_error_type="tool_type",
+        custom_error_message="unsupported tool `type`; Propylon runs 'function' and 'mcp' tools",
+    ),
+]
+
+
+class NamedFunction(BaseModel):
+    model_config = _closed
+    type: Literal["function"]
+    name: str
+
+
+class AllowedTools(BaseModel):
+    model_config = _closed
+    type: Literal["allowed_tools"]
+    mode: Literal["auto", "required"]
+    tools: list[NamedFunction]
+
+
+def _choice_type(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "[string]"
+    kind = value.get("type") if isinstance(value, dict) else None
+    return f"[{kind}]" if kind in ("function", "allowed_tools") else None
+
+
+ToolChoice = Annotated[
+    Annotated[Literal["auto", "none", "required"], Tag("[string]")]
+    | Annotated[NamedFunction, Tag("[function]")]
+    | Annotated[AllowedTools, Tag("[allowed_tools]")],
+    Discriminator(
+        _choice_type,
+        custom_error_type="tool_choice_type",
+        custom_error_message="`tool_choice` is 'auto', 'none', 'required', "
+        "{type: 'function', name} or {type: 'allowed_tools', mode, tools}",
+    ),
+]
+
+
+class TextFormatText(BaseModel):
+    model_config = _closed
+    type: Literal["text"]
+
+
+class TextFormatJsonObject(BaseModel):
+    model_config = _closed
+    type: Literal["json_object"]
+
+
+class TextFormatJsonSchema(BaseModel):
+    model_config = _closed
+    type: Literal["json_schema"]
+    name: str = Field(min_length=1, max_length=64)
+    schema_: JsonSchema = Field(alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+
+TextFormat = Annotated[
+    TextFormatText | TextFormatJsonObject | TextFormatJsonSchema, Field(discriminator="type")
+]
+
+
+class TextConfig(BaseModel):
+    model_config = _closed
+    format: TextFormat | None = None
+    verbosity: Literal["medium"] | None = None  # the only one every model honours: the default
+
+
+class ReasoningConfig(BaseModel):
+    model_config = _closed
+    effort: Literal["minimal", "low", "medium", "high", "xhigh"] | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = None
+    generate_summary: Literal["auto", "concise", "detailed"] | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = _closed
+    include_obfuscation: bool | None = None  # harmless: Propylon never pads its events
+
+
+_TIERS = {"default": "standard", "flex": "flex", "priority": "priority"}
+_HARMLESS_INCLUDES = frozenset(
+    {
+        "reasoning.encrypted_content",
+        "message.input_image.image_url",
+        "file_search_call.results",
+        "web_search_call.results",
+        "web_search_call.action.sources",
+        "code_interpreter_call.outputs",
+        "computer_call_output.output.image_url",
+    }
+)
+
+
+# Fields whose other values Propylon cannot honour: the value it takes, and why.
+_ACCEPTED: dict[str, Any] = {"parallel_tool_calls": True, "truncation": "disabled", "top_logprobs": 0}
+_REFUSED = {
+    "parallel_tool_calls": "false is not supported: a model may call several functions at once",
+    "truncation": "'auto' is not supported: Propylon never drops input items",
+    "top_logprobs": "log probabilities are not available; only 0 is accepted",
+    "max_tool_calls": "not supported: the server's `max_tool_rounds` bounds tool calls",
+}
+
+
+def _metadata(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > 16:
+        raise ValueError("at most 16 pairs")
+    for key, item in value.items():
+        if len(key) > 64 or len(item) > 512:
+            raise ValueError("keys are at most 64 characters, values at most 512")
+    return value
+
+
+class CreateResponse(BaseModel):
+    """OpenAI's CreateResponse body (`POST /v1/responses`)."""
+
+    model_config = _closed
+
+    model: str = Field(min_length=1)
+    input: str | list[Item] | None = None
+    instructions: str | None = None
+    previous_response_id: str | None = None
+    store: bool | None = None
+    background: bool | None = None
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    text: TextConfig | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_output_tokens: int | None = Field(default=None, gt=0, le=2**31 - 1)
+    metadata: Annotated[dict[str, str], Field()] | None = None
+    reasoning: ReasoningConfig | None = None
+    service_tier: Literal["auto", "default", "flex", "priority"] | None = None
+    truncation: Literal["disabled", "auto"] | None = None
+    include: list[str] | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    max_tool_calls: int | None = Field(default=None, ge=1)
+    # identifiers for OpenAI's own abuse monitoring and prompt caching: harmless here
+    user: str | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: Literal["in_memory", "24h", "in-memory"] | None = None
+
+    @model_validator(mode="after")
+    def _checks(self) -> CreateResponse:
+        if self.metadata is not None:
+            try:
+                _metadata(self.metadata)
+            except ValueError as exc:
+                raise ValueError(f"metadata: {exc}") from None
+        for name, refusal in _REFUSED.items():
+            value = getattr(self, name)
+            if value is not None and value != _ACCEPTED.get(name):
+                raise ValueError(f"{name}: {refusal}")
+        for name in self.include or []:
+            if name not in _HARMLESS_INCLUDES:
+                raise ValueError(f"include: `{name}` is not supported (no log probabilities)")
+        names = [t.name for t in self.tools or [] if isinstance(t, FunctionTool)]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"tools: function `{name}` is declared twice")
+        return self
+
+
+def parse_create_response(body: Any) -> CreateResponse:
+    """Validate a decoded JSON body. Raises InvalidArgument naming the offending field."""
+    if not isinstance(body, dict):
+        raise InvalidArgument("the request body must be a JSON object")
+    try:
+        return CreateResponse.model_validate(body)
+    except ValidationError as exc:
+        raise InvalidArgument(describe(exc)) from None
+
+
+def to_create_interaction(request: CreateResponse) -> dict[str, Any]:
+    """The CreateInteraction body (before its own validation) that runs `request`: the
+    Response is a view of that interaction. Raises InvalidArgument naming an OpenAI field the
+    interaction cannot carry."""
+    if request.store is False and request.previous_response_id:
+        raise InvalidArgument(
+            "`previous_response_id` needs `store` true: a response with `store` false is "
+            "not kept; send the whole conversation as `input`"
+        )
+    if request.store is False and request.background:
+        raise InvalidArgument("`background` needs `store` true")
+    steps, system = _steps(request.input)
+    instructions = "\n\n".join([*([request.instructions] if request.instructions else []), *system])
+    body: dict[str, Any] = {
+        "model": request.model,
+        "input": steps if steps else None,
+        "stream": bool(request.stream),
+        "background": bool(request.background),
+        "store": request.store is not False,
+    }
+    if instructions:
+        body["system_instruction"] = instructions
+    if request.previous_response_id:
+        body["previous_interaction_id"] = request.previous_response_id
+    if request.metadata:
+        body["labels"] = request.metadata
+    if request.tools:
+        body["tools"] = [_tool(tool) for tool in request.tools]
+    config = _generation_config(request)
+    if config:
+        body["generation_config"] = config
+    form = request.text.format if request.text else None
+    if isinstance(form, TextFormatJsonObject):
+        body["response_mime_type"] = "application/json"
+    elif isinstance(form, TextFormatJsonSchema):
+        entry = {"type": "text", "mime_type": "application/json", "schema": form.schema_}
+        entry["name"] = form.name  # kept with the entry: the Response echoes it
+        if form.strict is not None:
+            entry["strict"] = form.strict
+        if form.description is not None:
+            entry["description"] = form.description
+        body["response_format"] = entry
+    tier = _TIERS.get(request.service_tier or "")
+    if tier is not None:
+        body["service_tier"] = tier
+    return body
+
+
+def _generation_config(request: CreateResponse) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    for name in ("temperature", "top_p", "max_output_tokens"):
+        value = getattr(request, name)
+        if value is not None:
+            config[name] = value
+    choice = request.tool_choice
+    if choice == "required":
+        config["tool_choice"] = "any"
+    elif isinstance(choice, str):
+        config["tool_choice"] = choice
+    elif isinstance(choice, NamedFunction):
+        config["tool_choice"] = {"allowed_tools": {"mode": "any", "tools": [choice.name]}}
+    elif isinstance(choice, AllowedTools):
+        mode = "any" if choice.mode == "required" else "auto"
+        names = [tool.name for tool in choice.tools]
+        config["tool_choice"] = {"allowed_tools": {"mode": mode, "tools": names}}
+    reasoning = request.reasoning
+    if reasoning is not None:
+        if reasoning.effort is not None:
+            config["thinking_level"] = reasoning.effort
+        if (reasoning.summary or reasoning.generate_summary) is not None:
+            config["thinking_summaries"] = "auto"
+    return config
+
+
+def _tool(tool: FunctionTool | McpTool) -> dict[str, Any]:
+    if isinstance(tool, FunctionTool):
+        return tool.model_dump(exclude_none=True)
+    server: dict[str, Any] = {"type": "mcp_server", "name": tool.server_label, "url": tool.server_url}
+    if tool.headers:
+        server["headers"] = tool.headers
+    names = tool.tool_names()
+    if names is not None:
+        server["allowed_tools"] = [{"tools": names}]
+    return server
+
+
+def _steps(value: str | list[Any] | None) -> tuple[list[dict[str, Any]], list[str]]:
+    """`input` as steps, and the texts of its system and developer messages (which join the
+    system instruction: a step has no such role)."""
+    if value is None:
+        return [], []
+    if isinstance(value, str):
+        return [{"type": "user_input", "content": [{"type": "text", "text": value}]}], []
+    steps: list[dict[str, Any]] = []
+    system: list[str] = []
+    for index, item in enumerate(value):
+        if isinstance(item, Message):
+            if item.role in ("system", "developer"):
+                system.append(_text_of(item.content, f"input.{index}.content"))
+            else:
+                kind = "user_input" if item.role == "user" else "model_output"
+                steps.append({"type": kind, "content": _contents(item.content)})
+        elif isinstance(item, FunctionCall):
+            arguments = orjson.loads(item.arguments) if item.arguments.strip() else {}
+            steps.append(
+                {"type": "function_call", "id": item.call_id, "name": item.name,
+                 "arguments": arguments}
+            )  # fmt: skip
+        elif isinstance(item, FunctionCallOutput):
+            output = item.output
+            result = output if isinstance(output, str) else _contents(output)
+            steps.append({"type": "function_result", "call_id": item.call_id, "result": result})
+        elif isinstance(item, Reasoning):
+            thought: dict[str, Any] = {"type": "thought"}
+            if item.summary:
+                thought["summary"] = [{"type": "text", "text": s.text} for s in item.summary]
+            if item.encrypted_content:
+                thought["signature"] = item.encrypted_content
+            steps.append(thought)
+        else:
+            steps.extend(_mcp_steps(item))
+    return steps, system
+
+
+def _mcp_steps(item: McpCall) -> list[dict[str, Any]]:
+    try:
+        arguments = orjson.loads(item.arguments) if item.arguments.strip() else {}
+    except orjson.JSONDecodeError:
+        raise InvalidArgument(f"`mcp_call` `{item.id}`: `arguments` is not JSON") from None
+    call = {
+        "type": "mcp_server_tool_call",
+        "id": item.id,
+        "name": item.name,
+        "server_name": item.server_label,
+        "arguments": arguments if isinstance(arguments, dict) else {},
+    }
+    result: dict[str, Any] = {
+        "type": "mcp_server_tool_result",
+        "call_id": item.id,
+        "name": item.name,
+        "server_name": item.server_label,
+        "result": item.output if item.error is None else item.error,
+    }
+    return [call, result]
+
+
+def _text_of(content: str | list[Any], where: str) -> str:
+    if isinstance(content, str):
+        return content
+    texts = []
+    for part in content:
+        if not isinstance(part, InputText | OutputText):
+            raise InvalidArgument(f"`{where}`: a system or developer message holds text only")
+        texts.append(part.text)
+    return "".join(texts)
+
+
+def _contents(content: str | list[Any]) -> list[dict[str, Any]]:
+    """Message content as Interactions content items."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    items: list[dict[str, Any]] = []
+    for part in content:
+        if isinstance(part, InputText | OutputText):
+            items.append({"type": "text", "text": part.text})
+        elif isinstance(part, Refusal):
+            items.append({"type": "text", "text": part.refusal})
+        elif isinstance(part, InputImage):
+            items.append(_media("image", part.image_url or ""))
+        else:
+            items.append(_file(part))
+    return items
+
+
+def _media(kind: str, url: str, mime_type: str | None = None) -> dict[str, Any]:
+    """A `data:` URL inline, any other URL by reference."""
+    if url.startswith("data:"):
+        header, _, data = url.partition(",")
+        media = header.removeprefix("data:").removesuffix(";base64")
+        item = {"type": kind, "data": data, "mime_type": media or mime_type}
+        return {k: v for k, v in item.items() if v}
+    item = {"type": kind, "uri": url, "mime_type": mime_type}
+    return {k: v for k, v in item.items() if v}
+
+
+def _file(part: InputFile) -> dict[str, Any]:
+    mime = "application/pdf" if (part.filename or "").lower().endswith(".pdf") else None
+    if part.file_url:
+        return _media("document", part.file_url, mime)
+    data = part.file_data or ""
+    if data.startswith("data:"):
+        return _media("document", data, mime)
+    return {k: v for k, v in {"type": "document", "data": data, "mime_type": mime}.items() if v}
