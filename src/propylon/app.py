@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from propylon.api import agents as agent_routes
 from propylon.api import interactions, openapi
+from propylon.api import openai as openai_surface  # installs OpenAI's error body
 from propylon.api import listing as listing_routes
 from propylon.api import webhooks as webhook_routes
 from propylon.api.auth import Authenticator, AuthMiddleware

@@ -8,6 +8,7 @@ No error maps to 409: the SDKs retry 409 (reference §1.5).
 from __future__ import annotations
 
 __all__ = [
+    "BudgetExhausted",
     "FailedPrecondition",
     "InvalidArgument",
     "NotFound",
@@ -26,9 +27,12 @@ class PropylonError(Exception):
     http_status = 500
     status = "INTERNAL"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        # The request field the error is about (`model`, `messages.0.role`), when known: a
+        # surface whose error body names the field (OpenAI's `param`) says it.
+        self.param = param
 
 
 class InvalidArgument(PropylonError):
@@ -76,6 +80,12 @@ class ResourceExhausted(PropylonError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class BudgetExhausted(ResourceExhausted):
+    """A spend budget is spent for its period (HTTP 429, `RESOURCE_EXHAUSTED`): unlike a rate
+    limit it does not pass within seconds, so surfaces that tell the two apart (OpenAI's
+    `insufficient_quota`) can."""
 
 
 class NotFound(PropylonError):

@@ -18,8 +18,10 @@ from propylon.errors import PropylonError, ResourceExhausted
 
 __all__ = [
     "ERROR_BODIES",
+    "ERROR_REFINERS",
     "EXCEPTION_HANDLERS",
     "ErrorBody",
+    "ErrorRefiner",
     "JSONResponse",
     "error_body",
     "error_response",
@@ -65,12 +67,29 @@ def _google(http_status: int, status: str, message: str) -> dict[str, Any]:
 # Each surface's module puts its own body here; until it does, Google's body answers.
 ERROR_BODIES: dict[Surface, ErrorBody] = {surface: _google for surface in Surface}
 
+ErrorRefiner = Callable[[dict[str, Any], PropylonError], dict[str, Any]]
+"""A surface's body made more precise from the error raised: the field it names
+(`PropylonError.param`), its kind (a spent budget versus a rate limit)."""
+
+# Optional, per surface: the body of a raised PropylonError passes through its surface's refiner.
+ERROR_REFINERS: dict[Surface, ErrorRefiner] = {}
+
 
 def error_response(
-    scope: Any, http_status: int, status: str, message: str, headers: dict[str, str] | None = None
+    scope: Any,
+    http_status: int,
+    status: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    error: PropylonError | None = None,
 ) -> JSONResponse:
-    """The error response for the surface of the request `scope`, in that surface's body."""
-    body = ERROR_BODIES[surface_of(scope)](http_status, status, message)
+    """The error response for the surface of the request `scope`, in that surface's body
+    (refined from `error`, the PropylonError raised, when the surface has a refiner)."""
+    surface = surface_of(scope)
+    body = ERROR_BODIES[surface](http_status, status, message)
+    refine = ERROR_REFINERS.get(surface)
+    if refine is not None and error is not None:
+        body = refine(body, error)
     return JSONResponse(body, http_status, headers=headers)
 
 
@@ -79,7 +98,7 @@ async def _propylon_error(request: Request, exc: Exception) -> Response:
     headers = {}
     if isinstance(exc, ResourceExhausted):
         headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
-    return error_response(request.scope, exc.http_status, exc.status, exc.message, headers)
+    return error_response(request.scope, exc.http_status, exc.status, exc.message, headers, exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

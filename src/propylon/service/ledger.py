@@ -30,7 +30,7 @@ from propylon.config import Settings
 from propylon.domain import lifecycle
 from propylon.domain.caller import Caller
 from propylon.domain.usage import Usage
-from propylon.errors import ResourceExhausted
+from propylon.errors import BudgetExhausted
 from propylon.gateway.registry import ServedModel
 from propylon.store.base import InteractionRecord, LedgerStore, Reservation, SpendCap
 
@@ -119,7 +119,7 @@ class Ledger:
         refused = await self.store.reserve(reservation, [cap for cap, _, _ in caps])
         if refused is not None:
             _, period, owner = next(c for c in caps if c[0] == refused)
-            raise ResourceExhausted(
+            raise BudgetExhausted(
                 f"the spend budget of {refused.usd} USD of this {owner} for this {period} is spent",
                 period_start(period)[1],
             )
