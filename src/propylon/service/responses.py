@@ -7,6 +7,7 @@ idempotency. What differs is the wire shape, which api/openai renders from what 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,9 +16,13 @@ from propylon.domain import lifecycle
 from propylon.domain.caller import Caller
 from propylon.domain.events import Event
 from propylon.domain.redaction import redact_request
-from propylon.errors import FailedPrecondition
+from propylon.errors import FailedPrecondition, InvalidArgument
 from propylon.schema.interactions import parse_create
-from propylon.schema.openai.responses import CreateResponse, to_create_interaction
+from propylon.schema.openai.responses import (
+    CompactRequest,
+    CreateResponse,
+    to_create_interaction,
+)
 from propylon.service.interactions import InteractionService, to_resource
 from propylon.store.base import InteractionRecord
 
@@ -105,13 +110,32 @@ class ResponseService:
                 "with `background` false"
             )
         if not lifecycle.is_terminal(record.status):
-            try:
+            with contextlib.suppress(FailedPrecondition):  # it ended first: shown as it ended
                 await self.interactions.cancel(response_id, caller)
-            except FailedPrecondition:
-                pass  # it ended first: shown as it ended
         return await self.get(response_id, caller)
 
     async def delete(self, response_id: str, caller: Caller) -> None:
         """Delete the Response's interaction and its log (a running one is stopped first).
         Raises NotFound."""
         await self.interactions.delete(response_id, caller)
+
+    async def compact(self, request: CompactRequest, caller: Caller) -> list[dict[str, Any]]:
+        """The whole conversation a compaction carries, as steps: the chain ending at
+        `previous_response_id`, then `input`. Runs no model. Raises NotFound (the model, the
+        previous response), FailedPrecondition (that response still runs), InvalidArgument
+        (nothing to compact)."""
+        self.interactions.models.resolve(request.model)
+        history: list[dict[str, Any]] = []
+        if request.previous_response_id:
+            previous = await self._record(request.previous_response_id, caller)
+            if not lifecycle.is_terminal(previous.status):
+                raise FailedPrecondition(
+                    f"previous response `{previous.id}` has not finished (status "
+                    f"`{previous.status}`)",
+                    param="previous_response_id",
+                )
+            history = await self.interactions.store.history(previous.id)
+        steps = history + request.input_steps()
+        if not steps:
+            raise InvalidArgument("`input` is required: there is nothing to compact", param="input")
+        return steps

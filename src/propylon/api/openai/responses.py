@@ -4,6 +4,8 @@ ResponseService, rendering its interactions as Responses (responses_view, respon
 
 from __future__ import annotations
 
+import secrets
+import time
 from typing import Any
 
 from starlette.requests import Request
@@ -17,7 +19,11 @@ from propylon.api.openai.responses_stream import ResponseEvents, response_stream
 from propylon.api.openai.responses_view import input_items, response_object
 from propylon.domain.caller import Caller
 from propylon.errors import InvalidArgument
-from propylon.schema.openai.responses import parse_create_response
+from propylon.schema.openai.responses import (
+    compaction_token,
+    parse_compact,
+    parse_create_response,
+)
 from propylon.service.responses import ResponseService, Stream, View
 
 __all__ = ["routes"]
@@ -31,7 +37,9 @@ def _service(request: Request) -> tuple[ResponseService, Caller]:
 
 
 def _shown(view: View) -> JSONResponse:
-    return JSONResponse(response_object(view.interaction, background=view.background, store=view.store))
+    return JSONResponse(
+        response_object(view.interaction, background=view.background, store=view.store)
+    )
 
 
 def _streamed(request: Request, stream: Stream, after: int | None = None) -> Response:
@@ -124,7 +132,37 @@ async def list_input_items(request: Request) -> Response:
     )
 
 
+async def compact(request: Request) -> Response:
+    """A `response.compaction` whose one `compaction` item carries the conversation (see
+    schema.openai.responses.compaction_token); no model runs, so its usage is zero."""
+    service, caller = _service(request)
+    steps = await service.compact(parse_compact(await json_body(request)), caller)
+    compaction_id = "cmp_" + secrets.token_urlsafe(18)
+    item = {
+        "type": "compaction",
+        "id": f"{compaction_id}_0",
+        "encrypted_content": compaction_token(steps),
+    }
+    usage = {
+        "input_tokens": 0,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": 0,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 0,
+    }
+    return JSONResponse(
+        {
+            "id": compaction_id,
+            "object": "response.compaction",
+            "created_at": int(time.time()),
+            "output": [item],
+            "usage": usage,
+        }
+    )
+
+
 routes = [
+    Route("/v1/responses/compact", compact, methods=["POST"]),
     Route("/v1/responses", create, methods=["POST"]),
     Route("/v1/responses/{response_id}", get, methods=["GET"]),
     Route("/v1/responses/{response_id}", delete, methods=["DELETE"]),

@@ -192,7 +192,8 @@ class ResponseEvents:
                 (
                     number
                     for number, s in enumerate(steps[:index])
-                    if s.get("type") == "mcp_server_tool_call" and s.get("id") == step.get("call_id")
+                    if s.get("type") == "mcp_server_tool_call"
+                    and s.get("id") == step.get("call_id")
                 ),
                 None,
             )

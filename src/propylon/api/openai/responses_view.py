@@ -175,14 +175,17 @@ def _input_content(step: dict[str, Any], role: str) -> list[dict[str, Any]]:
         elif kind == "text":
             parts.append({"type": "input_text", "text": item.get("text", "")})
         elif kind == "image":
-            url = item.get("uri") or f"data:{item.get('mime_type', '')};base64,{item.get('data', '')}"
+            url = (
+                item.get("uri") or f"data:{item.get('mime_type', '')};base64,{item.get('data', '')}"
+            )
             parts.append({"type": "input_image", "image_url": url, "detail": "auto"})
         elif kind in ("document", "audio", "video"):
             if item.get("uri"):
                 parts.append({"type": "input_file", "file_url": item["uri"]})
             else:
                 mime = item.get("mime_type") or "application/octet-stream"
-                parts.append({"type": "input_file", "file_data": f"data:{mime};base64,{item.get('data', '')}"})  # fmt: skip
+                data = f"data:{mime};base64,{item.get('data', '')}"
+                parts.append({"type": "input_file", "file_data": data})
     return parts
 
 
@@ -320,7 +323,9 @@ def _error(status: str, errors: list[dict[str, Any]]) -> dict[str, Any] | None:
     return {"code": "server_error", "message": message}
 
 
-def response_object(interaction: dict[str, Any], *, background: bool, store: bool) -> dict[str, Any]:
+def response_object(
+    interaction: dict[str, Any], *, background: bool, store: bool
+) -> dict[str, Any]:
     """The Response for `interaction` (an Interaction resource whose `steps` are its output
     steps only). `background` and `store`: how it was created."""
     status = str(interaction.get("status", "in_progress"))
@@ -346,7 +351,10 @@ def response_object(interaction: dict[str, Any], *, background: bool, store: boo
         "output": output_items(interaction["id"], steps),
         "parallel_tool_calls": True,
         "previous_response_id": interaction.get("previous_interaction_id"),
-        "reasoning": {"effort": effort, "summary": "auto" if config.get("thinking_summaries") == "auto" else None},  # fmt: skip
+        "reasoning": {
+            "effort": effort,
+            "summary": "auto" if config.get("thinking_summaries") == "auto" else None,
+        },
         "service_tier": _TIERS.get(str(interaction.get("service_tier")), "default"),
         "store": store,
         "temperature": config.get("temperature", 1.0),

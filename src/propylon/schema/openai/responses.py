@@ -10,7 +10,9 @@ refused. Validation failures become InvalidArgument (HTTP 400).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import base64
+import binascii
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from pydantic import (
@@ -26,8 +28,16 @@ from pydantic import (
 from propylon.errors import InvalidArgument
 from propylon.schema.common import JsonSchema, Url, describe
 
-__all__ = ["CreateResponse", "parse_create_response", "to_create_interaction"]
+__all__ = [
+    "CompactRequest",
+    "CreateResponse",
+    "compaction_token",
+    "parse_compact",
+    "parse_create_response",
+    "to_create_interaction",
+]
 
+_Model = TypeVar("_Model", bound=BaseModel)
 _open = ConfigDict(extra="allow")  # items a client sends back as it got them (ids, status...)
 _closed = ConfigDict(extra="forbid")
 
@@ -172,14 +182,57 @@ class McpCall(BaseModel):
     error: Any = None
 
 
+class Compaction(BaseModel):
+    """A `compaction` item from `/v1/responses/compact`: the conversation it carries."""
+
+    model_config = _open
+    type: Literal["compaction"]
+    encrypted_content: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ours(self) -> Compaction:
+        self.steps()
+        return self
+
+    def steps(self) -> list[dict[str, Any]]:
+        """The steps the item carries. Raises ValueError for an item Propylon did not make."""
+        raw = self.encrypted_content.removeprefix(_COMPACTION)
+        try:
+            if not self.encrypted_content.startswith(_COMPACTION):
+                raise ValueError
+            steps = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        except (ValueError, binascii.Error):
+            raise ValueError("`encrypted_content` is not a compaction Propylon made") from None
+        if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
+            raise ValueError("`encrypted_content` is not a compaction Propylon made")
+        return steps
+
+
+_COMPACTION = "pc1."
+
+
+def compaction_token(steps: list[dict[str, Any]]) -> str:
+    """The `encrypted_content` of a compaction item carrying `steps` (base64url JSON: Propylon
+    compacts losslessly; the item moves a conversation into a new chain)."""
+    return _COMPACTION + base64.urlsafe_b64encode(orjson.dumps(steps)).decode().rstrip("=")
+
+
 def _item_type(value: Any) -> str | None:
     kind = value.get("type", "message") if isinstance(value, dict) else None
     return f"[{kind}]" if kind in _ITEM_TYPES else None
 
 
-_ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning", "mcp_call")
+_ITEM_TYPES = (
+    "message",
+    "function_call",
+    "function_call_output",
+    "reasoning",
+    "mcp_call",
+    "compaction",
+)
 Item = Annotated[
     Annotated[Message, Tag("[message]")]
+    | Annotated[Compaction, Tag("[compaction]")]
     | Annotated[FunctionCall, Tag("[function_call]")]
     | Annotated[FunctionCallOutput, Tag("[function_call_output]")]
     | Annotated[Reasoning, Tag("[reasoning]")]
@@ -344,7 +397,11 @@ _HARMLESS_INCLUDES = frozenset(
 
 
 # Fields whose other values Propylon cannot honour: the value it takes, and why.
-_ACCEPTED: dict[str, Any] = {"parallel_tool_calls": True, "truncation": "disabled", "top_logprobs": 0}
+_ACCEPTED: dict[str, Any] = {
+    "parallel_tool_calls": True,
+    "truncation": "disabled",
+    "top_logprobs": 0,
+}
 _REFUSED = {
     "parallel_tool_calls": "false is not supported: a model may call several functions at once",
     "truncation": "'auto' is not supported: Propylon never drops input items",
@@ -418,12 +475,46 @@ class CreateResponse(BaseModel):
 
 def parse_create_response(body: Any) -> CreateResponse:
     """Validate a decoded JSON body. Raises InvalidArgument naming the offending field."""
+    return _parse(CreateResponse, body)
+
+
+def _parse(model: type[_Model], body: Any) -> _Model:
     if not isinstance(body, dict):
         raise InvalidArgument("the request body must be a JSON object")
     try:
-        return CreateResponse.model_validate(body)
+        return model.model_validate(body)
     except ValidationError as exc:
-        raise InvalidArgument(describe(exc)) from None
+        raise InvalidArgument(describe(exc), param=_param(exc)) from None
+
+
+def _param(exc: ValidationError) -> str | None:
+    """The field the first error is about, as a dotted path (`input.0.content`)."""
+    for error in exc.errors(include_url=False, include_input=False):
+        path = [str(p) for p in error["loc"] if not (isinstance(p, str) and p.startswith("["))]
+        return ".".join(path) or None
+    return None
+
+
+class CompactRequest(BaseModel):
+    """The body of `POST /v1/responses/compact`. `instructions` and `prompt_cache_key` are
+    harmless: instructions are per request, never part of a compacted conversation."""
+
+    model_config = _closed
+    model: str = Field(min_length=1)
+    input: str | list[Item] | None = None
+    previous_response_id: str | None = None
+    instructions: str | None = None
+    prompt_cache_key: str | None = None
+
+    def input_steps(self) -> list[dict[str, Any]]:
+        """`input` as steps; system and developer messages are not part of a conversation
+        that is compacted (they are instructions)."""
+        return _steps(self.input)[0]
+
+
+def parse_compact(body: Any) -> CompactRequest:
+    """Validate a decoded compact body. Raises InvalidArgument naming the offending field."""
+    return _parse(CompactRequest, body)
 
 
 def to_create_interaction(request: CreateResponse) -> dict[str, Any]:
@@ -461,8 +552,9 @@ def to_create_interaction(request: CreateResponse) -> dict[str, Any]:
     if isinstance(form, TextFormatJsonObject):
         body["response_mime_type"] = "application/json"
     elif isinstance(form, TextFormatJsonSchema):
-        entry = {"type": "text", "mime_type": "application/json", "schema": form.schema_}
-        entry["name"] = form.name  # kept with the entry: the Response echoes it
+        # `name` (and `strict`, `description`) stay with the entry: the Response echoes them
+        entry: dict[str, Any] = {"type": "text", "mime_type": "application/json"}
+        entry.update(schema=form.schema_, name=form.name)
         if form.strict is not None:
             entry["strict"] = form.strict
         if form.description is not None:
@@ -503,7 +595,11 @@ def _generation_config(request: CreateResponse) -> dict[str, Any]:
 def _tool(tool: FunctionTool | McpTool) -> dict[str, Any]:
     if isinstance(tool, FunctionTool):
         return tool.model_dump(exclude_none=True)
-    server: dict[str, Any] = {"type": "mcp_server", "name": tool.server_label, "url": tool.server_url}
+    server: dict[str, Any] = {
+        "type": "mcp_server",
+        "name": tool.server_label,
+        "url": tool.server_url,
+    }
     if tool.headers:
         server["headers"] = tool.headers
     names = tool.tool_names()
@@ -538,6 +634,8 @@ def _steps(value: str | list[Any] | None) -> tuple[list[dict[str, Any]], list[st
             output = item.output
             result = output if isinstance(output, str) else _contents(output)
             steps.append({"type": "function_result", "call_id": item.call_id, "result": result})
+        elif isinstance(item, Compaction):
+            steps.extend(item.steps())
         elif isinstance(item, Reasoning):
             thought: dict[str, Any] = {"type": "thought"}
             if item.summary:
