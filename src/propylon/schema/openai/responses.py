@@ -22,6 +22,8 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -246,6 +248,23 @@ Item = Annotated[
 ]
 
 
+def _input_shape(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "[string]"
+    return "[list]" if isinstance(value, list) else None
+
+
+# `input`: a string (one user message) or a list of items; the tags stay out of error paths
+Input = Annotated[
+    Annotated[str, Tag("[string]")] | Annotated[list[Item], Tag("[list]")],
+    Discriminator(
+        _input_shape,
+        custom_error_type="input_shape",
+        custom_error_message="`input` is a string or a list of items",
+    ),
+]
+
+
 class FunctionTool(BaseModel):
     """A function the model may call. `strict` is kept and echoed (docs/openai-responses.md)."""
 
@@ -410,22 +429,13 @@ _REFUSED = {
 }
 
 
-def _metadata(value: dict[str, str]) -> dict[str, str]:
-    if len(value) > 16:
-        raise ValueError("at most 16 pairs")
-    for key, item in value.items():
-        if len(key) > 64 or len(item) > 512:
-            raise ValueError("keys are at most 64 characters, values at most 512")
-    return value
-
-
 class CreateResponse(BaseModel):
     """OpenAI's CreateResponse body (`POST /v1/responses`)."""
 
     model_config = _closed
 
     model: str = Field(min_length=1)
-    input: str | list[Item] | None = None
+    input: Input | None = None
     instructions: str | None = None
     previous_response_id: str | None = None
     store: bool | None = None
@@ -439,7 +449,7 @@ class CreateResponse(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     max_output_tokens: int | None = Field(default=None, gt=0, le=2**31 - 1)
-    metadata: Annotated[dict[str, str], Field()] | None = None
+    metadata: dict[str, str] | None = None
     reasoning: ReasoningConfig | None = None
     service_tier: Literal["auto", "default", "flex", "priority"] | None = None
     truncation: Literal["disabled", "auto"] | None = None
@@ -452,25 +462,40 @@ class CreateResponse(BaseModel):
     prompt_cache_key: str | None = None
     prompt_cache_retention: Literal["in_memory", "24h", "in-memory"] | None = None
 
-    @model_validator(mode="after")
-    def _checks(self) -> CreateResponse:
-        if self.metadata is not None:
-            try:
-                _metadata(self.metadata)
-            except ValueError as exc:
-                raise ValueError(f"metadata: {exc}") from None
-        for name, refusal in _REFUSED.items():
-            value = getattr(self, name)
-            if value is not None and value != _ACCEPTED.get(name):
-                raise ValueError(f"{name}: {refusal}")
-        for name in self.include or []:
+    @field_validator("parallel_tool_calls", "truncation", "top_logprobs", "max_tool_calls")
+    @classmethod
+    def _honoured(cls, value: Any, info: ValidationInfo) -> Any:
+        name = str(info.field_name)
+        if value is not None and value != _ACCEPTED.get(name):
+            raise ValueError(_REFUSED[name])
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None and len(value) > 16:
+            raise ValueError("at most 16 pairs")
+        for key, item in (value or {}).items():
+            if len(key) > 64 or len(item) > 512:
+                raise ValueError("keys are at most 64 characters, values at most 512")
+        return value
+
+    @field_validator("include")
+    @classmethod
+    def _include(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or []:
             if name not in _HARMLESS_INCLUDES:
-                raise ValueError(f"include: `{name}` is not supported (no log probabilities)")
-        names = [t.name for t in self.tools or [] if isinstance(t, FunctionTool)]
+                raise ValueError(f"`{name}` is not supported (no log probabilities)")
+        return value
+
+    @field_validator("tools")
+    @classmethod
+    def _unique(cls, value: list[Any] | None) -> list[Any] | None:
+        names = [tool.name for tool in value or [] if isinstance(tool, FunctionTool)]
         for name in names:
             if names.count(name) > 1:
-                raise ValueError(f"tools: function `{name}` is declared twice")
-        return self
+                raise ValueError(f"function `{name}` is declared twice")
+        return value
 
 
 def parse_create_response(body: Any) -> CreateResponse:
@@ -490,7 +515,7 @@ def _parse(model: type[_Model], body: Any) -> _Model:
 def _param(exc: ValidationError) -> str | None:
     """The field the first error is about, as a dotted path (`input.0.content`)."""
     for error in exc.errors(include_url=False, include_input=False):
-        path = [str(p) for p in error["loc"] if not (isinstance(p, str) and p.startswith("["))]
+        path = [str(p) for p in error["loc"] if not (isinstance(p, str) and "[" in p)]
         return ".".join(path) or None
     return None
 
@@ -501,7 +526,7 @@ class CompactRequest(BaseModel):
 
     model_config = _closed
     model: str = Field(min_length=1)
-    input: str | list[Item] | None = None
+    input: Input | None = None
     previous_response_id: str | None = None
     instructions: str | None = None
     prompt_cache_key: str | None = None
