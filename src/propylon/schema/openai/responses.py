@@ -120,13 +120,29 @@ Part = Annotated[
 ]
 
 
+def _content_shape(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "[string]"
+    return "[list]" if isinstance(value, list) else None
+
+
+Content = Annotated[
+    Annotated[str, Tag("[string]")] | Annotated[list[Part], Tag("[list]")],
+    Discriminator(
+        _content_shape,
+        custom_error_type="content_shape",
+        custom_error_message="`content` is a string or a list of content parts",
+    ),
+]
+
+
 class Message(BaseModel):
     """A message; `type` may be left out (OpenAI's easy input message)."""
 
     model_config = _open
     type: Literal["message"] = "message"
     role: Literal["user", "assistant", "system", "developer"]
-    content: str | list[Part]
+    content: Content
 
 
 class FunctionCall(BaseModel):
@@ -153,7 +169,7 @@ class FunctionCallOutput(BaseModel):
     model_config = _open
     type: Literal["function_call_output"]
     call_id: str = Field(min_length=1)
-    output: str | list[Part]
+    output: Content
 
 
 class SummaryText(BaseModel):
@@ -378,8 +394,20 @@ class TextFormatJsonSchema(BaseModel):
     strict: bool | None = None
 
 
+def _format_type(value: Any) -> str | None:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return f"[{kind}]" if kind in ("text", "json_object", "json_schema") else None
+
+
 TextFormat = Annotated[
-    TextFormatText | TextFormatJsonObject | TextFormatJsonSchema, Field(discriminator="type")
+    Annotated[TextFormatText, Tag("[text]")]
+    | Annotated[TextFormatJsonObject, Tag("[json_object]")]
+    | Annotated[TextFormatJsonSchema, Tag("[json_schema]")],
+    Discriminator(
+        _format_type,
+        custom_error_type="format_type",
+        custom_error_message="`text.format.type` is 'text', 'json_object' or 'json_schema'",
+    ),
 ]
 
 
