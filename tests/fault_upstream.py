@@ -10,6 +10,8 @@ the total is past 64 bits), `call` (one call of `get_weather` with no call id, a
 servers send), `big` (one 1 MiB chunk: a single SSE line over 1 MiB), `hold` (answer nothing
 until the caller goes away, at most 10 s).
 `GET /calls/<run id>` answers the call counts per model; `GET /requests` the request bodies.
+`POST /v1/embeddings` answers `[len(text), 0.5]` per input text (with `dimensions`: that
+many values), with usage, and is recorded in `/requests` too.
 
     python tests/fault_upstream.py PORT
 """
@@ -118,6 +120,24 @@ async def completions(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def embeddings(request: web.Request) -> web.Response:
+    body = await request.json()
+    received.append(body)
+    size = body.get("dimensions") or 2
+    data = [
+        {
+            "object": "embedding",
+            "index": index,
+            "embedding": ([float(len(text))] + [0.5] * size)[:size],
+        }
+        for index, text in enumerate(body["input"])
+    ]
+    usage = {"prompt_tokens": 5, "total_tokens": 5}
+    return web.json_response(
+        {"object": "list", "data": data, "model": body["model"], "usage": usage}
+    )
+
+
 async def count(request: web.Request) -> web.Response:
     return web.json_response(calls.get(request.match_info["run"], {}))
 
@@ -130,6 +150,7 @@ app = web.Application()
 app.add_routes(
     [
         web.post("/v1/chat/completions", completions),
+        web.post("/v1/embeddings", embeddings),
         web.get("/calls/{run}", count),
         web.get("/requests", requests),
     ]

@@ -20,12 +20,14 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from propylon.api import agents as agent_routes
 from propylon.api import interactions, openapi
-from propylon.api import openai as openai_surface  # installs OpenAI's error body
 from propylon.api import listing as listing_routes
 from propylon.api import webhooks as webhook_routes
 from propylon.api.auth import Authenticator, AuthMiddleware
 from propylon.api.errors import EXCEPTION_HANDLERS, JSONResponse
 from propylon.api.limits import BodyLimitMiddleware
+from propylon.api.openai import chat as openai_chat
+from propylon.api.openai import embeddings as openai_embeddings
+from propylon.api.openai import models as openai_models
 from propylon.api.openai import responses as openai_responses
 from propylon.bus.memory import MemoryBus
 from propylon.config import Settings
@@ -41,6 +43,7 @@ from propylon.service.ledger import Ledger
 from propylon.service.listing import ListingService
 from propylon.service.responses import ResponseService
 from propylon.service.retention import purge_expired
+from propylon.service.stateless import StatelessCalls
 from propylon.service.webhooks import WebhookService, new_secret
 from propylon.store.sqlite import SQLiteStore
 from propylon.store.sqlite_agents import SQLiteAgentStore
@@ -138,6 +141,8 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         agents=agents,
         custom_agents=custom_agents,
     )
+    # Stateless calls (Chat Completions, embeddings) share the interactions' quotas and ledger.
+    stateless = StatelessCalls(models, service.quotas, service.ledger, metrics)
     metrics.queue_depth.set_function(service.jobs.waiting)
     metrics.watch_model_processes(lambda: service.models.model_processes())
     retired: list[ModelRegistry] = []
@@ -155,7 +160,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
             logger.error("config reload failed, keeping the current models: %s", exc)
             return
         retired.append(service.models)
-        service.models = app.state.models = registry
+        service.models = stateless.models = app.state.models = registry
         logger.warning("config reloaded: serving %s", ", ".join(m.name for m in registry.models))
 
     async def purge_loop() -> None:
@@ -201,6 +206,9 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         *listing_routes.routes,
         *agent_routes.routes,
         *webhook_routes.routes,
+        *openai_chat.routes,
+        *openai_models.routes,
+        *openai_embeddings.routes,
         *openai_responses.routes,
     ]
     routes: list[BaseRoute] = [
@@ -232,6 +240,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     app.state.settings = settings
     app.state.store = store
     app.state.service = service
+    app.state.stateless = stateless
     app.state.responses = ResponseService(service)
     app.state.listing = ListingService(SQLiteListingStore(store), store)
     app.state.agents = AgentService(custom_agents, store, lambda: service.models, settings, agents)

@@ -74,13 +74,13 @@ class Metrics:
         )
         self.tokens = Counter(
             "propylon_tokens",
-            "Tokens used by interactions that ended.",
+            "Tokens used by interactions and stateless calls that ended.",
             ["model", "tenant", "kind"],
             registry=r,
         )
         self.cost = Counter(
             "propylon_cost_usd",
-            "Cost of interactions that ended, in USD.",
+            "Cost of interactions and stateless calls that ended, in USD.",
             ["model", "tenant"],
             registry=r,
         )
@@ -111,6 +111,10 @@ class Metrics:
     def interaction_ended(self, record: Any, usage: Usage) -> None:
         model = str(record.request.get("model") or record.request.get("agent") or "")
         self.interactions.labels(model, record.tenant, record.status).inc()
+        self.model_used(model, record.tenant, usage, record.cost_usd)
+
+    def model_used(self, model: str, tenant: str, usage: Usage, cost_usd: float) -> None:
+        """Count the tokens and cost (USD) of an interaction or a stateless call that ended."""
         for kind, value in (
             ("input", usage.input_tokens),
             ("output", usage.output_tokens),
@@ -119,9 +123,9 @@ class Metrics:
             ("tool_use", usage.tool_use_tokens),
         ):
             if value:
-                self.tokens.labels(model, record.tenant, kind).inc(value)
-        if record.cost_usd:
-            self.cost.labels(model, record.tenant).inc(record.cost_usd)
+                self.tokens.labels(model, tenant, kind).inc(value)
+        if cost_usd:
+            self.cost.labels(model, tenant).inc(cost_usd)
 
     def upstream_call(self, call: Any, tenant: str) -> None:
         target = call.target.name if call.target else "none"

@@ -8,11 +8,19 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from propylon.config import ModelSettings, Settings, TargetSettings
-from propylon.errors import NotFound
+from propylon.errors import InvalidArgument, NotFound
 from propylon.gateway.breaker import CircuitBreaker
 from propylon.gateway.router import CallRecord, Target, route
 from propylon.providers import capabilities, echo, embedded
-from propylon.providers.base import Admission, Provider, ProviderEvent, Ticket, Turn
+from propylon.providers.base import (
+    Admission,
+    Embedder,
+    Provider,
+    ProviderEvent,
+    Ticket,
+    Turn,
+    UsageReport,
+)
 from propylon.providers.embedded_process import ProcessStats
 
 __all__ = ["ModelRegistry", "ServedModel"]
@@ -58,6 +66,28 @@ class ServedModel:
     ) -> Provider:
         """A provider for one interaction's turns: routed, logged and costed."""
         return _Bound(self, interaction_id, alias, labels, on_done)
+
+    def embed(
+        self, texts: list[str], dimensions: int | None, record: CallRecord
+    ) -> AsyncIterator[ProviderEvent]:
+        """The embeddings of `texts` from the first of this model's targets that makes them
+        and answers, routed like a turn (retries, fallback, breaker, one log line): a
+        UsageReport, then the Embeddings. Raises InvalidArgument naming `model` when no
+        target makes embeddings."""
+        targets = [t for t in self.targets if isinstance(t.provider, Embedder)]
+        if not targets:
+            raise InvalidArgument(
+                f"model `{self.name}` makes no embeddings (its targets' providers do not)",
+                param="model",
+            )
+
+        async def call(target: Target) -> AsyncIterator[ProviderEvent]:
+            assert isinstance(target.provider, Embedder)
+            made = await target.provider.embed(texts, dimensions)
+            yield UsageReport(made.usage)
+            yield made
+
+        return route(targets, None, record, self.settings.retry, call, "embeddings")
 
 
 @dataclass(slots=True)
@@ -136,7 +166,9 @@ class ModelRegistry:
         model = self._by_name.get(name.removeprefix("models/"))
         if model is None:
             known = ", ".join(sorted(self._by_name))
-            raise NotFound(f"model `{name}` is not served here; known models: {known}")
+            raise NotFound(
+                f"model `{name}` is not served here; known models: {known}", param="model"
+            )
         return model
 
     def embedded_providers(self) -> list[embedded.EmbeddedProvider]:

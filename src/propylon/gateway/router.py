@@ -24,7 +24,7 @@ from propylon.gateway.breaker import CircuitBreaker, Permit
 from propylon.providers import capabilities
 from propylon.providers.base import Provider, ProviderEvent, Turn, UpstreamError, UsageReport
 
-__all__ = ["CallRecord", "CircuitOpen", "Target", "route"]
+__all__ = ["CallRecord", "CircuitOpen", "Open", "Target", "route"]
 
 logger = logging.getLogger("propylon.upstream")
 
@@ -93,6 +93,10 @@ class CallRecord:
         )
 
 
+Open = Callable[[Target], AsyncIterator[ProviderEvent]]
+"""How one attempt on a target starts its stream of events (by default: the turn's answer)."""
+
+
 def _wait(retry: RetrySettings) -> Any:
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -116,17 +120,29 @@ def _retryable(retry: RetrySettings) -> Any:
 
 
 async def route(
-    targets: list[Target], turn: Turn, record: CallRecord, retry: RetrySettings
+    targets: list[Target],
+    turn: Turn | None,
+    record: CallRecord,
+    retry: RetrySettings,
+    call: Open | None = None,
+    operation: str = "chat",
 ) -> AsyncIterator[ProviderEvent]:
-    """Stream `turn` from the first target that answers. Raises the last UpstreamError (its
-    `target` set) when every target failed before its first event."""
+    """Stream `turn` from the first target that answers (or, with `call`, what `call` starts
+    on a target: an embedding; `operation` names it in the span). Raises the last
+    UpstreamError (its `target` set) when every target failed before its first event."""
     span = trace.get_tracer("propylon").start_span(
-        f"chat {record.model}",
+        f"{operation} {record.model}",
         kind=trace.SpanKind.CLIENT,
-        attributes={"gen_ai.operation.name": "chat", "propylon.alias": record.alias},
+        attributes={"gen_ai.operation.name": operation, "propylon.alias": record.alias},
     )
+
+    def answer(target: Target) -> AsyncIterator[ProviderEvent]:
+        assert turn is not None
+        found = capabilities.capabilities_of(target.provider)
+        return target.provider.stream(capabilities.prepare(turn, found))
+
     try:
-        target, stream, first, permit = await _connect(targets, turn, record, retry)
+        target, stream, first, permit = await _connect(targets, call or answer, record, retry)
         # The permit (perhaps the half-open probe) is held until the stream is over, and given
         # back however it ends: a refused request or a cancelled caller must not wedge it.
         try:
@@ -161,7 +177,7 @@ async def route(
 
 
 async def _connect(
-    targets: list[Target], turn: Turn, record: CallRecord, retry: RetrySettings
+    targets: list[Target], call: Open, record: CallRecord, retry: RetrySettings
 ) -> tuple[Target, AsyncIterator[ProviderEvent], ProviderEvent | None, Permit]:
     """The first target, in order, whose stream yields a first event (or ends cleanly), with
     that stream and event, and the breaker permit the caller must release. Each target gets
@@ -184,8 +200,7 @@ async def _connect(
                     permit = allowed
                     record.attempts += 1
                     try:
-                        found = capabilities.capabilities_of(target.provider)
-                        stream = target.provider.stream(capabilities.prepare(turn, found))
+                        stream = call(target)
                         first = await _first(stream, target)
                     except BaseException:
                         target.breaker.release(permit)

@@ -16,6 +16,8 @@ from propylon.domain.usage import Usage
 __all__ = [
     "Admission",
     "Citations",
+    "Embedder",
+    "Embeddings",
     "Finish",
     "FunctionCall",
     "MediaDelta",
@@ -44,6 +46,9 @@ class Turn:
     continuation: the text of an answer cut short (`requires_continuation`) that this turn
     goes on with: the provider answers the history without it and sends only what follows.
     upstream_continuation: the upstream's own token for that (Gemini's `continuationToken`).
+    chat_completions_body: the Chat Completions request a client sent (OpenAI's surface), for
+    providers whose upstream speaks it: they send it as it came, with its fields intact,
+    instead of the translated history (which every other provider answers).
     """
 
     history: list[dict[str, Any]]
@@ -55,6 +60,7 @@ class Turn:
     safety_settings: list[dict[str, Any]] = field(default_factory=list)
     continuation: str | None = None
     upstream_continuation: str | None = None
+    chat_completions_body: dict[str, Any] | None = None
 
     def functions(self) -> list[dict[str, Any]]:
         """The function declarations the model may call, as allowed by `tool_choice`."""
@@ -151,6 +157,15 @@ class Citations:
 
 
 @dataclass(slots=True)
+class Embeddings:
+    """The embedding of each input text, in order, and the tokens the input counted as
+    (`usage.input_tokens`)."""
+
+    vectors: list[list[float]]
+    usage: Usage
+
+
+@dataclass(slots=True)
 class UsageReport:
     """Token counts for the turn so far; the last report wins."""
 
@@ -175,6 +190,7 @@ ProviderEvent = (
     | Citations
     | UsageReport
     | Finish
+    | Embeddings
 )
 
 
@@ -214,6 +230,16 @@ class Provider(Protocol):
 
     async def close(self) -> None:
         """Release what the provider holds (models, connections)."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A provider that also makes embeddings (echo, OpenAI-compatible upstreams)."""
+
+    async def embed(self, texts: list[str], dimensions: int | None) -> Embeddings:
+        """One vector per text, `dimensions` long when given (else the model's own length).
+        Raises InvalidArgument naming `dimensions` when it cannot honour it, UpstreamError
+        when the upstream fails."""
 
 
 class Ticket:

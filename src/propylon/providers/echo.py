@@ -25,12 +25,20 @@ Usage counts are text tokens (`*_by_modality`: `text`). A continued answer (`Tur
 after `requires_continuation`) is the rest of the same answer: echo's answer is a function of
 the history, so it sends what follows the part already given. Every step type is shown as
 it came (echo takes them all natively).
+
+Embeddings (`embed`): a unit vector of `EMBEDDING_DIMENSIONS` floats (or the `dimensions`
+asked for, up to `MAX_EMBEDDING_DIMENSIONS`) derived from the text's SHAKE-256 digest, each
+value exact in float32: the same text always gives the same vector, different texts
+different ones. Input tokens are counted as words, like the chat answers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import math
 import re
+import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -39,6 +47,7 @@ import orjson
 from propylon.domain.usage import Usage
 from propylon.errors import InvalidArgument
 from propylon.providers.base import (
+    Embeddings,
     Finish,
     FunctionCall,
     ProviderEvent,
@@ -49,7 +58,16 @@ from propylon.providers.base import (
 )
 from propylon.providers.capabilities import Capabilities
 
-__all__ = ["EchoProvider", "render_history"]
+__all__ = [
+    "EMBEDDING_DIMENSIONS",
+    "MAX_EMBEDDING_DIMENSIONS",
+    "EchoProvider",
+    "echo_embedding",
+    "render_history",
+]
+
+EMBEDDING_DIMENSIONS = 64
+MAX_EMBEDDING_DIMENSIONS = 4096
 
 _CHUNK = 8  # characters per delta
 _DIRECTIVE = re.compile(r"^call\s+([A-Za-z_][\w.-]*)\s*(\{.*\})?\s*$")
@@ -130,8 +148,29 @@ class EchoProvider:
         yield UsageReport(Usage.text(words_in, len(text.split())))
         yield finish
 
+    async def embed(self, texts: list[str], dimensions: int | None) -> Embeddings:
+        """The echo embedding of each text (see the module). Raises InvalidArgument naming
+        `dimensions` when it is over MAX_EMBEDDING_DIMENSIONS."""
+        size = dimensions or EMBEDDING_DIMENSIONS
+        if size > MAX_EMBEDDING_DIMENSIONS:
+            raise InvalidArgument(
+                f"`dimensions`: echo makes at most {MAX_EMBEDDING_DIMENSIONS}", param="dimensions"
+            )
+        words = sum(len(text.split()) for text in texts)
+        return Embeddings([echo_embedding(text, size) for text in texts], Usage.text(words, 0))
+
     async def close(self) -> None:
         pass
+
+
+def echo_embedding(text: str, dimensions: int) -> list[float]:
+    """A deterministic unit vector of `dimensions` float32-exact values for `text`."""
+    raw = hashlib.shake_256(text.encode()).digest(2 * dimensions)
+    values = [v / 32768.0 - 1.0 for v in struct.unpack(f"<{dimensions}H", raw)]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    # Through float32 and back, so the float and base64 (float32) encodings agree exactly.
+    packed = struct.pack(f"<{dimensions}f", *(v / norm for v in values))
+    return list(struct.unpack(f"<{dimensions}f", packed))
 
 
 def _first_words(text: str, count: int) -> str:

@@ -8,6 +8,10 @@ Mapping (OpenAI's Chat Completions API reference): `user_input` -> user message 
 `tool_choice`: auto/none as is, any/validated -> `required`, `allowed_tools` -> the offered
 tools restricted (one tool: named). `response_format` -> `json_schema` (strict) or
 `json_object`. Usage from the final chunk (`stream_options.include_usage`).
+
+A turn from the Chat Completions surface (`Turn.chat_completions_body`) is sent as the client
+wrote it, every field intact, with only `model` (the target's), `stream` (always on) and
+`stream_options.include_usage` (always on: usage is counted) set. Embeddings: `/embeddings`.
 """
 
 from __future__ import annotations
@@ -20,17 +24,19 @@ from typing import Any
 from propylon.domain.usage import Usage
 from propylon.errors import InvalidArgument
 from propylon.providers.base import (
+    Embeddings,
     Finish,
     FunctionCall,
     ProviderEvent,
     TextDelta,
     ThoughtDelta,
     Turn,
+    UpstreamError,
     UsageReport,
 )
 from propylon.providers.http import Upstream
 
-__all__ = ["OpenAIProvider", "build_request"]
+__all__ = ["OpenAIProvider", "build_request", "passed_through"]
 
 _CONFIG = {
     "temperature": "temperature",
@@ -53,6 +59,7 @@ class OpenAIProvider:
         max_line_bytes: int,
     ) -> None:
         self.url = base_url.rstrip("/") + "/chat/completions"
+        self.embeddings_url = base_url.rstrip("/") + "/embeddings"
         self.model = model
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self.upstream = Upstream(timeout, headers, max_line_bytes)
@@ -64,7 +71,11 @@ class OpenAIProvider:
     async def stream(self, turn: Turn) -> AsyncIterator[ProviderEvent]:
         calls: dict[int, dict[str, Any]] = {}
         finish = "stop"
-        async for chunk in self.upstream.stream(self.url, build_request(turn, self.model)):
+        if turn.chat_completions_body is not None:
+            body = passed_through(turn.chat_completions_body, self.model)
+        else:
+            body = build_request(turn, self.model)
+        async for chunk in self.upstream.stream(self.url, body):
             if chunk.get("usage"):
                 yield UsageReport(_usage(chunk["usage"]))
             for choice in chunk.get("choices") or []:
@@ -97,8 +108,30 @@ class OpenAIProvider:
             )
         yield Finish("max_tokens" if finish == "max_tokens" else "stop")
 
+    async def embed(self, texts: list[str], dimensions: int | None) -> Embeddings:
+        """The upstream's `/embeddings` for `texts` (as floats). Raises UpstreamError."""
+        body: dict[str, Any] = {"model": self.model, "input": texts, "encoding_format": "float"}
+        if dimensions is not None:
+            body["dimensions"] = dimensions
+        answer = await self.upstream.post_json(self.embeddings_url, body)
+        try:
+            rows = sorted(answer["data"], key=lambda row: row.get("index", 0))
+            vectors = [[float(v) for v in row["embedding"]] for row in rows]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UpstreamError(f"the upstream's embeddings are malformed: {exc!r}") from None
+        tokens = int((answer.get("usage") or {}).get("prompt_tokens") or 0)
+        return Embeddings(vectors, Usage(input_tokens=tokens))
+
     async def close(self) -> None:
         await self.upstream.close()
+
+
+def passed_through(body: dict[str, Any], model: str) -> dict[str, Any]:
+    """A client's Chat Completions `body` as sent upstream: `model` set to the target's, and
+    always streamed with usage (the chunks become provider events; usage is counted)."""
+    options = dict(body.get("stream_options") or {})
+    options["include_usage"] = True
+    return {**body, "model": model, "stream": True, "stream_options": options}
 
 
 def build_request(turn: Turn, model: str) -> dict[str, Any]:

@@ -4,14 +4,27 @@ a precise shape but kept as sent, and the one way a ValidationError becomes a me
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
 import jsonschema
-from pydantic import AfterValidator, Field, GetCoreSchemaHandler, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, GetCoreSchemaHandler, ValidationError
 from pydantic_core import core_schema
 
-__all__ = ["JsonSchema", "KeptAs", "Url", "check_json_schema", "describe", "errors_of"]
+from propylon.errors import InvalidArgument
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+__all__ = [
+    "JsonSchema",
+    "KeptAs",
+    "Url",
+    "check_json_schema",
+    "describe",
+    "errors_of",
+    "first_field",
+    "validated",
+]
 
 
 def _url(value: str) -> str:
@@ -97,6 +110,26 @@ def errors_of(exc: ValidationError, prefix: str = "") -> str:
         if len(parts) == 3:
             break
     return "; ".join(parts)
+
+
+def first_field(exc: ValidationError, prefix: str = "") -> str | None:
+    """The dotted path of the first field `exc` refuses (`messages.0.role`), as `errors_of`
+    names it; None when the error is about the whole value."""
+    for error in exc.errors(include_url=False, include_input=False):
+        path = [p for p in (prefix, *error["loc"]) if p != "" and not _is_branch(p)]
+        return ".".join(str(p) for p in path) or None
+    return None
+
+
+def validated(model: type[_Model], body: Any) -> _Model:
+    """`body` (decoded JSON) as `model`. Raises InvalidArgument naming the first field it
+    refuses (`param`), or for a body that is not a JSON object."""
+    if not isinstance(body, dict):
+        raise InvalidArgument("the request body must be a JSON object")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise InvalidArgument(describe(exc), param=first_field(exc)) from None
 
 
 def _is_branch(part: int | str) -> bool:

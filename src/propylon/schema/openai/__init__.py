@@ -1,0 +1,1 @@
+"""Pydantic models of OpenAI's wire formats: Chat Completions, embeddings."""
