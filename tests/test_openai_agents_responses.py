@@ -10,8 +10,8 @@ import pytest
 from agents import (
     Agent,
     OpenAIResponsesModel,
-    RunResultStreaming,
     Runner,
+    RunResultStreaming,
     function_tool,
     set_tracing_disabled,
 )

@@ -64,7 +64,9 @@ def test_create_returns_a_full_response_object(oai: openai.OpenAI, http: httpx.C
     assert "max_tool_calls" in raw and raw["max_tool_calls"] is None
     assert raw["usage"]["input_tokens_details"]["cached_tokens"] == 0
     assert raw["usage"]["output_tokens_details"]["reasoning_tokens"] == 0
-    assert raw["usage"]["total_tokens"] == raw["usage"]["input_tokens"] + raw["usage"]["output_tokens"]
+    assert (
+        raw["usage"]["total_tokens"] == raw["usage"]["input_tokens"] + raw["usage"]["output_tokens"]
+    )
     [message] = raw["output"]
     assert message["type"] == "message" and message["role"] == "assistant"
     assert message["content"][0]["annotations"] == []
@@ -160,7 +162,9 @@ def test_stream_events_come_in_openai_order(http: httpx.Client) -> None:
     assert text == "user: stream me"
     final = Response.model_validate(events[-1]["response"])
     assert final.output_text == text and final.status == "completed"
-    assert events[0]["response"]["status"] == "in_progress" and events[0]["response"]["output"] == []
+    assert (
+        events[0]["response"]["status"] == "in_progress" and events[0]["response"]["output"] == []
+    )
 
 
 def test_sdk_stream_helper_assembles_the_response(oai: openai.OpenAI) -> None:
@@ -182,7 +186,7 @@ def test_a_stream_resumes_after_a_sequence_number(oai: openai.OpenAI, http: http
     response_id = seen[0]["response"]["id"]
     rest = oai.responses.retrieve(response_id, stream=True, starting_after=4)
     resumed = [event.model_dump(mode="json") for event in rest]
-    assert [e["sequence_number"] for e in resumed][0] == 5
+    assert resumed[0]["sequence_number"] == 5
     whole = _raw_events(http, "GET", f"/v1/responses/{response_id}", params={"stream": "true"})
     assert [e["sequence_number"] for e in seen + resumed] == list(range(len(whole)))
     assert [e["type"] for e in seen + resumed] == [e["type"] for e in whole]
@@ -318,7 +322,9 @@ def test_text_format_json_schema_and_parse(oai: openai.OpenAI) -> None:
     refused = oai.responses.create(
         model="echo",
         input="not json",
-        text={"format": {"type": "json_schema", "name": "trip", "schema": Trip.model_json_schema()}},
+        text={
+            "format": {"type": "json_schema", "name": "trip", "schema": Trip.model_json_schema()}
+        },
     )
     assert refused.status == "failed" and refused.error is not None
 
@@ -416,7 +422,9 @@ def test_bad_input_is_400_in_openai_shape(
 
 
 def test_errors_of_the_other_kinds(http: httpx.Client, server: Server) -> None:
-    broken = http.post("/v1/responses", content=b"{not json", headers={"content-type": "application/json"})
+    broken = http.post(
+        "/v1/responses", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert broken.status_code == 400 and broken.json()["error"]["type"] == "invalid_request_error"
     unknown = http.post("/v1/responses", json={"model": "nope", "input": "x"})
     assert unknown.status_code == 404 and unknown.json()["error"]["message"]
