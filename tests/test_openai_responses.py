@@ -329,6 +329,57 @@ def test_text_format_json_schema_and_parse(oai: openai.OpenAI) -> None:
     assert refused.status == "failed" and refused.error is not None
 
 
+def test_sampling_fields_metadata_and_limits(oai: openai.OpenAI) -> None:
+    answer = oai.responses.create(
+        model="fast",  # an alias
+        input="one two three four five",
+        temperature=0.2,
+        top_p=0.5,
+        max_output_tokens=3,
+        metadata={"team": "search"},
+        tools=[WEATHER],
+        tool_choice="none",
+    )
+    assert answer.status == "incomplete" and answer.incomplete_details is not None
+    assert answer.incomplete_details.reason == "max_output_tokens"
+    assert answer.output_text == "user: one two"
+    assert (answer.temperature, answer.top_p, answer.max_output_tokens) == (0.2, 0.5, 3)
+    assert answer.metadata == {"team": "search"} and answer.tool_choice == "none"
+    assert answer.tools[0].name == "get_weather" and answer.tools[0].strict is True  # type: ignore[union-attr]
+    forced = oai.responses.create(
+        model="echo",
+        input="whatever",
+        tools=[WEATHER],
+        tool_choice={"type": "function", "name": "get_weather"},
+    )
+    assert forced.output[0].type == "function_call"
+    assert forced.tool_choice.type == "function"  # type: ignore[union-attr]
+
+
+def test_mcp_tools_run_on_the_server(oai: openai.OpenAI, mcp_url: str) -> None:
+    calc = {
+        "type": "mcp",
+        "server_label": "calc",
+        "server_url": mcp_url,
+        "headers": {"x-test-token": "secret"},
+        "require_approval": "never",
+    }
+    answer = oai.responses.create(
+        model="echo",
+        input='call add {"a": 2, "b": 3}',
+        tools=[calc],  # type: ignore[list-item]
+    )
+    assert answer.status == "completed"
+    call, message = answer.output
+    assert call.type == "mcp_call" and call.server_label == "calc" and call.name == "add"
+    assert json.loads(call.arguments) == {"a": 2, "b": 3}
+    assert json.loads(call.output or "") == {"result": 5}
+    assert message.type == "message"
+    assert answer.tools[0].type == "mcp" and answer.tools[0].headers == {  # type: ignore[union-attr]
+        "x-test-token": "[redacted]"
+    }
+
+
 def test_delete_then_404(oai: openai.OpenAI) -> None:
     answer = oai.responses.create(model="echo", input="bye")
     oai.responses.delete(answer.id)
@@ -427,7 +478,9 @@ def test_errors_of_the_other_kinds(http: httpx.Client, server: Server) -> None:
     )
     assert broken.status_code == 400 and broken.json()["error"]["type"] == "invalid_request_error"
     unknown = http.post("/v1/responses", json={"model": "nope", "input": "x"})
-    assert unknown.status_code == 404 and unknown.json()["error"]["message"]
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "model_not_found"
+    assert unknown.json()["error"]["param"] == "model"
     anonymous = httpx.post(f"{server.url}/v1/responses", json={"model": "echo", "input": "x"})
     assert anonymous.status_code == 401
     assert anonymous.json()["error"]["code"] == "invalid_api_key"

@@ -16,7 +16,7 @@ from propylon.domain import lifecycle
 from propylon.domain.caller import Caller
 from propylon.domain.events import Event
 from propylon.domain.redaction import redact_request
-from propylon.errors import FailedPrecondition, InvalidArgument
+from propylon.errors import FailedPrecondition, InvalidArgument, NotFound
 from propylon.schema.interactions import parse_create
 from propylon.schema.openai.responses import (
     CompactRequest,
@@ -67,6 +67,10 @@ class ResponseService:
         background run) starts at its first event. Raises what InteractionService.create
         raises, and InvalidArgument for OpenAI fields that cannot be carried."""
         create = parse_create(to_create_interaction(request))
+        try:
+            self.interactions.models.resolve(request.model)
+        except NotFound as exc:  # said before any other check: OpenAI's `model_not_found`
+            raise NotFound(exc.message, param="model") from None
         created = await self.interactions.create(create, caller, idempotency_key, body)
         background, store = create.background, create.store
         if created.events is not None or (create.stream and background):
