@@ -31,6 +31,11 @@ WEATHER = {
 }
 
 
+class Trip(BaseModel):
+    city: str
+    days: int
+
+
 @pytest.fixture(scope="module")
 def oai(server: Server) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server.url}/v1", api_key=API_KEY, max_retries=0)
@@ -208,6 +213,30 @@ def test_background_then_retrieve(oai: openai.OpenAI) -> None:
     assert done.output_text == "user: later" and done.completed_at is not None
 
 
+def test_a_background_response_streams_from_its_first_event(http: httpx.Client) -> None:
+    body = {"model": "echo-slow", "input": "queued", "background": True, "stream": True}
+    events = _raw_events(http, "POST", "/v1/responses", json=body)
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert "response.in_progress" in kinds and events[0]["response"]["background"] is True
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+
+
+def test_a_failed_run_streams_response_failed(http: httpx.Client) -> None:
+    schema = Trip.model_json_schema()
+    body = {
+        "model": "echo",
+        "input": "not json",
+        "stream": True,
+        "text": {"format": {"type": "json_schema", "name": "trip", "schema": schema}},
+    }
+    events = _raw_events(http, "POST", "/v1/responses", json=body)
+    assert events[-1]["type"] == "response.failed"
+    failed = Response.model_validate(events[-1]["response"])
+    assert failed.status == "failed" and failed.error is not None
+    assert failed.error.code == "server_error" and "not valid JSON" in failed.error.message
+
+
 def test_cancel_a_background_response(
     oai: openai.OpenAI, http: httpx.Client, client: genai.Client
 ) -> None:
@@ -303,11 +332,6 @@ def test_function_call_streams_its_arguments(http: httpx.Client) -> None:
     done = next(e for e in events if e["type"].endswith("arguments.done"))
     assert pieces == done["arguments"] == events[-2]["item"]["arguments"]
     assert events[-1]["response"]["status"] == "completed"
-
-
-class Trip(BaseModel):
-    city: str
-    days: int
 
 
 def test_text_format_json_schema_and_parse(oai: openai.OpenAI) -> None:
