@@ -19,11 +19,8 @@ from propylon.api.openai.responses_stream import ResponseEvents, response_stream
 from propylon.api.openai.responses_view import input_items, response_object
 from propylon.domain.caller import Caller
 from propylon.errors import InvalidArgument
-from propylon.schema.openai.responses import (
-    compaction_token,
-    parse_compact,
-    parse_create_response,
-)
+from propylon.schema.openai.response_items import compaction_token
+from propylon.schema.openai.responses import parse_compact, parse_create_response
 from propylon.service.responses import ResponseService, Stream, View
 
 __all__ = ["routes"]
