@@ -20,7 +20,11 @@ from propylon.api.openai.responses_view import input_items, response_object
 from propylon.domain.caller import Caller
 from propylon.errors import InvalidArgument
 from propylon.schema.openai.response_items import compaction_token
-from propylon.schema.openai.responses import parse_compact, parse_create_response
+from propylon.schema.openai.responses import (
+    include_problem,
+    parse_compact,
+    parse_create_response,
+)
 from propylon.service.responses import ResponseService, Stream, View
 
 __all__ = ["routes"]
@@ -57,6 +61,14 @@ def _flag(request: Request, name: str) -> bool:
     raise InvalidArgument(f"query parameter `{name}` must be true or false")
 
 
+def _check_include(request: Request) -> None:
+    """A read's `include` (harmless, as on create: see docs/openai-responses.md)."""
+    values = request.query_params.getlist("include") + request.query_params.getlist("include[]")
+    problem = include_problem(values)
+    if problem is not None:
+        raise InvalidArgument(f"include: {problem}", param="include")
+
+
 def _integer(request: Request, name: str, default: int | None, low: int, high: int) -> int | None:
     value = request.query_params.get(name)
     if value is None:
@@ -80,6 +92,7 @@ async def get(request: Request) -> Response:
     service, caller = _service(request)
     response_id = request.path_params["response_id"]
     after = _integer(request, "starting_after", None, 0, 2**62)
+    _check_include(request)  # `include_obfuscation` is harmless: events are never padded
     if _flag(request, "stream"):
         return _streamed(request, await service.stream(response_id, caller), after)
     if after is not None:
@@ -108,6 +121,7 @@ async def list_input_items(request: Request) -> Response:
     if order not in ("asc", "desc"):
         raise InvalidArgument("query parameter `order` must be `asc` or `desc`")
     limit = _integer(request, "limit", 20, 1, _MAX_LIMIT) or 20
+    _check_include(request)
     items = input_items(response_id, await service.input_steps(response_id, caller))
     if order == "desc":
         items.reverse()

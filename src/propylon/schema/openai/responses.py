@@ -32,6 +32,7 @@ from propylon.schema.openai.response_items import Input, input_steps
 __all__ = [
     "CompactRequest",
     "CreateResponse",
+    "include_problem",
     "parse_compact",
     "parse_create_response",
     "to_create_interaction",
@@ -271,9 +272,9 @@ class CreateResponse(BaseModel):
     @field_validator("include")
     @classmethod
     def _include(cls, value: list[str] | None) -> list[str] | None:
-        for name in value or []:
-            if name not in _HARMLESS_INCLUDES:
-                raise ValueError(f"`{name}` is not supported (no log probabilities)")
+        problem = include_problem(value or [])
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("tools")
@@ -284,6 +285,15 @@ class CreateResponse(BaseModel):
             if names.count(name) > 1:
                 raise ValueError(f"function `{name}` is declared twice")
         return value
+
+
+def include_problem(values: list[str]) -> str | None:
+    """Why `include` (of a create, or a read's query) cannot be honoured, or None: only log
+    probabilities are refused; the rest name outputs Propylon never has."""
+    for name in values:
+        if name not in _HARMLESS_INCLUDES:
+            return f"`{name}` is not supported (no log probabilities)"
+    return None
 
 
 def parse_create_response(body: Any) -> CreateResponse:
