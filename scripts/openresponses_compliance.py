@@ -6,9 +6,8 @@ Fetches nothing: the checkout, Node 20, and `tsx` and `zod` (3.x) resolvable fro
 
     python scripts/openresponses_compliance.py /path/to/openresponses [--model echo]
 
-Prints the suite's results and exits 0 when every test passed except the expected ones:
-those that need a model's own tool-calling decision (echo calls a tool only when told to) and
-the WebSocket-transport ones (Propylon serves Responses over HTTP only).
+Prints the suite's results and exits 0 when every test passed except the expected one, which
+needs a model's own tool-calling decision (echo calls a tool only when told to).
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ import httpx
 EXPECTED = {
     "tool-calling": "needs the model to decide on its own to call a tool",
 }
-WEBSOCKET = "the WebSocket transport is not served"
 KEY = "compliance-key"
 
 
@@ -93,7 +91,7 @@ def main() -> int:
     unexpected = 0
     for result in report["results"]:
         test, status = result["id"], result["status"]
-        why = EXPECTED.get(test) or (WEBSOCKET if test.startswith("websocket-") else None)
+        why = EXPECTED.get(test)
         if status == "failed" and why is None:
             unexpected += 1
         note = f"  (expected: {why})" if status == "failed" and why else ""

@@ -62,11 +62,17 @@ class ResponseService:
         caller: Caller,
         idempotency_key: str | None = None,
         body: Any = None,
+        history: list[dict[str, Any]] | None = None,
     ) -> View | Stream:
         """Create and run the interaction behind a Response for `caller`. A stream (also of a
-        background run) starts at its first event. Raises what InteractionService.create
-        raises, and InvalidArgument for OpenAI fields that cannot be carried."""
-        create = parse_create(to_create_interaction(request))
+        background run) starts at its first event. `history`: steps that go before `input`
+        (the conversation a WebSocket connection keeps for a `store` false response). Raises
+        what InteractionService.create raises, and InvalidArgument for OpenAI fields that
+        cannot be carried."""
+        fields = to_create_interaction(request)
+        if history:
+            fields["input"] = history + (fields["input"] or [])
+        create = parse_create(fields)
         try:
             self.interactions.models.resolve(request.model)
         except NotFound as exc:  # said before any other check: OpenAI's `model_not_found`

@@ -10,11 +10,12 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from propylon.api.auth import caller_of
 from propylon.api.errors import JSONResponse
 from propylon.api.limits import json_body
+from propylon.api.openai import responses_ws
 from propylon.api.openai.responses_stream import ResponseEvents, response_stream
 from propylon.api.openai.responses_view import input_items, response_object
 from propylon.domain.caller import Caller
@@ -172,7 +173,8 @@ async def compact(request: Request) -> Response:
     )
 
 
-routes = [
+routes: list[BaseRoute] = [
+    *responses_ws.routes,  # the same path over a WebSocket
     Route("/v1/responses/compact", compact, methods=["POST"]),
     Route("/v1/responses", create, methods=["POST"]),
     Route("/v1/responses/{response_id}", get, methods=["GET"]),

@@ -12,7 +12,7 @@ then per output item `response.output_item.added`, its content or argument event
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import orjson
@@ -38,7 +38,7 @@ from propylon.domain.events import (
 )
 from propylon.domain.projection import Projection
 
-__all__ = ["ResponseEvents", "response_stream"]
+__all__ = ["ResponseEvents", "numbered", "response_stream"]
 
 logger = logging.getLogger("propylon.api")
 
@@ -236,7 +236,7 @@ class ResponseEvents:
 
 async def numbered(
     events: AsyncIterator[Event | None], translator: ResponseEvents, after: int | None
-) -> AsyncIterator[dict[str, Any] | None]:
+) -> AsyncGenerator[dict[str, Any] | None, None]:
     """The translated events with their `sequence_number` (from 0), those numbered above
     `after` only; None items are keep-alive ticks."""
     number = 0
