@@ -240,14 +240,19 @@ async def numbered(
     """The translated events with their `sequence_number` (from 0), those numbered above
     `after` only; None items are keep-alive ticks."""
     number = 0
-    async for event in events:
-        if event is None:
-            yield None
-            continue
-        for translated in translator.translate(event):
-            if after is None or number > after:
-                yield {"type": translated["type"], "sequence_number": number, **translated}
-            number += 1
+    try:
+        async for event in events:
+            if event is None:
+                yield None
+                continue
+            for translated in translator.translate(event):
+                if after is None or number > after:
+                    yield {"type": translated["type"], "sequence_number": number, **translated}
+                number += 1
+    finally:
+        close = getattr(events, "aclose", None)
+        if close is not None:  # now, not when collected: a store=false run ends with its reader
+            await close()
 
 
 async def _frames(
