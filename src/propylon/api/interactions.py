@@ -11,6 +11,7 @@ from starlette.routing import Route
 from propylon.api.auth import caller_of
 from propylon.api.errors import JSONResponse
 from propylon.api.limits import json_body
+from propylon.api.query import flag
 from propylon.api.sse import event_stream_response
 from propylon.domain.caller import Caller
 from propylon.errors import InvalidArgument
@@ -23,17 +24,6 @@ __all__ = ["routes"]
 async def _service(request: Request) -> tuple[InteractionService, Caller]:
     service: InteractionService = request.app.state.service
     return service, caller_of(request)
-
-
-def _flag(request: Request, name: str) -> bool:
-    value = request.query_params.get(name)
-    if value is None:
-        return False
-    if value.lower() in ("true", "1"):
-        return True
-    if value.lower() in ("false", "0"):
-        return False
-    raise InvalidArgument(f"query parameter `{name}` must be true or false")
 
 
 async def create(request: Request) -> Response:
@@ -52,14 +42,14 @@ async def get(request: Request) -> Response:
     service, caller = await _service(request)
     interaction_id = request.path_params["interaction_id"]
     last_event_id = request.query_params.get("last_event_id")
-    if _flag(request, "stream"):
+    if flag(request, "stream"):
         events = await service.stream(interaction_id, last_event_id, caller)
         return event_stream_response(
             interaction_id, events, request.app.state.metrics.active_streams
         )
     if last_event_id is not None:
         raise InvalidArgument("`last_event_id` can only be used with `stream=true`")
-    return JSONResponse(await service.get(interaction_id, caller, _flag(request, "include_input")))
+    return JSONResponse(await service.get(interaction_id, caller, flag(request, "include_input")))
 
 
 async def cancel(request: Request) -> Response:

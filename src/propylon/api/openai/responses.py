@@ -18,6 +18,7 @@ from propylon.api.limits import json_body
 from propylon.api.openai import responses_ws
 from propylon.api.openai.responses_stream import ResponseEvents, response_stream
 from propylon.api.openai.responses_view import input_items, response_object
+from propylon.api.query import flag
 from propylon.domain.caller import Caller
 from propylon.errors import InvalidArgument
 from propylon.schema.openai.response_items import compaction_token
@@ -49,17 +50,6 @@ def _streamed(request: Request, stream: Stream, after: int | None = None) -> Res
     return response_stream(
         stream.events, translator, after, request.app.state.metrics.active_streams
     )
-
-
-def _flag(request: Request, name: str) -> bool:
-    value = request.query_params.get(name)
-    if value is None:
-        return False
-    if value.lower() in ("true", "1"):
-        return True
-    if value.lower() in ("false", "0"):
-        return False
-    raise InvalidArgument(f"query parameter `{name}` must be true or false")
 
 
 def _check_include(request: Request) -> None:
@@ -94,7 +84,7 @@ async def get(request: Request) -> Response:
     response_id = request.path_params["response_id"]
     after = _integer(request, "starting_after", None, 0, 2**62)
     _check_include(request)  # `include_obfuscation` is harmless: events are never padded
-    if _flag(request, "stream"):
+    if flag(request, "stream"):
         return _streamed(request, await service.stream(response_id, caller), after)
     if after is not None:
         raise InvalidArgument("`starting_after` can only be used with `stream=true`")

@@ -11,7 +11,7 @@ refused. Validation failures become InvalidArgument (HTTP 400).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -19,14 +19,13 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from propylon.errors import InvalidArgument
-from propylon.schema.common import JsonSchema, Url, describe
+from propylon.schema.common import JsonSchema, Url, validated
 from propylon.schema.openai.response_items import Input, input_steps
 
 __all__ = [
@@ -38,7 +37,6 @@ __all__ = [
     "to_create_interaction",
 ]
 
-_Model = TypeVar("_Model", bound=BaseModel)
 _closed = ConfigDict(extra="forbid")
 
 
@@ -298,24 +296,7 @@ def include_problem(values: list[str]) -> str | None:
 
 def parse_create_response(body: Any) -> CreateResponse:
     """Validate a decoded JSON body. Raises InvalidArgument naming the offending field."""
-    return _parse(CreateResponse, body)
-
-
-def _parse(model: type[_Model], body: Any) -> _Model:
-    if not isinstance(body, dict):
-        raise InvalidArgument("the request body must be a JSON object")
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise InvalidArgument(describe(exc), param=_param(exc)) from None
-
-
-def _param(exc: ValidationError) -> str | None:
-    """The field the first error is about, as a dotted path (`input.0.content`)."""
-    for error in exc.errors(include_url=False, include_input=False):
-        path = [str(p) for p in error["loc"] if not (isinstance(p, str) and "[" in p)]
-        return ".".join(path) or None
-    return None
+    return validated(CreateResponse, body)
 
 
 class CompactRequest(BaseModel):
@@ -337,7 +318,7 @@ class CompactRequest(BaseModel):
 
 def parse_compact(body: Any) -> CompactRequest:
     """Validate a decoded compact body. Raises InvalidArgument naming the offending field."""
-    return _parse(CompactRequest, body)
+    return validated(CompactRequest, body)
 
 
 def to_create_interaction(request: CreateResponse) -> dict[str, Any]:
