@@ -508,6 +508,11 @@ def test_errors_of_the_other_kinds(http: httpx.Client, server: Server) -> None:
     anonymous = httpx.post(f"{server.url}/v1/responses", json={"model": "echo", "input": "x"})
     assert anonymous.status_code == 401
     assert anonymous.json()["error"]["code"] == "invalid_api_key"
+    orphan = http.post(
+        "/v1/responses", json={"model": "echo", "input": "x", "previous_response_id": "v1_none"}
+    )
+    assert orphan.status_code == 400
+    assert orphan.json()["error"]["param"] == "previous_response_id"
     missing = http.get("/v1/responses/v1_nothing_here")
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "invalid_request_error"
     bad_order = http.get("/v1/responses/v1_nothing_here/input_items", params={"order": "up"})

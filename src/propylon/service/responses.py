@@ -77,6 +77,8 @@ class ResponseService:
             self.interactions.models.resolve(request.model)
         except NotFound as exc:  # said before any other check: OpenAI's `model_not_found`
             raise NotFound(exc.message, param="model") from None
+        if request.previous_response_id:
+            await self.previous(request.previous_response_id, caller)
         created = await self.interactions.create(create, caller, idempotency_key, body)
         background, store = create.background, create.store
         if created.events is not None or (create.stream and background):
@@ -87,6 +89,16 @@ class ResponseService:
             return Stream(base, events, background, store)
         assert created.resource is not None
         return View(created.resource, background, store)
+
+    async def previous(self, response_id: str, caller: Caller) -> None:
+        """Check that `previous_response_id` names a Response (or interaction) of `caller`'s:
+        else InvalidArgument naming the field (400, as OpenAI answers it)."""
+        try:
+            await self._record(response_id, caller)
+        except NotFound:
+            raise InvalidArgument(
+                f"previous response `{response_id}` not found", param="previous_response_id"
+            ) from None
 
     async def _record(self, response_id: str, caller: Caller) -> InteractionRecord:
         return await self.interactions.current(response_id, caller)

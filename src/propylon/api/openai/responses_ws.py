@@ -25,7 +25,7 @@ from propylon.api.limits import nesting_exceeds
 from propylon.api.openai.errors import openai_error_body, refine_openai_error
 from propylon.api.openai.responses_stream import ResponseEvents, numbered
 from propylon.domain.caller import Caller
-from propylon.errors import InvalidArgument, NotFound, PayloadTooLarge, PropylonError
+from propylon.errors import InvalidArgument, PayloadTooLarge, PropylonError
 from propylon.schema.openai.responses import CreateResponse, parse_create_response
 from propylon.schema.openai.responses import to_create_interaction as fields_of
 from propylon.service.responses import ResponseService, Stream
@@ -129,14 +129,13 @@ class _Connection:
 
     async def _stored(self, previous: str, request: CreateResponse) -> None:
         """A `previous_response_id` this connection does not hold: a stored one will do."""
-        missing = InvalidArgument(  # 400, as the Open Responses spec answers it
-            f"previous response `{previous}` not found", param="previous_response_id"
-        )
-        if request.store is False:  # it could only continue from this connection's memory
-            raise _Refused(missing, "previous_response_not_found")
         try:
-            await self.service.get(previous, self.caller)
-        except NotFound:
+            if request.store is False:  # it could only continue from this connection's memory
+                raise InvalidArgument(
+                    f"previous response `{previous}` not found", param="previous_response_id"
+                )
+            await self.service.previous(previous, self.caller)
+        except InvalidArgument as missing:
             raise _Refused(missing, "previous_response_not_found") from None
 
 
