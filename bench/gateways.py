@@ -1,7 +1,7 @@
 """Propylon side by side with LiteLLM, Portkey and a bare aiohttp pass-through, one machine,
 one mock upstream, one run (issue: benchmarks). The method is in docs/benchmarks.md.
 
-    python bench/gateways.py [--seconds 8] [--skip litellm,portkey]
+    python bench/gateways.py [--seconds 8] [--skip litellm,portkey] [--chat-only]
 
 Installs what it needs on first use: LiteLLM's proxy into bench/.venvs/litellm, the Portkey
 gateway (1.15.2, @hono/node-server pinned to 1.13.5: its issue #1389) into bench/.venvs/portkey,
@@ -9,7 +9,10 @@ wrk from Debian's packages when missing. Each gateway runs pinned to CPU 1; the 
 the load generators to CPU 0 (where `taskset` allows).
 
 (a) non-streaming, wrk closed loop at concurrency 1, 16, 64: p50/p99 latency, requests/s,
-    errors; "added" is over calling the mock directly in the same run.
+    errors; "added" is over calling the mock directly in the same run. Propylon is loaded
+    through its Interactions API (store=false, store=true) and through its Chat Completions
+    (`propylon chat`: the same surface, body and mock as LiteLLM and Portkey, like for like);
+    `--chat-only` runs only the Chat Completions rows (direct, pass-through, the gateways).
 (b) streaming, 100 chunks, concurrency 1: time to first token and total time, added over direct.
 (c) Propylon alone: memory per idle open stream (1,000 streams); store=true vs store=false rows
     in (a); resume and background figures come from bench/streaming.py and bench/background.py.
@@ -88,7 +91,7 @@ class Target:
 
     def __init__(self, name: str, url: str, body: dict[str, Any], headers: dict[str, str],
                  command: list[str] | None = None, env: dict[str, str] | None = None,
-                 stream_body: dict[str, Any] | None = None, first_token: bytes = b'"content"'
+                 stream_body: dict[str, Any] | None = None, first_token: bytes = b'"t0 '
                  ) -> None:
         self.name, self.url, self.body, self.headers = name, url, body, headers
         self.command, self.env = command, env
@@ -259,6 +262,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--streams", type=int, default=300)
     parser.add_argument("--skip", default="")
+    parser.add_argument("--chat-only", action="store_true")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     ensure_tools(skip)
@@ -295,18 +299,22 @@ max_attempts = 1
     propylon_url = f"http://127.0.0.1:{ports['propylon']}/v1beta/interactions"
     propylon_cmd = [PY, "-m", "propylon", "serve", "--port", str(ports["propylon"]),
                     "--data-dir", str(work / "data"), "--config", str(work / "propylon.toml")]
+    # One Propylon process serves every `propylon ...` row.
+    propylon = Target("propylon", propylon_url, {}, {}, propylon_cmd,
+                      {"PROPYLON_LOG_LEVEL": "warning"})
     interaction = {"model": "bench", "input": "hello"}
     targets = [
         Target("direct", f"{upstream}/v1/chat/completions", chat, {}),
         Target("py-aiohttp", f"http://127.0.0.1:{ports['passthrough']}/v1/chat/completions",
                chat, {}, [PY, str(HERE / "passthrough.py"), str(ports["passthrough"]), upstream]),
         Target("propylon store=false", propylon_url, {**interaction, "store": False}, {},
-               propylon_cmd, {"PROPYLON_LOG_LEVEL": "warning"},
                stream_body={"model": "bench-stream", "input": "hello", "store": False,
                             "stream": True}, first_token=b"step.delta"),
         Target("propylon store=true", propylon_url, interaction, {}, None,
                stream_body={"model": "bench-stream", "input": "hello", "stream": True},
                first_token=b"step.delta"),
+        Target("propylon chat", f"http://127.0.0.1:{ports['propylon']}/v1/chat/completions",
+               chat, {}),
         Target("litellm", f"http://127.0.0.1:{ports['litellm']}/v1/chat/completions", chat,
                {"authorization": "Bearer sk-bench"},
                [str(VENVS / "litellm" / "bin" / "litellm"), "--config", str(work / "litellm.yaml"),
@@ -318,11 +326,14 @@ max_attempts = 1
                 f"--port={ports['portkey']}", "--headless"], {"NODE_ENV": "production"}),
     ]
     targets = [t for t in targets if t.name.split()[0] not in skip]
+    if args.chat_only:
+        targets = [t for t in targets if not t.name.startswith("propylon store")]
     results: dict[str, Any] = {"nonstream": {}, "stream": {}, "processes": {}}
-    propylon = next(t for t in targets if t.name == "propylon store=false")
     try:
         for target in targets:
-            if target.name == "propylon store=true":
+            if target.name.startswith("propylon"):
+                if propylon.process is None:
+                    propylon.start(ports["propylon"])
                 target.process = propylon.process
             else:
                 target.start(int(target.url.split(":")[2].split("/")[0]))
@@ -341,11 +352,11 @@ max_attempts = 1
                 results["profile_store_false_c16"] = profile(propylon, 6)
                 results["idle_streams"] = memory_per_stream(
                     propylon, f"http://127.0.0.1:{ports['propylon']}", 1000)
-            if target.name not in ("propylon store=false", "propylon store=true"):
+            if not target.name.startswith("propylon"):
                 target.stop()
         propylon.stop()
     finally:
-        for target in targets:
+        for target in [*targets, propylon]:
             if target.process is not None and target.process.poll() is None:
                 target.stop()
         mock.terminate()

@@ -10,6 +10,7 @@ import re
 import struct
 import subprocess
 import sys
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import completion_create_params
 from pydantic import BaseModel
 
 from tests.conftest import API_KEY, Server, helper, start_server, stop_server, wait_for
@@ -106,6 +108,7 @@ def keys(data_dir: Path) -> dict[str, str]:
     return {
         "limited": _new_key(data_dir, "--rpm", "1"),
         "broke": _new_key(data_dir, "--budget-usd", "0", "--budget-period", "day"),
+        "ceiling": _new_key(data_dir, "--max-tokens", "3"),
     }
 
 
@@ -331,6 +334,15 @@ def test_embeddings_are_deterministic_as_floats_and_base64(
     assert list(struct.unpack(f"<{len(packed) // 4}f", packed)) == first
 
 
+def test_every_field_of_the_pinned_sdk_is_in_the_table() -> None:
+    """docs/openai.md says what each Chat Completions field of the pinned SDK does; a field a
+    newer SDK adds fails here until it has a row (and, until Propylon knows it, answers 400)."""
+    table = (Path(__file__).parent.parent / "docs" / "openai.md").read_text()
+    fields = typing.get_type_hints(completion_create_params.CompletionCreateParamsStreaming)
+    assert len(fields) > 30
+    assert [name for name in fields if f"`{name}`" not in table] == []
+
+
 def _error(response: httpx.Response) -> dict[str, Any]:
     body = response.json()
     assert set(body) == {"error"}
@@ -382,6 +394,10 @@ def test_errors_have_openai_shape(server: Server, keys: dict[str, str]) -> None:
             {"model": "echo", "messages": [{"role": "tool", "tool_call_id": "c", "content": "x"}]},
             "messages",
         ),
+        (
+            {"model": "echo", "messages": [{"role": "user", "content": "x"}], "moderation": {}},
+            "moderation",
+        ),
     ]
     for body, param in cases:
         refused = httpx.post(url, json=body, headers=headers)
@@ -405,6 +421,13 @@ def test_a_keys_rpm_and_budget_answer_429(server: Server, keys: dict[str, str]) 
     with pytest.raises(openai.RateLimitError) as broke:
         _openai(server, key=keys["broke"]).chat.completions.create(model="echo", messages=messages)
     assert broke.value.code == "insufficient_quota"
+
+    # a key's token ceiling caps one call's output
+    capped = _openai(server, key=keys["ceiling"]).chat.completions.create(
+        model="echo", messages=[{"role": "user", "content": "one two three four five"}]
+    )
+    assert capped.choices[0].message.content == "user: one two"
+    assert capped.choices[0].finish_reason == "length"
 
 
 def test_openai_target_gets_the_request_intact(

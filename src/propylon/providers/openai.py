@@ -72,7 +72,8 @@ class OpenAIProvider:
         calls: dict[int, dict[str, Any]] = {}
         finish = "stop"
         if turn.chat_completions_body is not None:
-            body = passed_through(turn.chat_completions_body, self.model)
+            cap = turn.generation_config.get("max_output_tokens")
+            body = passed_through(turn.chat_completions_body, self.model, cap)
         else:
             body = build_request(turn, self.model)
         async for chunk in self.upstream.stream(self.url, body):
@@ -126,12 +127,17 @@ class OpenAIProvider:
         await self.upstream.close()
 
 
-def passed_through(body: dict[str, Any], model: str) -> dict[str, Any]:
+def passed_through(body: dict[str, Any], model: str, cap: int | None = None) -> dict[str, Any]:
     """A client's Chat Completions `body` as sent upstream: `model` set to the target's, and
-    always streamed with usage (the chunks become provider events; usage is counted)."""
+    always streamed with usage (the chunks become provider events; usage is counted). `cap`:
+    an output token limit Propylon imposes (a key's ceiling), when under the body's own."""
     options = dict(body.get("stream_options") or {})
     options["include_usage"] = True
-    return {**body, "model": model, "stream": True, "stream_options": options}
+    sent = {**body, "model": model, "stream": True, "stream_options": options}
+    limit = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+    if cap is not None and (body.get(limit) is None or body[limit] > cap):
+        sent[limit] = cap
+    return sent
 
 
 def build_request(turn: Turn, model: str) -> dict[str, Any]:

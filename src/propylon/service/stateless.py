@@ -41,10 +41,9 @@ __all__ = ["Call", "StatelessCalls", "upstream_failure"]
 class Call:
     """A model call under way: iterate `events` (the first one already fetched, so a failure
     before any output was raised by `StatelessCalls.answer`). Its accounting runs once the
-    events end, however they end. `model`: the served model's canonical name."""
+    events end, however they end."""
 
     id: str
-    model: str
     events: AsyncGenerator[ProviderEvent, None]
     usage: Usage = field(default_factory=Usage)
 
@@ -97,7 +96,7 @@ class StatelessCalls:
             raise
         bound = served.bind(record.id, name, labels, lambda done: self._costed(done, record))
         events = bound.stream(turn)
-        call = Call(record.id, served.name, _noop())
+        call = Call(record.id, _noop())
         try:
             first = await anext(events, None)
         except BaseException as exc:
@@ -115,15 +114,14 @@ class StatelessCalls:
         texts: list[str],
         dimensions: int | None,
         labels: dict[str, str],
-    ) -> tuple[str, Embeddings]:
+    ) -> Embeddings:
         """The embeddings of `texts` from the model `name`, admitted and accounted like a
-        call: (the served model's canonical name, the embeddings). Raises what `answer`
-        raises before output."""
+        call. Raises what `answer` raises before output."""
         served = self.resolve(name)
         await self.quotas.admit(caller, name)
         record = _record(f"embedding-{secrets.token_hex(12)}", caller, name)
         await self.ledger.reserve(record, caller, served)
-        call = Call(record.id, served.name, _noop())
+        call = Call(record.id, _noop())
         call_record = self._call_record(served, name, labels, record)
         status = "failed"
         try:
@@ -135,7 +133,7 @@ class StatelessCalls:
             if made is None:
                 raise Unavailable(f"model `{name}` answered no embeddings")
             status = "completed"
-            return served.name, made
+            return made
         except UpstreamError as exc:
             raise upstream_failure(exc) from None
         finally:

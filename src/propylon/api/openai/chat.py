@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -51,9 +52,10 @@ async def create(request: Request) -> Response:
     answer = Answer(call.id, int(time.time()), chat.model)
     strict = {t.function.name for t in chat.tools or [] if t.function.strict}
     if not chat.stream:
-        async for event in call.events:
-            answer.add(event)
-            _check_strict(event, strict, turn.tools)
+        async with aclosing(call.events) as events:
+            async for event in events:
+                answer.add(event)
+                _check_strict(event, strict, turn.tools)
         return JSONResponse(answer.completion())
     include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
     gauge = request.app.state.metrics.active_streams

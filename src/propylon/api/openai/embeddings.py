@@ -26,7 +26,7 @@ async def create(request: Request) -> Response:
     body: Any = await json_body(request)
     asked = parse_embeddings(body)
     texts = asked.texts()
-    _, made = await calls.embed(caller_of(request), asked.model, texts, asked.dimensions, {})
+    made = await calls.embed(caller_of(request), asked.model, texts, asked.dimensions, {})
     return JSONResponse(
         embeddings_answer(asked.model, made.vectors, made.usage, asked.encoding_format)
     )

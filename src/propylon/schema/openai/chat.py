@@ -41,7 +41,12 @@ class _Closed(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TextPart(_Closed):
+class _Part(_Closed):
+    # harmless: a prompt-cache breakpoint is a hint to OpenAI's cache, passed to `openai` targets
+    prompt_cache_breakpoint: dict[str, Any] | None = None
+
+
+class TextPart(_Part):
     type: Literal["text"]
     text: str
 
@@ -51,7 +56,7 @@ class ImageUrl(_Closed):
     detail: Literal["auto", "low", "high"] | None = None
 
 
-class ImagePart(_Closed):
+class ImagePart(_Part):
     type: Literal["image_url"]
     image_url: ImageUrl
 
@@ -61,7 +66,7 @@ class InputAudio(_Closed):
     format: Literal["wav", "mp3"]
 
 
-class AudioPart(_Closed):
+class AudioPart(_Part):
     type: Literal["input_audio"]
     input_audio: InputAudio
 
@@ -72,7 +77,7 @@ class FileData(_Closed):
     filename: str | None = None
 
 
-class FilePart(_Closed):
+class FilePart(_Part):
     type: Literal["file"]
     file: FileData
 
@@ -250,6 +255,8 @@ class ChatRequest(_Closed):
     user: str | None = None
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    prompt_cache_retention: str | None = None
     metadata: dict[str, str] | None = None
     store: bool | None = None
     service_tier: str | None = None
@@ -268,6 +275,7 @@ class ChatRequest(_Closed):
     web_search_options: dict[str, Any] | None = None
     functions: list[Any] | None = None
     function_call: Any = None
+    moderation: dict[str, Any] | None = None
 
 
 _REFUSED = {
@@ -276,6 +284,7 @@ _REFUSED = {
     "web_search_options": "web search is not run for Chat Completions",
     "functions": "use `tools` (the deprecated `functions` is not supported)",
     "function_call": "use `tool_choice` (the deprecated `function_call` is not supported)",
+    "moderation": "Propylon runs no moderation",
 }
 
 
