@@ -4,7 +4,9 @@ a Response is a view of an interaction, readable and chainable from both surface
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,9 +14,15 @@ import openai
 import pytest
 from google import genai
 from httpx_sse import connect_sse
-from openai.types.responses import Response, ResponseItemList, ResponseStreamEvent
+from openai.types.responses import (
+    Response,
+    ResponseItemList,
+    ResponseStreamEvent,
+    response_create_params,
+)
 from pydantic import BaseModel, TypeAdapter
 
+from propylon.schema.openai.responses import CreateResponse
 from tests.conftest import API_KEY, Server, wait_for
 
 EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
@@ -523,3 +531,16 @@ def test_errors_of_the_other_kinds(http: httpx.Client, server: Server) -> None:
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "include"
     harmless = {"include[]": "reasoning.encrypted_content", "include_obfuscation": "false"}
     assert http.get(f"/v1/responses/{made['id']}", params=harmless).status_code == 200
+
+
+def test_every_field_of_the_pinned_sdk_is_in_the_table() -> None:
+    """docs/openai-responses.md says what each CreateResponse field of the pinned SDK does; a
+    field a newer SDK adds fails here until it has a row. Those Propylon does not take are
+    refused (400): none is silently dropped."""
+    table = (Path(__file__).parent.parent / "docs" / "openai-responses.md").read_text()
+    fields = typing.get_type_hints(response_create_params.ResponseCreateParamsStreaming)
+    assert len(fields) > 30
+    assert [name for name in fields if f"`{name}`" not in table] == []
+    refused = {"conversation", "prompt", "context_management", "prompt_cache_options"}
+    refused |= {"background_options", "moderation", "image", "access_programs"}
+    assert set(fields) - set(CreateResponse.model_fields) == refused
