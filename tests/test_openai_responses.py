@@ -524,7 +524,7 @@ def test_errors_of_the_other_kinds(http: httpx.Client, server: Server) -> None:
     missing = http.get("/v1/responses/v1_nothing_here")
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "invalid_request_error"
     bad_order = http.get("/v1/responses/v1_nothing_here/input_items", params={"order": "up"})
-    assert bad_order.status_code == 400 and bad_order.json()["error"]["param"] is None
+    assert bad_order.status_code == 400 and bad_order.json()["error"]["param"] == "order"
     made = http.post("/v1/responses", json={"model": "echo", "input": "x"}).json()
     logprobs = {"include[]": "message.output_text.logprobs"}
     refused = http.get(f"/v1/responses/{made['id']}", params=logprobs)

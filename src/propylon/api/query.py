@@ -6,7 +6,7 @@ from starlette.requests import Request
 
 from propylon.errors import InvalidArgument
 
-__all__ = ["flag"]
+__all__ = ["flag", "integer"]
 
 
 def flag(request: Request, name: str) -> bool:
@@ -20,3 +20,16 @@ def flag(request: Request, name: str) -> bool:
     if value.lower() in ("false", "0"):
         return False
     raise InvalidArgument(f"query parameter `{name}` must be true or false", param=name)
+
+
+def integer(request: Request, name: str, default: int | None, low: int, high: int) -> int | None:
+    """The integer query parameter `name`, from `low` to `high` (absent: `default`). Raises
+    InvalidArgument for any other value."""
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise InvalidArgument(
+            f"query parameter `{name}` must be an integer from {low} to {high}", param=name
+        )
+    return int(value)

@@ -18,7 +18,7 @@ from propylon.api.limits import json_body
 from propylon.api.openai import responses_ws
 from propylon.api.openai.responses_stream import ResponseEvents, response_stream
 from propylon.api.openai.responses_view import input_items, response_object
-from propylon.api.query import flag
+from propylon.api.query import flag, integer
 from propylon.domain.caller import Caller
 from propylon.errors import InvalidArgument
 from propylon.schema.openai.response_items import compaction_token
@@ -60,15 +60,6 @@ def _check_include(request: Request) -> None:
         raise InvalidArgument(f"include: {problem}", param="include")
 
 
-def _integer(request: Request, name: str, default: int | None, low: int, high: int) -> int | None:
-    value = request.query_params.get(name)
-    if value is None:
-        return default
-    if not value.isdigit() or not low <= int(value) <= high:
-        raise InvalidArgument(f"query parameter `{name}` must be an integer from {low} to {high}")
-    return int(value)
-
-
 async def create(request: Request) -> Response:
     service, caller = _service(request)
     body: Any = await json_body(request)
@@ -82,12 +73,14 @@ async def create(request: Request) -> Response:
 async def get(request: Request) -> Response:
     service, caller = _service(request)
     response_id = request.path_params["response_id"]
-    after = _integer(request, "starting_after", None, 0, 2**62)
+    after = integer(request, "starting_after", None, 0, 2**62)
     _check_include(request)  # `include_obfuscation` is harmless: events are never padded
     if flag(request, "stream"):
         return _streamed(request, await service.stream(response_id, caller), after)
     if after is not None:
-        raise InvalidArgument("`starting_after` can only be used with `stream=true`")
+        raise InvalidArgument(
+            "`starting_after` can only be used with `stream=true`", param="starting_after"
+        )
     return _shown(await service.get(response_id, caller))
 
 
@@ -110,8 +103,8 @@ async def list_input_items(request: Request) -> Response:
     response_id = request.path_params["response_id"]
     order = request.query_params.get("order", "desc")
     if order not in ("asc", "desc"):
-        raise InvalidArgument("query parameter `order` must be `asc` or `desc`")
-    limit = _integer(request, "limit", 20, 1, _MAX_LIMIT) or 20
+        raise InvalidArgument("query parameter `order` must be `asc` or `desc`", param="order")
+    limit = integer(request, "limit", 20, 1, _MAX_LIMIT) or 20
     _check_include(request)
     items = input_items(response_id, await service.input_steps(response_id, caller))
     if order == "desc":
@@ -120,7 +113,9 @@ async def list_input_items(request: Request) -> Response:
     if after is not None:
         ids = [item["id"] for item in items]
         if after not in ids:
-            raise InvalidArgument(f"`after`: `{after}` is not an input item of `{response_id}`")
+            raise InvalidArgument(
+                f"`after`: `{after}` is not an input item of `{response_id}`", param="after"
+            )
         items = items[ids.index(after) + 1 :]
     page = items[:limit]
     return JSONResponse(
