@@ -19,8 +19,10 @@ __all__ = [
     "STATUSES",
     "input_items",
     "item_id",
+    "output_item",
     "output_items",
     "response_object",
+    "text_parts",
     "timestamp",
 ]
 
@@ -280,10 +282,11 @@ def _tool(tool: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _tool_choice(value: Any) -> Any:
-    if value is None or value == "validated":
-        return "auto" if value is None else "required"
+    """`generation_config.tool_choice` as OpenAI's: must-call modes are `required`."""
+    if value is None:
+        return "auto"
     if isinstance(value, str):
-        return "required" if value == "any" else value
+        return "required" if value in ("any", "validated") else value
     allowed = value.get("allowed_tools") or {}
     names = list(allowed.get("tools") or [])
     forced = allowed.get("mode") in ("any", "validated")
