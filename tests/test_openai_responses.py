@@ -23,7 +23,7 @@ from openai.types.responses import (
 from pydantic import BaseModel, TypeAdapter
 
 from propylon.schema.openai.responses import CreateResponse
-from tests.conftest import API_KEY, Server, wait_for
+from tests.conftest import API_KEY, Server, helper, wait_for
 
 EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 WEATHER = {
@@ -441,6 +441,29 @@ def test_chains_cross_surfaces_both_ways(oai: openai.OpenAI, client: genai.Clien
     # one id, readable on both surfaces
     assert oai.responses.retrieve(interaction.id).output_text == "user: from gemini"
     assert client.interactions.get(response.id).status == "completed"
+
+
+def test_a_response_reaches_registered_webhooks(oai: openai.OpenAI, client: genai.Client) -> None:
+    with helper("webhook_receiver.py") as receiver:
+        hook = client.webhooks.create(
+            uri=f"{receiver}/hook/responses",
+            subscribed_events=["interaction.requires_action", "interaction.completed"],
+        )
+        try:
+            asked = oai.responses.create(
+                model="echo", input='call get_weather {"city": "Rome"}', tools=[WEATHER]
+            )
+
+            def delivered() -> list[dict[str, Any]]:
+                got = httpx.get(f"{receiver}/received/responses").json()
+                bodies = [json.loads(d["body"]) for d in got if d["answered"] == 200]
+                return [b for b in bodies if b["data"]["id"] == asked.id]
+
+            wait_for(delivered)
+            [payload] = delivered()
+            assert payload["type"] == "interaction.requires_action"  # shown `completed` here
+        finally:
+            client.webhooks.delete(hook.id)
 
 
 def test_a_compaction_moves_a_conversation_into_a_new_chain(
