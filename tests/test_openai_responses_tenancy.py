@@ -4,9 +4,6 @@ against a real server whose keys are made with the CLI."""
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import openai
 import pytest
 
 from tests.conftest import Server, start_server, stop_server
+from tests.test_tenancy import _cli, _new_key
 
 CONFIG = """
 auth_cache_seconds = 0
@@ -28,23 +26,6 @@ provider = "echo"
 """
 
 
-def _cli(data_dir: Path, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "propylon", *args, "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def _key(data_dir: Path, *args: str) -> str:
-    found = re.search(r"api key:\s+(\S+)", _cli(data_dir, "keys", "create", *args))
-    assert found is not None
-    return found.group(1)
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("responses-tenancy")
@@ -53,10 +34,10 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def keys(data_dir: Path) -> dict[str, str]:
     return {
-        "acme": _key(data_dir, "--tenant", "acme"),
-        "globex": _key(data_dir, "--tenant", "globex"),
-        "echo-only": _key(data_dir, "--tenant", "acme", "--models", "echo"),
-        "broke": _key(data_dir, "--tenant", "acme", "--budget-usd", "0"),
+        "acme": _new_key(data_dir, "--tenant", "acme")[1],
+        "globex": _new_key(data_dir, "--tenant", "globex")[1],
+        "echo-only": _new_key(data_dir, "--tenant", "acme", "--models", "echo")[1],
+        "broke": _new_key(data_dir, "--tenant", "acme", "--budget-usd", "0")[1],
     }
 
 
