@@ -511,7 +511,7 @@ def test_routes_are_served_under_the_path_prefix(http: httpx.Client) -> None:
         ({"model": "echo", "input": "x", "truncation": "auto"}, "truncation"),
         ({"model": "echo", "input": "x", "tools": [{"type": "web_search"}]}, "tools.0"),
         ({"model": "echo", "input": [{"type": "item_reference", "id": "x"}]}, "input.0"),
-        ({"model": "echo", "input": "x", "store": False, "background": True}, None),
+        ({"model": "echo", "input": "x", "store": False, "background": True}, "background"),
         ({"model": "echo", "input": "x", "temperature": 3}, "temperature"),
     ],
 )

@@ -259,8 +259,9 @@ Input = Annotated[
 
 
 def input_steps(value: str | list[Any] | None) -> tuple[list[dict[str, Any]], list[str]]:
-    """`input` as steps, and the texts of its system and developer messages (which join the
-    system instruction: a step has no such role)."""
+    """`input` (validated) as steps, and the texts of its system and developer messages
+    (which join the system instruction: a step has no such role). Raises InvalidArgument for
+    a system message with other than text, or an `mcp_call` whose arguments are not JSON."""
     if value is None:
         return [], []
     if isinstance(value, str):
@@ -326,7 +327,9 @@ def _text_of(content: str | list[Any], where: str) -> str:
     texts = []
     for part in content:
         if not isinstance(part, InputText | OutputText):
-            raise InvalidArgument(f"`{where}`: a system or developer message holds text only")
+            raise InvalidArgument(
+                f"`{where}`: a system or developer message holds text only", param=where
+            )
         texts.append(part.text)
     return "".join(texts)
 

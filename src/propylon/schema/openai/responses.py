@@ -328,10 +328,11 @@ def to_create_interaction(request: CreateResponse) -> dict[str, Any]:
     if request.store is False and request.previous_response_id:
         raise InvalidArgument(
             "`previous_response_id` needs `store` true: a response with `store` false is "
-            "not kept; send the whole conversation as `input`"
+            "not kept; send the whole conversation as `input`",
+            param="previous_response_id",
         )
     if request.store is False and request.background:
-        raise InvalidArgument("`background` needs `store` true")
+        raise InvalidArgument("`background` needs `store` true", param="background")
     steps, system = input_steps(request.input)
     instructions = "\n\n".join([*([request.instructions] if request.instructions else []), *system])
     body: dict[str, Any] = {
