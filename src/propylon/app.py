@@ -30,6 +30,7 @@ from propylon.api.errors import EXCEPTION_HANDLERS, JSONResponse
 from propylon.api.limits import BodyLimitMiddleware
 from propylon.api.openai import chat as openai_chat
 from propylon.api.openai import embeddings as openai_embeddings
+from propylon.api.openai import responses as openai_responses
 from propylon.bus.memory import MemoryBus
 from propylon.config import Settings
 from propylon.gateway.registry import ModelRegistry
@@ -43,6 +44,7 @@ from propylon.service.idempotency import Idempotency
 from propylon.service.interactions import InteractionService
 from propylon.service.ledger import Ledger
 from propylon.service.listing import ListingService
+from propylon.service.responses import ResponseService
 from propylon.service.retention import purge_expired
 from propylon.service.stateless import StatelessCalls
 from propylon.service.webhooks import WebhookService, new_secret
@@ -211,6 +213,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         *gemini_routes.routes,
         *openai_chat.routes,
         *openai_embeddings.routes,
+        *openai_responses.routes,
     ]
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz),
@@ -250,6 +253,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     app.state.store = store
     app.state.service = service
     app.state.stateless = stateless
+    app.state.responses = ResponseService(service)
     app.state.listing = ListingService(SQLiteListingStore(store), store)
     app.state.agents = AgentService(custom_agents, store, lambda: service.models, settings, agents)
     app.state.webhooks = webhooks
