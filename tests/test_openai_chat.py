@@ -480,6 +480,21 @@ def test_openai_target_gets_the_request_intact(
     )
 
 
+def test_a_failure_after_the_first_chunk_is_an_error_line(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="relay",
+        messages=[{"role": "user", "content": "id=cut primary=cut"}],
+        stream=True,
+    )
+    texts = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in stream:
+            texts.append(chunk.choices[0].delta.content or "")
+    assert "".join(texts) == "hello "  # what came before the upstream broke off
+    assert "failed" in caught.value.message
+    assert caught.value.type == "service_unavailable_error"
+
+
 def test_openai_target_embeds_and_other_targets_answer_on_fallback(
     client: openai.OpenAI, upstream: str
 ) -> None:

@@ -10,6 +10,7 @@ content or tool-call deltas, a chunk with the `finish_reason`, with
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -38,6 +39,8 @@ __all__ = ["create", "routes"]
 
 logger = logging.getLogger("propylon.api")
 
+_AHEAD = 256  # frames made ahead of a slow client
+
 
 async def create(request: Request) -> Response:
     """Answer one Chat Completions request (see the module)."""
@@ -60,7 +63,7 @@ async def create(request: Request) -> Response:
     include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
     gauge = request.app.state.metrics.active_streams
     return StreamingResponse(
-        _chunks(call, answer, include_usage, strict, turn.tools, gauge),
+        _coalesced(_chunks(call, answer, include_usage, strict, turn.tools, gauge)),
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )
@@ -118,6 +121,33 @@ async def _chunks(
         gauge.dec()
         await call.events.aclose()
     yield b"data: [DONE]\n\n"
+
+
+async def _coalesced(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`frames`, with those already made when the client can take more sent as one write: a
+    fast upstream's chunks go out in a few writes instead of one each (every write passes the
+    middlewares), a slow one's as soon as each is made. At most `_AHEAD` frames wait."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(_AHEAD)
+
+    async def pump() -> None:
+        try:
+            async for frame in frames:
+                await queue.put(frame)
+        finally:
+            await queue.put(None)
+
+    task = asyncio.create_task(pump())
+    try:
+        ended = False
+        while not ended:
+            batch = [await queue.get()]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            ended = batch[-1] is None
+            yield b"".join(frame for frame in batch if frame is not None)
+    finally:
+        task.cancel()  # the client went away: the call's accounting runs as `frames` closes
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def _stream_error(exc: Exception) -> dict[str, Any]:
