@@ -39,8 +39,6 @@ __all__ = ["create", "routes"]
 
 logger = logging.getLogger("propylon.api")
 
-_AHEAD = 256  # frames made ahead of a slow client
-
 
 async def create(request: Request) -> Response:
     """Answer one Chat Completions request (see the module)."""
@@ -63,7 +61,7 @@ async def create(request: Request) -> Response:
     include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
     gauge = request.app.state.metrics.active_streams
     return StreamingResponse(
-        _coalesced(_chunks(call, answer, include_usage, strict, turn.tools, gauge)),
+        _chunks(call, answer, include_usage, strict, turn.tools, gauge),
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )
@@ -92,10 +90,6 @@ def _check_strict(event: object, strict: set[str], tools: list[dict[str, Any]]) 
             raise InvalidArgument(f"the model broke a strict function's schema: {exc}") from None
 
 
-def _sse(data: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(data) + b"\n\n"
-
-
 async def _chunks(
     call: Call,
     answer: Answer,
@@ -104,49 +98,46 @@ async def _chunks(
     tools: list[dict[str, Any]],
     gauge: Any,
 ) -> AsyncIterator[bytes]:
-    gauge.inc()
-    try:
-        yield _sse(answer.chunk({"role": "assistant", "content": ""}, usage=include_usage))
-        async for event in call.events:
-            delta = answer.add(event)
-            _check_strict(event, strict, tools)
-            if delta is not None:
-                yield _sse(answer.chunk(delta, usage=include_usage))
-        yield _sse(answer.chunk({}, answer.finish_reason, usage=include_usage))
-        if include_usage:
-            yield _sse(answer.chunk(None, usage=True))
-    except Exception as exc:
-        yield _sse(_stream_error(exc))
-    finally:
-        gauge.dec()
-        await call.events.aclose()
-    yield b"data: [DONE]\n\n"
+    """The stream's `data:` frames. A task makes them as the call's events come; the response
+    sends whatever is made when the client can take more as one write, so a fast upstream's
+    chunks go out in a few writes (each write passes every middleware), a slow one's as soon
+    as each is made. Frames wait for a slow client in memory: at most the whole answer."""
+    frames: asyncio.Queue[bytes | None] = asyncio.Queue()
 
+    def put(data: dict[str, Any]) -> None:
+        frames.put_nowait(b"data: " + orjson.dumps(data) + b"\n\n")
 
-async def _coalesced(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """`frames`, with those already made when the client can take more sent as one write: a
-    fast upstream's chunks go out in a few writes instead of one each (every write passes the
-    middlewares), a slow one's as soon as each is made. At most `_AHEAD` frames wait."""
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(_AHEAD)
-
-    async def pump() -> None:
+    async def make() -> None:
         try:
-            async for frame in frames:
-                await queue.put(frame)
+            put(answer.chunk({"role": "assistant", "content": ""}, usage=include_usage))
+            async for event in call.events:
+                delta = answer.add(event)
+                _check_strict(event, strict, tools)
+                if delta is not None:
+                    put(answer.chunk(delta, usage=include_usage))
+            put(answer.chunk({}, answer.finish_reason, usage=include_usage))
+            if include_usage:
+                put(answer.chunk(None, usage=True))
+        except Exception as exc:
+            put(_stream_error(exc))
         finally:
-            await queue.put(None)
+            await call.events.aclose()  # the call's accounting, however it ended
+        frames.put_nowait(b"data: [DONE]\n\n")
+        frames.put_nowait(None)
 
-    task = asyncio.create_task(pump())
+    gauge.inc()
+    task = asyncio.create_task(make())
     try:
         ended = False
         while not ended:
-            batch = [await queue.get()]
-            while not queue.empty():
-                batch.append(queue.get_nowait())
+            batch = [await frames.get()]
+            while not frames.empty():
+                batch.append(frames.get_nowait())
             ended = batch[-1] is None
             yield b"".join(frame for frame in batch if frame is not None)
     finally:
-        task.cancel()  # the client went away: the call's accounting runs as `frames` closes
+        gauge.dec()
+        task.cancel()  # the client went away: the call stops
         await asyncio.gather(task, return_exceptions=True)
 
 
