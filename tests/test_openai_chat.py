@@ -50,6 +50,11 @@ provider = "echo"
 aliases = ["fast"]
 
 [[models]]
+name = "echo-slow"
+provider = "echo"
+options = {{ delay = 0.05 }}
+
+[[models]]
 name = "relay"
 [[models.targets]]
 provider = "openai"
@@ -300,7 +305,7 @@ def test_chat_structured_output_parses(client: openai.OpenAI) -> None:
 
 def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
     ids = [model.id for model in client.models.list()]
-    assert ids == ["echo", "fast", "relay", "mixed"]
+    assert ids == ["echo", "fast", "echo-slow", "relay", "mixed"]
     model = client.models.retrieve("fast")
     assert (model.id, model.object, model.owned_by) == ("fast", "model", "propylon")
     with pytest.raises(openai.NotFoundError) as caught:
@@ -509,6 +514,35 @@ def test_openai_target_embeds_and_other_targets_answer_on_fallback(
         model="mixed", messages=[{"role": "user", "content": "id=fallback primary=500"}]
     )
     assert fallback.choices[0].message.content == "user: id=fallback primary=500"
+
+
+def test_a_client_that_goes_away_ends_the_call(server: Server) -> None:
+    def gauge() -> float:
+        metrics = httpx.get(
+            f"{server.url}/metrics", headers={"authorization": f"Bearer {API_KEY}"}
+        ).text
+        found = re.search(r"^propylon_active_streams (\S+)$", metrics, re.M)
+        assert found is not None
+        return float(found.group(1))
+
+    body = {
+        "model": "echo-slow",
+        "messages": [{"role": "user", "content": "a long answer " * 20}],
+        "stream": True,
+    }
+    headers = {"authorization": f"Bearer {API_KEY}"}
+    with httpx.stream(
+        "POST", f"{server.url}/v1/chat/completions", json=body, headers=headers
+    ) as response:
+        lines = response.iter_lines()
+        assert next(lines).startswith("data: ")
+        assert gauge() == 1
+    # the stream is closed: the call stops, is logged (cut short) and its stream counted out
+    wait_for(lambda: gauge() == 0)
+    log = server.data_dir / "server.log"
+    wait_for(lambda: '"model": "echo-slow"' in log.read_text())
+    line = next(json.loads(line) for line in log.read_text().splitlines() if '"echo-slow"' in line)
+    assert line["outcome"] != "ok"
 
 
 def test_calls_are_logged_metered_and_not_stored(server: Server) -> None:
