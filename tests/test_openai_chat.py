@@ -288,6 +288,24 @@ def test_chat_tool_choice_required_and_named(client: openai.OpenAI) -> None:
     assert none.choices[0].finish_reason == "stop"
 
 
+def test_a_strict_functions_arguments_are_checked(client: openai.OpenAI) -> None:
+    strict: Any = {**WEATHER, "function": {**WEATHER["function"], "strict": True}}
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(
+            model="echo",
+            messages=[{"role": "user", "content": 'call get_weather {"town": "Rome"}'}],
+            tools=[strict],
+        )
+    assert caught.value.status_code == 503
+    assert "city" in caught.value.message
+    kept = client.chat.completions.create(
+        model="echo",
+        messages=[{"role": "user", "content": 'call get_weather {"city": "Rome"}'}],
+        tools=[strict],
+    )
+    assert kept.choices[0].finish_reason == "tool_calls"
+
+
 class City(BaseModel):
     city: str
     population: int

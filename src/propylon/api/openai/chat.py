@@ -26,7 +26,7 @@ from propylon.api.auth import caller_of
 from propylon.api.errors import JSONResponse
 from propylon.api.limits import json_body
 from propylon.api.openai.errors import openai_error, openai_error_body, refine_openai_error
-from propylon.errors import InvalidArgument, PropylonError
+from propylon.errors import InvalidArgument, PropylonError, Unavailable
 from propylon.gateway.registry import ServedModel
 from propylon.providers.base import FunctionCall, UpstreamError
 from propylon.runner.output import check_arguments
@@ -82,12 +82,13 @@ def _check_passed_through(chat: ChatRequest, served: ServedModel) -> None:
 
 
 def _check_strict(event: object, strict: set[str], tools: list[dict[str, Any]]) -> None:
-    """A call of a `strict` function must match its parameters (OpenAI's guarantee)."""
+    """A call of a `strict` function must match its parameters (OpenAI's guarantee); a model
+    that breaks it fails the call (503: another try may answer well)."""
     if isinstance(event, FunctionCall) and event.name in strict:
         try:
             check_arguments(event, tools)
         except ValueError as exc:
-            raise InvalidArgument(f"the model broke a strict function's schema: {exc}") from None
+            raise Unavailable(f"the model broke a strict function's schema: {exc}") from None
 
 
 async def _chunks(
