@@ -55,6 +55,13 @@ provider = "echo"
 options = {{ delay = 0.05 }}
 
 [[models]]
+name = "pricey"
+[[models.targets]]
+provider = "echo"
+price_input_per_million = 100000.0
+price_output_per_million = 100000.0
+
+[[models]]
 name = "relay"
 [[models.targets]]
 provider = "openai"
@@ -114,6 +121,7 @@ def keys(data_dir: Path) -> dict[str, str]:
         "limited": _new_key(data_dir, "--rpm", "1"),
         "broke": _new_key(data_dir, "--budget-usd", "0", "--budget-period", "day"),
         "ceiling": _new_key(data_dir, "--max-tokens", "3"),
+        "half-dollar": _new_key(data_dir, "--budget-usd", "0.5", "--budget-period", "day"),
     }
 
 
@@ -323,7 +331,7 @@ def test_chat_structured_output_parses(client: openai.OpenAI) -> None:
 
 def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
     ids = [model.id for model in client.models.list()]
-    assert ids == ["echo", "fast", "echo-slow", "relay", "mixed"]
+    assert ids == ["echo", "fast", "echo-slow", "pricey", "relay", "mixed"]
     model = client.models.retrieve("fast")
     assert (model.id, model.object, model.owned_by) == ("fast", "model", "propylon")
     with pytest.raises(openai.NotFoundError) as caught:
@@ -444,6 +452,15 @@ def test_a_keys_rpm_and_budget_answer_429(server: Server, keys: dict[str, str]) 
     with pytest.raises(openai.RateLimitError) as broke:
         _openai(server, key=keys["broke"]).chat.completions.create(model="echo", messages=messages)
     assert broke.value.code == "insufficient_quota"
+
+    # each call is settled in the ledger at its cost: 3 tokens (1 in, 2 out) at 0.1 USD each
+    spender = _openai(server, key=keys["half-dollar"])
+    spender.chat.completions.create(model="pricey", messages=messages)  # 0.3 USD spent
+    spender.chat.completions.create(model="pricey", messages=messages)  # admitted: 0.3 < 0.5
+    with pytest.raises(openai.RateLimitError) as spent:
+        spender.chat.completions.create(model="pricey", messages=messages)
+    assert spent.value.code == "insufficient_quota"
+    assert spent.value.type == "insufficient_quota"
 
     # a key's token ceiling caps one call's output
     capped = _openai(server, key=keys["ceiling"]).chat.completions.create(
