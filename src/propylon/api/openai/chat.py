@@ -14,7 +14,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -53,10 +52,12 @@ async def create(request: Request) -> Response:
     answer = Answer(call.id, int(time.time()), chat.model)
     strict = {t.function.name for t in chat.tools or [] if t.function.strict}
     if not chat.stream:
-        async with aclosing(call.events) as events:
-            async for event in events:
+        try:
+            async for event in call.events:
                 answer.add(event)
                 _check_strict(event, strict, turn.tools)
+        finally:
+            await call.close()
         return JSONResponse(answer.completion())
     include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
     gauge = request.app.state.metrics.active_streams
@@ -122,7 +123,7 @@ async def _chunks(
         except Exception as exc:
             put(_stream_error(exc))
         finally:
-            await call.events.aclose()  # the call's accounting, however it ended
+            await call.close()  # the call's accounting, however it ended
         frames.put_nowait(b"data: [DONE]\n\n")
         frames.put_nowait(None)
 
@@ -140,6 +141,7 @@ async def _chunks(
         gauge.dec()
         task.cancel()  # the client went away: the call stops
         await asyncio.gather(task, return_exceptions=True)
+        await call.close()  # also when `make` never began
 
 
 def _stream_error(exc: Exception) -> dict[str, Any]:
