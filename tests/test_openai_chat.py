@@ -510,6 +510,18 @@ def test_openai_target_gets_the_request_intact(
         "stream_options": {"include_usage": True},
     }
 
+    # content only the upstream understands passes through too (no translation of it)
+    audio: Any = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
+    heard = client.chat.completions.create(
+        model="relay",
+        messages=[
+            {"role": "user", "content": [audio]},
+            {"role": "user", "content": "id=audio primary=ok"},
+        ],
+    )
+    assert heard.choices[0].message.content == "hello from primary"
+    assert httpx.get(f"{upstream}/requests").json()[-1]["messages"][0]["content"] == [audio]
+
     streamed = client.chat.completions.create(
         model="relay",
         messages=[{"role": "user", "content": "id=streamed primary=ok"}],
