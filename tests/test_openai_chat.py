@@ -21,7 +21,16 @@ import pytest
 from openai.types.chat import completion_create_params
 from pydantic import BaseModel
 
-from tests.conftest import API_KEY, Server, helper, start_server, stop_server, wait_for
+from tests.conftest import (
+    API_KEY,
+    EMBEDDED,
+    EMBEDDED_CONFIG,
+    Server,
+    helper,
+    start_server,
+    stop_server,
+    wait_for,
+)
 
 WEATHER: Any = {
     "type": "function",
@@ -127,7 +136,8 @@ def keys(data_dir: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def server(data_dir: Path, upstream: str, keys: dict[str, str]) -> Iterator[Server]:
-    running = start_server(data_dir, _config(upstream), log=data_dir / "server.log")
+    config = _config(upstream) + (EMBEDDED_CONFIG if EMBEDDED else "")
+    running = start_server(data_dir, config, log=data_dir / "server.log")
     yield running
     stop_server(running)
 
@@ -331,7 +341,8 @@ def test_chat_structured_output_parses(client: openai.OpenAI) -> None:
 
 def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
     ids = [model.id for model in client.models.list()]
-    assert ids == ["echo", "fast", "echo-slow", "pricey", "relay", "mixed"]
+    served = ["echo", "fast", "echo-slow", "pricey", "relay", "mixed"]
+    assert ids == served + (["gemma-3-270m"] if EMBEDDED else [])
     model = client.models.retrieve("fast")
     assert (model.id, model.object, model.owned_by) == ("fast", "model", "propylon")
     with pytest.raises(openai.NotFoundError) as caught:
@@ -545,6 +556,24 @@ def test_a_failure_after_the_first_chunk_is_an_error_line(client: openai.OpenAI)
     assert "".join(texts) == "hello "  # what came before the upstream broke off
     assert "failed" in caught.value.message
     assert caught.value.type == "service_unavailable_error"
+
+
+@pytest.mark.skipif(not EMBEDDED, reason="the `local` extra is not installed")
+def test_the_embedded_model_answers_a_translated_request(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model="gemma-3-270m",
+        messages=[
+            {"role": "system", "content": "Answer in one word."},
+            {"role": "user", "content": "The capital of France is"},
+        ],
+        max_tokens=3,
+        temperature=0,
+    )
+    choice = completion.choices[0]
+    assert choice.message.content
+    assert choice.finish_reason in ("stop", "length")
+    assert completion.usage is not None and completion.usage.completion_tokens > 0
+    assert completion.usage.prompt_tokens > 5  # the system instruction and the question
 
 
 def test_openai_target_embeds_and_other_targets_answer_on_fallback(
