@@ -1,8 +1,14 @@
 """Test harness: the real server (`python -m propylon serve`) on a free port with a real SQLite
-file, driven over HTTP by the google-genai SDK and plain HTTP clients."""
+file, driven over HTTP by the google-genai SDK and plain HTTP clients.
+
+`PROPYLON_TEST_DATABASE=postgresql`: the servers (and the `propylon` commands the tests run)
+keep their state in PostgreSQL instead (tests/postgres.py): a fresh database per test module,
+set as `PROPYLON_DATABASE_URL` while the module runs, and one for the session's `server`."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import sqlite3
 import subprocess
@@ -22,6 +28,9 @@ from propylon.providers import embedded
 
 API_KEY = "test-key"
 EMBEDDED = embedded.available()
+TEST_DATABASE = os.environ.get("PROPYLON_TEST_DATABASE", "sqlite")
+if TEST_DATABASE not in ("sqlite", "postgresql"):
+    raise RuntimeError(f"PROPYLON_TEST_DATABASE is `sqlite` or `postgresql`, not {TEST_DATABASE!r}")
 
 
 @dataclass
@@ -29,6 +38,7 @@ class Server:
     url: str
     data_dir: Path
     process: subprocess.Popen[bytes]
+    database_url: str | None = None  # None: the SQLite file in `data_dir`
 
     @property
     def database(self) -> Path:
@@ -44,11 +54,20 @@ class Server:
         return httpx.Client(base_url=self.url, headers={"x-goog-api-key": API_KEY}, timeout=60)
 
     def rows(self) -> tuple[int, int]:
-        """(interactions, events) rows in the store, read from the SQLite file itself."""
-        with sqlite3.connect(self.database) as conn:
-            interactions = conn.execute("SELECT count(*) FROM interactions").fetchone()[0]
-            events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        """(interactions, events) rows in the store, read from the database itself."""
+        interactions = self.query("SELECT count(*) FROM interactions")[0][0]
+        events = self.query("SELECT count(*) FROM events")[0][0]
         return interactions, events
+
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """The rows of `sql` (placeholders `?`) run on the server's database itself."""
+        if self.database_url is None:
+            with contextlib.closing(sqlite3.connect(self.database)) as conn:
+                return conn.execute(sql, params).fetchall()
+        import psycopg
+
+        with psycopg.connect(self.database_url) as conn:
+            return conn.execute(sql.replace("?", "%s"), params).fetchall()  # type: ignore[arg-type]
 
 
 def free_port() -> int:
@@ -88,9 +107,13 @@ provider = "embedded"
 """
 
 
-def start_server(data_dir: Path, config: str, log: Path | None = None) -> Server:
+def start_server(
+    data_dir: Path, config: str, log: Path | None = None, database_url: str | None = None
+) -> Server:
     """Start `propylon serve` and wait until it answers /healthz (or fail after 60 s).
-    With `log`, the server's stderr (its log lines) goes to that file."""
+    With `log`, the server's stderr (its log lines) goes to that file. `database_url`: where
+    its state is; default `PROPYLON_DATABASE_URL` if set, else the SQLite file in `data_dir`."""
+    database_url = database_url or os.environ.get("PROPYLON_DATABASE_URL")
     data_dir.mkdir(parents=True, exist_ok=True)
     config_file = data_dir / "propylon.toml"
     config_file.write_text(config)
@@ -107,6 +130,7 @@ def start_server(data_dir: Path, config: str, log: Path | None = None) -> Server
             str(config_file),
             "--data-dir",
             str(data_dir),
+            *(["--database-url", database_url] if database_url else []),
         ],
         stderr=log.open("ab") if log else None,
     )
@@ -122,7 +146,7 @@ def start_server(data_dir: Path, config: str, log: Path | None = None) -> Server
             process.kill()
             raise RuntimeError("propylon serve did not start")
         time.sleep(0.05)
-    return Server(url=url, data_dir=data_dir, process=process)
+    return Server(url=url, data_dir=data_dir, process=process, database_url=database_url)
 
 
 def stop_server(server: Server) -> None:
@@ -133,10 +157,44 @@ def stop_server(server: Server) -> None:
         server.process.kill()
 
 
+@contextmanager
+def _test_database() -> Iterator[str | None]:
+    """A fresh PostgreSQL database under `PROPYLON_TEST_DATABASE=postgresql`, else None."""
+    if TEST_DATABASE != "postgresql":
+        yield None
+        return
+    from tests.postgres import fresh_database
+
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_database() -> Iterator[str | None]:
+    """The database of the module's servers and commands (see the module's docstring)."""
+    with _test_database() as url:
+        if url is None:
+            yield None
+            return
+        os.environ["PROPYLON_DATABASE_URL"] = url
+        try:
+            yield url
+        finally:
+            del os.environ["PROPYLON_DATABASE_URL"]
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def session_database() -> Iterator[str | None]:
+    with _test_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, session_database: str | None
+) -> Iterator[Server]:
     config = CONFIG + (EMBEDDED_CONFIG if EMBEDDED else "")
-    running = start_server(tmp_path_factory.mktemp("propylon"), config)
+    running = start_server(tmp_path_factory.mktemp("propylon"), config, None, session_database)
     yield running
     stop_server(running)
 

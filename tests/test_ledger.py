@@ -23,11 +23,8 @@ import alembic.config
 import httpx
 import pytest
 
-from propylon.config import Settings
 from propylon.domain.clock import now
-from propylon.service.ledger import Ledger
 from propylon.store import migrate
-from propylon.store.base import InteractionRecord, Reservation
 from propylon.store.sqlite import SQLiteStore
 from propylon.store.sqlite_ledger import SQLiteLedgerStore
 from tests.conftest import Server, helper, start_server, stop_server, wait_for
@@ -241,46 +238,6 @@ def test_a_tenant_budget_spans_its_keys(upstream: str, tmp_path: Path) -> None:
         assert "tenant `acme`" in refused.json()["error"]["message"]
     finally:
         stop_server(server)
-
-
-def _record(interaction_id: str, status: str, cost: float) -> InteractionRecord:
-    return InteractionRecord(
-        id=interaction_id,
-        status=status,
-        created=now(),
-        updated=now(),
-        request={"model": "pricey"},
-        input="x",
-        input_steps=[],
-        usage={"total_input_tokens": 7, "total_output_tokens": 3},
-        cost_usd=cost,
-        tenant="acme",
-        api_key_id="key_1",
-    )
-
-
-def test_recovery_settles_what_a_lost_process_left_open(tmp_path: Path) -> None:
-    """Store level, on a real file: a run that ended before the crash is settled to its
-    recorded cost; one whose interaction is gone (`store=false`, say) to its reservation."""
-
-    async def scenario() -> None:
-        store = SQLiteStore(tmp_path / "propylon.db")
-        await store.open()
-        entries = SQLiteLedgerStore(store)
-        try:
-            ended = _record("v1_ended", "completed", 1.0)
-            await store.create(ended, [])
-            for record in (ended, _record("v1_gone", "in_progress", 0.0)):
-                reservation = Reservation(record.id, "acme", "key_1", record.created, 2.0, 20)
-                assert await entries.reserve(reservation, []) is None
-            assert await entries.committed("2000-01-01T00:00:00Z", api_key_id="key_1") == (4.0, 40)
-            assert await Ledger(entries, Settings()).recover(store.get) == 2
-            assert await entries.unsettled() == []
-            assert await entries.committed("2000-01-01T00:00:00Z", tenant="acme") == (3.0, 30)
-        finally:
-            await store.close()
-
-    asyncio.run(scenario())
 
 
 def test_an_upgrade_keeps_the_spend_of_stored_interactions(tmp_path: Path) -> None:

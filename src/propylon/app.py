@@ -31,7 +31,7 @@ from propylon.api.limits import BodyLimitMiddleware
 from propylon.api.openai import chat as openai_chat
 from propylon.api.openai import embeddings as openai_embeddings
 from propylon.api.openai import responses as openai_responses
-from propylon.bus.memory import MemoryBus
+from propylon.bus import bus_for
 from propylon.config import Settings
 from propylon.gateway.registry import ModelRegistry
 from propylon.jobs.webhooks import DeliveryWorker
@@ -48,10 +48,8 @@ from propylon.service.responses import ResponseService
 from propylon.service.retention import purge_expired
 from propylon.service.stateless import StatelessCalls
 from propylon.service.webhooks import WebhookService, new_secret
-from propylon.store.sqlite import SQLiteStore
-from propylon.store.sqlite_agents import SQLiteAgentStore
-from propylon.store.sqlite_ledger import SQLiteLedgerStore
-from propylon.store.sqlite_listing import SQLiteListingStore
+from propylon.store.base import Store
+from propylon.store.stores import open_stores
 
 __all__ = ["create_app"]
 
@@ -65,7 +63,7 @@ async def _healthz(request: Request) -> Response:
 
 async def _readyz(request: Request) -> Response:
     """Readiness: the store answers a read (503 while it does not)."""
-    store: SQLiteStore = request.app.state.store
+    store: Store = request.app.state.store
     try:
         await store.count_api_keys()
     except Exception as exc:
@@ -105,9 +103,8 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     Raises ValueError when the model settings are inconsistent (for example a name used twice).
     """
     models = models or ModelRegistry.from_settings(settings)
-    store = SQLiteStore(settings.database_path)
-    ledger = SQLiteLedgerStore(store)
-    custom_agents = SQLiteAgentStore(store)
+    stores = open_stores(settings.database_url, settings.database_path)
+    store, ledger, custom_agents = stores.store, stores.ledger, stores.agents
     metrics = Metrics()
     outbound = OutboundPolicy.from_settings(settings)
     webhooks = WebhookService(
@@ -133,7 +130,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     }
     service = InteractionService(
         store,
-        MemoryBus(settings.stream_buffer_events),
+        bus_for(settings.redis_url, settings.stream_buffer_events),
         models,
         settings,
         ledger=Ledger(ledger, settings),
@@ -197,6 +194,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGHUP)
             await service.shutdown()
+            await service.bus.aclose()
             await worker.stop()
             for registry in (*retired, service.models):
                 await registry.close()
@@ -225,7 +223,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     if settings.path_prefix:
         routes.append(Mount(settings.path_prefix.rstrip("/"), routes=api))
     auth = Authenticator(settings.api_keys, store, settings.auth_cache_seconds)
-    console = Console.build(settings, auth, store) if settings.console else None
+    console = Console.build(settings, auth, store, stores.console) if settings.console else None
     # first: the API's `/{version}/interactions` would match `/console/interactions` too
     routes[:0] = console.routes if console else Console.closed(settings)
     # Every route but these is authenticated once, in the middleware, before routing.
@@ -254,7 +252,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     app.state.service = service
     app.state.stateless = stateless
     app.state.responses = ResponseService(service)
-    app.state.listing = ListingService(SQLiteListingStore(store), store)
+    app.state.listing = ListingService(stores.listing, store)
     app.state.agents = AgentService(custom_agents, store, lambda: service.models, settings, agents)
     app.state.webhooks = webhooks
     # generateContent & co.: stateless, under the same registry, quotas and ledger

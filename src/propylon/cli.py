@@ -1,4 +1,4 @@
-"""The `propylon` command: serve, keys, export, import, purge."""
+"""The `propylon` command: serve, migrate, keys, export, import, purge."""
 
 from __future__ import annotations
 
@@ -37,6 +37,13 @@ app.add_typer(keys_app, name="keys")
 
 ConfigOption = Annotated[Path | None, typer.Option(help="A TOML settings file.")]
 DataDirOption = Annotated[Path | None, typer.Option(help="Where state is kept [default: ./data].")]
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        help="The database: postgresql://USER@HOST:PORT/DB or sqlite:///PATH "
+        "[default: the SQLite file in the data dir]."
+    ),
+]
 
 
 @app.callback()
@@ -63,24 +70,42 @@ def _settings(config: Path | None, **overrides: Any) -> Settings:
 
 
 def _with_store(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
-    """Run `work(store)` on the data dir's store (migrated first)."""
-    from propylon.store.sqlite import SQLiteStore
+    """Run `work(store)` on the settings' store (migrated first)."""
+    from propylon.store.stores import open_stores
 
     async def run() -> T:
-        store = SQLiteStore(settings.database_path)
+        store = open_stores(settings.database_url, settings.database_path).store
         await store.open()
         try:
             return await work(store)
         finally:
             await store.close()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except ValueError as exc:  # an unsupported database URL
+        typer.echo(f"propylon: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _stored_key_count(settings: Settings) -> int:
-    """Keys the data dir's store has ever held, revoked ones included (a store that has had
-    keys keeps requiring one), read without migrating it (the app migrates once, at start-up);
-    0 when there is no store or no key table yet."""
+    """Keys the store has ever held, revoked ones included (a store that has had keys keeps
+    requiring one), read without migrating it (the app migrates once, at start-up); 0 when
+    there is no store or no key table yet."""
+    if settings.database_url is not None:
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.exc import DBAPIError
+
+        from propylon.store.migrate import sync_url
+
+        engine = create_engine(sync_url(settings.database_url))
+        try:
+            with engine.connect() as connection:
+                return int(connection.execute(text("SELECT count(*) FROM api_keys")).scalar_one())
+        except DBAPIError:
+            return 0
+        finally:
+            engine.dispose()
     import sqlite3
 
     if not settings.database_path.exists():
@@ -142,19 +167,31 @@ def serve(
     port: Annotated[int | None, typer.Option(help="TCP port [default: 8080].")] = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
+    database_url: DatabaseOption = None,
+    redis_url: Annotated[
+        str | None, typer.Option(help="Redis shared by several processes: redis://HOST:PORT/N.")
+    ] = None,
 ) -> None:
-    """Serve the Interactions API. Refuses to start (exit code 1) while another server holds
-    the data dir."""
+    """Serve the Interactions API. On SQLite, refuses to start (exit code 1) while another
+    server holds the data dir; on PostgreSQL, several servers share the database."""
     from propylon.app import create_app
     from propylon.store.lock import DataDirInUse, DataDirLock
 
-    settings = _settings(config, host=host, port=port, data_dir=data_dir)
-    lock = DataDirLock(settings.data_dir)  # held until the process ends
-    try:
-        lock.acquire()
-    except DataDirInUse as exc:
-        typer.echo(f"propylon: {exc}", err=True)
-        raise typer.Exit(1) from None
+    settings = _settings(
+        config,
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        database_url=database_url,
+        redis_url=redis_url,
+    )
+    if not _shared(settings):
+        lock = DataDirLock(settings.data_dir)  # held until the process ends
+        try:
+            lock.acquire()
+        except DataDirInUse as exc:
+            typer.echo(f"propylon: {exc}", err=True)
+            raise typer.Exit(1) from None
     stored_keys = _stored_key_count(settings)
     if not settings.api_keys and not stored_keys and not is_loopback(settings.host):
         typer.echo(
@@ -177,6 +214,8 @@ def serve(
     auth = "API keys" if settings.api_keys or stored_keys else "none (loopback only)"
     typer.echo(f"Propylon serving on http://{settings.host}:{settings.port}")
     typer.echo(f"  data dir: {settings.data_dir.resolve()}")
+    if settings.database_url is not None:
+        typer.echo(f"  database: {_redacted(settings.database_url)}")
     typer.echo(f"  models:   {names}")
     typer.echo(f"  auth:     {auth}")
     server = _Server(
@@ -199,6 +238,45 @@ def serve(
         server.run()
     if not server.started:
         raise typer.Exit(3)
+
+
+def _shared(settings: Settings) -> bool:
+    """True when the database is one several processes may share (PostgreSQL)."""
+    url = settings.database_url
+    return url is not None and url.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "postgres")
+
+
+def _redacted(url: str) -> str:
+    """`url` without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not parseable: say nothing of it
+        return "(unparseable URL)"
+
+
+@app.command()
+def migrate(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Bring the database's schema to the current version (`serve` also does at start;
+    safe while other processes start or serve)."""
+    from propylon.store.migrate import upgrade
+
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
+    url = settings.database_url
+    if url is None:
+        settings.database_path.parent.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{settings.database_path}"
+    try:
+        upgrade(url)
+    except ValueError as exc:
+        typer.echo(f"propylon: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"migrated {_redacted(url)} to the current schema")
 
 
 class _Server(uvicorn.Server):
@@ -248,6 +326,7 @@ def keys_create(
     ] = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
+    database_url: DatabaseOption = None,
 ) -> None:
     """Create a key; it is printed once and only its SHA-256 is stored."""
     from propylon.schema.legacy import revision_date
@@ -274,7 +353,7 @@ def keys_create(
         if v is not None
     }
     key, secret = new_key(tenant, name, admin, policy, api_revision=api_revision)
-    settings = _settings(config, data_dir=data_dir)
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
     _with_store(settings, lambda store: store.save_api_key(key))
     typer.echo(
         f"key id:  {key.id}\ntenant:  {tenant}\napi key: {secret}\n(shown once: store it now)"
@@ -290,12 +369,15 @@ def _tiers(value: str) -> list[str]:
 
 
 @keys_app.command("list")
-def keys_list(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+def keys_list(
+    config: ConfigOption = None, data_dir: DataDirOption = None, database_url: DatabaseOption = None
+) -> None:
     """List keys (never their secrets)."""
     from rich.console import Console
     from rich.table import Table
 
-    found = _with_store(_settings(config, data_dir=data_dir), lambda s: s.list_api_keys())
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
+    found = _with_store(settings, lambda s: s.list_api_keys())
     table = Table("id", "tenant", "name", "admin", "created", "revoked", "policy", "api_revision")
     for column in table.columns:
         column.overflow = "fold"  # ids must stay whole, whatever the terminal's width
@@ -314,7 +396,12 @@ def keys_list(config: ConfigOption = None, data_dir: DataDirOption = None) -> No
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+def keys_revoke(
+    key_id: str,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
     """Revoke a key: it answers 401 from then on."""
     from propylon.domain.caller import SYSTEM
     from propylon.errors import NotFound
@@ -327,7 +414,7 @@ def keys_revoke(key_id: str, config: ConfigOption = None, data_dir: DataDirOptio
             return False
         return True
 
-    if not _with_store(_settings(config, data_dir=data_dir), revoke):
+    if not _with_store(_settings(config, data_dir=data_dir, database_url=database_url), revoke):
         typer.echo(f"propylon: no key `{key_id}`", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}")
@@ -339,6 +426,7 @@ def export(
     output: Annotated[Path | None, typer.Option(help="A file; default: standard output.")] = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
+    database_url: DatabaseOption = None,
 ) -> None:
     """Write a tenant's interactions as JSONL: one line per interaction with its steps, usage,
     labels (in `request`) and its whole event log. `propylon import` reads it back.
@@ -346,7 +434,8 @@ def export(
     as `[redacted]` (see propylon.domain.redaction)."""
     from propylon.domain.redaction import redact_request
 
-    rows = _with_store(_settings(config, data_dir=data_dir), lambda s: s.export(tenant))
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
+    rows = _with_store(settings, lambda s: s.export(tenant))
     sink = output.open("wb") if output else sys.stdout.buffer
     for record, events in rows:
         record.request = redact_request(record.request)  # a dump never carries credentials
@@ -369,6 +458,7 @@ def import_(
     source: Annotated[Path, typer.Argument(help="A JSONL file from `propylon export`.")],
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
+    database_url: DatabaseOption = None,
 ) -> None:
     """Read interactions exported by `propylon export` into this data dir; ids already present
     are skipped."""
@@ -390,15 +480,18 @@ def import_(
                 added += 1
         return added, skipped
 
-    added, skipped = _with_store(_settings(config, data_dir=data_dir), load)
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
+    added, skipped = _with_store(settings, load)
     typer.echo(f"imported {added} interactions ({skipped} already present)")
 
 
 @app.command()
-def purge(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+def purge(
+    config: ConfigOption = None, data_dir: DataDirOption = None, database_url: DatabaseOption = None
+) -> None:
     """Delete the interactions older than their tenant's retention period, now."""
     from propylon.service.retention import purge_expired
 
-    settings = _settings(config, data_dir=data_dir)
+    settings = _settings(config, data_dir=data_dir, database_url=database_url)
     removed = _with_store(settings, lambda store: purge_expired(store, settings))
     typer.echo(f"purged {removed} interactions")

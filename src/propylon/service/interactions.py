@@ -137,7 +137,7 @@ class InteractionService:
         self.metrics = metrics
         self.agents = agents or {}
         self.custom_agents = custom_agents  # the tenants' own agents (service/agents.py)
-        self.quotas = Quotas(settings.rate_window_seconds)
+        self.quotas = Quotas(settings.rate_window_seconds, settings.redis_url)
         self.ledger = ledger
         self.idempotency = idempotency
         self.on_outbox = on_outbox
@@ -650,7 +650,7 @@ class InteractionService:
         usage = Usage.from_wire(record.usage)
         caller = self._callers.pop(record.id, None)
         if caller is not None:
-            self.quotas.count_tokens(caller, usage.total_tokens)
+            await self.quotas.count_tokens(caller, usage.total_tokens)
         if self.metrics is not None:
             self.metrics.interaction_ended(record, usage)
         return []

@@ -10,7 +10,7 @@ from typing import Any
 from propylon.domain.caller import Caller
 from propylon.domain.clock import now
 from propylon.errors import NotFound, PermissionDenied
-from propylon.store.base import ApiKey, Store
+from propylon.store.base import ApiKey, KeyStore
 
 __all__ = ["KeyService", "new_key"]
 
@@ -43,7 +43,7 @@ class KeyService:
     """Keys for a caller: an admin key manages every tenant's keys; any other key only
     sees its own tenant's, and changes none."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: KeyStore) -> None:
         self.store = store
 
     async def list(self, caller: Caller) -> list[ApiKey]:

@@ -205,7 +205,7 @@ class StatelessCalls:
         record.status = status
         record.usage = call.usage.to_wire()
         await self.ledger.settle(record)
-        self.quotas.count_tokens(caller, call.usage.total_tokens)
+        await self.quotas.count_tokens(caller, call.usage.total_tokens)
         if self.metrics is not None:
             self.metrics.model_used(
                 record.request["model"], record.tenant, call.usage, record.cost_usd

@@ -1,12 +1,17 @@
-"""The store interfaces: interactions, their event logs, and the history chain (`Store`);
-idempotency keys (`IdempotencyStore`); the spend and token ledger (`LedgerStore`).
+"""The store interfaces, one per aggregate, each owning its tables: interactions, their event
+logs and the history chain (`InteractionStore`); API keys (`KeyStore`); webhooks and their
+outbox (`WebhookStore`); idempotency keys (`IdempotencyStore`); the spend and token ledger
+(`LedgerStore`). `Store` is the first four over one database. Agents, the listing and the
+console's reads have theirs in store/agents.py, store/listing.py, store/console.py.
 
-SQLite (store/sqlite.py, store/sqlite_ledger.py) is the embedded default; a PostgreSQL store
-satisfies the same protocols. JSON columns hold wire-shaped objects (reference §4).
+Two implementations: the embedded default on the stdlib `sqlite3` driver (store/sqlite*.py)
+and SQLAlchemy Core, async, on PostgreSQL or SQLite (store/sql/). JSON columns hold
+wire-shaped objects (reference §4).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -14,17 +19,21 @@ from propylon.domain.events import Event
 
 __all__ = [
     "ApiKey",
+    "CreateHook",
     "Delivery",
     "EventSource",
     "IdempotencyClaim",
     "IdempotencyConflict",
     "IdempotencyStore",
     "InteractionRecord",
+    "InteractionStore",
+    "KeyStore",
     "LedgerStore",
     "Reservation",
     "Snapshot",
     "SpendCap",
     "Store",
+    "WebhookStore",
 ]
 
 
@@ -74,6 +83,7 @@ class InteractionRecord:
     tenant: str = "default"
     api_key_id: str | None = None
     upstream_id: str | None = None  # a mirrored agent interaction's id at Google
+    run_epoch: int = 0  # bumped by each `claim_run`: the fence of `append_fenced`
     # the key this interaction is created under: written with its row, in one transaction
     claim: IdempotencyClaim | None = None
 
@@ -128,6 +138,12 @@ class Snapshot:
     deliveries: list[Delivery] = field(default_factory=list)  # written in the same transaction
 
 
+# Run inside the transaction that creates an interaction's row, on the database driver's own
+# connection (psycopg's AsyncConnection on PostgreSQL): a background run's job is deferred
+# with its row (jobs/procrastinate.py), so neither is ever written without the other.
+CreateHook = Callable[[Any, "InteractionRecord"], Awaitable[None]]
+
+
 class EventSource(Protocol):
     """Something a reader can replay a log from: the store, or a store=false run's memory."""
 
@@ -135,8 +151,11 @@ class EventSource(Protocol):
         """Up to `limit` events with seq > `after_seq`, in order."""
 
 
-class Store(Protocol):
-    """Persistence of interactions and their logs. All methods are safe to call concurrently."""
+class InteractionStore(Protocol):
+    """Owns the `interactions` and `events` tables: interactions, their logs and the history
+    chain. All methods are safe to call concurrently."""
+
+    on_create: CreateHook | None  # called by `create` in its transaction, when set
 
     async def create(
         self,
@@ -153,6 +172,20 @@ class Store(Protocol):
         """Append events (seqs continue the log without gaps) and update the projection columns,
         atomically. Raises KeyError when the interaction was deleted meanwhile."""
 
+    async def claim_run(self, interaction_id: str) -> int | None:
+        """Take the run of an unfinished interaction: bump its `run_epoch` and return the new
+        epoch, to pass to `append_fenced`; None (nothing written) when the interaction is gone
+        or its status is terminal. Whoever held an older epoch can no longer write."""
+
+    async def append_fenced(
+        self, interaction_id: str, epoch: int, events: list[Event], snapshot: Snapshot
+    ) -> bool:
+        """`append`, only while the stored row has `run_epoch = epoch` and a status that is not
+        terminal (`UPDATE ... WHERE id = :id AND run_epoch = :epoch AND status IN (running)`).
+        True when it was written; False, writing nothing, when the interaction is gone, another
+        claim took the run over, or the run has already ended (so a log keeps exactly one
+        terminal event)."""
+
     async def get(self, interaction_id: str) -> InteractionRecord | None:
         """The interaction, or None."""
 
@@ -163,52 +196,6 @@ class Store(Protocol):
     async def history(self, interaction_id: str) -> list[dict[str, Any]]:
         """Every step of the chain ending at `interaction_id`, oldest first: for each
         interaction its input steps then its output steps."""
-
-    async def save_webhook(self, webhook: dict[str, Any]) -> None:
-        """Insert or replace a webhook (its `id` and `tenant` set)."""
-
-    async def list_webhooks(
-        self, tenant: str | None, after: str | None, limit: int
-    ) -> list[dict[str, Any]]:
-        """A tenant's webhooks (every tenant's with None) ordered by id, after id `after`."""
-
-    async def get_webhook(self, webhook_id: str) -> dict[str, Any] | None:
-        """The webhook, or None."""
-
-    async def delete_webhook(self, webhook_id: str) -> bool:
-        """Delete the webhook and its pending deliveries. False when there was none."""
-
-    async def enqueue(self, deliveries: list[Delivery]) -> None:
-        """Add deliveries to the outbox."""
-
-    async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
-        """Pending deliveries whose next attempt is due at `now` (Unix seconds), and whose
-        webhook, if registered, is enabled: read here, not cached. The pending deliveries of a
-        webhook that is not enabled end `failed`, never sent."""
-
-    async def delivery_done(
-        self,
-        delivery: Delivery,
-        ok: bool,
-        error: str | None,
-        next_attempt: float | None,
-        disable_after: int,
-    ) -> None:
-        """Record an attempt: delivered (`ok`), to retry at `next_attempt`, or failed for good
-        (`next_attempt` None). Counts the webhook's consecutive failed attempts; at
-        `disable_after` its state becomes `disabled_due_to_failed_deliveries`."""
-
-    async def save_api_key(self, key: ApiKey) -> None:
-        """Insert or replace an API key."""
-
-    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
-        """The key whose secret hashes to `key_hash` (revoked ones included), or None."""
-
-    async def list_api_keys(self) -> list[ApiKey]:
-        """Every key, oldest first."""
-
-    async def count_api_keys(self) -> int:
-        """How many keys are not revoked."""
 
     async def tenants(self) -> list[str]:
         """Every tenant that has interactions."""
@@ -227,12 +214,66 @@ class Store(Protocol):
         """Delete the interaction, its events and the idempotency keys that name it. False
         when there was none."""
 
-    async def close(self) -> None:
-        """Release connections and threads."""
+
+class KeyStore(Protocol):
+    """Owns the `api_keys` table (a key names its tenant; tenants have no table of their
+    own). Safe to call concurrently."""
+
+    async def save_api_key(self, key: ApiKey) -> None:
+        """Insert or replace an API key (by id)."""
+
+    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The key whose secret hashes to `key_hash` (revoked ones included), or None."""
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        """Every key, oldest first."""
+
+    async def count_api_keys(self) -> int:
+        """How many keys are not revoked."""
+
+
+class WebhookStore(Protocol):
+    """Owns the `webhooks` and `deliveries` tables (the outbox). Safe to call concurrently."""
+
+    async def save_webhook(self, webhook: dict[str, Any]) -> None:
+        """Insert or replace a webhook (its `id` and `tenant` set)."""
+
+    async def list_webhooks(
+        self, tenant: str | None, after: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """A tenant's webhooks (every tenant's with None) ordered by id, after id `after`."""
+
+    async def get_webhook(self, webhook_id: str) -> dict[str, Any] | None:
+        """The webhook, or None."""
+
+    async def delete_webhook(self, webhook_id: str) -> bool:
+        """Delete the webhook and its pending deliveries. False when there was none."""
+
+    async def enqueue(self, deliveries: list[Delivery]) -> None:
+        """Add deliveries to the outbox (one already there, by id, is left as it is)."""
+
+    async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
+        """Pending deliveries whose next attempt is due at `now` (Unix seconds), and whose
+        webhook, if registered, is enabled: read here, not cached. The pending deliveries of a
+        webhook that is not enabled end `failed`, never sent."""
+
+    async def delivery_done(
+        self,
+        delivery: Delivery,
+        ok: bool,
+        error: str | None,
+        next_attempt: float | None,
+        disable_after: int,
+    ) -> None:
+        """Record an attempt: delivered (`ok`), to retry at `next_attempt`, or failed for good
+        (`next_attempt` None). Counts the webhook's consecutive failed attempts; at
+        `disable_after` its state becomes `disabled_due_to_failed_deliveries`."""
 
 
 class IdempotencyStore(Protocol):
-    """Reads of the idempotency keys; a key is written by `Store.create` with its row."""
+    """Owns the `idempotency_keys` table. A key is claimed by `InteractionStore.create`, in the
+    transaction that writes its row (`INSERT ... ON CONFLICT DO NOTHING`, then a re-read that
+    names the holder); this reads them."""
 
     async def find_idempotency_key(self, key: str, now: float) -> tuple[str, str] | None:
         """(body hash, interaction id) saved under `key` and not expired at `now` (Unix
@@ -240,6 +281,17 @@ class IdempotencyStore(Protocol):
 
     async def get(self, interaction_id: str) -> InteractionRecord | None:
         """The interaction, or None."""
+
+
+class Store(InteractionStore, KeyStore, WebhookStore, IdempotencyStore, Protocol):
+    """The store's parts over one database, as one object (each part's methods are its own:
+    see the part's Protocol for which tables it owns)."""
+
+    async def open(self) -> None:
+        """Connect and migrate the schema to head (safe when several processes start at once)."""
+
+    async def close(self) -> None:
+        """Release connections and threads."""
 
 
 @dataclass(frozen=True, slots=True)

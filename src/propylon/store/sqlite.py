@@ -22,6 +22,7 @@ from propylon.domain.events import Event
 from propylon.store import migrate
 from propylon.store.base import (
     ApiKey,
+    CreateHook,
     Delivery,
     IdempotencyClaim,
     IdempotencyConflict,
@@ -35,7 +36,8 @@ T = TypeVar("T")
 
 _COLUMNS = (
     "id, status, created, updated, previous_interaction_id, background, request, input, "
-    "input_steps, steps, usage, errors, last_seq, cost_usd, tenant, api_key_id, upstream_id"
+    "input_steps, steps, usage, errors, last_seq, cost_usd, tenant, api_key_id, upstream_id, "
+    "run_epoch"
 )
 _KEY_COLUMNS = "id, key_hash, tenant, name, admin, policy, created, revoked, api_revision"
 _HISTORY = """
@@ -48,6 +50,9 @@ WITH RECURSIVE chain(id, prev, depth) AS (
 SELECT i.input_steps, i.steps FROM chain c JOIN interactions i ON i.id = c.id
 ORDER BY c.depth DESC
 """
+
+
+_RUNNING = "('in_progress', 'queued')"  # the statuses a run may still write in
 
 
 def _dumps(value: Any) -> str:
@@ -64,6 +69,8 @@ class SQLiteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # the embedded store's jobs are in-process (jobs/local.py): no hook is ever set here
+        self.on_create: CreateHook | None = None
 
     async def open(self) -> None:
         """Create the file and its directory if needed and migrate the schema to head."""
@@ -147,13 +154,14 @@ class SQLiteStore:
             record.tenant,
             record.api_key_id,
             record.upstream_id,
+            record.run_epoch,
         )
 
         def run(conn: sqlite3.Connection) -> None:
             if record.claim is not None:
                 _claim(conn, record.id, record.claim)
             conn.execute(
-                f"INSERT INTO interactions ({_COLUMNS}) VALUES ({', '.join('?' * 17)})", row
+                f"INSERT INTO interactions ({_COLUMNS}) VALUES ({', '.join('?' * len(row))})", row
             )
             _insert_events(conn, record.id, events)
             _insert_deliveries(conn, deliveries or [])
@@ -161,27 +169,7 @@ class SQLiteStore:
         await self._write(run)
 
     async def append(self, interaction_id: str, events: list[Event], snapshot: Snapshot) -> None:
-        sets = ["status = ?", "updated = ?", "last_seq = ?"]
-        params: list[Any] = [snapshot.status, snapshot.updated, events[-1].seq if events else 0]
-        if not events:
-            sets.pop()
-            params.pop()
-        for column, value in (
-            ("steps", snapshot.steps),
-            ("usage", snapshot.usage),
-            ("errors", snapshot.errors),
-        ):
-            if value is not None:
-                sets.append(f"{column} = ?")
-                params.append(_dumps(value))
-        if snapshot.cost_usd is not None:
-            sets.append("cost_usd = ?")
-            params.append(snapshot.cost_usd)
-        if snapshot.upstream_id is not None:
-            sets.append("upstream_id = ?")
-            params.append(snapshot.upstream_id)
-        params.append(interaction_id)
-        sql = f"UPDATE interactions SET {', '.join(sets)} WHERE id = ?"
+        sql, params = _update(interaction_id, events, snapshot)
 
         def run(conn: sqlite3.Connection) -> None:
             if conn.execute(sql, params).rowcount == 0:
@@ -190,6 +178,32 @@ class SQLiteStore:
             _insert_deliveries(conn, snapshot.deliveries)
 
         await self._write(run)
+
+    async def claim_run(self, interaction_id: str) -> int | None:
+        def run(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute(
+                "UPDATE interactions SET run_epoch = run_epoch + 1 "
+                f"WHERE id = ? AND status IN {_RUNNING} RETURNING run_epoch",
+                (interaction_id,),
+            ).fetchone()
+            return int(row[0]) if row else None
+
+        return await self._write(run)
+
+    async def append_fenced(
+        self, interaction_id: str, epoch: int, events: list[Event], snapshot: Snapshot
+    ) -> bool:
+        sql, params = _update(interaction_id, events, snapshot)
+        sql += f" AND run_epoch = ? AND status IN {_RUNNING}"
+
+        def run(conn: sqlite3.Connection) -> bool:
+            if conn.execute(sql, [*params, epoch]).rowcount == 0:
+                return False
+            _insert_events(conn, interaction_id, events)
+            _insert_deliveries(conn, snapshot.deliveries)
+            return True
+
+        return await self._write(run)
 
     async def get(self, interaction_id: str) -> InteractionRecord | None:
         def run(conn: sqlite3.Connection) -> InteractionRecord | None:
@@ -452,6 +466,31 @@ class SQLiteStore:
             self._connections.clear()
 
 
+def _update(interaction_id: str, events: list[Event], snapshot: Snapshot) -> tuple[str, list[Any]]:
+    """The UPDATE of the projection columns that a batch of `events` ends at `snapshot`."""
+    sets = ["status = ?", "updated = ?"]
+    params: list[Any] = [snapshot.status, snapshot.updated]
+    if events:
+        sets.append("last_seq = ?")
+        params.append(events[-1].seq)
+    for column, value in (
+        ("steps", snapshot.steps),
+        ("usage", snapshot.usage),
+        ("errors", snapshot.errors),
+    ):
+        if value is not None:
+            sets.append(f"{column} = ?")
+            params.append(_dumps(value))
+    if snapshot.cost_usd is not None:
+        sets.append("cost_usd = ?")
+        params.append(snapshot.cost_usd)
+    if snapshot.upstream_id is not None:
+        sets.append("upstream_id = ?")
+        params.append(snapshot.upstream_id)
+    params.append(interaction_id)
+    return f"UPDATE interactions SET {', '.join(sets)} WHERE id = ?", params
+
+
 def _claim(conn: sqlite3.Connection, interaction_id: str, claim: IdempotencyClaim) -> None:
     """Claim an idempotency key for `interaction_id` or raise IdempotencyConflict naming its
     holder: one statement decides between concurrent claimants (the first insert wins)."""
@@ -519,6 +558,7 @@ def _record(row: tuple[Any, ...]) -> InteractionRecord:
         tenant,
         api_key_id,
         upstream_id,
+        run_epoch,
     ) = row
     return InteractionRecord(
         id=id_,
@@ -538,4 +578,5 @@ def _record(row: tuple[Any, ...]) -> InteractionRecord:
         tenant=tenant,
         api_key_id=api_key_id,
         upstream_id=upstream_id,
+        run_epoch=run_epoch,
     )

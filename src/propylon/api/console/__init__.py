@@ -24,9 +24,8 @@ from propylon.config import Settings
 from propylon.domain.caller import Caller
 from propylon.errors import PropylonError
 from propylon.service.keys import KeyService
+from propylon.store.base import KeyStore
 from propylon.store.console import ConsoleReads
-from propylon.store.sqlite import SQLiteStore
-from propylon.store.sqlite_console import SQLiteConsoleReads
 
 __all__ = ["Console"]
 
@@ -108,7 +107,9 @@ class Console:
         return [Mount(base, routes=[]) for base in cls.bases(settings)]
 
     @classmethod
-    def build(cls, settings: Settings, auth: Authenticator, store: SQLiteStore) -> Console:
+    def build(
+        cls, settings: Settings, auth: Authenticator, keys: KeyStore, reads: ConsoleReads
+    ) -> Console:
         """The console at `/console` and, with a `path_prefix`, at `<prefix>/console`."""
         bases = cls.bases(settings)
         sessions = ConsoleSessions(
@@ -121,4 +122,4 @@ class Console:
         routes: list[BaseRoute] = []
         for base in bases:
             routes += [Route(base, _home, methods=["GET"]), Mount(base, routes=_ROUTES)]
-        return cls(routes, sessions, SQLiteConsoleReads(store), KeyService(store))
+        return cls(routes, sessions, reads, KeyService(keys))

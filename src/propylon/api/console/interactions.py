@@ -20,8 +20,8 @@ from propylon.domain.events import Event
 from propylon.schema.listing import parse_list
 from propylon.service.interactions import InteractionService
 from propylon.service.listing import ListingService
+from propylon.store.base import Store
 from propylon.store.console import ConsoleReads
-from propylon.store.sqlite import SQLiteStore
 
 __all__ = ["routes"]
 
@@ -109,7 +109,7 @@ async def row(request: Request, caller: Caller) -> Response:
 async def _detail_context(request: Request, caller: Caller) -> dict[str, Any]:
     interaction_id = request.path_params["interaction_id"]
     resource = await _service(request).get(interaction_id, caller)  # NotFound: not the caller's
-    store: SQLiteStore = request.app.state.store
+    store: Store = request.app.state.store
     record = await store.get(interaction_id)
     input_count = len(record.input_steps) if record else 0
     resource["tenant"] = record.tenant if record else ""

@@ -1,6 +1,6 @@
 """The operator console's reads, by index: usage per day (virtual columns of the usage and
-model, in one covering index with the day and tenant), the chain forward
-(`previous_interaction_id`), and a webhook's last deliveries.
+model, in one covering index with the day and tenant; stored generated columns on
+PostgreSQL), the chain forward (`previous_interaction_id`), and a webhook's last deliveries.
 
 Revision ID: 0012
 Revises: 0011
@@ -21,8 +21,24 @@ _VIRTUAL = {
 }
 
 
+# PostgreSQL has no virtual columns: the same values, stored (computed on write).
+_STORED = {
+    "usage_model": "text GENERATED ALWAYS AS "
+    "(coalesce(request::jsonb ->> 'model', request::jsonb ->> 'agent'))",
+    "usage_input_tokens": "bigint GENERATED ALWAYS AS "
+    "(coalesce((usage::jsonb ->> 'total_input_tokens')::bigint, 0))",
+    "usage_output_tokens": "bigint GENERATED ALWAYS AS "
+    "(coalesce((usage::jsonb ->> 'total_output_tokens')::bigint, 0))",
+    "usage_total_tokens": "bigint GENERATED ALWAYS AS "
+    "(coalesce((usage::jsonb ->> 'total_tokens')::bigint, 0))",
+}
+
+
 def upgrade() -> None:
-    for name, expression in _VIRTUAL.items():
+    if op.get_bind().dialect.name != "sqlite":
+        for name, definition in _STORED.items():
+            op.execute(f"ALTER TABLE interactions ADD COLUMN {name} {definition} STORED")
+    for name, expression in _VIRTUAL.items() if op.get_bind().dialect.name == "sqlite" else ():
         op.execute(
             f"ALTER TABLE interactions ADD COLUMN {name} GENERATED ALWAYS AS ({expression}) VIRTUAL"
         )

@@ -1,0 +1,357 @@
+"""InteractionStore on SQLAlchemy (the `interactions` and `events` tables), and the
+idempotency claim written in a create's transaction."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from sqlalchemy import Row, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from propylon.domain.events import Event
+from propylon.store.base import (
+    CreateHook,
+    Delivery,
+    IdempotencyClaim,
+    IdempotencyConflict,
+    InteractionRecord,
+    Snapshot,
+)
+from propylon.store.sql.database import Database
+from propylon.store.sql.webhooks import insert_deliveries
+
+__all__ = ["COLUMNS", "SQLInteractions", "dumps", "record_of"]
+
+COLUMNS = (
+    "id",
+    "status",
+    "created",
+    "updated",
+    "previous_interaction_id",
+    "background",
+    "request",
+    "input",
+    "input_steps",
+    "steps",
+    "usage",
+    "errors",
+    "last_seq",
+    "cost_usd",
+    "tenant",
+    "api_key_id",
+    "upstream_id",
+    "run_epoch",
+)
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM interactions"
+_INSERT = text(
+    f"INSERT INTO interactions ({', '.join(COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in COLUMNS)})"
+)
+_RUNNING = "('in_progress', 'queued')"  # the statuses a run may still write in
+_HISTORY = text("""
+WITH RECURSIVE chain(id, prev, depth) AS (
+    SELECT id, previous_interaction_id, 0 FROM interactions WHERE id = :id
+    UNION ALL
+    SELECT i.id, i.previous_interaction_id, c.depth + 1
+    FROM interactions i JOIN chain c ON i.id = c.prev
+)
+SELECT i.input_steps, i.steps FROM chain c JOIN interactions i ON i.id = c.id
+ORDER BY c.depth DESC
+""")
+_EVENTS = text(
+    "SELECT seq, type, data FROM events WHERE interaction_id = :id AND seq > :after "
+    "ORDER BY seq LIMIT :limit"
+)
+
+
+def dumps(value: Any) -> str:
+    """JSON text of `value`, as the JSON columns hold it."""
+    return orjson.dumps(value).decode()
+
+
+def record_of(row: Row[Any]) -> InteractionRecord:
+    """The record of a row of `COLUMNS`."""
+    m = row._mapping
+    return InteractionRecord(
+        id=m["id"],
+        status=m["status"],
+        created=m["created"],
+        updated=m["updated"],
+        previous_interaction_id=m["previous_interaction_id"],
+        background=bool(m["background"]),
+        request=orjson.loads(m["request"]),
+        input=orjson.loads(m["input"]) if m["input"] else None,
+        input_steps=orjson.loads(m["input_steps"]),
+        steps=orjson.loads(m["steps"]),
+        usage=orjson.loads(m["usage"]) if m["usage"] else None,
+        errors=orjson.loads(m["errors"]),
+        last_seq=m["last_seq"],
+        cost_usd=m["cost_usd"],
+        tenant=m["tenant"],
+        api_key_id=m["api_key_id"],
+        upstream_id=m["upstream_id"],
+        run_epoch=m["run_epoch"],
+    )
+
+
+def _row(record: InteractionRecord, last_seq: int) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "status": record.status,
+        "created": record.created,
+        "updated": record.updated,
+        "previous_interaction_id": record.previous_interaction_id,
+        "background": bool(record.background),
+        "request": dumps(record.request),
+        "input": dumps(record.input),
+        "input_steps": dumps(record.input_steps),
+        "steps": dumps(record.steps),
+        "usage": dumps(record.usage) if record.usage is not None else None,
+        "errors": dumps(record.errors),
+        "last_seq": last_seq,
+        "cost_usd": record.cost_usd,
+        "tenant": record.tenant,
+        "api_key_id": record.api_key_id,
+        "upstream_id": record.upstream_id,
+        "run_epoch": record.run_epoch,
+    }
+
+
+def _update(
+    interaction_id: str, events: list[Event], snapshot: Snapshot
+) -> tuple[str, dict[str, Any]]:
+    """The UPDATE of the projection columns that a batch of `events` ends at `snapshot`."""
+    params: dict[str, Any] = {
+        "id": interaction_id,
+        "status": snapshot.status,
+        "updated": snapshot.updated,
+    }
+    if events:
+        params["last_seq"] = events[-1].seq
+    for column, value in (
+        ("steps", snapshot.steps),
+        ("usage", snapshot.usage),
+        ("errors", snapshot.errors),
+    ):
+        if value is not None:
+            params[column] = dumps(value)
+    if snapshot.cost_usd is not None:
+        params["cost_usd"] = snapshot.cost_usd
+    if snapshot.upstream_id is not None:
+        params["upstream_id"] = snapshot.upstream_id
+    sets = ", ".join(f"{column} = :{column}" for column in params if column != "id")
+    return f"UPDATE interactions SET {sets} WHERE id = :id", params
+
+
+async def _insert_events(conn: AsyncConnection, interaction_id: str, events: list[Event]) -> None:
+    if events:
+        await conn.execute(
+            text(
+                "INSERT INTO events (interaction_id, seq, type, data) "
+                "VALUES (:interaction_id, :seq, :type, :data)"
+            ),
+            [
+                {
+                    "interaction_id": interaction_id,
+                    "seq": e.seq,
+                    "type": e.type,
+                    "data": dumps(e.data),
+                }
+                for e in events
+            ],
+        )
+
+
+async def _claim(conn: AsyncConnection, interaction_id: str, claim: IdempotencyClaim) -> None:
+    """Claim an idempotency key for `interaction_id` or raise IdempotencyConflict naming its
+    holder: the INSERT decides between concurrent claimants (on PostgreSQL a second one waits
+    for the first's transaction, then does nothing), the re-read names the winner."""
+    await conn.execute(
+        text("DELETE FROM idempotency_keys WHERE key = :key AND expires <= :now"),
+        {"key": claim.key, "now": time.time()},
+    )
+    await conn.execute(
+        text(
+            "INSERT INTO idempotency_keys (key, body_hash, interaction_id, expires) "
+            "VALUES (:key, :body_hash, :interaction_id, :expires) ON CONFLICT (key) DO NOTHING"
+        ),
+        {
+            "key": claim.key,
+            "body_hash": claim.body_hash,
+            "interaction_id": interaction_id,
+            "expires": claim.expires,
+        },
+    )
+    body_hash, holder = (
+        await conn.execute(
+            text("SELECT body_hash, interaction_id FROM idempotency_keys WHERE key = :key"),
+            {"key": claim.key},
+        )
+    ).one()
+    if holder != interaction_id:
+        raise IdempotencyConflict(holder, body_hash)
+
+
+class SQLInteractions:
+    """InteractionStore over `db`."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.on_create: CreateHook | None = None
+
+    async def create(
+        self,
+        record: InteractionRecord,
+        events: list[Event],
+        deliveries: list[Delivery] | None = None,
+    ) -> None:
+        row = _row(record, events[-1].seq if events else 0)
+
+        async def run(conn: AsyncConnection) -> None:
+            if record.claim is not None:
+                await _claim(conn, record.id, record.claim)
+            await conn.execute(_INSERT, row)
+            await _insert_events(conn, record.id, events)
+            await insert_deliveries(conn, deliveries or [])
+            if self.on_create is not None:  # on the driver's own connection (psycopg's)
+                raw = await conn.get_raw_connection()
+                await self.on_create(raw.driver_connection, record)
+
+        await self._db.write(run)
+
+    async def append(self, interaction_id: str, events: list[Event], snapshot: Snapshot) -> None:
+        sql, params = _update(interaction_id, events, snapshot)
+
+        async def run(conn: AsyncConnection) -> None:
+            if (await conn.execute(text(sql), params)).rowcount == 0:
+                raise KeyError(interaction_id)
+            await _insert_events(conn, interaction_id, events)
+            await insert_deliveries(conn, snapshot.deliveries)
+
+        await self._db.write(run)
+
+    async def claim_run(self, interaction_id: str) -> int | None:
+        async def run(conn: AsyncConnection) -> int | None:
+            epoch = (
+                await conn.execute(
+                    text(
+                        "UPDATE interactions SET run_epoch = run_epoch + 1 "
+                        f"WHERE id = :id AND status IN {_RUNNING} RETURNING run_epoch"
+                    ),
+                    {"id": interaction_id},
+                )
+            ).scalar_one_or_none()
+            return None if epoch is None else int(epoch)
+
+        return await self._db.write(run)
+
+    async def append_fenced(
+        self, interaction_id: str, epoch: int, events: list[Event], snapshot: Snapshot
+    ) -> bool:
+        sql, params = _update(interaction_id, events, snapshot)
+        sql += f" AND run_epoch = :run_epoch AND status IN {_RUNNING}"
+
+        async def run(conn: AsyncConnection) -> bool:
+            if (await conn.execute(text(sql), {**params, "run_epoch": epoch})).rowcount == 0:
+                return False
+            await _insert_events(conn, interaction_id, events)
+            await insert_deliveries(conn, snapshot.deliveries)
+            return True
+
+        return await self._db.write(run)
+
+    async def get(self, interaction_id: str) -> InteractionRecord | None:
+        async def run(conn: AsyncConnection) -> InteractionRecord | None:
+            row = (
+                await conn.execute(text(f"{_SELECT} WHERE id = :id"), {"id": interaction_id})
+            ).first()
+            return record_of(row) if row else None
+
+        return await self._db.read(run)
+
+    async def read_events(self, interaction_id: str, after_seq: int, limit: int) -> list[Event]:
+        async def run(conn: AsyncConnection) -> list[Event]:
+            rows = await conn.execute(
+                _EVENTS, {"id": interaction_id, "after": after_seq, "limit": limit}
+            )
+            return [Event(seq, kind, orjson.loads(data)) for seq, kind, data in rows]
+
+        return await self._db.read(run)
+
+    async def history(self, interaction_id: str) -> list[dict[str, Any]]:
+        async def run(conn: AsyncConnection) -> list[dict[str, Any]]:
+            steps: list[dict[str, Any]] = []
+            for input_steps, output_steps in await conn.execute(_HISTORY, {"id": interaction_id}):
+                steps.extend(orjson.loads(input_steps))
+                steps.extend(orjson.loads(output_steps))
+            return steps
+
+        return await self._db.read(run)
+
+    async def tenants(self) -> list[str]:
+        async def run(conn: AsyncConnection) -> list[str]:
+            rows = await conn.execute(text("SELECT DISTINCT tenant FROM interactions"))
+            return [row[0] for row in rows]
+
+        return await self._db.read(run)
+
+    async def purge(self, tenant: str, before: str) -> int:
+        doomed = "SELECT id FROM interactions WHERE tenant = :tenant AND created < :before"
+        params = {"tenant": tenant, "before": before}
+
+        async def run(conn: AsyncConnection) -> int:
+            await conn.execute(
+                text(f"DELETE FROM events WHERE interaction_id IN ({doomed})"), params
+            )
+            await conn.execute(
+                text(f"DELETE FROM idempotency_keys WHERE interaction_id IN ({doomed})"), params
+            )
+            result = await conn.execute(
+                text("DELETE FROM interactions WHERE tenant = :tenant AND created < :before"),
+                params,
+            )
+            return result.rowcount
+
+        return await self._db.write(run)
+
+    async def export(self, tenant: str) -> list[tuple[InteractionRecord, list[Event]]]:
+        async def run(conn: AsyncConnection) -> list[tuple[InteractionRecord, list[Event]]]:
+            rows = await conn.execute(
+                text(f"{_SELECT} WHERE tenant = :tenant ORDER BY created, id"), {"tenant": tenant}
+            )
+            found = []
+            for record in [record_of(row) for row in rows]:
+                events = await conn.execute(
+                    text(
+                        "SELECT seq, type, data FROM events WHERE interaction_id = :id ORDER BY seq"
+                    ),
+                    {"id": record.id},
+                )
+                found.append((record, [Event(s, k, orjson.loads(d)) for s, k, d in events]))
+            return found
+
+        return await self._db.read(run)
+
+    async def unfinished(self) -> list[str]:
+        async def run(conn: AsyncConnection) -> list[str]:
+            rows = await conn.execute(
+                text(f"SELECT id FROM interactions WHERE status IN {_RUNNING}")
+            )
+            return [row[0] for row in rows]
+
+        return await self._db.read(run)
+
+    async def delete(self, interaction_id: str) -> bool:
+        params = {"id": interaction_id}
+
+        async def run(conn: AsyncConnection) -> bool:
+            await conn.execute(text("DELETE FROM events WHERE interaction_id = :id"), params)
+            await conn.execute(
+                text("DELETE FROM idempotency_keys WHERE interaction_id = :id"), params
+            )
+            result = await conn.execute(text("DELETE FROM interactions WHERE id = :id"), params)
+            return result.rowcount > 0
+
+        return await self._db.write(run)
