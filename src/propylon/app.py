@@ -30,7 +30,8 @@ from propylon.api.errors import EXCEPTION_HANDLERS, JSONResponse
 from propylon.api.limits import BodyLimitMiddleware
 from propylon.api.openai import chat as openai_chat
 from propylon.api.openai import embeddings as openai_embeddings
-from propylon.bus.memory import MemoryBus
+from propylon.api.openai import responses as openai_responses
+from propylon.bus import bus_for
 from propylon.config import Settings
 from propylon.gateway.registry import ModelRegistry
 from propylon.jobs.webhooks import DeliveryWorker
@@ -43,6 +44,7 @@ from propylon.service.idempotency import Idempotency
 from propylon.service.interactions import InteractionService
 from propylon.service.ledger import Ledger
 from propylon.service.listing import ListingService
+from propylon.service.responses import ResponseService
 from propylon.service.retention import purge_expired
 from propylon.service.stateless import StatelessCalls
 from propylon.service.webhooks import WebhookService, new_secret
@@ -128,7 +130,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     }
     service = InteractionService(
         store,
-        MemoryBus(settings.stream_buffer_events),
+        bus_for(settings.redis_url, settings.stream_buffer_events),
         models,
         settings,
         ledger=Ledger(ledger, settings),
@@ -192,6 +194,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGHUP)
             await service.shutdown()
+            await service.bus.aclose()
             await worker.stop()
             for registry in (*retired, service.models):
                 await registry.close()
@@ -208,6 +211,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         *gemini_routes.routes,
         *openai_chat.routes,
         *openai_embeddings.routes,
+        *openai_responses.routes,
     ]
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz),
@@ -247,6 +251,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     app.state.store = store
     app.state.service = service
     app.state.stateless = stateless
+    app.state.responses = ResponseService(service)
     app.state.listing = ListingService(stores.listing, store)
     app.state.agents = AgentService(custom_agents, store, lambda: service.models, settings, agents)
     app.state.webhooks = webhooks

@@ -168,13 +168,23 @@ def serve(
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
     database_url: DatabaseOption = None,
+    redis_url: Annotated[
+        str | None, typer.Option(help="Redis shared by several processes: redis://HOST:PORT/N.")
+    ] = None,
 ) -> None:
     """Serve the Interactions API. On SQLite, refuses to start (exit code 1) while another
     server holds the data dir; on PostgreSQL, several servers share the database."""
     from propylon.app import create_app
     from propylon.store.lock import DataDirInUse, DataDirLock
 
-    settings = _settings(config, host=host, port=port, data_dir=data_dir, database_url=database_url)
+    settings = _settings(
+        config,
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        database_url=database_url,
+        redis_url=redis_url,
+    )
     if not _shared(settings):
         lock = DataDirLock(settings.data_dir)  # held until the process ends
         try:

@@ -36,6 +36,13 @@ __all__ = [
 ProviderName = Literal["echo", "embedded", "openai", "gemini"]
 
 
+def _redis_url(value: str | None) -> str | None:
+    """A Redis URL (`redis://`, `rediss://` or `unix://`), else ValueError."""
+    if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("`redis_url` must start with redis://, rediss:// or unix://")
+    return value
+
+
 class TargetSettings(BaseModel):
     """One upstream a model can be sent to. API keys are read from the environment variable
     named by `api_key_env`, never written in the file, never logged."""
@@ -306,6 +313,14 @@ class Settings(BaseSettings):
         default=1024,
         gt=0,
         description="Live events buffered per stream reader; a slower reader re-reads the store.",
+    )
+    redis_url: Annotated[str | None, AfterValidator(_redis_url)] = Field(
+        default=None,
+        description=(
+            "Redis shared by several processes, `redis://HOST:PORT/N`: streams of runs on "
+            "other processes follow them live, and keys' `rpm`/`tpm` windows are shared. "
+            "None: both stay in this process."
+        ),
     )
     shutdown_timeout_seconds: float = Field(
         default=10.0,

@@ -137,7 +137,7 @@ class InteractionService:
         self.metrics = metrics
         self.agents = agents or {}
         self.custom_agents = custom_agents  # the tenants' own agents (service/agents.py)
-        self.quotas = Quotas(settings.rate_window_seconds)
+        self.quotas = Quotas(settings.rate_window_seconds, settings.redis_url)
         self.ledger = ledger
         self.idempotency = idempotency
         self.on_outbox = on_outbox
@@ -432,10 +432,16 @@ class InteractionService:
     ) -> dict[str, Any]:
         """The Interaction with its `user_input` steps (without: its output steps only).
         Raises NotFound (also for another tenant's)."""
-        record = await self._current(await self._record(interaction_id, caller))
         return to_resource(
-            record, include_input=include_input, include_input_steps=include_input_steps
+            await self.current(interaction_id, caller),
+            include_input=include_input,
+            include_input_steps=include_input_steps,
         )
+
+    async def current(self, interaction_id: str, caller: Caller) -> InteractionRecord:
+        """The stored interaction, with the projection of its log while it still runs (the
+        view other surfaces render). Raises NotFound (also for another tenant's)."""
+        return await self._current(await self._record(interaction_id, caller))
 
     async def _current(self, record: InteractionRecord) -> InteractionRecord:
         """`record` with the projection of its log when it is still running."""
@@ -644,7 +650,7 @@ class InteractionService:
         usage = Usage.from_wire(record.usage)
         caller = self._callers.pop(record.id, None)
         if caller is not None:
-            self.quotas.count_tokens(caller, usage.total_tokens)
+            await self.quotas.count_tokens(caller, usage.total_tokens)
         if self.metrics is not None:
             self.metrics.interaction_ended(record, usage)
         return []

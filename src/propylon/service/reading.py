@@ -50,34 +50,49 @@ async def tail(
     watch: Watch,
 ) -> AsyncIterator[Event | None]:
     """Replay after `after`, then follow live events until the terminal one; None items are
-    keep-alive ticks (every `keepalive` idle seconds, or when the bus wakes the reader).
+    keep-alive ticks (after `keepalive` seconds with nothing sent, or when the bus wakes the
+    reader).
 
-    The subscription was opened before the replay, so an event is either replayed or received
-    live (duplicates are dropped by seq); a gap or an overflow re-reads the source. On each
-    tick `watch` says whether the run can still append: when it cannot (it ended, its log
-    failed, it was deleted, the server is stopping), the stream reads what the source has and
-    ends, with an `error` event when that holds no terminal one. That event is not in the log:
-    it carries the seq of the last event sent, so a client resumes after it.
+    The subscription was opened before the replay and is `ready` before it reads, so an event
+    is either replayed or received live (duplicates are dropped by seq); a gap, an overflow or
+    a bus that lost what was published (`next` returns None) re-reads the source. On each tick
+    `watch` says whether the run can still append: when it can, the source is read again
+    (the bus is a hint: a lost one, the last above all, must not hang the stream); when it
+    cannot (it ended, its log failed, it was deleted, the server is stopping), the stream reads
+    what the source has and ends, with an `error` event when that holds no terminal one. That
+    event is not in the log: it carries the seq of the last event sent, so a client resumes
+    after it.
     """
+    clock = asyncio.get_running_loop().time
     try:
+        await subscription.ready()
         seq = after
         catch_up = True
+        tick = False
+        quiet_until = clock() + keepalive
         while True:
             if catch_up:
+                sent = False
                 async for event in replay(source, interaction_id, seq):
                     yield event
-                    seq = event.seq
+                    sent, seq = True, event.seq
                     if is_terminal_event(event):
                         return
                 catch_up = False
-            live = await subscription.next(keepalive)
+                if sent:
+                    quiet_until = clock() + keepalive
+                elif tick:
+                    yield None
+                    quiet_until = clock() + keepalive
+                tick = False
+            live = await subscription.next(max(0.0, quiet_until - clock()))
             if live is None:
                 catch_up = True
                 continue
             if not live:
                 error = await watch()
                 if error is None:
-                    yield None
+                    catch_up = tick = True
                     continue
                 async for event in replay(source, interaction_id, seq):
                     yield event
@@ -94,6 +109,7 @@ async def tail(
                     break
                 yield event
                 seq = event.seq
+                quiet_until = clock() + keepalive
                 if is_terminal_event(event):
                     return
     finally:
