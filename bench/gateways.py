@@ -17,7 +17,8 @@ the load generators to CPU 0 (where `taskset` allows).
 (c) Propylon alone: memory per idle open stream (1,000 streams); store=true vs store=false rows
     in (a); resume and background figures come from bench/streaming.py and bench/background.py.
 A py-spy profile of Propylon under load (store=false, concurrency 16) names the hottest frames.
-Writes bench/results/gateways.json and bench/results/gateways.md.
+Writes bench/results/gateways.json and bench/results/gateways.md (with `--chat-only`:
+bench/results/gateways-chat.json and .md).
 """
 
 from __future__ import annotations
@@ -364,9 +365,10 @@ max_attempts = 1
                           "platform": platform.platform(), "seconds_per_scenario": args.seconds}
     results["command"] = " ".join(["python", *sys.argv])
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "gateways.json").write_text(json.dumps(results, indent=2) + "\n")
+    name = "gateways-chat" if args.chat_only else "gateways"  # a partial run keeps the full one
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
-    (RESULTS / "gateways.md").write_text(table)
+    (RESULTS / f"{name}.md").write_text(table)
     print(table)
 
 

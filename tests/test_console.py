@@ -189,6 +189,20 @@ def test_cancel_from_the_console_ends_a_background_run_cancelled(
     expect(page.get_by_role("button", name="Cancel run")).to_have_count(0)
 
 
+def _wait_for_chart(page: Page, series: list[str]) -> None:
+    """Wait until Chart.js has drawn `tokens-chart` with these series (its script is deferred,
+    and a regrouping redraws it)."""
+    page.wait_for_function(
+        """(series) => {
+            const chart = window.Chart && Chart.getChart('tokens-chart');
+            if (!chart) return false;
+            const labels = chart.data.datasets.map(d => d.label).sort();
+            return JSON.stringify(labels) === JSON.stringify(series);
+        }""",
+        arg=series,
+    )
+
+
 def test_the_usage_chart_totals_equal_the_interactions_usage(page: Page, console: Console) -> None:
     client = console.client("globex")  # its own tenant: other tests' usage stays out
     made = [
@@ -203,6 +217,7 @@ def test_the_usage_chart_totals_equal_the_interactions_usage(page: Page, console
     sign_in(page, console, "globex")
     page.get_by_role("link", name="Usage and cost").click()
     expect(page.locator("#sum-tokens")).to_have_text(f"{expected:,}")
+    _wait_for_chart(page, ["echo", "echo-slow", "fast"])
     chart_total = page.evaluate(
         "() => Chart.getChart('tokens-chart').data.datasets"
         ".flatMap(d => d.data).reduce((a, b) => a + b, 0)"
@@ -216,6 +231,7 @@ def test_the_usage_chart_totals_equal_the_interactions_usage(page: Page, console
     page.get_by_label("Group by").select_option("label")
     page.get_by_label("Label key").fill("team")
     page.get_by_role("button", name="Show").click()
+    _wait_for_chart(page, ["ads", "search"])
     by_team = page.evaluate(
         "() => Object.fromEntries(Chart.getChart('tokens-chart').data.datasets"
         ".map(d => [d.label, d.data.reduce((a, b) => a + b, 0)]))"

@@ -20,8 +20,7 @@ from google.genai import types
 
 from propylon.store.listing import ListQuery
 from propylon.store.migrate import sync_url
-from propylon.store.sql.listing import listing_sql as sql_listing_sql
-from propylon.store.sqlite_listing import listing_sql
+from propylon.store.queries import listing_sql
 from tests.conftest import Server, start_server, stop_server, wait_for
 from tests.test_tenancy import _new_key
 
@@ -283,7 +282,7 @@ def test_the_listing_is_served_by_an_index(server: Server) -> None:
     the table, whatever its size (the store's own SQL, explained by its database)."""
     query = ListQuery(tenant="acme", limit=11, after=("2026-01-01T00:00:00Z", "v1_x"))
     if server.database_url is None:
-        sql, params = listing_sql(query)
+        sql, params = listing_sql(query, sqlite=True)
         with sqlite3.connect(server.database) as conn:
             rows = conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)
             plan = " ".join(str(row[-1]) for row in rows)
@@ -295,7 +294,7 @@ def test_the_listing_is_served_by_an_index(server: Server) -> None:
     try:
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text("SET enable_seqscan = off"))
-            named_sql, named = sql_listing_sql(query, sqlite=False)
+            named_sql, named = listing_sql(query, sqlite=False)
             rows = conn.execute(sqlalchemy.text(f"EXPLAIN {named_sql}"), named)
             plan = " ".join(str(row[0]) for row in rows)
     finally:

@@ -21,7 +21,16 @@ import pytest
 from openai.types.chat import completion_create_params
 from pydantic import BaseModel
 
-from tests.conftest import API_KEY, Server, helper, start_server, stop_server, wait_for
+from tests.conftest import (
+    API_KEY,
+    EMBEDDED,
+    EMBEDDED_CONFIG,
+    Server,
+    helper,
+    start_server,
+    stop_server,
+    wait_for,
+)
 
 WEATHER: Any = {
     "type": "function",
@@ -48,6 +57,18 @@ allow_private_network_targets = true
 name = "echo"
 provider = "echo"
 aliases = ["fast"]
+
+[[models]]
+name = "echo-slow"
+provider = "echo"
+options = {{ delay = 0.05 }}
+
+[[models]]
+name = "pricey"
+[[models.targets]]
+provider = "echo"
+price_input_per_million = 100000.0
+price_output_per_million = 100000.0
 
 [[models]]
 name = "relay"
@@ -109,12 +130,14 @@ def keys(data_dir: Path) -> dict[str, str]:
         "limited": _new_key(data_dir, "--rpm", "1"),
         "broke": _new_key(data_dir, "--budget-usd", "0", "--budget-period", "day"),
         "ceiling": _new_key(data_dir, "--max-tokens", "3"),
+        "half-dollar": _new_key(data_dir, "--budget-usd", "0.5", "--budget-period", "day"),
     }
 
 
 @pytest.fixture(scope="module")
 def server(data_dir: Path, upstream: str, keys: dict[str, str]) -> Iterator[Server]:
-    running = start_server(data_dir, _config(upstream), log=data_dir / "server.log")
+    config = _config(upstream) + (EMBEDDED_CONFIG if EMBEDDED else "")
+    running = start_server(data_dir, config, log=data_dir / "server.log")
     yield running
     stop_server(running)
 
@@ -283,6 +306,24 @@ def test_chat_tool_choice_required_and_named(client: openai.OpenAI) -> None:
     assert none.choices[0].finish_reason == "stop"
 
 
+def test_a_strict_functions_arguments_are_checked(client: openai.OpenAI) -> None:
+    strict: Any = {**WEATHER, "function": {**WEATHER["function"], "strict": True}}
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(
+            model="echo",
+            messages=[{"role": "user", "content": 'call get_weather {"town": "Rome"}'}],
+            tools=[strict],
+        )
+    assert caught.value.status_code == 503
+    assert "city" in caught.value.message
+    kept = client.chat.completions.create(
+        model="echo",
+        messages=[{"role": "user", "content": 'call get_weather {"city": "Rome"}'}],
+        tools=[strict],
+    )
+    assert kept.choices[0].finish_reason == "tool_calls"
+
+
 class City(BaseModel):
     city: str
     population: int
@@ -300,7 +341,8 @@ def test_chat_structured_output_parses(client: openai.OpenAI) -> None:
 
 def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
     ids = [model.id for model in client.models.list()]
-    assert ids == ["echo", "fast", "relay", "mixed"]
+    served = ["echo", "fast", "echo-slow", "pricey", "relay", "mixed"]
+    assert ids == served + (["gemma-3-270m"] if EMBEDDED else [])
     model = client.models.retrieve("fast")
     assert (model.id, model.object, model.owned_by) == ("fast", "model", "propylon")
     with pytest.raises(openai.NotFoundError) as caught:
@@ -422,6 +464,15 @@ def test_a_keys_rpm_and_budget_answer_429(server: Server, keys: dict[str, str]) 
         _openai(server, key=keys["broke"]).chat.completions.create(model="echo", messages=messages)
     assert broke.value.code == "insufficient_quota"
 
+    # each call is settled in the ledger at its cost: 3 tokens (1 in, 2 out) at 0.1 USD each
+    spender = _openai(server, key=keys["half-dollar"])
+    spender.chat.completions.create(model="pricey", messages=messages)  # 0.3 USD spent
+    spender.chat.completions.create(model="pricey", messages=messages)  # admitted: 0.3 < 0.5
+    with pytest.raises(openai.RateLimitError) as spent:
+        spender.chat.completions.create(model="pricey", messages=messages)
+    assert spent.value.code == "insufficient_quota"
+    assert spent.value.type == "insufficient_quota"
+
     # a key's token ceiling caps one call's output
     capped = _openai(server, key=keys["ceiling"]).chat.completions.create(
         model="echo", messages=[{"role": "user", "content": "one two three four five"}]
@@ -470,6 +521,18 @@ def test_openai_target_gets_the_request_intact(
         "stream_options": {"include_usage": True},
     }
 
+    # content only the upstream understands passes through too (no translation of it)
+    audio: Any = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
+    heard = client.chat.completions.create(
+        model="relay",
+        messages=[
+            {"role": "user", "content": [audio]},
+            {"role": "user", "content": "id=audio primary=ok"},
+        ],
+    )
+    assert heard.choices[0].message.content == "hello from primary"
+    assert httpx.get(f"{upstream}/requests").json()[-1]["messages"][0]["content"] == [audio]
+
     streamed = client.chat.completions.create(
         model="relay",
         messages=[{"role": "user", "content": "id=streamed primary=ok"}],
@@ -478,6 +541,39 @@ def test_openai_target_gets_the_request_intact(
     assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == (
         "hello from primary"
     )
+
+
+def test_a_failure_after_the_first_chunk_is_an_error_line(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="relay",
+        messages=[{"role": "user", "content": "id=cut primary=cut"}],
+        stream=True,
+    )
+    texts = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in stream:
+            texts.append(chunk.choices[0].delta.content or "")
+    assert "".join(texts) == "hello "  # what came before the upstream broke off
+    assert "failed" in caught.value.message
+    assert caught.value.type == "service_unavailable_error"
+
+
+@pytest.mark.skipif(not EMBEDDED, reason="the `local` extra is not installed")
+def test_the_embedded_model_answers_a_translated_request(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model="gemma-3-270m",
+        messages=[
+            {"role": "system", "content": "Answer in one word."},
+            {"role": "user", "content": "The capital of France is"},
+        ],
+        max_tokens=3,
+        temperature=0,
+    )
+    choice = completion.choices[0]
+    assert choice.message.content
+    assert choice.finish_reason in ("stop", "length")
+    assert completion.usage is not None and completion.usage.completion_tokens > 0
+    assert completion.usage.prompt_tokens > 5  # the system instruction and the question
 
 
 def test_openai_target_embeds_and_other_targets_answer_on_fallback(
@@ -494,6 +590,35 @@ def test_openai_target_embeds_and_other_targets_answer_on_fallback(
         model="mixed", messages=[{"role": "user", "content": "id=fallback primary=500"}]
     )
     assert fallback.choices[0].message.content == "user: id=fallback primary=500"
+
+
+def test_a_client_that_goes_away_ends_the_call(server: Server) -> None:
+    def gauge() -> float:
+        metrics = httpx.get(
+            f"{server.url}/metrics", headers={"authorization": f"Bearer {API_KEY}"}
+        ).text
+        found = re.search(r"^propylon_active_streams (\S+)$", metrics, re.M)
+        assert found is not None
+        return float(found.group(1))
+
+    body = {
+        "model": "echo-slow",
+        "messages": [{"role": "user", "content": "a long answer " * 20}],
+        "stream": True,
+    }
+    headers = {"authorization": f"Bearer {API_KEY}"}
+    with httpx.stream(
+        "POST", f"{server.url}/v1/chat/completions", json=body, headers=headers
+    ) as response:
+        lines = response.iter_lines()
+        assert next(lines).startswith("data: ")
+        assert gauge() == 1
+    # the stream is closed: the call stops, is logged (cut short) and its stream counted out
+    wait_for(lambda: gauge() == 0)
+    log = server.data_dir / "server.log"
+    wait_for(lambda: '"model": "echo-slow"' in log.read_text())
+    line = next(json.loads(line) for line in log.read_text().splitlines() if '"echo-slow"' in line)
+    assert line["outcome"] != "ok"
 
 
 def test_calls_are_logged_metered_and_not_stored(server: Server) -> None:

@@ -28,6 +28,7 @@ from propylon.api.errors import EXCEPTION_HANDLERS, JSONResponse
 from propylon.api.limits import BodyLimitMiddleware
 from propylon.api.openai import chat as openai_chat
 from propylon.api.openai import embeddings as openai_embeddings
+from propylon.api.openai import responses as openai_responses
 from propylon.config import Settings
 from propylon.gateway.registry import ModelRegistry
 from propylon.observability import Metrics, MetricsMiddleware
@@ -35,6 +36,7 @@ from propylon.runtime import build_runtime
 from propylon.service.agents import AgentService
 from propylon.service.generate import GenerateService
 from propylon.service.listing import ListingService
+from propylon.service.responses import ResponseService
 from propylon.service.retention import purge_expired
 from propylon.service.stateless import StatelessCalls
 from propylon.store.base import Store
@@ -143,6 +145,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         *gemini_routes.routes,
         *openai_chat.routes,
         *openai_embeddings.routes,
+        *openai_responses.routes,
     ]
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz),
@@ -182,6 +185,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     app.state.store = store
     app.state.service = service
     app.state.stateless = stateless
+    app.state.responses = ResponseService(service)
     app.state.listing = ListingService(stores.listing, store)
     app.state.agents = AgentService(custom_agents, store, lambda: service.models, settings, agents)
     app.state.webhooks = webhooks

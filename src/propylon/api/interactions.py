@@ -12,6 +12,7 @@ from propylon.api.auth import caller_of
 from propylon.api.errors import ERROR_BODIES, JSONResponse
 from propylon.api.interactions_errors import interactions_error_body
 from propylon.api.limits import json_body
+from propylon.api.query import flag
 from propylon.api.revision import view_of
 from propylon.api.sse import event_stream_response
 from propylon.api.surfaces import Surface
@@ -35,17 +36,6 @@ async def _service(request: Request) -> tuple[InteractionService, Caller]:
     return service, caller_of(request)
 
 
-def _flag(request: Request, name: str) -> bool:
-    value = request.query_params.get(name)
-    if value is None:
-        return False
-    if value.lower() in ("true", "1"):
-        return True
-    if value.lower() in ("false", "0"):
-        return False
-    raise InvalidArgument(f"query parameter `{name}` must be true or false")
-
-
 async def create(request: Request) -> Response:
     service, caller = await _service(request)
     view = view_of(request)
@@ -67,7 +57,7 @@ async def get(request: Request) -> Response:
     view = view_of(request)
     interaction_id = request.path_params["interaction_id"]
     last_event_id = request.query_params.get("last_event_id")
-    if _flag(request, "stream"):
+    if flag(request, "stream"):
         events = await view.stream(service, interaction_id, last_event_id, caller)
         return event_stream_response(
             interaction_id, events, request.app.state.metrics.active_streams
@@ -77,7 +67,7 @@ async def get(request: Request) -> Response:
     resource = await service.get(
         interaction_id,
         caller,
-        _flag(request, "include_input"),
+        flag(request, "include_input"),
         include_input_steps=not view.legacy,  # legacy `outputs` are the model's only
     )
     return JSONResponse(view.resource(resource))

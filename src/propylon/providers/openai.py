@@ -65,8 +65,10 @@ class OpenAIProvider:
         self.upstream = Upstream(timeout, headers, max_line_bytes)
 
     def check(self, turn: Turn) -> None:
-        """Refuses server-side tool types, non-image media and unmapped generation settings."""
-        build_request(turn, self.model)
+        """Refuses server-side tool types, non-image media and unmapped generation settings
+        (a Chat Completions body passed through is the upstream's to judge)."""
+        if turn.chat_completions_body is None:
+            build_request(turn, self.model)
 
     async def stream(self, turn: Turn) -> AsyncIterator[ProviderEvent]:
         calls: dict[int, dict[str, Any]] = {}

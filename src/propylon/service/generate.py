@@ -101,7 +101,7 @@ class GenerateService:
         except UpstreamError as exc:
             raise upstream_failure(exc) from None
         finally:
-            await generation.call.events.aclose()  # accounted now, however it ended
+            await generation.call.close()  # accounted now, however it ended
         return native if native is not None else generation.builder.merged()
 
     async def chunks(self, generation: Generation) -> AsyncGenerator[dict[str, Any]]:
@@ -125,7 +125,7 @@ class GenerateService:
             failure = upstream_failure(exc)
             yield error_chunk(failure.http_status, failure.status, failure.message)
         finally:
-            await events.aclose()  # a client that went away stops the upstream call now
+            await generation.call.close()  # a client that went away stops the upstream call now
 
     async def count_tokens(
         self, model: str, request: GenerateContentRequest, body: dict[str, Any], caller: Caller

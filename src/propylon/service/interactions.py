@@ -447,10 +447,16 @@ class InteractionService:
     ) -> dict[str, Any]:
         """The Interaction with its `user_input` steps (without: its output steps only).
         Raises NotFound (also for another tenant's)."""
-        record = await self._current(await self._record(interaction_id, caller))
         return to_resource(
-            record, include_input=include_input, include_input_steps=include_input_steps
+            await self.current(interaction_id, caller),
+            include_input=include_input,
+            include_input_steps=include_input_steps,
         )
+
+    async def current(self, interaction_id: str, caller: Caller) -> InteractionRecord:
+        """The stored interaction, with the projection of its log while it still runs (the
+        view other surfaces render). Raises NotFound (also for another tenant's)."""
+        return await self._current(await self._record(interaction_id, caller))
 
     async def _current(self, record: InteractionRecord) -> InteractionRecord:
         """`record` with the projection of its log when it is still running."""

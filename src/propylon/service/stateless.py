@@ -12,7 +12,7 @@ call's id) and the metrics (tokens and cost per model and tenant). A key's token
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -42,12 +42,24 @@ __all__ = ["Call", "StatelessCalls", "upstream_failure"]
 @dataclass(slots=True)
 class Call:
     """A model call under way: iterate `events` (the first one already fetched, so a failure
-    before any output was raised by `StatelessCalls.answer`). Its accounting runs once the
-    events end, however they end."""
+    before any output was raised by `StatelessCalls.answer`), then `close` it. Its accounting
+    runs once, when the events end or at `close`, whichever comes first."""
 
     id: str
     events: AsyncGenerator[ProviderEvent, None]
     usage: Usage = field(default_factory=Usage)
+    ending: Callable[[str], Awaitable[None]] | None = None
+
+    async def end(self, status: str) -> None:
+        """Stop the upstream call and do the call's accounting (once; later calls: nothing)."""
+        ending, self.ending = self.ending, None
+        if ending is not None:
+            await ending(status)
+
+    async def close(self) -> None:
+        """End the call whether or not its events were read (a client that went away)."""
+        await self.events.aclose()
+        await self.end("failed")
 
 
 class StatelessCalls:
@@ -99,14 +111,20 @@ class StatelessCalls:
         bound = served.bind(record.id, name, labels, lambda done: self._costed(done, record))
         events = bound.stream(turn)
         call = Call(record.id, _noop())
+
+        async def end(status: str) -> None:
+            await _close(events)
+            await self._end(call, record, caller, ticket, status)
+
+        call.ending = end
         try:
             first = await anext(events, None)
         except BaseException as exc:
-            await self._end(call, record, caller, ticket, "failed")
+            await call.end("failed")
             if isinstance(exc, UpstreamError):
                 raise upstream_failure(exc) from None
             raise
-        call.events = self._accounted(call, first, events, record, caller, ticket)
+        call.events = self._accounted(call, first, events)
         return call
 
     async def embed(
@@ -158,16 +176,10 @@ class StatelessCalls:
             self.metrics.upstream_call(done, record.tenant)
 
     async def _accounted(
-        self,
-        call: Call,
-        first: ProviderEvent | None,
-        events: AsyncIterator[ProviderEvent],
-        record: InteractionRecord,
-        caller: Caller,
-        ticket: Ticket,
+        self, call: Call, first: ProviderEvent | None, events: AsyncIterator[ProviderEvent]
     ) -> AsyncGenerator[ProviderEvent, None]:
         """`first`, then the rest of `events`; the call's usage kept from its reports, and
-        its accounting done when the events end (a client that goes away included)."""
+        the call ended when the events end, however they end."""
         status = "failed"
         try:
             if first is not None:
@@ -178,8 +190,7 @@ class StatelessCalls:
                     yield event
             status = "completed"
         finally:
-            await _close(events)
-            await self._end(call, record, caller, ticket, status)
+            await call.end(status)
 
     @staticmethod
     def _count(call: Call, event: ProviderEvent) -> None:

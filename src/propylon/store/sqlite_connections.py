@@ -13,20 +13,13 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
-
-import orjson
+from typing import TypeVar
 
 from propylon.store import migrate
 
-__all__ = ["SQLiteConnections", "dumps"]
+__all__ = ["SQLiteConnections"]
 
 T = TypeVar("T")
-
-
-def dumps(value: Any) -> str:
-    """JSON text of `value`, as the JSON columns hold it."""
-    return orjson.dumps(value).decode()
 
 
 class SQLiteConnections:

@@ -17,28 +17,20 @@ from propylon.store.base import (
     InteractionRecord,
     Snapshot,
 )
-from propylon.store.sqlite_connections import SQLiteConnections, dumps
+from propylon.store.queries import (
+    HISTORY,
+    INTERACTION_COLUMNS,
+    RUNNING,
+    dumps,
+    projection_update,
+    record_of,
+)
+from propylon.store.sqlite_connections import SQLiteConnections
 from propylon.store.sqlite_webhooks import insert_deliveries
 
-__all__ = ["COLUMNS", "SQLiteInteractions", "record_of"]
+__all__ = ["SQLiteInteractions"]
 
-COLUMNS = (
-    "id, status, created, updated, previous_interaction_id, background, request, input, "
-    "input_steps, steps, usage, errors, last_seq, cost_usd, tenant, api_key_id, upstream_id, "
-    "run_epoch"
-)
-_HISTORY = """
-WITH RECURSIVE chain(id, prev, depth) AS (
-    SELECT id, previous_interaction_id, 0 FROM interactions WHERE id = ?
-    UNION ALL
-    SELECT i.id, i.previous_interaction_id, c.depth + 1
-    FROM interactions i JOIN chain c ON i.id = c.prev
-)
-SELECT i.input_steps, i.steps FROM chain c JOIN interactions i ON i.id = c.id
-ORDER BY c.depth DESC
-"""
-
-_RUNNING = "('in_progress', 'queued')"  # the statuses a run may still write in
+COLUMNS = ", ".join(INTERACTION_COLUMNS)
 
 
 class SQLiteInteractions:
@@ -86,7 +78,7 @@ class SQLiteInteractions:
         await self._db._write(run)
 
     async def append(self, interaction_id: str, events: list[Event], snapshot: Snapshot) -> None:
-        sql, params = _update(interaction_id, events, snapshot)
+        sql, params = projection_update(interaction_id, events, snapshot)
 
         def run(conn: sqlite3.Connection) -> None:
             if conn.execute(sql, params).rowcount == 0:
@@ -100,7 +92,7 @@ class SQLiteInteractions:
         def run(conn: sqlite3.Connection) -> int | None:
             row = conn.execute(
                 "UPDATE interactions SET run_epoch = run_epoch + 1 "
-                f"WHERE id = ? AND status IN {_RUNNING} RETURNING run_epoch",
+                f"WHERE id = ? AND status IN {RUNNING} RETURNING run_epoch",
                 (interaction_id,),
             ).fetchone()
             return int(row[0]) if row else None
@@ -110,11 +102,11 @@ class SQLiteInteractions:
     async def append_fenced(
         self, interaction_id: str, epoch: int, events: list[Event], snapshot: Snapshot
     ) -> bool:
-        sql, params = _update(interaction_id, events, snapshot)
-        sql += f" AND run_epoch = ? AND status IN {_RUNNING}"
+        sql, params = projection_update(interaction_id, events, snapshot)
+        sql += f" AND run_epoch = :run_epoch AND status IN {RUNNING}"
 
         def run(conn: sqlite3.Connection) -> bool:
-            if conn.execute(sql, [*params, epoch]).rowcount == 0:
+            if conn.execute(sql, {**params, "run_epoch": epoch}).rowcount == 0:
                 return False
             _insert_events(conn, interaction_id, events)
             insert_deliveries(conn, snapshot.deliveries)
@@ -145,7 +137,7 @@ class SQLiteInteractions:
     async def history(self, interaction_id: str) -> list[dict[str, Any]]:
         def run(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             steps: list[dict[str, Any]] = []
-            for input_steps, output_steps in conn.execute(_HISTORY, (interaction_id,)):
+            for input_steps, output_steps in conn.execute(HISTORY, {"id": interaction_id}):
                 steps.extend(orjson.loads(input_steps))
                 steps.extend(orjson.loads(output_steps))
             return steps
@@ -218,31 +210,6 @@ class SQLiteInteractions:
         return await self._db._write(run)
 
 
-def _update(interaction_id: str, events: list[Event], snapshot: Snapshot) -> tuple[str, list[Any]]:
-    """The UPDATE of the projection columns that a batch of `events` ends at `snapshot`."""
-    sets = ["status = ?", "updated = ?"]
-    params: list[Any] = [snapshot.status, snapshot.updated]
-    if events:
-        sets.append("last_seq = ?")
-        params.append(events[-1].seq)
-    for column, value in (
-        ("steps", snapshot.steps),
-        ("usage", snapshot.usage),
-        ("errors", snapshot.errors),
-    ):
-        if value is not None:
-            sets.append(f"{column} = ?")
-            params.append(dumps(value))
-    if snapshot.cost_usd is not None:
-        sets.append("cost_usd = ?")
-        params.append(snapshot.cost_usd)
-    if snapshot.upstream_id is not None:
-        sets.append("upstream_id = ?")
-        params.append(snapshot.upstream_id)
-    params.append(interaction_id)
-    return f"UPDATE interactions SET {', '.join(sets)} WHERE id = ?", params
-
-
 def _claim(conn: sqlite3.Connection, interaction_id: str, claim: IdempotencyClaim) -> None:
     """Claim an idempotency key for `interaction_id` or raise IdempotencyConflict naming its
     holder: one statement decides between concurrent claimants (the first insert wins)."""
@@ -265,48 +232,4 @@ def _insert_events(conn: sqlite3.Connection, interaction_id: str, events: list[E
     conn.executemany(
         "INSERT INTO events (interaction_id, seq, type, data) VALUES (?, ?, ?, ?)",
         [(interaction_id, e.seq, e.type, dumps(e.data)) for e in events],
-    )
-
-
-def record_of(row: tuple[Any, ...]) -> InteractionRecord:
-    """The record of a row of `COLUMNS`."""
-    (
-        id_,
-        status,
-        created,
-        updated,
-        previous,
-        background,
-        request,
-        input_,
-        input_steps,
-        steps,
-        usage,
-        errors,
-        last_seq,
-        cost_usd,
-        tenant,
-        api_key_id,
-        upstream_id,
-        run_epoch,
-    ) = row
-    return InteractionRecord(
-        id=id_,
-        status=status,
-        created=created,
-        updated=updated,
-        previous_interaction_id=previous,
-        background=bool(background),
-        request=orjson.loads(request),
-        input=orjson.loads(input_) if input_ else None,
-        input_steps=orjson.loads(input_steps),
-        steps=orjson.loads(steps),
-        usage=orjson.loads(usage) if usage else None,
-        errors=orjson.loads(errors),
-        last_seq=last_seq,
-        cost_usd=cost_usd,
-        tenant=tenant,
-        api_key_id=api_key_id,
-        upstream_id=upstream_id,
-        run_epoch=run_epoch,
     )

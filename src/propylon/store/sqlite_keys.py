@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
-
-import orjson
 
 from propylon.store.base import ApiKey
-from propylon.store.sqlite_connections import SQLiteConnections, dumps
+from propylon.store.queries import KEY_COLUMNS, api_key_of, dumps
+from propylon.store.sqlite_connections import SQLiteConnections
 
 __all__ = ["SQLiteKeys"]
-
-_KEY_COLUMNS = "id, key_hash, tenant, name, admin, policy, created, revoked, api_revision"
 
 
 class SQLiteKeys:
@@ -35,7 +31,7 @@ class SQLiteKeys:
         )
         await self._db._write(
             lambda conn: conn.execute(
-                f"INSERT OR REPLACE INTO api_keys ({_KEY_COLUMNS}) "
+                f"INSERT OR REPLACE INTO api_keys ({KEY_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
@@ -44,16 +40,16 @@ class SQLiteKeys:
     async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
         def run(conn: sqlite3.Connection) -> ApiKey | None:
             row = conn.execute(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,)
+                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,)
             ).fetchone()
-            return _api_key(row) if row else None
+            return api_key_of(row) if row else None
 
         return await self._db._read(run)
 
     async def list_api_keys(self) -> list[ApiKey]:
         def run(conn: sqlite3.Connection) -> list[ApiKey]:
-            rows = conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created, id")
-            return [_api_key(row) for row in rows]
+            rows = conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created, id")
+            return [api_key_of(row) for row in rows]
 
         return await self._db._read(run)
 
@@ -63,18 +59,3 @@ class SQLiteKeys:
             return int(row[0])
 
         return await self._db._read(run)
-
-
-def _api_key(row: tuple[Any, ...]) -> ApiKey:
-    id_, key_hash, tenant, name, admin, policy, created, revoked, api_revision = row
-    return ApiKey(
-        id=id_,
-        key_hash=key_hash,
-        tenant=tenant,
-        name=name,
-        admin=bool(admin),
-        policy=orjson.loads(policy),
-        created=created,
-        revoked=revoked,
-        api_revision=api_revision,
-    )

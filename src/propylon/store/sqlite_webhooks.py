@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 
 from propylon.store.base import Delivery
-from propylon.store.sqlite_connections import SQLiteConnections, dumps
+from propylon.store.queries import DISABLED, dumps
+from propylon.store.sqlite_connections import SQLiteConnections
 
 __all__ = ["SQLiteWebhooks", "insert_deliveries"]
 
@@ -115,7 +116,7 @@ class SQLiteWebhooks:
             ).fetchone()
             if row and row[0] >= disable_after:
                 webhook = orjson.loads(row[1])
-                webhook["state"] = "disabled_due_to_failed_deliveries"
+                webhook["state"] = DISABLED
                 conn.execute(
                     "UPDATE webhooks SET data = ? WHERE id = ?",
                     (dumps(webhook), delivery.webhook_id),

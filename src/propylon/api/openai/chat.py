@@ -10,10 +10,10 @@ content or tool-call deltas, a chunk with the `finish_reason`, with
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -25,7 +25,7 @@ from propylon.api.auth import caller_of
 from propylon.api.errors import JSONResponse
 from propylon.api.limits import json_body
 from propylon.api.openai.errors import openai_error, openai_error_body, refine_openai_error
-from propylon.errors import InvalidArgument, PropylonError
+from propylon.errors import InvalidArgument, PropylonError, Unavailable
 from propylon.gateway.registry import ServedModel
 from propylon.providers.base import FunctionCall, UpstreamError
 from propylon.runner.output import check_arguments
@@ -52,10 +52,12 @@ async def create(request: Request) -> Response:
     answer = Answer(call.id, int(time.time()), chat.model)
     strict = {t.function.name for t in chat.tools or [] if t.function.strict}
     if not chat.stream:
-        async with aclosing(call.events) as events:
-            async for event in events:
+        try:
+            async for event in call.events:
                 answer.add(event)
                 _check_strict(event, strict, turn.tools)
+        finally:
+            await call.close()
         return JSONResponse(answer.completion())
     include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
     gauge = request.app.state.metrics.active_streams
@@ -81,16 +83,13 @@ def _check_passed_through(chat: ChatRequest, served: ServedModel) -> None:
 
 
 def _check_strict(event: object, strict: set[str], tools: list[dict[str, Any]]) -> None:
-    """A call of a `strict` function must match its parameters (OpenAI's guarantee)."""
+    """A call of a `strict` function must match its parameters (OpenAI's guarantee); a model
+    that breaks it fails the call (503: another try may answer well)."""
     if isinstance(event, FunctionCall) and event.name in strict:
         try:
             check_arguments(event, tools)
         except ValueError as exc:
-            raise InvalidArgument(f"the model broke a strict function's schema: {exc}") from None
-
-
-def _sse(data: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(data) + b"\n\n"
+            raise Unavailable(f"the model broke a strict function's schema: {exc}") from None
 
 
 async def _chunks(
@@ -101,23 +100,48 @@ async def _chunks(
     tools: list[dict[str, Any]],
     gauge: Any,
 ) -> AsyncIterator[bytes]:
+    """The stream's `data:` frames. A task makes them as the call's events come; the response
+    sends whatever is made when the client can take more as one write, so a fast upstream's
+    chunks go out in a few writes (each write passes every middleware), a slow one's as soon
+    as each is made. Frames wait for a slow client in memory: at most the whole answer."""
+    frames: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    def put(data: dict[str, Any]) -> None:
+        frames.put_nowait(b"data: " + orjson.dumps(data) + b"\n\n")
+
+    async def make() -> None:
+        try:
+            put(answer.chunk({"role": "assistant", "content": ""}, usage=include_usage))
+            async for event in call.events:
+                delta = answer.add(event)
+                _check_strict(event, strict, tools)
+                if delta is not None:
+                    put(answer.chunk(delta, usage=include_usage))
+            put(answer.chunk({}, answer.finish_reason, usage=include_usage))
+            if include_usage:
+                put(answer.chunk(None, usage=True))
+        except Exception as exc:
+            put(_stream_error(exc))
+        finally:
+            await call.close()  # the call's accounting, however it ended
+        frames.put_nowait(b"data: [DONE]\n\n")
+        frames.put_nowait(None)
+
     gauge.inc()
+    task = asyncio.create_task(make())
     try:
-        yield _sse(answer.chunk({"role": "assistant", "content": ""}, usage=include_usage))
-        async for event in call.events:
-            delta = answer.add(event)
-            _check_strict(event, strict, tools)
-            if delta is not None:
-                yield _sse(answer.chunk(delta, usage=include_usage))
-        yield _sse(answer.chunk({}, answer.finish_reason, usage=include_usage))
-        if include_usage:
-            yield _sse(answer.chunk(None, usage=True))
-    except Exception as exc:
-        yield _sse(_stream_error(exc))
+        ended = False
+        while not ended:
+            batch = [await frames.get()]
+            while not frames.empty():
+                batch.append(frames.get_nowait())
+            ended = batch[-1] is None
+            yield b"".join(frame for frame in batch if frame is not None)
     finally:
         gauge.dec()
-        await call.events.aclose()
-    yield b"data: [DONE]\n\n"
+        task.cancel()  # the client went away: the call stops
+        await asyncio.gather(task, return_exceptions=True)
+        await call.close()  # also when `make` never began
 
 
 def _stream_error(exc: Exception) -> dict[str, Any]:

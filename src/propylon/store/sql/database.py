@@ -13,6 +13,7 @@ Either way a write that fails, its COMMIT included, is rolled back.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
@@ -30,10 +31,16 @@ Dialect = Literal["sqlite", "postgresql"]
 
 def async_url(url: str) -> str:
     """`url` with the asyncio driver this store runs on: psycopg 3 for PostgreSQL, aiosqlite
-    for SQLite. Raises ValueError for another kind of database."""
+    for SQLite. Raises ValueError for another kind of database, or PostgreSQL without its
+    driver installed."""
     sync = migrate.sync_url(url)
     if sync.startswith("sqlite://"):
         return "sqlite+aiosqlite://" + sync.removeprefix("sqlite://")
+    if importlib.util.find_spec("psycopg") is None:
+        raise ValueError(
+            "a PostgreSQL `database_url` needs the `distributed` extra "
+            "(pip install 'propylon[distributed]')"
+        )
     return sync  # postgresql+psycopg: one driver for both
 
 
