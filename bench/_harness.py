@@ -24,8 +24,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(config: str = "", cpu: int | None = None) -> tuple[subprocess.Popen[bytes], str, float]:
-    """Start the server; return (process, base url, seconds until its first answered create)."""
+def start(
+    config: str = "", cpu: int | None = None, database_url: str | None = None
+) -> tuple[subprocess.Popen[bytes], str, float]:
+    """Start the server; return (process, base url, seconds until its first answered create).
+    `database_url`: `--database-url` (`{data_dir}` in it: the server's fresh data dir)."""
     data_dir = Path(tempfile.mkdtemp(prefix="propylon-bench-"))
     (data_dir / "propylon.toml").write_text(config)
     port = free_port()
@@ -41,6 +44,8 @@ def start(config: str = "", cpu: int | None = None) -> tuple[subprocess.Popen[by
         "--config",
         str(data_dir / "propylon.toml"),
     ]
+    if database_url is not None:
+        command += ["--database-url", database_url.replace("{data_dir}", str(data_dir))]
     if cpu is not None:
         command = ["taskset", "-c", str(cpu), *command]
     began = time.perf_counter()

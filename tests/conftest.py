@@ -2,8 +2,8 @@
 file, driven over HTTP by the google-genai SDK and plain HTTP clients.
 
 `PROPYLON_TEST_DATABASE=postgresql`: the servers (and the `propylon` commands the tests run)
-keep their state in PostgreSQL instead (tests/postgres.py): a fresh database per test module,
-set as `PROPYLON_DATABASE_URL` while the module runs, and one for the session's `server`."""
+keep their state in PostgreSQL instead: one database per data dir, made on first use and
+dropped when the session ends (`postgresql_databases` below)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -112,8 +113,12 @@ def start_server(
 ) -> Server:
     """Start `propylon serve` and wait until it answers /healthz (or fail after 60 s).
     With `log`, the server's stderr (its log lines) goes to that file. `database_url`: where
-    its state is; default `PROPYLON_DATABASE_URL` if set, else the SQLite file in `data_dir`."""
-    database_url = database_url or os.environ.get("PROPYLON_DATABASE_URL")
+    its state is; default: under `PROPYLON_TEST_DATABASE=postgresql` the data dir's database,
+    else the SQLite file in `data_dir`."""
+    if database_url is None and TEST_DATABASE == "postgresql":
+        from tests.postgres import database_for
+
+        database_url = database_for(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     config_file = data_dir / "propylon.toml"
     config_file.write_text(config)
@@ -157,44 +162,36 @@ def stop_server(server: Server) -> None:
         server.process.kill()
 
 
-@contextmanager
-def _test_database() -> Iterator[str | None]:
-    """A fresh PostgreSQL database under `PROPYLON_TEST_DATABASE=postgresql`, else None."""
+@pytest.fixture(scope="session", autouse=True)
+def postgresql_databases() -> Iterator[None]:
+    """Under `PROPYLON_TEST_DATABASE=postgresql`: each data dir's processes get a database of
+    their own (tests/postgres.py `database_for`, through tests/pg_site/sitecustomize.py);
+    every one is dropped when the session ends."""
     if TEST_DATABASE != "postgresql":
-        yield None
+        yield
         return
-    from tests.postgres import fresh_database
+    from tests.postgres import PREFIX_VARIABLE, drop_databases
 
-    with fresh_database() as url:
-        yield url
-
-
-@pytest.fixture(scope="module", autouse=True)
-def module_database() -> Iterator[str | None]:
-    """The database of the module's servers and commands (see the module's docstring)."""
-    with _test_database() as url:
-        if url is None:
-            yield None
-            return
-        os.environ["PROPYLON_DATABASE_URL"] = url
-        try:
-            yield url
-        finally:
-            del os.environ["PROPYLON_DATABASE_URL"]
+    prefix = f"propylon_test_{uuid.uuid4().hex[:8]}_"
+    site = str(Path(__file__).with_name("pg_site"))
+    saved = {name: os.environ.get(name) for name in (PREFIX_VARIABLE, "PYTHONPATH")}
+    os.environ[PREFIX_VARIABLE] = prefix
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [site, saved["PYTHONPATH"]]))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        drop_databases(prefix)
 
 
 @pytest.fixture(scope="session")
-def session_database() -> Iterator[str | None]:
-    with _test_database() as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
-def server(
-    tmp_path_factory: pytest.TempPathFactory, session_database: str | None
-) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     config = CONFIG + (EMBEDDED_CONFIG if EMBEDDED else "")
-    running = start_server(tmp_path_factory.mktemp("propylon"), config, None, session_database)
+    running = start_server(tmp_path_factory.mktemp("propylon"), config)
     yield running
     stop_server(running)
 

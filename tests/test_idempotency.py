@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import os
-import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
@@ -98,11 +97,10 @@ def test_concurrent_same_key_creates_under_writer_load(server: Server, upstream:
     assert len({a.json()["id"] for a in answers}) == 1
     assert {a.json()["status"] for a in answers} == {"completed"}
     assert _calls(upstream, run) == 1
-    with sqlite3.connect(server.database) as conn:
-        rows = conn.execute(
-            "SELECT count(*) FROM interactions WHERE input = ?", (f'"id={run} primary=ok"',)
-        ).fetchone()[0]
-    assert rows == 1  # one interaction stored
+    rows = server.query(
+        "SELECT count(*) FROM interactions WHERE input = ?", (f'"id={run} primary=ok"',)
+    )
+    assert rows == [(1,)]  # one interaction stored
 
 
 # google-genai 3.4.0 refuses `create(idempotency_key=...)` (a TypeError pointing at
@@ -153,12 +151,10 @@ def test_bad_idempotency_keys_are_400_naming_the_field(
 ) -> None:
     client = server.client()
     run = uuid.uuid4().hex[:10]
-    with sqlite3.connect(server.database) as conn:
-        before = conn.execute("SELECT count(*) FROM interactions").fetchone()[0]
+    before = server.rows()[0]
     with pytest.raises(errors.BadRequestError) as caught:
         client.interactions.create(model="counted", input=f"id={run} primary=ok", **extra)
     assert caught.value.body["error"]["code"] == "invalid_request"
     assert mentions in caught.value.body["error"]["message"]
     assert _calls(upstream, run) == 0
-    with sqlite3.connect(server.database) as conn:
-        assert conn.execute("SELECT count(*) FROM interactions").fetchone()[0] == before
+    assert server.rows()[0] == before

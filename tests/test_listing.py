@@ -14,11 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy
 from google import genai
 from google.genai import types
 
 from propylon.store.listing import ListQuery
-from propylon.store.sqlite_listing import listing_sql
+from propylon.store.migrate import sync_url
+from propylon.store.queries import listing_sql
 from tests.conftest import Server, start_server, stop_server, wait_for
 from tests.test_tenancy import _new_key
 
@@ -277,13 +279,28 @@ def _page_at(server: Server, key: str, path: str) -> list[dict[str, Any]]:
 
 def test_the_listing_is_served_by_an_index(server: Server) -> None:
     """The query of a tenant's page after a page token walks an index in order: no sort of
-    the table, whatever its size (the store's own SQL, explained by SQLite)."""
+    the table, whatever its size (the store's own SQL, explained by its database)."""
     query = ListQuery(tenant="acme", limit=11, after=("2026-01-01T00:00:00Z", "v1_x"))
-    sql, params = listing_sql(query)
-    with sqlite3.connect(server.database) as conn:
-        plan = " ".join(str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
-    assert "INDEX interactions_tenant_created_id" in plan, plan
-    assert "TEMP B-TREE" not in plan, plan
+    if server.database_url is None:
+        sql, params = listing_sql(query, sqlite=True)
+        with sqlite3.connect(server.database) as conn:
+            rows = conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+            plan = " ".join(str(row[-1]) for row in rows)
+        assert "INDEX interactions_tenant_created_id" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+        return
+    # PostgreSQL: the planner would scan a table this small; asked not to, it must not sort
+    engine = sqlalchemy.create_engine(sync_url(server.database_url))
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SET enable_seqscan = off"))
+            named_sql, named = listing_sql(query, sqlite=False)
+            rows = conn.execute(sqlalchemy.text(f"EXPLAIN {named_sql}"), named)
+            plan = " ".join(str(row[0]) for row in rows)
+    finally:
+        engine.dispose()
+    assert "interactions_tenant_created_id" in plan, plan
+    assert "Sort" not in plan, plan
 
 
 def test_a_running_interaction_is_listed_as_get_shows_it(

@@ -151,6 +151,27 @@ def test_an_idempotency_key_is_claimed_with_its_row(open_backend: Opener) -> Non
     asyncio.run(scenario())
 
 
+def test_a_write_that_fails_part_way_leaves_nothing_and_the_store_goes_on(
+    open_backend: Opener,
+) -> None:
+    """A create whose row cannot be inserted (its id is taken) after its key was claimed in
+    the same transaction: the claim is rolled back with it, and the next writes succeed."""
+
+    async def scenario() -> None:
+        async with open_backend() as s:
+            store = s.store
+            await store.create(_record("v1_taken"), _events(1, 1))
+            claim = IdempotencyClaim("acme/k", "hash", time.time() + 60)
+            with pytest.raises(Exception, match="(?i)unique|duplicate"):
+                await store.create(_record("v1_taken", claim=claim), _events(1, 1))
+            assert await store.find_idempotency_key("acme/k", time.time()) is None
+            assert [e.seq for e in await store.read_events("v1_taken", 0, 10)] == [1]
+            await store.create(_record("v1_next", claim=claim), _events(1, 1))
+            assert await store.find_idempotency_key("acme/k", time.time()) == ("hash", "v1_next")
+
+    asyncio.run(scenario())
+
+
 def test_two_processes_claiming_one_key_at_once_write_one_interaction(
     open_backend: Opener,
 ) -> None:

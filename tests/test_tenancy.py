@@ -4,7 +4,6 @@ and plain HTTP against the real server."""
 from __future__ import annotations
 
 import re
-import sqlite3
 import subprocess
 import sys
 import time
@@ -96,13 +95,12 @@ def server(data_dir: Path, keys: dict[str, tuple[str, str]]) -> Iterator[Server]
 
 
 def test_keys_are_stored_hashed_and_listed_without_secrets(
-    data_dir: Path, keys: dict[str, tuple[str, str]]
+    data_dir: Path, keys: dict[str, tuple[str, str]], server: Server
 ) -> None:
     listing = _cli(data_dir, "keys", "list")
     for key_id, secret in keys.values():
         assert key_id in listing and secret not in listing
-    with sqlite3.connect(data_dir / "propylon.db") as conn:
-        stored = "".join(str(row) for row in conn.execute("SELECT * FROM api_keys"))
+    stored = "".join(str(row) for row in server.query("SELECT * FROM api_keys"))
     assert all(secret not in stored for _, secret in keys.values())
 
 

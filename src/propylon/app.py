@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -31,25 +29,17 @@ from propylon.api.limits import BodyLimitMiddleware
 from propylon.api.openai import chat as openai_chat
 from propylon.api.openai import embeddings as openai_embeddings
 from propylon.api.openai import responses as openai_responses
-from propylon.bus import bus_for
 from propylon.config import Settings
 from propylon.gateway.registry import ModelRegistry
-from propylon.jobs.webhooks import DeliveryWorker
 from propylon.observability import Metrics, MetricsMiddleware
-from propylon.outbound import OutboundPolicy
-from propylon.providers.google_interactions import GoogleInteractions
+from propylon.runtime import build_runtime
 from propylon.service.agents import AgentService
 from propylon.service.generate import GenerateService
-from propylon.service.idempotency import Idempotency
-from propylon.service.interactions import InteractionService
-from propylon.service.ledger import Ledger
 from propylon.service.listing import ListingService
 from propylon.service.responses import ResponseService
 from propylon.service.retention import purge_expired
 from propylon.service.stateless import StatelessCalls
-from propylon.service.webhooks import WebhookService, new_secret
 from propylon.store.base import Store
-from propylon.store.stores import open_stores
 
 __all__ = ["create_app"]
 
@@ -77,75 +67,21 @@ async def _metrics(request: Request) -> Response:
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def _generated_secret(data_dir: Path) -> str:
-    """The data dir's own signing secret for `webhook_config.uris` deliveries (made once)."""
-    path = data_dir / "webhook_secret"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(new_secret())
-    return path.read_text().strip()
-
-
-def _env_key(variable: str | None) -> str | None:
-    """An upstream API key from the environment. Raises ValueError when it is not set."""
-    if variable is None:
-        return None
-    value = os.environ.get(variable)
-    if not value:
-        raise ValueError(f"environment variable `{variable}` is not set")
-    return value
-
-
 def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starlette:
     """The ASGI app for `settings`. `models` defaults to the registry the settings describe.
 
     Raises ValueError when the model settings are inconsistent (for example a name used twice).
     """
     models = models or ModelRegistry.from_settings(settings)
-    stores = open_stores(settings.database_url, settings.database_path)
+    runtime = build_runtime(settings, models, "serve")
+    stores, service, metrics = runtime.stores, runtime.service, runtime.metrics
     store, ledger, custom_agents = stores.store, stores.ledger, stores.agents
-    metrics = Metrics()
-    outbound = OutboundPolicy.from_settings(settings)
-    webhooks = WebhookService(
-        store, outbound, settings.webhook_secret or _generated_secret(settings.data_dir)
-    )
-    worker = DeliveryWorker(
-        store,
-        webhooks.uris_secret_of,
-        max_attempts=settings.webhook_max_attempts,
-        backoff=settings.webhook_retry_initial_seconds,
-        disable_after=settings.webhook_disable_after_failures,
-        timeout=settings.webhook_timeout_seconds,
-        policy=outbound,
-    )
-    agents = {
-        agent.name: GoogleInteractions(
-            agent.base_url,
-            _env_key(agent.api_key_env),
-            agent.timeout_seconds,
-            settings.upstream_max_line_bytes,
-        )
-        for agent in settings.agents
-    }
-    service = InteractionService(
-        store,
-        bus_for(settings.redis_url, settings.stream_buffer_events),
-        models,
-        settings,
-        ledger=Ledger(ledger, settings),
-        idempotency=Idempotency(store, settings.idempotency_window_seconds),
-        webhooks=webhooks,
-        on_outbox=worker.wake,
-        metrics=metrics,
-        agents=agents,
-        custom_agents=custom_agents,
-    )
+    webhooks, worker, agents = runtime.webhooks, runtime.deliveries, runtime.agents
+    distributed = runtime.jobs is not None
     # Stateless calls (Chat Completions, embeddings) share the interactions' quotas and ledger.
     stateless = StatelessCalls(models, service.quotas, service.ledger, metrics)
     metrics.queue_depth.set_function(service.jobs.waiting)
     metrics.watch_model_processes(lambda: service.models.model_processes())
-    retired: list[ModelRegistry] = []
 
     def reload_models() -> None:
         """SIGHUP: re-read the config file's models, retry and breaker settings and route new
@@ -159,7 +95,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         except Exception as exc:  # a bad edit must not take the server down
             logger.error("config reload failed, keeping the current models: %s", exc)
             return
-        retired.append(service.models)
+        runtime.retire(service.models)
         service.models = stateless.models = app.state.models = registry
         logger.warning("config reloaded: serving %s", ", ".join(m.name for m in registry.models))
 
@@ -173,13 +109,16 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await store.open()
+        await runtime.open()
         await auth.start()  # keys required or not: decided here, from settings and store
-        worker.start()
+        if not distributed:  # else workers deliver (jobs/worker.py)
+            worker.start()
         loop = asyncio.get_running_loop()
         with contextlib.suppress(ValueError, RuntimeError):  # only the main thread has signals
             loop.add_signal_handler(signal.SIGHUP, reload_models)
-        requeued, closed = await service.recover()
+        # Several processes: what a dead one left is the reconciler's (jobs/reconciler.py),
+        # never closed here: another process may be running it.
+        requeued, closed = (0, 0) if distributed else await service.recover()
         if requeued or closed:
             logger.warning(
                 "recovered the runs the last stop interrupted: %d re-queued, %d closed as failed",
@@ -194,13 +133,8 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGHUP)
             await service.shutdown()
-            await service.bus.aclose()
             await worker.stop()
-            for registry in (*retired, service.models):
-                await registry.close()
-            for agent in agents.values():
-                await agent.close()
-            await store.close()
+            await runtime.close()
 
     api = [
         *interactions.routes,

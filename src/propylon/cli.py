@@ -44,6 +44,9 @@ DatabaseOption = Annotated[
         "[default: the SQLite file in the data dir]."
     ),
 ]
+RedisOption = Annotated[
+    str | None, typer.Option(help="Redis shared by several processes: redis://HOST:PORT/N.")
+]
 
 
 @app.callback()
@@ -168,9 +171,7 @@ def serve(
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
     database_url: DatabaseOption = None,
-    redis_url: Annotated[
-        str | None, typer.Option(help="Redis shared by several processes: redis://HOST:PORT/N.")
-    ] = None,
+    redis_url: RedisOption = None,
 ) -> None:
     """Serve the Interactions API. On SQLite, refuses to start (exit code 1) while another
     server holds the data dir; on PostgreSQL, several servers share the database."""
@@ -254,6 +255,41 @@ def _redacted(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # not parseable: say nothing of it
         return "(unparseable URL)"
+
+
+@app.command()
+def worker(
+    database_url: DatabaseOption = None,
+    redis_url: RedisOption = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(help="Background runs at once [default: `worker_concurrency`, 8].", min=1),
+    ] = None,
+) -> None:
+    """Run queued background interactions, webhook deliveries and the reconciler, from a
+    PostgreSQL database several `propylon serve` processes share. Graceful on SIGTERM: the
+    runs under way have `shutdown_timeout_seconds` to finish, the rest go back to the queue."""
+    from propylon.jobs.worker import run_worker
+
+    settings = _settings(
+        config,
+        data_dir=data_dir,
+        database_url=database_url,
+        redis_url=redis_url,
+        worker_concurrency=concurrency,
+    )
+    if not _shared(settings):
+        typer.echo("propylon: `worker` needs a PostgreSQL `--database-url`", err=True)
+        raise typer.Exit(2)
+    _configure_logging(settings)
+    _configure_tracing(settings)
+    try:
+        asyncio.run(run_worker(settings, settings.worker_concurrency))
+    except ValueError as exc:
+        typer.echo(f"propylon: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()

@@ -348,6 +348,33 @@ class Settings(BaseSettings):
         ge=1,
         description="Background interactions run at once; more wait with status `queued`.",
     )
+    worker_concurrency: int = Field(
+        default=8,
+        ge=1,
+        description="With `database_url` on PostgreSQL: background runs one `propylon worker` "
+        "runs at once (`--concurrency`).",
+    )
+    heartbeat_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="With PostgreSQL: how often each `serve` and `worker` process records that "
+        "it is alive.",
+    )
+    stale_after_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="With PostgreSQL: a process whose last heartbeat is older is taken for dead: "
+        "its background runs go to another worker, its foreground runs end `failed` "
+        "(`interrupted`). Keep it several `heartbeat_seconds`.",
+    )
+    reconcile_seconds: int = Field(
+        default=10,
+        ge=1,
+        le=59,
+        description="With PostgreSQL: the period of the reconciler (a periodic job that one "
+        "worker runs): it re-queues unfinished background runs with no live job, takes over "
+        "the jobs of dead workers and ends the foreground runs of dead `serve` processes.",
+    )
     idempotency_window_seconds: float = Field(
         default=86400.0,
         gt=0,

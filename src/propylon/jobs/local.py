@@ -18,6 +18,8 @@ logger = logging.getLogger("propylon.jobs")
 class LocalQueue:
     """Runs jobs as tasks; `concurrency` of them at once, the rest wait by priority."""
 
+    transactional = False
+
     def __init__(self, handler: Handler, concurrency: int) -> None:
         self._handler = handler
         self._concurrency = concurrency
@@ -35,9 +37,11 @@ class LocalQueue:
         """Jobs queued for a worker (the queue depth)."""
         return len(self._gates)
 
-    def submit(self, interaction_id: str, priority: int = 1) -> None:
+    async def submit(self, interaction_id: str, priority: int = 1) -> None:
         """Queue the job; it starts when a slot is free and no job of a lower `priority`
         number (or of the same, submitted earlier) is waiting."""
+        if interaction_id in self._tasks:
+            return
         gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._gates[interaction_id] = gate
         heapq.heappush(self._heap, (priority, next(self._order), interaction_id))
@@ -76,11 +80,12 @@ class LocalQueue:
             self._running -= 1
             self._dispatch()
 
-    def cancel(self, interaction_id: str) -> bool:
+    async def cancel(self, interaction_id: str) -> bool:
         task = self._tasks.get(interaction_id)
         if task is None:
             return False
         task.cancel()
+        await self.wait(interaction_id)
         return True
 
     async def wait(self, interaction_id: str) -> None:

@@ -78,10 +78,25 @@ class DeliveryWorker:
         self._session: aiohttp.ClientSession | None = None
 
     def start(self) -> None:
-        self._session = client_session(
-            self.policy, timeout=aiohttp.ClientTimeout(total=self.timeout)
-        )
+        """Deliver in a loop of this process (the embedded deployment)."""
+        self._open()
         self._task = asyncio.create_task(self._loop())
+
+    def _open(self) -> None:
+        if self._session is None:
+            self._session = client_session(
+                self.policy, timeout=aiohttp.ClientTimeout(total=self.timeout)
+            )
+
+    async def deliver_due(self) -> int:
+        """One pass: send every delivery due now, in batches. Returns how many were tried
+        (a worker's delivery job, jobs/worker.py)."""
+        self._open()
+        tried = 0
+        while due := await self.store.due_deliveries(time.time(), 50):
+            await asyncio.gather(*(self._deliver(d) for d in due))
+            tried += len(due)
+        return tried
 
     def wake(self) -> None:
         """New deliveries were queued: look now rather than at the next poll."""
@@ -98,10 +113,7 @@ class DeliveryWorker:
     async def _loop(self) -> None:
         while True:
             try:
-                due = await self.store.due_deliveries(time.time(), 50)
-                if due:
-                    await asyncio.gather(*(self._deliver(d) for d in due))
-                    continue
+                await self.deliver_due()
             except Exception:
                 logger.exception("webhook delivery loop failed; retrying")
             self._wake.clear()

@@ -11,6 +11,12 @@ Exactly one terminal event: once `interaction.completed` is emitted the log refu
 more. A write that fails ends the log: what can be stored is, then an `error` event and a
 `failed` end continue the stored log (not the lost batch); when not even that can be written,
 the log is `failure`d and its readers are woken to end their streams with that error.
+
+Fencing: a stored log written under a run epoch (`StoredLog(epoch=...)`, see
+`InteractionStore.claim_run`) appends only while the run is still its own. Once another
+process has taken the run over (or ended it), an append is refused: the log is `fenced`, it
+closes without writing anything more (the run's new owner writes its end), and the run's
+later events are dropped.
 """
 
 from __future__ import annotations
@@ -27,9 +33,15 @@ from propylon.domain.events import COMPLETED, ERROR, STATUS_UPDATE, Event, is_te
 from propylon.domain.projection import Projection
 from propylon.domain.usage import Usage
 from propylon.errors import InvalidArgument, PropylonError, Unavailable
-from propylon.store.base import Delivery, InteractionRecord, Snapshot, Store
+from propylon.store.base import (
+    Delivery,
+    IdempotencyConflict,
+    InteractionRecord,
+    Snapshot,
+    Store,
+)
 
-__all__ = ["EventLog", "MemoryLog", "OnTerminal", "StoredLog"]
+__all__ = ["EventLog", "Fenced", "MemoryLog", "OnTerminal", "StoredLog"]
 
 logger = logging.getLogger("propylon.runner")
 
@@ -37,6 +49,11 @@ _PAGE = 500  # events per read when a failed log re-reads what it has stored
 
 # The webhook deliveries an ending run enqueues (written with its terminal event).
 OnTerminal = Callable[[InteractionRecord], Awaitable[list[Delivery]]]
+
+
+class Fenced(Exception):
+    """An append was refused: the run's epoch is no longer the stored one (another process
+    took the run over), or the run has already ended."""
 
 
 class EventLog(ABC):
@@ -60,6 +77,8 @@ class EventLog(ABC):
         self._closed = self.projection.ended
         self._failure: dict[str, str] | None = None
         self._cause: BaseException | None = None
+        self.fenced = False  # an append was refused: the run is no longer this log's
+        self._lost: IdempotencyConflict | None = None  # its create lost its idempotency key
 
     @property
     def interaction_id(self) -> str:
@@ -118,8 +137,10 @@ class EventLog(ABC):
         a write failure). A cancel that lands meanwhile is raised once the write in flight is
         done: a task never stops with its log half-written.
 
-        Raises InvalidArgument when the interaction cannot be stored at all (its request cannot
-        be encoded, say), Unavailable when the store failed even to take the log's end."""
+        Raises IdempotencyConflict when the interaction's row was not written because another
+        holds its idempotency key (another process claimed it first), InvalidArgument when the
+        interaction cannot be stored at all (its request cannot be encoded, say), Unavailable
+        when the store failed even to take the log's end."""
         interrupted: asyncio.CancelledError | None = None
         while self._flusher is not None and not self._flusher.done():
             try:
@@ -128,6 +149,8 @@ class EventLog(ABC):
                 interrupted = exc
         if interrupted is not None:
             raise interrupted
+        if self._lost is not None:
+            raise self._lost
         if self._failure is not None:
             raise self._failure_error()
 
@@ -149,12 +172,27 @@ class EventLog(ABC):
             batch, self._pending = self._pending, []
             try:
                 await self._persist(batch)
+            except Fenced:
+                self._fence()
+                return
+            except IdempotencyConflict as lost:  # nothing was written: the key is another's
+                self._closed, self._pending, self._lost = True, [], lost
+                return
             except Exception as exc:
                 if not await self._salvage(batch):
                     await self._fail(exc)
                     return
                 continue
             self._bus.publish(self.record.id, batch)
+
+    def _fence(self) -> None:
+        """The run was taken over: write nothing more (its new owner ends it)."""
+        logger.warning(
+            "interaction %s: an append was refused (the run was taken over or has ended)",
+            self.record.id,
+        )
+        self.fenced = self._closed = True
+        self._pending = []
 
     async def _salvage(self, batch: list[Event]) -> bool:
         """After a failed batch: write its events one at a time (a transient failure, or one
@@ -164,6 +202,9 @@ class EventLog(ABC):
         for event in batch:
             try:
                 await self._persist([event])
+            except Fenced:
+                self._fence()
+                return True
             except Exception:
                 return False
             self._bus.publish(self.record.id, [event])
@@ -190,6 +231,9 @@ class EventLog(ABC):
                 self._fold(COMPLETED, {"interaction": self.summary("failed")}),
             ]
             await self._persist(end)
+        except Fenced:
+            self._fence()
+            return
         except Exception as again:
             logger.error("interaction %s ended without a stored end: %s", self.record.id, again)
             self._failure, self._cause = error, again
@@ -246,13 +290,17 @@ class StoredLog(EventLog):
         existing: Projection | None = None,
         on_terminal: OnTerminal | None = None,
         on_outbox: Callable[[], None] | None = None,
+        epoch: int | None = None,
     ) -> None:
         """`on_terminal`: the webhook deliveries an ending run enqueues, written with its
-        terminal event; `on_outbox` is called once they are committed."""
+        terminal event; `on_outbox` is called once they are committed. `epoch`: the run
+        epoch this log writes under (appends are fenced on it); None: the record's own (a
+        new interaction's first epoch, or the one it was read with)."""
         super().__init__(record, bus, existing, on_terminal)
         self._store = store
         self._on_outbox = on_outbox
         self._created = existing is not None
+        self.epoch = record.run_epoch if epoch is None else epoch
 
     async def read_events(self, interaction_id: str, after_seq: int, limit: int) -> list[Event]:
         return await self._store.read_events(interaction_id, after_seq, limit)
@@ -260,21 +308,28 @@ class StoredLog(EventLog):
     async def _persist(self, batch: list[Event]) -> None:
         record, projection = self.record, self.projection
         terminal = is_terminal_event(batch[-1])
+        # what the record said before: put back when the write fails, so the next batch's
+        # snapshot (a salvage, or the failed end) does not carry an end that was not stored
+        prior = (record.status, record.steps, record.usage, record.errors, record.updated)
         for event in batch:
             if event.type == STATUS_UPDATE:
                 record.status = event.data["status"]
         deliveries: list[Delivery] = []
-        if terminal:  # the snapshot and the outbox go in the terminal event's transaction
-            record.status, record.steps = projection.status, projection.steps
-            record.usage, record.errors = projection.usage, projection.errors
-            record.updated = now()
-            if self._on_terminal is not None:
-                deliveries = await self._on_terminal(record)
-        if not self._created:
-            await self._store.create(record, batch, deliveries)
-            self._created = True
-        else:
-            await self._append(batch, terminal, deliveries)
+        try:
+            if terminal:  # the snapshot and the outbox go in the terminal event's transaction
+                record.status, record.steps = projection.status, projection.steps
+                record.usage, record.errors = projection.usage, projection.errors
+                record.updated = now()
+                if self._on_terminal is not None:
+                    deliveries = await self._on_terminal(record)
+            if not self._created:
+                await self._store.create(record, batch, deliveries)
+                self._created = True
+            else:
+                await self._append(batch, terminal, deliveries)
+        except BaseException:
+            record.status, record.steps, record.usage, record.errors, record.updated = prior
+            raise
         if deliveries and self._on_outbox is not None:
             self._on_outbox()
 
@@ -285,4 +340,5 @@ class StoredLog(EventLog):
             snapshot.steps, snapshot.usage = record.steps, record.usage
             snapshot.errors, snapshot.cost_usd = record.errors, record.cost_usd
             snapshot.deliveries = deliveries
-        await self._store.append(record.id, batch, snapshot)
+        if not await self._store.append_fenced(record.id, self.epoch, batch, snapshot):
+            raise Fenced(record.id)

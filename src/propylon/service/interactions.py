@@ -26,6 +26,7 @@ from propylon.domain.usage import Usage
 from propylon.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from propylon.gateway.registry import ModelRegistry
 from propylon.gateway.router import CallRecord
+from propylon.jobs.base import JobQueue
 from propylon.jobs.local import LocalQueue
 from propylon.observability import Metrics, traced_run
 from propylon.outbound import OutboundPolicy
@@ -146,7 +147,8 @@ class InteractionService:
         self.models = models
         self.settings = settings
         self.keepalive = settings.stream_keepalive_seconds
-        self.jobs = LocalQueue(self.execute, settings.background_workers)
+        # the in-process queue; a distributed deployment puts procrastinate's here (app.py)
+        self.jobs: JobQueue = LocalQueue(self.execute, settings.background_workers)
         self._foreground: dict[str, asyncio.Task[None]] = {}
         self._callers: dict[str, Caller] = {}  # runs under way: whose tokens to count
         self._live: dict[str, EventLog] = {}  # runs under way here, by interaction id
@@ -245,7 +247,8 @@ class InteractionService:
             await self._stored(log)
             # stream=true: the creator reads the run's log; leaving stops the reading only.
             tail = self._tail(record.id) if request.stream else None
-            self.jobs.submit(record.id, queue_priority(request.service_tier))
+            if not self.jobs.transactional:  # else its job was deferred with its row
+                await self.jobs.submit(record.id, queue_priority(request.service_tier))
             if tail is not None:
                 return Created(events=tail, interaction_id=record.id)
             return Created(
@@ -393,13 +396,25 @@ class InteractionService:
         return task
 
     async def execute(self, interaction_id: str) -> None:
-        """Run a stored background interaction (the job queue's handler): rebuild its turn from
-        the store and continue its log. A turn that can no longer be planned (its model was
-        removed, say) ends `failed`."""
+        """Run a stored background interaction (the job queue's handler): take the run over
+        (a new run epoch: whoever ran it before can no longer write), rebuild its turn from
+        the store and continue its log. A run taken over after it had produced steps (its
+        worker died or stopped) ends `failed` with code `interrupted`; a turn that can no
+        longer be planned (its model was removed, say) ends `failed`."""
+        epoch = await self.store.claim_run(interaction_id)
+        if epoch is None:
+            return  # deleted or finished meanwhile: never run twice
         record = await self.store.get(interaction_id)
         if record is None or lifecycle.is_terminal(record.status):
-            return  # deleted or finished meanwhile: never run twice
-        log = self._log(record, existing=await reading.fold(self.store, interaction_id))
+            return
+        projection = await reading.fold(self.store, interaction_id)
+        log = self._log(record, existing=projection, epoch=epoch)
+        if projection.steps:  # it was under way elsewhere: no step is run twice
+            await self.ledger.charge(interaction_id)  # as after a restart: its reservation
+            finish_unstarted(log, "failed", _INTERRUPTED)
+            await log.drain()
+            return
+        self.ledger.adopt(interaction_id)  # its end here settles its reservation
         try:
             request = request_of(record)  # a value an older version stored may be refused now
             planned = await plan(
@@ -553,17 +568,32 @@ class InteractionService:
         return to_resource(record, include_input_steps=include_input_steps)
 
     async def _end_cancelled(self, interaction_id: str, caller: Caller) -> InteractionRecord:
-        """Stop the run (its log ends it `cancelled`, unless it ended first) and wait until
-        its log is written; a run that had not begun is ended here."""
-        if self.jobs.cancel(interaction_id):
-            await self.jobs.wait(interaction_id)
+        """Stop the run wherever it runs (its log ends it `cancelled`, unless it ended first)
+        and wait until its log is written; a run that had not begun, or did not stop in the
+        queue's bounded wait, is taken over and ended here."""
+        await self.jobs.cancel(interaction_id)
         record = await self._record(interaction_id, caller)
-        if not lifecycle.is_terminal(record.status):  # cancelled before its run began
-            log = self._log(record, existing=await reading.fold(self.store, interaction_id))
-            finish_unstarted(log, "cancelled")
-            await log.drain()
+        if not lifecycle.is_terminal(record.status):  # it had not begun, or did not stop
+            await self.close_run(interaction_id, "cancelled")
             record = await self._record(interaction_id, caller)
         return record
+
+    async def close_run(
+        self, interaction_id: str, status: str, error: dict[str, str] | None = None
+    ) -> bool:
+        """Take an unfinished run over (a new run epoch: its old writer is fenced out) and end
+        it with `status` (and an `error` event). False when it had ended or was deleted
+        first (nothing written)."""
+        epoch = await self.store.claim_run(interaction_id)
+        record = await self.store.get(interaction_id) if epoch is not None else None
+        if epoch is None or record is None:
+            return False
+        log = self._log(
+            record, existing=await reading.fold(self.store, interaction_id), epoch=epoch
+        )
+        finish_unstarted(log, status, error)
+        await log.drain()
+        return not log.fenced
 
     async def delete(self, interaction_id: str, caller: Caller) -> None:
         """Delete the interaction and its events, stopping a running one first.
@@ -573,8 +603,7 @@ class InteractionService:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        if self.jobs.cancel(interaction_id):
-            await self.jobs.wait(interaction_id)
+        await self.jobs.cancel(interaction_id)
         await self.ledger.settle(record)  # one that never ran (queued): at its cost so far
         if not await self.store.delete(interaction_id):
             raise NotFound(f"interaction `{interaction_id}` not found")
@@ -594,14 +623,13 @@ class InteractionService:
             projection = await reading.fold(self.store, interaction_id)
             if record.background and not projection.steps:
                 self.ledger.adopt(interaction_id)  # its run here settles its reservation
-                self.jobs.submit(interaction_id, queue_priority(record.request.get("service_tier")))
+                await self.jobs.submit(
+                    interaction_id, queue_priority(record.request.get("service_tier"))
+                )
                 requeued += 1
                 continue
             await self.ledger.charge(interaction_id)
-            log = self._log(record, existing=projection)
-            finish_unstarted(log, "failed", _INTERRUPTED)
-            await log.drain()
-            closed += 1
+            closed += await self.close_run(interaction_id, "failed", _INTERRUPTED)
         await self.ledger.recover(self.store.get)
         return requeued, closed
 
@@ -622,9 +650,15 @@ class InteractionService:
         await self.jobs.stop()
 
     def _log(
-        self, record: InteractionRecord, *, stored: bool = True, existing: Projection | None = None
-    ) -> EventLog:
-        """The log writer of `record` (store=false: kept in memory only)."""
+        self,
+        record: InteractionRecord,
+        *,
+        stored: bool = True,
+        existing: Projection | None = None,
+        epoch: int | None = None,
+    ) -> StoredLog | MemoryLog:
+        """The log writer of `record` (store=false: kept in memory only), appending under run
+        `epoch` (by default the record's)."""
         if not stored:
             return MemoryLog(record, self.bus, on_terminal=self._account)
         return StoredLog(
@@ -634,6 +668,7 @@ class InteractionService:
             existing=existing,
             on_terminal=self._ended,
             on_outbox=self.on_outbox,
+            epoch=epoch,
         )
 
     async def _ended(self, record: InteractionRecord) -> list[Delivery]:

@@ -4,19 +4,12 @@ sharing its one writer and its readers."""
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
-
-import orjson
 
 from propylon.store.agents import AgentRecord
+from propylon.store.queries import AGENT_COLUMNS, agent_of, dumps
 from propylon.store.sqlite import SQLiteStore
 
 __all__ = ["SQLiteAgentStore"]
-
-
-def _agent(row: tuple[Any, ...]) -> AgentRecord:
-    tenant, id_, definition, created = row
-    return AgentRecord(tenant, id_, orjson.loads(definition), created)
 
 
 class SQLiteAgentStore:
@@ -26,7 +19,7 @@ class SQLiteAgentStore:
         self._store = store
 
     async def create_agent(self, agent: AgentRecord) -> bool:
-        row = (agent.tenant, agent.id, orjson.dumps(agent.definition).decode(), agent.created)
+        row = (agent.tenant, agent.id, dumps(agent.definition), agent.created)
         return await self._store._write(
             lambda conn: (
                 conn.execute(
@@ -41,21 +34,21 @@ class SQLiteAgentStore:
     async def get_agent(self, tenant: str, agent_id: str) -> AgentRecord | None:
         def run(conn: sqlite3.Connection) -> AgentRecord | None:
             row = conn.execute(
-                "SELECT tenant, id, definition, created FROM agents WHERE tenant = ? AND id = ?",
+                f"SELECT {AGENT_COLUMNS} FROM agents WHERE tenant = ? AND id = ?",
                 (tenant, agent_id),
             ).fetchone()
-            return _agent(row) if row else None
+            return agent_of(row) if row else None
 
         return await self._store._read(run)
 
     async def list_agents(self, tenant: str, after: str | None, limit: int) -> list[AgentRecord]:
         def run(conn: sqlite3.Connection) -> list[AgentRecord]:
             rows = conn.execute(
-                "SELECT tenant, id, definition, created FROM agents "
+                f"SELECT {AGENT_COLUMNS} FROM agents "
                 "WHERE tenant = ? AND id > ? ORDER BY id LIMIT ?",
                 (tenant, after or "", limit),
             )
-            return [_agent(row) for row in rows]
+            return [agent_of(row) for row in rows]
 
         return await self._store._read(run)
 

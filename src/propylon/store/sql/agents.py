@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from propylon.store.agents import AgentRecord
+from propylon.store.queries import AGENT_COLUMNS, agent_of, dumps
 from propylon.store.sql.database import Database
 
 __all__ = ["SQLAgents"]
 
-_SELECT = "SELECT tenant, id, definition, created FROM agents"
-
-
-def _agent(row: Sequence[Any]) -> AgentRecord:
-    tenant, id_, definition, created = row
-    return AgentRecord(tenant, id_, orjson.loads(definition), created)
+_SELECT = f"SELECT {AGENT_COLUMNS} FROM agents"
 
 
 class SQLAgents:
@@ -32,7 +24,7 @@ class SQLAgents:
         params = {
             "tenant": agent.tenant,
             "id": agent.id,
-            "definition": orjson.dumps(agent.definition).decode(),
+            "definition": dumps(agent.definition),
             "created": agent.created,
         }
 
@@ -57,7 +49,7 @@ class SQLAgents:
                     {"tenant": tenant, "id": agent_id},
                 )
             ).first()
-            return _agent(row) if row else None
+            return agent_of(row) if row else None
 
         return await self._db.read(run)
 
@@ -67,7 +59,7 @@ class SQLAgents:
                 text(f"{_SELECT} WHERE tenant = :tenant AND id > :after ORDER BY id LIMIT :limit"),
                 {"tenant": tenant, "after": after or "", "limit": limit},
             )
-            return [_agent(row) for row in rows]
+            return [agent_of(row) for row in rows]
 
         return await self._db.read(run)
 

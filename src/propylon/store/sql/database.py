@@ -13,6 +13,7 @@ Either way a write that fails, its COMMIT included, is rolled back.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
@@ -30,10 +31,16 @@ Dialect = Literal["sqlite", "postgresql"]
 
 def async_url(url: str) -> str:
     """`url` with the asyncio driver this store runs on: psycopg 3 for PostgreSQL, aiosqlite
-    for SQLite. Raises ValueError for another kind of database."""
+    for SQLite. Raises ValueError for another kind of database, or PostgreSQL without its
+    driver installed."""
     sync = migrate.sync_url(url)
     if sync.startswith("sqlite://"):
         return "sqlite+aiosqlite://" + sync.removeprefix("sqlite://")
+    if importlib.util.find_spec("psycopg") is None:
+        raise ValueError(
+            "a PostgreSQL `database_url` needs the `distributed` extra "
+            "(pip install 'propylon[distributed]')"
+        )
     return sync  # postgresql+psycopg: one driver for both
 
 
@@ -67,16 +74,18 @@ class Database:
         await asyncio.to_thread(migrate.upgrade, self.url)
         if self.sqlite:
             self._writer = _sqlite_engine(self._async_url, 1, "BEGIN IMMEDIATE", wal=True)
-            self._reader = _sqlite_engine(self._async_url, self._readers, "BEGIN")
+            self._reader = _sqlite_engine(self._async_url, self._readers, None)
             async with self._writer.connect():  # the writer's first connection sets WAL
                 pass
         else:
-            self._writer = self._reader = create_async_engine(
+            self._writer = create_async_engine(
                 self._async_url,
                 pool_size=self._pool_size,
                 max_overflow=self._pool_size,
                 pool_pre_ping=True,  # a connection the server dropped is replaced, not used
             )
+            # reads share the pool, without BEGIN / ROLLBACK round trips
+            self._reader = self._writer.execution_options(isolation_level="AUTOCOMMIT")
 
     async def write(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run `fn` in one write transaction and commit; any failure rolls it back."""
@@ -89,7 +98,8 @@ class Database:
             return await fn(conn)
 
     async def read(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """Run `fn` in a read transaction (rolled back: it writes nothing)."""
+        """Run `fn`'s reads, each statement on its own snapshot (as the embedded store's
+        readers do): no transaction, so no BEGIN and ROLLBACK round trips."""
         if self._reader is None:
             raise RuntimeError("the database is not open")
         async with self._reader.connect() as conn:
@@ -111,14 +121,15 @@ class Database:
 
     async def close(self) -> None:
         """Close every connection."""
-        for engine in {self._writer, self._reader}:
+        for engine in (self._writer, self._reader):  # the reader may share the writer's pool
             if engine is not None:
                 await engine.dispose()
         self._writer = self._reader = None
 
 
-def _sqlite_engine(url: str, size: int, begin: str, wal: bool = False) -> AsyncEngine:
-    """An aiosqlite engine of `size` connections whose transactions start with `begin`. `wal`:
+def _sqlite_engine(url: str, size: int, begin: str | None, wal: bool = False) -> AsyncEngine:
+    """An aiosqlite engine of `size` connections whose transactions start with `begin` (None:
+    no transaction, each statement commits by itself: the readers). `wal`:
     its connections switch the file to WAL (the writer's: WAL is the file's, set by the one
     writer, see store/sqlite.py)."""
     engine = create_async_engine(url, pool_size=size, max_overflow=0, pool_timeout=60)
@@ -133,8 +144,10 @@ def _sqlite_engine(url: str, size: int, begin: str, wal: bool = False) -> AsyncE
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def start(conn: Any) -> None:
-        conn.exec_driver_sql(begin)
+    if begin is not None:
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def start(conn: Any) -> None:
+            conn.exec_driver_sql(begin)
 
     return engine

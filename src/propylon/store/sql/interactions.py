@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from propylon.domain.events import Event
@@ -19,81 +19,28 @@ from propylon.store.base import (
     InteractionRecord,
     Snapshot,
 )
+from propylon.store.queries import (
+    HISTORY,
+    INTERACTION_COLUMNS,
+    RUNNING,
+    dumps,
+    projection_update,
+    record_of,
+)
 from propylon.store.sql.database import Database
 from propylon.store.sql.webhooks import insert_deliveries
 
-__all__ = ["COLUMNS", "SQLInteractions", "dumps", "record_of"]
+__all__ = ["SQLInteractions"]
 
-COLUMNS = (
-    "id",
-    "status",
-    "created",
-    "updated",
-    "previous_interaction_id",
-    "background",
-    "request",
-    "input",
-    "input_steps",
-    "steps",
-    "usage",
-    "errors",
-    "last_seq",
-    "cost_usd",
-    "tenant",
-    "api_key_id",
-    "upstream_id",
-    "run_epoch",
-)
-_SELECT = f"SELECT {', '.join(COLUMNS)} FROM interactions"
+_SELECT = f"SELECT {', '.join(INTERACTION_COLUMNS)} FROM interactions"
 _INSERT = text(
-    f"INSERT INTO interactions ({', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c for c in COLUMNS)})"
+    f"INSERT INTO interactions ({', '.join(INTERACTION_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in INTERACTION_COLUMNS)})"
 )
-_RUNNING = "('in_progress', 'queued')"  # the statuses a run may still write in
-_HISTORY = text("""
-WITH RECURSIVE chain(id, prev, depth) AS (
-    SELECT id, previous_interaction_id, 0 FROM interactions WHERE id = :id
-    UNION ALL
-    SELECT i.id, i.previous_interaction_id, c.depth + 1
-    FROM interactions i JOIN chain c ON i.id = c.prev
-)
-SELECT i.input_steps, i.steps FROM chain c JOIN interactions i ON i.id = c.id
-ORDER BY c.depth DESC
-""")
 _EVENTS = text(
     "SELECT seq, type, data FROM events WHERE interaction_id = :id AND seq > :after "
     "ORDER BY seq LIMIT :limit"
 )
-
-
-def dumps(value: Any) -> str:
-    """JSON text of `value`, as the JSON columns hold it."""
-    return orjson.dumps(value).decode()
-
-
-def record_of(row: Row[Any]) -> InteractionRecord:
-    """The record of a row of `COLUMNS`."""
-    m = row._mapping
-    return InteractionRecord(
-        id=m["id"],
-        status=m["status"],
-        created=m["created"],
-        updated=m["updated"],
-        previous_interaction_id=m["previous_interaction_id"],
-        background=bool(m["background"]),
-        request=orjson.loads(m["request"]),
-        input=orjson.loads(m["input"]) if m["input"] else None,
-        input_steps=orjson.loads(m["input_steps"]),
-        steps=orjson.loads(m["steps"]),
-        usage=orjson.loads(m["usage"]) if m["usage"] else None,
-        errors=orjson.loads(m["errors"]),
-        last_seq=m["last_seq"],
-        cost_usd=m["cost_usd"],
-        tenant=m["tenant"],
-        api_key_id=m["api_key_id"],
-        upstream_id=m["upstream_id"],
-        run_epoch=m["run_epoch"],
-    )
 
 
 def _row(record: InteractionRecord, last_seq: int) -> dict[str, Any]:
@@ -117,32 +64,6 @@ def _row(record: InteractionRecord, last_seq: int) -> dict[str, Any]:
         "upstream_id": record.upstream_id,
         "run_epoch": record.run_epoch,
     }
-
-
-def _update(
-    interaction_id: str, events: list[Event], snapshot: Snapshot
-) -> tuple[str, dict[str, Any]]:
-    """The UPDATE of the projection columns that a batch of `events` ends at `snapshot`."""
-    params: dict[str, Any] = {
-        "id": interaction_id,
-        "status": snapshot.status,
-        "updated": snapshot.updated,
-    }
-    if events:
-        params["last_seq"] = events[-1].seq
-    for column, value in (
-        ("steps", snapshot.steps),
-        ("usage", snapshot.usage),
-        ("errors", snapshot.errors),
-    ):
-        if value is not None:
-            params[column] = dumps(value)
-    if snapshot.cost_usd is not None:
-        params["cost_usd"] = snapshot.cost_usd
-    if snapshot.upstream_id is not None:
-        params["upstream_id"] = snapshot.upstream_id
-    sets = ", ".join(f"{column} = :{column}" for column in params if column != "id")
-    return f"UPDATE interactions SET {sets} WHERE id = :id", params
 
 
 async def _insert_events(conn: AsyncConnection, interaction_id: str, events: list[Event]) -> None:
@@ -222,7 +143,7 @@ class SQLInteractions:
         await self._db.write(run)
 
     async def append(self, interaction_id: str, events: list[Event], snapshot: Snapshot) -> None:
-        sql, params = _update(interaction_id, events, snapshot)
+        sql, params = projection_update(interaction_id, events, snapshot)
 
         async def run(conn: AsyncConnection) -> None:
             if (await conn.execute(text(sql), params)).rowcount == 0:
@@ -238,7 +159,7 @@ class SQLInteractions:
                 await conn.execute(
                     text(
                         "UPDATE interactions SET run_epoch = run_epoch + 1 "
-                        f"WHERE id = :id AND status IN {_RUNNING} RETURNING run_epoch"
+                        f"WHERE id = :id AND status IN {RUNNING} RETURNING run_epoch"
                     ),
                     {"id": interaction_id},
                 )
@@ -250,8 +171,8 @@ class SQLInteractions:
     async def append_fenced(
         self, interaction_id: str, epoch: int, events: list[Event], snapshot: Snapshot
     ) -> bool:
-        sql, params = _update(interaction_id, events, snapshot)
-        sql += f" AND run_epoch = :run_epoch AND status IN {_RUNNING}"
+        sql, params = projection_update(interaction_id, events, snapshot)
+        sql += f" AND run_epoch = :run_epoch AND status IN {RUNNING}"
 
         async def run(conn: AsyncConnection) -> bool:
             if (await conn.execute(text(sql), {**params, "run_epoch": epoch})).rowcount == 0:
@@ -283,7 +204,9 @@ class SQLInteractions:
     async def history(self, interaction_id: str) -> list[dict[str, Any]]:
         async def run(conn: AsyncConnection) -> list[dict[str, Any]]:
             steps: list[dict[str, Any]] = []
-            for input_steps, output_steps in await conn.execute(_HISTORY, {"id": interaction_id}):
+            for input_steps, output_steps in await conn.execute(
+                text(HISTORY), {"id": interaction_id}
+            ):
                 steps.extend(orjson.loads(input_steps))
                 steps.extend(orjson.loads(output_steps))
             return steps
@@ -337,7 +260,7 @@ class SQLInteractions:
     async def unfinished(self) -> list[str]:
         async def run(conn: AsyncConnection) -> list[str]:
             rows = await conn.execute(
-                text(f"SELECT id FROM interactions WHERE status IN {_RUNNING}")
+                text(f"SELECT id FROM interactions WHERE status IN {RUNNING}")
             )
             return [row[0] for row in rows]
 

@@ -2,41 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from propylon.store.base import ApiKey
+from propylon.store.queries import KEY_COLUMNS, api_key_of, dumps
 from propylon.store.sql.database import Database
 
 __all__ = ["SQLKeys"]
 
-_COLUMNS = "id, key_hash, tenant, name, admin, policy, created, revoked, api_revision"
 _SAVE = text(
-    f"INSERT INTO api_keys ({_COLUMNS}) VALUES (:id, :key_hash, :tenant, :name, :admin, "
+    f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (:id, :key_hash, :tenant, :name, :admin, "
     ":policy, :created, :revoked, :api_revision) ON CONFLICT (id) DO UPDATE SET "
     "key_hash = excluded.key_hash, tenant = excluded.tenant, name = excluded.name, "
     "admin = excluded.admin, policy = excluded.policy, created = excluded.created, "
     "revoked = excluded.revoked, api_revision = excluded.api_revision"
 )
-
-
-def _api_key(row: Sequence[Any]) -> ApiKey:
-    id_, key_hash, tenant, name, admin, policy, created, revoked, api_revision = row
-    return ApiKey(
-        id=id_,
-        key_hash=key_hash,
-        tenant=tenant,
-        name=name,
-        admin=bool(admin),
-        policy=orjson.loads(policy),
-        created=created,
-        revoked=revoked,
-        api_revision=api_revision,
-    )
 
 
 class SQLKeys:
@@ -52,7 +33,7 @@ class SQLKeys:
             "tenant": key.tenant,
             "name": key.name,
             "admin": bool(key.admin),
-            "policy": orjson.dumps(key.policy).decode(),
+            "policy": dumps(key.policy),
             "created": key.created,
             "revoked": key.revoked,
             "api_revision": key.api_revision,
@@ -67,18 +48,20 @@ class SQLKeys:
         async def run(conn: AsyncConnection) -> ApiKey | None:
             row = (
                 await conn.execute(
-                    text(f"SELECT {_COLUMNS} FROM api_keys WHERE key_hash = :hash"),
+                    text(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = :hash"),
                     {"hash": key_hash},
                 )
             ).first()
-            return _api_key(row) if row else None
+            return api_key_of(row) if row else None
 
         return await self._db.read(run)
 
     async def list_api_keys(self) -> list[ApiKey]:
         async def run(conn: AsyncConnection) -> list[ApiKey]:
-            rows = await conn.execute(text(f"SELECT {_COLUMNS} FROM api_keys ORDER BY created, id"))
-            return [_api_key(row) for row in rows]
+            rows = await conn.execute(
+                text(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created, id")
+            )
+            return [api_key_of(row) for row in rows]
 
         return await self._db.read(run)
 

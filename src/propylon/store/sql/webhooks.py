@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from propylon.store.base import Delivery
+from propylon.store.queries import DISABLED, dumps
 from propylon.store.sql.database import Database
 
 __all__ = ["SQLWebhooks", "insert_deliveries"]
@@ -47,7 +48,7 @@ class SQLWebhooks:
         params = {
             "id": webhook["id"],
             "tenant": webhook["tenant"],
-            "data": orjson.dumps(webhook).decode(),
+            "data": dumps(webhook),
         }
 
         async def run(conn: AsyncConnection) -> None:
@@ -170,10 +171,10 @@ class SQLWebhooks:
             ).first()
             if row and row[0] >= disable_after:
                 webhook = orjson.loads(row[1])
-                webhook["state"] = "disabled_due_to_failed_deliveries"
+                webhook["state"] = DISABLED
                 await conn.execute(
                     text("UPDATE webhooks SET data = :data WHERE id = :id"),
-                    {"data": orjson.dumps(webhook).decode(), "id": delivery.webhook_id},
+                    {"data": dumps(webhook), "id": delivery.webhook_id},
                 )
 
         await self._db.write(run)

@@ -1,0 +1,165 @@
+"""What dead processes leave behind, brought to an end: the reconciler, and the heartbeat of
+`serve` processes it reads.
+
+The reconciler is a periodic procrastinate job (one worker runs each pass). A pass:
+1. takes over the run jobs of workers whose procrastinate heartbeat is stale (procrastinate
+   finds them, `get_stalled_jobs`, and leaves their retry to us): the stalled job is ended
+   `failed` and a new job is deferred for its interaction (a new job id, so the stalled
+   worker, should it wake, cannot finish the new job in procrastinate's table; its writes
+   to the run are refused by the run epoch). A job whose abort was asked is not retried;
+2. re-queues unfinished background runs that have no job waiting or running (and have not
+   moved for a heartbeat's staleness: a run being created or cancelled right now is left);
+3. ends `failed` (code `interrupted`) the foreground runs of `serve` processes whose
+   heartbeat is stale, taking each run over first (its epoch fences the old writer out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from procrastinate import App
+from procrastinate.jobs import Status
+
+from propylon.jobs.procrastinate import RUN_TASK, ProcrastinateQueue
+
+__all__ = ["Heartbeat", "Reconciler"]
+
+logger = logging.getLogger("propylon.jobs")
+
+INTERRUPTED = {
+    "code": "interrupted",
+    "message": "the process running this interaction stopped while it was running",
+}
+
+# Ends a run whose process died: (interaction id, status, error) -> whether it was written.
+CloseRun = Callable[[str, str, dict[str, str]], Awaitable[bool]]
+
+_UNJOBBED = """
+SELECT i.id FROM interactions i
+ WHERE i.background AND i.status IN ('queued', 'in_progress') AND i.updated < %s
+   AND NOT EXISTS (
+       SELECT 1 FROM procrastinate_jobs j
+        WHERE j.lock = i.id AND j.status IN ('todo', 'doing'))
+"""
+_ORPHANS = """
+SELECT i.id FROM interactions i JOIN propylon_run_owners o ON o.interaction_id = i.id
+ WHERE NOT i.background AND i.status IN ('queued', 'in_progress')
+   AND NOT EXISTS (
+       SELECT 1 FROM propylon_processes p
+        WHERE p.id = o.process_id AND p.heartbeat > now() - make_interval(secs => %s))
+"""
+_FORGET = """
+DELETE FROM propylon_run_owners o WHERE NOT EXISTS (
+    SELECT 1 FROM interactions i WHERE i.id = o.interaction_id
+       AND i.status IN ('queued', 'in_progress'))
+"""
+_DEAD = "DELETE FROM propylon_processes WHERE heartbeat < now() - make_interval(secs => %s)"
+
+
+class Reconciler:
+    """One pass at a time (`run_once`), over the whole deployment."""
+
+    def __init__(
+        self, app: App, queue: ProcrastinateQueue, close_run: CloseRun, stale_after: float
+    ) -> None:
+        self.app = app
+        self.queue = queue
+        self.close_run = close_run
+        self.stale_after = stale_after
+
+    async def run_once(self) -> dict[str, int]:
+        """One pass; returns how many runs it took over, re-queued and closed."""
+        retried = await self._stalled()
+        requeued = await self._unjobbed()
+        closed = await self._orphans()
+        if retried or requeued or closed:
+            logger.warning(
+                "reconciled: %d stalled jobs retried, %d runs re-queued, %d foreground runs "
+                "of dead processes closed",
+                retried,
+                requeued,
+                closed,
+            )
+        return {"retried": retried, "requeued": requeued, "closed": closed}
+
+    async def _stalled(self) -> int:
+        manager = self.app.job_manager
+        stalled = await manager.get_stalled_jobs(seconds_since_heartbeat=self.stale_after)
+        retried = 0
+        for job in stalled:
+            assert job.id is not None
+            with contextlib.suppress(Exception):  # it ended meanwhile
+                await manager.finish_job_by_id_async(job.id, Status.FAILED, delete_job=False)
+            if job.task_name != RUN_TASK or job.abort_requested or job.lock is None:
+                continue  # periodic passes come again; an aborted run is the canceller's
+            await self.queue.submit(job.lock, -job.priority)
+            retried += 1
+        return retried
+
+    async def _rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        async with self.app.connector.pool.connection() as conn:  # type: ignore[attr-defined]
+            rows: list[tuple[Any, ...]] = await (await conn.execute(sql, params)).fetchall()
+            return rows
+
+    async def _unjobbed(self) -> int:
+        since = datetime.now(tz=UTC) - timedelta(seconds=self.stale_after)
+        rows = await self._rows(_UNJOBBED, since.strftime("%Y-%m-%dT%H:%M:%SZ"))  # as stored
+        for (interaction_id,) in rows:
+            await self.queue.submit(interaction_id)
+        return len(rows)
+
+    async def _orphans(self) -> int:
+        closed = 0
+        for (interaction_id,) in await self._rows(_ORPHANS, self.stale_after):
+            closed += await self.close_run(interaction_id, "failed", INTERRUPTED)
+        async with self.app.connector.pool.connection() as conn:  # type: ignore[attr-defined]
+            await conn.execute(_FORGET)
+            await conn.execute(_DEAD, (self.stale_after * 10,))
+        return closed
+
+
+class Heartbeat:
+    """Records every `every` seconds that process `owner` (of `kind`, `serve`) is alive."""
+
+    def __init__(self, app: App, owner: str, kind: str, every: float) -> None:
+        self.app = app
+        self.owner = owner
+        self.kind = kind
+        self.every = every
+        self._task: asyncio.Task[None] | None = None
+
+    async def beat(self) -> None:
+        """Record one heartbeat now."""
+        async with self.app.connector.pool.connection() as conn:  # type: ignore[attr-defined]
+            await conn.execute(
+                "INSERT INTO propylon_processes (id, kind, heartbeat) VALUES (%s, %s, now()) "
+                "ON CONFLICT (id) DO UPDATE SET heartbeat = now()",
+                (self.owner, self.kind),
+            )
+
+    async def start(self) -> None:
+        await self.beat()
+        self._task = asyncio.create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            try:
+                await self.beat()
+            except Exception:  # the database is away: the next beat tries again
+                logger.exception("heartbeat of %s failed", self.owner)
+
+    async def stop(self) -> None:
+        """Stop beating and forget this process (its runs were stopped first)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):
+            async with self.app.connector.pool.connection() as conn:  # type: ignore[attr-defined]
+                await conn.execute("DELETE FROM propylon_processes WHERE id = %s", (self.owner,))
