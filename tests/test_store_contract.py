@@ -162,7 +162,7 @@ def test_a_write_that_fails_part_way_leaves_nothing_and_the_store_goes_on(
             store = s.store
             await store.create(_record("v1_taken"), _events(1, 1))
             claim = IdempotencyClaim("acme/k", "hash", time.time() + 60)
-            with pytest.raises(Exception, match="(?i)unique|duplicate"):
+            with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
                 await store.create(_record("v1_taken", claim=claim), _events(1, 1))
             assert await store.find_idempotency_key("acme/k", time.time()) is None
             assert [e.seq for e in await store.read_events("v1_taken", 0, 10)] == [1]
