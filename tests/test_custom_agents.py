@@ -5,7 +5,6 @@ tools on its base, a served model or a configured Google agent."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -205,8 +204,8 @@ def test_agent_mcp_headers_are_used_and_never_read_back(
         next(x for x in a.agents.list().agents or [] if x.id == "calc").model_dump(),
     ):
         assert "secret" not in str(read)
-    with sqlite3.connect(server.database) as conn:  # the store keeps them for the runs
-        assert "secret" in str(conn.execute("SELECT * FROM agents WHERE id = 'calc'").fetchall())
+    # the store keeps them for the runs
+    assert "secret" in str(server.query("SELECT * FROM agents WHERE id = 'calc'"))
     answer = a.interactions.create(agent="calc", input='call add {"a": 2, "b": 3}')
     assert answer.status == "completed", answer.errors
     assert [s.type for s in answer.steps][:2] == ["mcp_server_tool_call", "mcp_server_tool_result"]

@@ -523,3 +523,31 @@ def test_the_create_hook_runs_in_the_creates_transaction(backend: str, tmp_path:
             asyncio.run(scenario(url))
     else:
         asyncio.run(scenario(f"sqlite:///{tmp_path / 'propylon.db'}"))
+
+
+def test_connections_the_server_dropped_are_replaced(tmp_path: Path) -> None:
+    """PostgreSQL only (SQLite has no server): after `pg_terminate_backend` of every pooled
+    connection, the next reads and writes succeed on new ones, each exactly once."""
+    import psycopg
+
+    async def scenario(url: str) -> None:
+        stores = open_stores(url, tmp_path / "unused.db")
+        store = stores.store
+        await store.open()
+        try:
+            # several pooled connections, all idle in the pool
+            await asyncio.gather(*(store.create(_record(f"v1_{i}"), []) for i in range(4)))
+            with psycopg.connect(url, autocommit=True) as admin:
+                ended = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).fetchone()
+            assert ended is not None and ended[0] >= 1
+            await store.create(_record("v1_after"), _events(1, 1))
+            assert sorted(await store.unfinished()) == [*(f"v1_{i}" for i in range(4)), "v1_after"]
+            assert [e.seq for e in await store.read_events("v1_after", 0, 10)] == [1]
+        finally:
+            await store.close()
+
+    with fresh_database() as url:
+        asyncio.run(scenario(url))

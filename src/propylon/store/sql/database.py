@@ -3,7 +3,9 @@
 SQLAlchemy Core, async, on two dialects:
 - `postgresql+psycopg` (psycopg 3): one pooled engine; each write is one transaction, and
   several processes may share the database (what must be serialised across them takes a
-  transaction-level advisory lock, see `advisory_lock`).
+  transaction-level advisory lock, see `advisory_lock`). A connection the server dropped is
+  found at its first use and the call runs once more on a new one (no ping before each use:
+  that would be a round trip per call).
 - `sqlite+aiosqlite`: one writer connection, its transactions begun `BEGIN IMMEDIATE` and
   serialised by an asyncio lock (SQLite allows one writer; waiting here costs nothing), and
   a small pool of readers (WAL lets them read while the writer writes).
@@ -19,6 +21,7 @@ from typing import Any, Literal, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from propylon.store import migrate
@@ -82,7 +85,6 @@ class Database:
                 self._async_url,
                 pool_size=self._pool_size,
                 max_overflow=self._pool_size,
-                pool_pre_ping=True,  # a connection the server dropped is replaced, not used
             )
             # reads share the pool, without BEGIN / ROLLBACK round trips
             self._reader = self._writer.execution_options(isolation_level="AUTOCOMMIT")
@@ -94,16 +96,36 @@ class Database:
         if self.sqlite:
             async with self._write_lock, self._writer.begin() as conn:
                 return await fn(conn)
-        async with self._writer.begin() as conn:
-            return await fn(conn)
+        writer = self._writer
+        for attempt in (1, 2):
+            committing = False
+            try:
+                async with writer.connect() as conn:
+                    async with conn.begin():
+                        result = await fn(conn)
+                        committing = True
+                    return result
+            except DBAPIError as exc:
+                # A pooled connection the server dropped (a restart, pg_terminate_backend)
+                # fails at its first use and nothing was written: once more, on a new one.
+                # Not when the COMMIT itself failed: the write may have happened.
+                if attempt == 2 or committing or not exc.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
 
     async def read(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run `fn`'s reads, each statement on its own snapshot (as the embedded store's
         readers do): no transaction, so no BEGIN and ROLLBACK round trips."""
         if self._reader is None:
             raise RuntimeError("the database is not open")
-        async with self._reader.connect() as conn:
-            return await fn(conn)
+        for attempt in (1, 2):
+            try:
+                async with self._reader.connect() as conn:
+                    return await fn(conn)
+            except DBAPIError as exc:  # a dropped connection (see `write`): reads are safe
+                if attempt == 2 or self.sqlite or not exc.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
 
     async def advisory_lock(self, conn: AsyncConnection, key: int) -> None:
         """Serialise this transaction with every other one that takes `key` (any process),
