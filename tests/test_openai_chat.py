@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -71,6 +72,14 @@ price_input_per_million = 100000.0
 price_output_per_million = 100000.0
 
 [[models]]
+name = "pricey-slow"
+[[models.targets]]
+provider = "echo"
+options = {{ delay = 1.0 }}
+price_input_per_million = 100000.0
+price_output_per_million = 100000.0
+
+[[models]]
 name = "relay"
 [[models.targets]]
 provider = "openai"
@@ -131,6 +140,7 @@ def keys(data_dir: Path) -> dict[str, str]:
         "broke": _new_key(data_dir, "--budget-usd", "0", "--budget-period", "day"),
         "ceiling": _new_key(data_dir, "--max-tokens", "3"),
         "half-dollar": _new_key(data_dir, "--budget-usd", "0.5", "--budget-period", "day"),
+        "cut": _new_key(data_dir, "--name", "cut", "--budget-usd", "0.5", "--budget-period", "day"),
     }
 
 
@@ -341,7 +351,7 @@ def test_chat_structured_output_parses(client: openai.OpenAI) -> None:
 
 def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
     ids = [model.id for model in client.models.list()]
-    served = ["echo", "fast", "echo-slow", "pricey", "relay", "mixed"]
+    served = ["echo", "fast", "echo-slow", "pricey", "pricey-slow", "relay", "mixed"]
     assert ids == served + (["gemma-3-270m"] if EMBEDDED else [])
     model = client.models.retrieve("fast")
     assert (model.id, model.object, model.owned_by) == ("fast", "model", "propylon")
@@ -619,6 +629,35 @@ def test_a_client_that_goes_away_ends_the_call(server: Server) -> None:
     wait_for(lambda: '"model": "echo-slow"' in log.read_text())
     line = next(json.loads(line) for line in log.read_text().splitlines() if '"echo-slow"' in line)
     assert line["outcome"] != "ok"
+
+
+def test_a_stream_cut_before_its_first_chunk_is_settled(
+    server: Server, keys: dict[str, str]
+) -> None:
+    """A client that gives up before the first chunk (its read timeout) never reads the
+    stream: the call is still settled in the ledger, so the key's budget is not held by
+    the call's reservation (at most 0.5 USD here, far below that reservation)."""
+    headers = {"authorization": f"Bearer {keys['cut']}"}
+    body = {
+        "model": "pricey-slow",
+        "messages": [{"role": "user", "content": "slow"}],
+        "stream": True,
+    }
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{server.url}/v1/chat/completions", json=body, headers=headers, timeout=0.2)
+
+    def settled() -> bool:
+        with sqlite3.connect(server.database) as conn:
+            rows = conn.execute(
+                "SELECT settled FROM ledger WHERE api_key_id = "
+                "(SELECT id FROM api_keys WHERE name = 'cut')"
+            ).fetchall()
+        return bool(rows) and all(row[0] is not None for row in rows)
+
+    wait_for(settled, seconds=10)
+    free = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+    answered = httpx.post(f"{server.url}/v1/chat/completions", json=free, headers=headers)
+    assert answered.status_code == 200, answered.text
 
 
 def test_calls_are_logged_metered_and_not_stored(server: Server) -> None:

@@ -11,6 +11,7 @@ call's id) and the metrics (tokens and cost per model and tenant). A key's token
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -51,10 +52,13 @@ class Call:
     ending: Callable[[str], Awaitable[None]] | None = None
 
     async def end(self, status: str) -> None:
-        """Stop the upstream call and do the call's accounting (once; later calls: nothing)."""
+        """Stop the upstream call and do the call's accounting (once; later calls: nothing).
+        The accounting runs to its end even when the caller is cancelled meanwhile (a client
+        that went away cancels the response's tasks, again at each await): else the call's
+        reservation would stay open in the ledger, holding the key's budget."""
         ending, self.ending = self.ending, None
         if ending is not None:
-            await ending(status)
+            await asyncio.shield(asyncio.ensure_future(ending(status)))
 
     async def close(self) -> None:
         """End the call whether or not its events were read (a client that went away)."""
