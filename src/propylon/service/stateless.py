@@ -12,6 +12,7 @@ call's id) and the metrics (tokens and cost per model and tenant). A key's token
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -62,7 +63,7 @@ class Call:
 
     async def close(self) -> None:
         """End the call whether or not its events were read (a client that went away)."""
-        await self.events.aclose()
+        await _close(self.events)
         await self.end("failed")
 
 
@@ -117,8 +118,10 @@ class StatelessCalls:
         call = Call(record.id, _noop())
 
         async def end(status: str) -> None:
-            await _close(events)
-            await self._end(call, record, caller, ticket, status)
+            try:
+                await _close(events)
+            finally:
+                await self._end(call, record, caller, ticket, status)
 
         call.ending = end
         try:
@@ -240,7 +243,9 @@ async def _noop() -> AsyncGenerator[ProviderEvent, None]:
 async def _close(events: AsyncIterator[ProviderEvent]) -> None:
     close = getattr(events, "aclose", None)
     if close is not None:
-        await close()
+        # "already running": a task cut short is reading it and ends it as it unwinds
+        with contextlib.suppress(RuntimeError):
+            await close()
 
 
 def upstream_failure(exc: UpstreamError) -> PropylonError:
