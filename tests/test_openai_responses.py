@@ -517,6 +517,23 @@ def test_routes_are_served_under_the_path_prefix(http: httpx.Client) -> None:
         ({"model": "echo", "input": [{"type": "item_reference", "id": "x"}]}, "input.0"),
         ({"model": "echo", "input": "x", "store": False, "background": True}, "background"),
         ({"model": "echo", "input": "x", "temperature": 3}, "temperature"),
+        (  # a forced call of a function nobody declared (as Chat Completions refuses it)
+            {"model": "echo", "input": "x", "tool_choice": {"type": "function", "name": "f"}},
+            "tool_choice",
+        ),
+        (
+            {
+                "model": "echo",
+                "input": "x",
+                "tools": [{"type": "function", "name": "g"}],
+                "tool_choice": {
+                    "type": "allowed_tools",
+                    "mode": "required",
+                    "tools": [{"type": "function", "name": "f"}],
+                },
+            },
+            "tool_choice",
+        ),
     ],
 )
 def test_bad_input_is_400_in_openai_shape(
