@@ -565,6 +565,17 @@ def test_errors_of_the_other_kinds(http: httpx.Client, server: Server) -> None:
     )
     assert orphan.status_code == 400
     assert orphan.json()["error"]["param"] == "previous_response_id"
+    running = http.post(
+        "/v1/responses", json={"model": "echo-idle", "input": "slow " * 40, "background": True}
+    ).json()
+    early = http.post(
+        "/v1/responses",
+        json={"model": "echo", "input": "x", "previous_response_id": running["id"]},
+    )
+    assert early.status_code == 400
+    assert early.json()["error"]["param"] == "previous_response_id"
+    assert "previous response" in early.json()["error"]["message"]
+    http.post(f"/v1/responses/{running['id']}/cancel")
     missing = http.get("/v1/responses/v1_nothing_here")
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "invalid_request_error"
     bad_order = http.get("/v1/responses/v1_nothing_here/input_items", params={"order": "up"})

@@ -91,14 +91,20 @@ class ResponseService:
         return View(created.resource, background, store)
 
     async def previous(self, response_id: str, caller: Caller) -> None:
-        """Check that `previous_response_id` names a Response (or interaction) of `caller`'s:
-        else InvalidArgument naming the field (400, as OpenAI answers it)."""
+        """Check that `previous_response_id` names a finished Response (or interaction) of
+        `caller`'s: else InvalidArgument or FailedPrecondition naming the field (400, as
+        OpenAI answers it)."""
         try:
-            await self._record(response_id, caller)
+            record = await self._record(response_id, caller)
         except NotFound:
             raise InvalidArgument(
                 f"previous response `{response_id}` not found", param="previous_response_id"
             ) from None
+        if not lifecycle.is_terminal(record.status):
+            raise FailedPrecondition(
+                f"previous response `{response_id}` has not finished (status `{record.status}`)",
+                param="previous_response_id",
+            )
 
     async def _record(self, response_id: str, caller: Caller) -> InteractionRecord:
         return await self.interactions.current(response_id, caller)
