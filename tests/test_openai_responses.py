@@ -578,6 +578,15 @@ def test_errors_of_the_other_kinds(http: httpx.Client, server: Server) -> None:
     http.post(f"/v1/responses/{running['id']}/cancel")
     missing = http.get("/v1/responses/v1_nothing_here")
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "invalid_request_error"
+    for method, path in (  # in this API's words
+        ("GET", "/v1/responses/v1_nothing_here"),
+        ("GET", "/v1/responses/v1_nothing_here/input_items"),
+        ("POST", "/v1/responses/v1_nothing_here/cancel"),
+        ("DELETE", "/v1/responses/v1_nothing_here"),
+    ):
+        answer = http.request(method, path)
+        assert answer.status_code == 404
+        assert answer.json()["error"]["message"] == "response `v1_nothing_here` not found"
     bad_order = http.get("/v1/responses/v1_nothing_here/input_items", params={"order": "up"})
     assert bad_order.status_code == 400 and bad_order.json()["error"]["param"] == "order"
     made = http.post("/v1/responses", json={"model": "echo", "input": "x"}).json()

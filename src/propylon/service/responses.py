@@ -107,7 +107,11 @@ class ResponseService:
             )
 
     async def _record(self, response_id: str, caller: Caller) -> InteractionRecord:
-        return await self.interactions.current(response_id, caller)
+        """The Response's interaction. Raises NotFound in this API's words."""
+        try:
+            return await self.interactions.current(response_id, caller)
+        except NotFound:
+            raise _missing(response_id) from None
 
     async def get(self, response_id: str, caller: Caller) -> View:
         """The Response's interaction. Raises NotFound (also for another tenant's, and for
@@ -145,7 +149,10 @@ class ResponseService:
     async def delete(self, response_id: str, caller: Caller) -> None:
         """Delete the Response's interaction and its log (a running one is stopped first).
         Raises NotFound."""
-        await self.interactions.delete(response_id, caller)
+        try:
+            await self.interactions.delete(response_id, caller)
+        except NotFound:
+            raise _missing(response_id) from None
 
     async def compact(self, request: CompactRequest, caller: Caller) -> list[dict[str, Any]]:
         """The whole conversation a compaction carries, as steps: the chain ending at
@@ -167,3 +174,7 @@ class ResponseService:
         if not steps:
             raise InvalidArgument("`input` is required: there is nothing to compact", param="input")
         return steps
+
+
+def _missing(response_id: str) -> NotFound:
+    return NotFound(f"response `{response_id}` not found")
