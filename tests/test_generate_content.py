@@ -364,6 +364,14 @@ BAD = [
         400,
         "toolConfig.functionCallingConfig.mode",
     ),
+    (  # a forced call with nothing to call (Google refuses it too)
+        {
+            "contents": [{"parts": [{"text": "x"}]}],
+            "toolConfig": {"functionCallingConfig": {"mode": "ANY"}},
+        },
+        400,
+        "toolConfig.functionCallingConfig.mode",
+    ),
 ]
 
 

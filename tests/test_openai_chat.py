@@ -438,6 +438,14 @@ def test_errors_have_openai_shape(server: Server, keys: dict[str, str]) -> None:
             {"model": "echo", "messages": [{"role": "user", "content": "x"}], "logprobs": True},
             "logprobs",
         ),
+        (  # a forced call with nothing to call
+            {
+                "model": "echo",
+                "messages": [{"role": "user", "content": "x"}],
+                "tool_choice": "required",
+            },
+            "tool_choice",
+        ),
         (
             {"model": "mixed", "messages": [{"role": "user", "content": "x"}], "logit_bias": {}},
             "logit_bias",

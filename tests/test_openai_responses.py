@@ -517,6 +517,7 @@ def test_routes_are_served_under_the_path_prefix(http: httpx.Client) -> None:
         ({"model": "echo", "input": [{"type": "item_reference", "id": "x"}]}, "input.0"),
         ({"model": "echo", "input": "x", "store": False, "background": True}, "background"),
         ({"model": "echo", "input": "x", "temperature": 3}, "temperature"),
+        ({"model": "echo", "input": "x", "tool_choice": "required"}, "tool_choice"),
         (  # a forced call of a function nobody declared (as Chat Completions refuses it)
             {"model": "echo", "input": "x", "tool_choice": {"type": "function", "name": "f"}},
             "tool_choice",

@@ -299,6 +299,11 @@ def parse_create_response(body: Any) -> CreateResponse:
     a `tool_choice` naming a function `tools` does not declare)."""
     request = validated(CreateResponse, body)
     choice = request.tool_choice
+    if choice == "required" and not request.tools:
+        raise InvalidArgument(
+            "`tool_choice` `required` forces a tool call, but `tools` declares none",
+            param="tool_choice",
+        )
     if isinstance(choice, NamedFunction | AllowedTools):
         named = [choice] if isinstance(choice, NamedFunction) else choice.tools
         declared = {t.name for t in request.tools or [] if isinstance(t, FunctionTool)}
