@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import socket
 import sqlite3
 import struct
 import subprocess
@@ -666,6 +667,42 @@ def test_a_stream_cut_before_its_first_chunk_is_settled(
     free = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
     answered = httpx.post(f"{server.url}/v1/chat/completions", json=free, headers=headers)
     assert answered.status_code == 200, answered.text
+
+
+def test_a_client_gone_before_its_body_was_read_logs_no_error(server: Server) -> None:
+    """A client that closes its connection in the middle of sending its body is no server
+    error: nothing is logged as one (it was: two tracebacks at ERROR per such request)."""
+
+    def answered() -> float:
+        metrics = httpx.get(
+            f"{server.url}/metrics", headers={"authorization": f"Bearer {API_KEY}"}
+        ).text
+        return sum(
+            float(found)
+            for found in re.findall(
+                r'^propylon_http_requests_total\{method="POST",'
+                r'route="/v1/chat/completions",status="\d+"\} (\S+)$',
+                metrics,
+                re.M,
+            )
+        )
+
+    def errors() -> list[str]:
+        lines = (server.data_dir / "server.log").read_text().splitlines()
+        return [line for line in lines if '"level": "ERROR"' in line]
+
+    before, errors_before = answered(), len(errors())
+    body = b'{"model": "echo", "messages": [{"role": "user", "content": "hi"}]}'
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+        b"Authorization: Bearer " + API_KEY.encode() + b"\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.sendall(head + body[:10])  # then the client goes away
+    wait_for(lambda: answered() > before or len(errors()) > errors_before)
+    assert errors()[errors_before:] == []
 
 
 def test_calls_are_logged_metered_and_not_stored(server: Server) -> None:
