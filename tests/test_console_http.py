@@ -5,6 +5,8 @@ vendored browser libraries' versions."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -186,6 +188,15 @@ def test_usage_csv_sums_the_tenants_usage(console: Console) -> None:
     assert rows[0] == "day,series,interactions,input_tokens,output_tokens,total_tokens,cost_usd"
     total = sum(int(line.split(",")[5]) for line in rows[1:])
     assert total == sum(i.usage.total_tokens for i in made)
+
+    # A tenant's label value is data, never a spreadsheet formula in an admin's download
+    planted = '=HYPERLINK("https://evil.example","x")'
+    client.interactions.create(model="echo", input="csv", labels={"team": planted})
+    admin = console.signed_in("admin")
+    csv_text = admin.get("/console/usage.csv?days=1&group=label&label_key=team").text
+    series = [row[1] for row in csv.reader(io.StringIO(csv_text))][1:]
+    assert "'" + planted in series
+    assert not any(value.startswith(("=", "+", "-", "@")) for value in series)
 
 
 def test_vendored_libraries_are_the_pinned_ones() -> None:
