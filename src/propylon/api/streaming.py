@@ -1,9 +1,11 @@
 """A streaming response that always ends what it streams.
 
-Starlette never starts a StreamingResponse's body when the client has already gone when the
-response begins (it sees the disconnect first and cancels the sending task), so an async
-generator's `finally` cannot be relied on to end a model call: `on_close` runs however the
-response ends, sent, cut or never started.
+When the client has gone by the time a StreamingResponse starts, Starlette cancels the task
+sending it (level-triggered, anyio's cancel scope): the body generator is cancelled at its
+first await, a task it started may be cancelled before it ever ran (so its own `finally`
+never runs), and every await in the generator's `finally` is cancelled again. Cleanup written
+there cannot be relied on to end a model call; `on_close` runs after the response, outside
+that cancellation, however it ended: sent, cut or never begun.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ async def stream_generate_content(request: Request, model: str) -> Response:
         model, parse(GenerateContentRequest, body), body, caller_of(request), stream=True
     )
     chunks = service.chunks(generation)  # failures before any output were raised above
-    close = generation.call.close  # also when the client left before the body began
+    close = generation.call.close  # also when the client left as the response began
     if alt == "sse":
         return ClosingStreamingResponse(
             _sse(chunks, request.app.state.metrics.active_streams),

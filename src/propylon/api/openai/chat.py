@@ -64,7 +64,7 @@ async def create(request: Request) -> Response:
     gauge = request.app.state.metrics.active_streams
     return ClosingStreamingResponse(
         _chunks(call, answer, include_usage, strict, turn.tools, gauge),
-        call.close,  # also when the client left before the body began
+        call.close,  # also when the client left as the response began
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )
