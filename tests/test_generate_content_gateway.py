@@ -198,6 +198,6 @@ def test_a_stream_cut_before_its_first_chunk_is_settled(
             rows = conn.execute("SELECT settled FROM ledger WHERE tenant = 'cut'").fetchall()
         return bool(rows) and all(row[0] is not None for row in rows)
 
-    wait_for(settled, seconds=10)
+    wait_for(settled)
     answered = _post(server, keys["cut"], "/v1beta/models/echo:generateContent", ASK)
     assert answered.status_code == 200, answered.text
