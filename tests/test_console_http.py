@@ -5,21 +5,26 @@ vendored browser libraries' versions."""
 
 from __future__ import annotations
 
+import csv
+import html
+import io
 import json
 import re
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from tests.conftest import API_KEY, CONFIG, start_server, stop_server, wait_for
+from tests.conftest import API_KEY, CONFIG, helper, start_server, stop_server, wait_for
 from tests.console_harness import Console, make_key, serve_console
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "src" / "propylon" / "api" / "console" / "static"
+FIXTURES = Path(__file__).parent / "fixtures" / "gemini"
 
 
 def _cookies(answer: httpx.Response) -> list[SimpleCookie]:
@@ -187,6 +192,15 @@ def test_usage_csv_sums_the_tenants_usage(console: Console) -> None:
     total = sum(int(line.split(",")[5]) for line in rows[1:])
     assert total == sum(i.usage.total_tokens for i in made)
 
+    # A tenant's label value is data, never a spreadsheet formula in an admin's download
+    planted = '=HYPERLINK("https://evil.example","x")'
+    client.interactions.create(model="echo", input="csv", labels={"team": planted})
+    admin = console.signed_in("admin")
+    csv_text = admin.get("/console/usage.csv?days=1&group=label&label_key=team").text
+    series = [row[1] for row in csv.reader(io.StringIO(csv_text))][1:]
+    assert "'" + planted in series
+    assert not any(value.startswith(("=", "+", "-", "@")) for value in series)
+
 
 def test_vendored_libraries_are_the_pinned_ones() -> None:
     pinned = json.loads((ROOT / "package.json").read_text())["devDependencies"]
@@ -205,11 +219,22 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
 
 @pytest.fixture(scope="module")
 def variant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The URL of a server with `console_content = false`."""
+    """The URL of a server with `console_content = false`, whose `gemini-replay` model
+    answers recorded Gemini responses (tests/gemini_replay.py)."""
     data_dir = tmp_path_factory.mktemp("console-hidden")
-    running = start_server(data_dir, "console_content = false\n" + CONFIG)
-    yield running.url
-    stop_server(running)
+    with helper("gemini_replay.py", str(FIXTURES), kill=True) as replay:
+        gemini = f"""
+[[models]]
+name = "gemini-replay"
+[[models.targets]]
+provider = "gemini"
+base_url = "{replay}"
+model = "gemini-2.5-flash"
+max_attempts = 1
+"""
+        running = start_server(data_dir, "console_content = false\n" + CONFIG + gemini)
+        yield running.url
+        stop_server(running)
 
 
 def test_console_content_off_hides_prompts_and_outputs(variant: str) -> None:
@@ -226,6 +251,43 @@ def test_console_content_off_hides_prompts_and_outputs(variant: str) -> None:
     with connect_sse(http, "GET", f"/console/interactions/{created['id']}/events") as source:
         streamed = "".join(e.data for e in source.iter_sse())
     assert "secret recipe" not in streamed and "step.delta" in streamed
+
+
+@pytest.mark.parametrize(
+    ("fixture", "options"),
+    [
+        ("image_output.json", {"response_modalities": ["text", "image"]}),
+        ("google_search_stream.sse", {"tools": [{"type": "google_search"}]}),
+    ],
+)
+def test_console_content_off_hides_media_and_citations_in_the_live_tail(
+    variant: str, fixture: str, options: dict[str, Any]
+) -> None:
+    """Every output is hidden from the tail, not only text: a generated image's bytes, the
+    results of a search and its citations too."""
+    with httpx.Client(base_url=variant, headers={"x-goog-api-key": API_KEY}, timeout=60) as api:
+        body = {"model": "gemini-replay", "input": f"generate_content/{fixture}", **options}
+        created = api.post("/v1beta/interactions", json=body).json()
+        steps = api.get(f"/v1beta/interactions/{created['id']}").json()["steps"]
+    secrets = [
+        value
+        for step in steps
+        if step["type"] != "user_input"
+        for item in step.get("content", [step])
+        for key in ("data", "text")
+        if isinstance(value := item.get(key), str) and len(value) > 8
+    ]
+    secrets += re.findall(r'"(?:url|uri)": "([^"]+)"', json.dumps(steps))
+    assert secrets, steps  # the recording has outputs to hide
+    http = httpx.Client(base_url=variant)
+    http.post("/console/sign-in", data={"api_key": API_KEY}, headers={"origin": variant})
+    with connect_sse(http, "GET", f"/console/interactions/{created['id']}/events") as source:
+        streamed = "".join(e.data for e in source.iter_sse())
+    assert "step.delta" in streamed
+    shown = [secret for secret in secrets if secret in streamed or json.dumps(secret) in streamed]
+    assert shown == []
+    page = html.unescape(http.get(f"/console/interactions/{created['id']}").text)
+    assert [secret for secret in secrets if secret in page] == []
 
 
 def test_console_off(tmp_path: Path) -> None:

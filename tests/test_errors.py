@@ -101,6 +101,21 @@ BAD_BODIES: list[tuple[str, bytes, int, str, str]] = [
         "invalid_request",
         "data",
     ),
+    (  # a forced call with nothing to call (generateContent, Chat and Responses refuse it too)
+        "forced-call-without-tools",
+        b'{"model": "echo", "input": "x", "generation_config": {"tool_choice": "any"}}',
+        400,
+        "invalid_request",
+        "tool_choice",
+    ),
+    (
+        "forced-allowed-call-without-tools",
+        b'{"model": "echo", "input": "x", "generation_config": '
+        b'{"tool_choice": {"allowed_tools": {"mode": "any", "tools": ["f"]}}}}',
+        400,
+        "invalid_request",
+        "tool_choice",
+    ),
 ]
 
 

@@ -364,6 +364,14 @@ BAD = [
         400,
         "toolConfig.functionCallingConfig.mode",
     ),
+    (  # a forced call with nothing to call (Google refuses it too)
+        {
+            "contents": [{"parts": [{"text": "x"}]}],
+            "toolConfig": {"functionCallingConfig": {"mode": "ANY"}},
+        },
+        400,
+        "toolConfig.functionCallingConfig.mode",
+    ),
 ]
 
 
@@ -423,6 +431,15 @@ def test_embedding_input_is_checked(server: Server) -> None:
         image = {"inlineData": {"mimeType": "image/png", "data": "AAAA"}}
         answer = http.post("/v1beta/models/echo:embedContent", json={"content": {"parts": [image]}})
         assert answer.status_code == 400 and "content.parts.0" in answer.json()["error"]["message"]
+        # Google's own bound: at most 100 requests in one batch (an unbounded batch is
+        # megabytes of vectors made on the server's loop)
+        one = {"content": {"parts": [{"text": "x"}]}}
+        answer = http.post("/v1beta/models/echo:batchEmbedContents", json={"requests": [one] * 101})
+        assert answer.status_code == 400
+        assert answer.json()["error"]["status"] == "INVALID_ARGUMENT"
+        assert "requests" in answer.json()["error"]["message"]
+        answer = http.post("/v1beta/models/echo:batchEmbedContents", json={"requests": [one] * 100})
+        assert answer.status_code == 200 and len(answer.json()["embeddings"]) == 100
 
 
 def test_no_interaction_is_stored(server: Server, client: genai.Client) -> None:

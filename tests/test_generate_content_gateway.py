@@ -5,6 +5,7 @@ an OpenAI-compatible upstream."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ def keys(data_dir: Path) -> dict[str, str]:
         "budget": _new_key(
             data_dir, "--tenant", "acme", "--budget-usd", "1.5", "--budget-period", "day"
         )[1],
+        "cut": _new_key(
+            data_dir, "--tenant", "cut", "--budget-usd", "0.5", "--budget-period", "day"
+        )[1],
     }
 
 
@@ -58,6 +62,13 @@ provider = "echo"
 name = "priced"
 [[models.targets]]
 provider = "echo"
+price_input_per_million = 1000000.0
+
+[[models]]
+name = "priced-slow"
+[[models.targets]]
+provider = "echo"
+options = {{ delay = 1.0 }}
 price_input_per_million = 1000000.0
 
 [[models]]
@@ -166,3 +177,27 @@ def test_the_listing_shows_a_key_its_models_only(server: Server, keys: dict[str,
     assert [m["name"] for m in listed["models"]] == ["models/echo"]
     hidden = httpx.get(f"{server.url}/v1beta/models/priced", headers=headers, timeout=30)
     assert hidden.status_code == 404 and hidden.json()["error"]["status"] == "NOT_FOUND"
+
+
+@pytest.mark.parametrize("alt", ["?alt=sse", ""])
+def test_a_stream_cut_before_its_first_chunk_is_settled(
+    server: Server, keys: dict[str, str], alt: str
+) -> None:
+    """A client that gives up before the first chunk never reads the stream: the call is
+    still settled in the ledger, so its reservation does not hold the key's budget."""
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{server.url}/v1beta/models/priced-slow:streamGenerateContent{alt}",
+            json=ASK,
+            headers={"x-goog-api-key": keys["cut"]},
+            timeout=0.2,
+        )
+
+    def settled() -> bool:
+        with sqlite3.connect(server.database) as conn:
+            rows = conn.execute("SELECT settled FROM ledger WHERE tenant = 'cut'").fetchall()
+        return bool(rows) and all(row[0] is not None for row in rows)
+
+    wait_for(settled)
+    answered = _post(server, keys["cut"], "/v1beta/models/echo:generateContent", ASK)
+    assert answered.status_code == 200, answered.text

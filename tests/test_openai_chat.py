@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import socket
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -71,6 +73,14 @@ price_input_per_million = 100000.0
 price_output_per_million = 100000.0
 
 [[models]]
+name = "pricey-slow"
+[[models.targets]]
+provider = "echo"
+options = {{ delay = 1.0 }}
+price_input_per_million = 100000.0
+price_output_per_million = 100000.0
+
+[[models]]
 name = "relay"
 [[models.targets]]
 provider = "openai"
@@ -131,6 +141,7 @@ def keys(data_dir: Path) -> dict[str, str]:
         "broke": _new_key(data_dir, "--budget-usd", "0", "--budget-period", "day"),
         "ceiling": _new_key(data_dir, "--max-tokens", "3"),
         "half-dollar": _new_key(data_dir, "--budget-usd", "0.5", "--budget-period", "day"),
+        "cut": _new_key(data_dir, "--name", "cut", "--budget-usd", "0.5", "--budget-period", "day"),
     }
 
 
@@ -341,7 +352,7 @@ def test_chat_structured_output_parses(client: openai.OpenAI) -> None:
 
 def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
     ids = [model.id for model in client.models.list()]
-    served = ["echo", "fast", "echo-slow", "pricey", "relay", "mixed"]
+    served = ["echo", "fast", "echo-slow", "pricey", "pricey-slow", "relay", "mixed"]
     assert ids == served + (["gemma-3-270m"] if EMBEDDED else [])
     model = client.models.retrieve("fast")
     assert (model.id, model.object, model.owned_by) == ("fast", "model", "propylon")
@@ -427,6 +438,14 @@ def test_errors_have_openai_shape(server: Server, keys: dict[str, str]) -> None:
         (
             {"model": "echo", "messages": [{"role": "user", "content": "x"}], "logprobs": True},
             "logprobs",
+        ),
+        (  # a forced call with nothing to call
+            {
+                "model": "echo",
+                "messages": [{"role": "user", "content": "x"}],
+                "tool_choice": "required",
+            },
+            "tool_choice",
         ),
         (
             {"model": "mixed", "messages": [{"role": "user", "content": "x"}], "logit_bias": {}},
@@ -619,6 +638,71 @@ def test_a_client_that_goes_away_ends_the_call(server: Server) -> None:
     wait_for(lambda: '"model": "echo-slow"' in log.read_text())
     line = next(json.loads(line) for line in log.read_text().splitlines() if '"echo-slow"' in line)
     assert line["outcome"] != "ok"
+
+
+def test_a_stream_cut_before_its_first_chunk_is_settled(
+    server: Server, keys: dict[str, str]
+) -> None:
+    """A client that gives up before the first chunk (its read timeout) never reads the
+    stream: the call is still settled in the ledger, so the key's budget is not held by
+    the call's reservation (at most 0.5 USD here, far below that reservation)."""
+    headers = {"authorization": f"Bearer {keys['cut']}"}
+    body = {
+        "model": "pricey-slow",
+        "messages": [{"role": "user", "content": "slow"}],
+        "stream": True,
+    }
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{server.url}/v1/chat/completions", json=body, headers=headers, timeout=0.2)
+
+    def settled() -> bool:
+        with sqlite3.connect(server.database) as conn:
+            rows = conn.execute(
+                "SELECT settled FROM ledger WHERE api_key_id = "
+                "(SELECT id FROM api_keys WHERE name = 'cut')"
+            ).fetchall()
+        return bool(rows) and all(row[0] is not None for row in rows)
+
+    wait_for(settled)
+    free = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+    answered = httpx.post(f"{server.url}/v1/chat/completions", json=free, headers=headers)
+    assert answered.status_code == 200, answered.text
+
+
+def test_a_client_gone_before_its_body_was_read_logs_no_error(server: Server) -> None:
+    """A client that closes its connection in the middle of sending its body is no server
+    error: nothing is logged as one (it was: two tracebacks at ERROR per such request)."""
+
+    def answered() -> float:
+        metrics = httpx.get(
+            f"{server.url}/metrics", headers={"authorization": f"Bearer {API_KEY}"}
+        ).text
+        return sum(
+            float(found)
+            for found in re.findall(
+                r'^propylon_http_requests_total\{method="POST",'
+                r'route="/v1/chat/completions",status="\d+"\} (\S+)$',
+                metrics,
+                re.M,
+            )
+        )
+
+    def errors() -> list[str]:
+        lines = (server.data_dir / "server.log").read_text().splitlines()
+        return [line for line in lines if '"level": "ERROR"' in line]
+
+    before, errors_before = answered(), len(errors())
+    body = b'{"model": "echo", "messages": [{"role": "user", "content": "hi"}]}'
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+        b"Authorization: Bearer " + API_KEY.encode() + b"\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.sendall(head + body[:10])  # then the client goes away
+    wait_for(lambda: answered() > before or len(errors()) > errors_before)
+    assert errors()[errors_before:] == []
 
 
 def test_calls_are_logged_metered_and_not_stored(server: Server) -> None:

@@ -517,6 +517,24 @@ def test_routes_are_served_under_the_path_prefix(http: httpx.Client) -> None:
         ({"model": "echo", "input": [{"type": "item_reference", "id": "x"}]}, "input.0"),
         ({"model": "echo", "input": "x", "store": False, "background": True}, "background"),
         ({"model": "echo", "input": "x", "temperature": 3}, "temperature"),
+        ({"model": "echo", "input": "x", "tool_choice": "required"}, "tool_choice"),
+        (  # a forced call of a function nobody declared (as Chat Completions refuses it)
+            {"model": "echo", "input": "x", "tool_choice": {"type": "function", "name": "f"}},
+            "tool_choice",
+        ),
+        (
+            {
+                "model": "echo",
+                "input": "x",
+                "tools": [{"type": "function", "name": "g"}],
+                "tool_choice": {
+                    "type": "allowed_tools",
+                    "mode": "required",
+                    "tools": [{"type": "function", "name": "f"}],
+                },
+            },
+            "tool_choice",
+        ),
     ],
 )
 def test_bad_input_is_400_in_openai_shape(
@@ -548,8 +566,28 @@ def test_errors_of_the_other_kinds(http: httpx.Client, server: Server) -> None:
     )
     assert orphan.status_code == 400
     assert orphan.json()["error"]["param"] == "previous_response_id"
+    running = http.post(
+        "/v1/responses", json={"model": "echo-idle", "input": "slow " * 40, "background": True}
+    ).json()
+    early = http.post(
+        "/v1/responses",
+        json={"model": "echo", "input": "x", "previous_response_id": running["id"]},
+    )
+    assert early.status_code == 400
+    assert early.json()["error"]["param"] == "previous_response_id"
+    assert "previous response" in early.json()["error"]["message"]
+    http.post(f"/v1/responses/{running['id']}/cancel")
     missing = http.get("/v1/responses/v1_nothing_here")
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "invalid_request_error"
+    for method, path in (  # in this API's words
+        ("GET", "/v1/responses/v1_nothing_here"),
+        ("GET", "/v1/responses/v1_nothing_here/input_items"),
+        ("POST", "/v1/responses/v1_nothing_here/cancel"),
+        ("DELETE", "/v1/responses/v1_nothing_here"),
+    ):
+        answer = http.request(method, path)
+        assert answer.status_code == 404
+        assert answer.json()["error"]["message"] == "response `v1_nothing_here` not found"
     bad_order = http.get("/v1/responses/v1_nothing_here/input_items", params={"order": "up"})
     assert bad_order.status_code == 400 and bad_order.json()["error"]["param"] == "order"
     made = http.post("/v1/responses", json={"model": "echo", "input": "x"}).json()

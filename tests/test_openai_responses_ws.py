@@ -7,13 +7,15 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import API_KEY, Server
+from tests.conftest import API_KEY, Server, wait_for
+from tests.test_tenancy import _cli, _new_key
 
 EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 
@@ -107,6 +109,21 @@ def test_http_only_fields_and_bad_messages_are_refused(socket: ClientConnection)
     assert envelope["type"] == "error" and envelope["error"]["code"] == "invalid_request_error"
     # the connection still serves the next turn
     assert _turn(socket, model="echo", input="after")[-1]["type"] == "response.completed"
+
+
+def test_a_revoked_key_ends_its_open_sockets_turns(server: Server) -> None:
+    """Revoking a key stops a socket it opened earlier, as it stops its HTTP requests (at
+    most `auth_cache_seconds` later): each turn is authenticated again."""
+    key_id, secret = _new_key(server.data_dir, "--tenant", "acme")
+    url = server.url.replace("http://", "ws://") + "/v1/responses"
+    bearer = {"authorization": f"Bearer {secret}"}
+    with connect(url, additional_headers=bearer, open_timeout=10) as socket:
+        assert _turn(socket, model="echo", input="before")[-1]["type"] == "response.completed"
+        _cli(server.data_dir, "keys", "revoke", key_id)
+        wait_for(lambda: httpx.get(f"{server.url}/v1/models", headers=bearer).status_code == 401)
+        [refused] = _turn(socket, model="echo", input="after")
+        assert refused["status"] == 401
+        assert refused["error"]["code"] == "invalid_api_key"
 
 
 def test_a_socket_without_a_key_is_refused(server: Server) -> None:

@@ -409,6 +409,23 @@ def test_a_bad_revision_is_refused_naming_the_header_and_changes_nothing(
         client.interactions.create(model="echo", input="x", extra_headers={"Api-Revision": "soon"})
 
 
+def test_a_legacy_turn_of_another_role_is_refused_naming_it(
+    server: tuple[Server, dict[str, str]],
+) -> None:
+    running, _ = server
+    before = running.rows()
+    with _http(running) as http:
+        for role in ("system", "assistant", None):
+            turns = [{"role": "user", "content": "hi"}, {"role": role, "content": "x"}]
+            answer = http.post(
+                "/v1beta/interactions", json={"model": "echo", "input": turns}, headers=LEGACY
+            )
+            assert answer.status_code == 400, role
+            assert answer.json()["error"]["code"] == "invalid_request"
+            assert "input.1.role" in answer.json()["error"]["message"]
+    assert running.rows() == before
+
+
 def test_the_current_revision_is_the_steps_schema(server: tuple[Server, dict[str, str]]) -> None:
     running, _ = server
     with _http(running) as http:

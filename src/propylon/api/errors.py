@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from propylon.api.surfaces import Surface, surface_of
@@ -109,6 +109,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(request.scope, code, status, message)
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # The client closed its connection before its body was read: no one reads this answer,
+    # and it is no server error.
+    logger.debug("client left during %s %s", request.method, request.url.path)
+    return error_response(
+        request.scope, 400, "INVALID_ARGUMENT", "the client closed the connection mid-request"
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     logger.exception("unexpected error on %s %s", request.method, request.url.path)
     return error_response(request.scope, 500, "INTERNAL", "internal error")
@@ -117,5 +126,6 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     PropylonError: _propylon_error,
     HTTPException: _http_error,
+    ClientDisconnect: _client_gone,
     Exception: _unexpected,
 }

@@ -325,6 +325,13 @@ class CreateInteraction(BaseModel):
                 if tool["name"] in names:
                     raise ValueError(f"tools.{index}: function `{tool['name']}` is declared twice")
                 names.add(tool["name"])
+        choice = self.generation_config.tool_choice if self.generation_config else None
+        mode = choice.allowed_tools.mode if isinstance(choice, ToolChoiceConfig) else choice
+        if mode == "any" and not self.tools:
+            raise ValueError(
+                "`generation_config.tool_choice`: `any` forces a tool call, but `tools` "
+                "declares none"
+            )
         return self
 
     @model_validator(mode="after")

@@ -44,6 +44,7 @@ from propylon.domain.events import (
     Event,
 )
 from propylon.domain.ids import event_id
+from propylon.errors import InvalidArgument
 
 __all__ = [
     "STEPS_REVISION",
@@ -109,17 +110,23 @@ def legacy_request(body: Any) -> Any:
     """A legacy create body in the current form. Only `input` differs: a list of turns
     (`[{"role": "user" | "model", "content": str | [content]}]`) or a list of content that
     mixes content items with other types (function results, calls, thoughts) becomes a list
-    of steps; everything else is the same in both revisions (and validated as usual)."""
+    of steps; everything else is the same in both revisions (and validated as usual).
+    Raises InvalidArgument for a turn whose role is neither `user` nor `model`."""
     if not isinstance(body, dict) or not isinstance(body.get("input"), list):
         return body
     items: list[Any] = body["input"]
     if items and all(isinstance(i, dict) and "role" in i and "type" not in i for i in items):
         steps: list[Any] = []
-        for turn in items:
+        for index, turn in enumerate(items):
             content = turn.get("content")
             if isinstance(content, str):
                 content = [{"type": "text", "text": content}]
-            holder = "user_input" if turn.get("role") == "user" else "model_output"
+            if turn.get("role") not in ("user", "model"):
+                raise InvalidArgument(
+                    f"invalid request: input.{index}.role: a turn's role is `user` or `model`, "
+                    f"not `{turn.get('role')}`"
+                )
+            holder = "user_input" if turn["role"] == "user" else "model_output"
             steps += _steps(content if isinstance(content, list) else [content], holder)
         return {**body, "input": steps}
     kinds = {i.get("type") for i in items if isinstance(i, dict)}

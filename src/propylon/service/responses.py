@@ -91,17 +91,27 @@ class ResponseService:
         return View(created.resource, background, store)
 
     async def previous(self, response_id: str, caller: Caller) -> None:
-        """Check that `previous_response_id` names a Response (or interaction) of `caller`'s:
-        else InvalidArgument naming the field (400, as OpenAI answers it)."""
+        """Check that `previous_response_id` names a finished Response (or interaction) of
+        `caller`'s: else InvalidArgument or FailedPrecondition naming the field (400, as
+        OpenAI answers it)."""
         try:
-            await self._record(response_id, caller)
+            record = await self._record(response_id, caller)
         except NotFound:
             raise InvalidArgument(
                 f"previous response `{response_id}` not found", param="previous_response_id"
             ) from None
+        if not lifecycle.is_terminal(record.status):
+            raise FailedPrecondition(
+                f"previous response `{response_id}` has not finished (status `{record.status}`)",
+                param="previous_response_id",
+            )
 
     async def _record(self, response_id: str, caller: Caller) -> InteractionRecord:
-        return await self.interactions.current(response_id, caller)
+        """The Response's interaction. Raises NotFound in this API's words."""
+        try:
+            return await self.interactions.current(response_id, caller)
+        except NotFound:
+            raise _missing(response_id) from None
 
     async def get(self, response_id: str, caller: Caller) -> View:
         """The Response's interaction. Raises NotFound (also for another tenant's, and for
@@ -139,7 +149,10 @@ class ResponseService:
     async def delete(self, response_id: str, caller: Caller) -> None:
         """Delete the Response's interaction and its log (a running one is stopped first).
         Raises NotFound."""
-        await self.interactions.delete(response_id, caller)
+        try:
+            await self.interactions.delete(response_id, caller)
+        except NotFound:
+            raise _missing(response_id) from None
 
     async def compact(self, request: CompactRequest, caller: Caller) -> list[dict[str, Any]]:
         """The whole conversation a compaction carries, as steps: the chain ending at
@@ -161,3 +174,7 @@ class ResponseService:
         if not steps:
             raise InvalidArgument("`input` is required: there is nothing to compact", param="input")
         return steps
+
+
+def _missing(response_id: str) -> NotFound:
+    return NotFound(f"response `{response_id}` not found")

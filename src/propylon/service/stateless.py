@@ -11,6 +11,8 @@ call's id) and the metrics (tokens and cost per model and tenant). A key's token
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -51,14 +53,17 @@ class Call:
     ending: Callable[[str], Awaitable[None]] | None = None
 
     async def end(self, status: str) -> None:
-        """Stop the upstream call and do the call's accounting (once; later calls: nothing)."""
+        """Stop the upstream call and do the call's accounting (once; later calls: nothing).
+        The accounting runs to its end even when the caller is cancelled meanwhile (a client
+        that went away cancels the response's tasks, again at each await): else the call's
+        reservation would stay open in the ledger, holding the key's budget."""
         ending, self.ending = self.ending, None
         if ending is not None:
-            await ending(status)
+            await asyncio.shield(asyncio.ensure_future(ending(status)))
 
     async def close(self) -> None:
         """End the call whether or not its events were read (a client that went away)."""
-        await self.events.aclose()
+        await _close(self.events)
         await self.end("failed")
 
 
@@ -113,8 +118,10 @@ class StatelessCalls:
         call = Call(record.id, _noop())
 
         async def end(status: str) -> None:
-            await _close(events)
-            await self._end(call, record, caller, ticket, status)
+            try:
+                await _close(events)
+            finally:
+                await self._end(call, record, caller, ticket, status)
 
         call.ending = end
         try:
@@ -236,7 +243,9 @@ async def _noop() -> AsyncGenerator[ProviderEvent, None]:
 async def _close(events: AsyncIterator[ProviderEvent]) -> None:
     close = getattr(events, "aclose", None)
     if close is not None:
-        await close()
+        # "already running": a task cut short is reading it and ends it as it unwinds
+        with contextlib.suppress(RuntimeError):
+            await close()
 
 
 def upstream_failure(exc: UpstreamError) -> PropylonError:

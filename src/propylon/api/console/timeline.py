@@ -19,7 +19,6 @@ __all__ = ["Block", "Entry", "entries", "shown_event"]
 
 _CALLS = frozenset({"function_call", "mcp_server_tool_call"})
 _RESULTS = frozenset({"function_result", "mcp_server_tool_result"})
-_CONTENT_DELTAS = frozenset({"text", "thought_summary", "arguments_delta"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +108,9 @@ def entries(resource: dict[str, Any], input_count: int, show: bool) -> list[Entr
 
 def shown_event(event: Event, show: bool) -> Event:
     """`event` as the console's live tail sends it: content-carrying parts dropped when
-    `show` is off (the step's type and the event's order stay)."""
+    `show` is off (the step's type and the event's order stay). Every delta carries content
+    (text, thoughts, arguments, results, media bytes, citations, search results...): each is
+    replaced by its type alone."""
     if show:
         return event
     if event.type == STEP_START:
@@ -118,7 +119,6 @@ def shown_event(event: Event, show: bool) -> Event:
         return Event(event.seq, event.type, {**event.data, "step": kept})
     if event.type == STEP_DELTA:
         delta = event.data.get("delta") or {}
-        if delta.get("type") in _CONTENT_DELTAS or "result" in delta or "arguments" in delta:
-            hidden = {"type": delta.get("type"), "hidden": True}
-            return Event(event.seq, event.type, {**event.data, "delta": hidden})
+        hidden = {"type": delta.get("type"), "hidden": True}
+        return Event(event.seq, event.type, {**event.data, "delta": hidden})
     return event

@@ -165,6 +165,12 @@ async def page(request: Request, caller: Caller) -> Response:
     return render(request, "usage.html", context, caller=caller)
 
 
+def _cell(text: str) -> str:
+    """A text cell that a spreadsheet reads as text: a label value or model name a tenant
+    chose, starting like a formula (`=`, `+`, `-`, `@`, tab, CR), gets a leading `'`."""
+    return "'" + text if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text
+
+
 @endpoint
 async def download(request: Request, caller: Caller) -> Response:
     """The same aggregation as CSV: one line per day and series."""
@@ -177,7 +183,7 @@ async def download(request: Request, caller: Caller) -> Response:
         writer.writerow(
             [
                 row.day,
-                row.series if row.series is not None else "",
+                _cell(row.series if row.series is not None else ""),
                 row.interactions,
                 row.input_tokens,
                 row.output_tokens,

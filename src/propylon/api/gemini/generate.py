@@ -8,11 +8,12 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from propylon.api.auth import caller_of
 from propylon.api.errors import JSONResponse
 from propylon.api.limits import json_body
+from propylon.api.streaming import ClosingStreamingResponse
 from propylon.errors import InvalidArgument
 from propylon.schema.gemini.request import CountTokensRequest, GenerateContentRequest, parse
 from propylon.service.generate import GenerateService
@@ -55,13 +56,15 @@ async def stream_generate_content(request: Request, model: str) -> Response:
         model, parse(GenerateContentRequest, body), body, caller_of(request), stream=True
     )
     chunks = service.chunks(generation)  # failures before any output were raised above
+    close = generation.call.close  # also when the client left as the response began
     if alt == "sse":
-        return StreamingResponse(
+        return ClosingStreamingResponse(
             _sse(chunks, request.app.state.metrics.active_streams),
+            close,
             media_type="text/event-stream",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
-    return StreamingResponse(_array(chunks), media_type="application/json")
+    return ClosingStreamingResponse(_array(chunks), close, media_type="application/json")
 
 
 async def _sse(chunks: AsyncGenerator[dict[str, Any]], gauge: Any) -> AsyncIterator[bytes]:

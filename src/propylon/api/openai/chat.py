@@ -18,13 +18,14 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from propylon.api.auth import caller_of
 from propylon.api.errors import JSONResponse
 from propylon.api.limits import json_body
 from propylon.api.openai.errors import openai_error, openai_error_body, refine_openai_error
+from propylon.api.streaming import ClosingStreamingResponse
 from propylon.errors import InvalidArgument, PropylonError, Unavailable
 from propylon.gateway.registry import ServedModel
 from propylon.providers.base import FunctionCall, UpstreamError
@@ -61,8 +62,9 @@ async def create(request: Request) -> Response:
         return JSONResponse(answer.completion())
     include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
     gauge = request.app.state.metrics.active_streams
-    return StreamingResponse(
+    return ClosingStreamingResponse(
         _chunks(call, answer, include_usage, strict, turn.tools, gauge),
+        call.close,  # also when the client left as the response began
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )

@@ -141,7 +141,8 @@ class _Connection:
 
 async def responses_socket(socket: WebSocket) -> None:
     """`/v1/responses` as a WebSocket: authenticated like HTTP (`Authorization: Bearer`),
-    before the connection is accepted (a refused one is closed with 1008)."""
+    before the connection is accepted (a refused one is closed with 1008), and again at each
+    turn (a key revoked since gets an error envelope, then the close)."""
     state = socket.app.state
     try:
         caller = await state.auth.caller(socket.headers)
@@ -156,6 +157,12 @@ async def responses_socket(socket: WebSocket) -> None:
             if message["type"] == "websocket.disconnect":
                 return
             text = message.get("text") or (message.get("bytes") or b"").decode(errors="replace")
+            try:  # each turn as its key stands now: a revoked key ends the connection
+                connection.caller = await state.auth.caller(socket.headers)
+            except PropylonError as exc:
+                await connection.send(envelope(exc))
+                await socket.close(code=1008)
+                return
             try:
                 await connection.turn(text)
             except _Refused as refused:

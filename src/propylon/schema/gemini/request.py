@@ -195,7 +195,8 @@ class EmbedContentRequest(Wire):
 
 
 class BatchEmbedContentsRequest(Wire):
-    requests: list[EmbedContentRequest] = Field(min_length=1)
+    # Google's bound ("at most 100 requests can be in one batch"), which clients batch by
+    requests: list[EmbedContentRequest] = Field(min_length=1, max_length=100)
 
 
 def parse(model: type[M], body: Any) -> M:

@@ -319,6 +319,11 @@ def _tool_choice(config: ToolConfig | None, turn: Turn) -> bool:
         return False
     _refuse_unknown(calling, "toolConfig.functionCallingConfig.")
     mode = calling.mode or "AUTO"
+    if mode == "ANY" and not turn.tools:
+        raise InvalidArgument(
+            "`toolConfig.functionCallingConfig.mode`: `ANY` forces a function call, but no "
+            "function is declared (`tools[].functionDeclarations`)"
+        )
     choice: Any = _MODES.get(mode, "auto")  # VALIDATED: the model may call or answer
     if calling.allowed_function_names is not None:
         declared = {tool["name"] for tool in turn.tools}

@@ -188,6 +188,11 @@ def _generation(request: ChatRequest, declared: set[str]) -> dict[str, Any]:
     if choice is None:
         return config
     if isinstance(choice, str):
+        if choice == "required" and not declared:
+            raise InvalidArgument(
+                "`tool_choice` `required` forces a function call, but `tools` declares none",
+                param="tool_choice",
+            )
         config["tool_choice"] = {"required": "any"}.get(choice, choice)
         return config
     if isinstance(choice, AllowedToolsChoice):

@@ -295,8 +295,26 @@ def include_problem(values: list[str]) -> str | None:
 
 
 def parse_create_response(body: Any) -> CreateResponse:
-    """Validate a decoded JSON body. Raises InvalidArgument naming the offending field."""
-    return validated(CreateResponse, body)
+    """Validate a decoded JSON body. Raises InvalidArgument naming the offending field (also
+    a `tool_choice` naming a function `tools` does not declare)."""
+    request = validated(CreateResponse, body)
+    choice = request.tool_choice
+    if choice == "required" and not request.tools:
+        raise InvalidArgument(
+            "`tool_choice` `required` forces a tool call, but `tools` declares none",
+            param="tool_choice",
+        )
+    if isinstance(choice, NamedFunction | AllowedTools):
+        named = [choice] if isinstance(choice, NamedFunction) else choice.tools
+        declared = {t.name for t in request.tools or [] if isinstance(t, FunctionTool)}
+        for function in named:
+            if function.name not in declared:
+                raise InvalidArgument(
+                    f"`tool_choice` names function `{function.name}`, which `tools` does not "
+                    "declare",
+                    param="tool_choice",
+                )
+    return request
 
 
 class CompactRequest(BaseModel):
