@@ -34,12 +34,23 @@ if TEST_DATABASE not in ("sqlite", "postgresql"):
     raise RuntimeError(f"PROPYLON_TEST_DATABASE is `sqlite` or `postgresql`, not {TEST_DATABASE!r}")
 
 
+# A test of the one-process deployment's own behaviour (its in-process queue running the
+# background runs, its start-up recovery after a crash): on PostgreSQL the runs are a worker's
+# jobs, and tests/test_distributed.py tests their crash and recovery.
+one_process_only = pytest.mark.skipif(
+    TEST_DATABASE == "postgresql",
+    reason="the one-process deployment's queue and recovery (distributed: test_distributed.py)",
+)
+
+
 @dataclass
 class Server:
     url: str
     data_dir: Path
     process: subprocess.Popen[bytes]
     database_url: str | None = None  # None: the SQLite file in `data_dir`
+    # On PostgreSQL background runs and webhook deliveries are a `propylon worker`'s jobs.
+    worker: subprocess.Popen[bytes] | None = None
 
     @property
     def database(self) -> Path:
@@ -151,15 +162,37 @@ def start_server(
             process.kill()
             raise RuntimeError("propylon serve did not start")
         time.sleep(0.05)
-    return Server(url=url, data_dir=data_dir, process=process, database_url=database_url)
+    worker = None
+    if database_url is not None and database_url.startswith("postgres"):
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "propylon",
+                "worker",
+                "--config",
+                str(config_file),
+                "--data-dir",
+                str(data_dir),
+                "--database-url",
+                database_url,
+            ],
+            stderr=log.open("ab") if log else None,
+        )
+    return Server(
+        url=url, data_dir=data_dir, process=process, database_url=database_url, worker=worker
+    )
 
 
 def stop_server(server: Server) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
+    for process in (server.process, server.worker):
+        if process is None:
+            continue
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 @pytest.fixture(scope="session", autouse=True)

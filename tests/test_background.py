@@ -17,7 +17,15 @@ import pytest
 from google import genai
 from google.genai import _interactions as errors
 
-from tests.conftest import CONFIG, Server, helper, start_server, stop_server, wait_for
+from tests.conftest import (
+    CONFIG,
+    Server,
+    helper,
+    one_process_only,
+    start_server,
+    stop_server,
+    wait_for,
+)
 
 TERMINAL = {"completed", "failed", "cancelled", "incomplete", "requires_action", "budget_exceeded"}
 
@@ -123,6 +131,7 @@ def test_cancel_while_queued(upstream: str, tmp_path: Path) -> None:
         stop_server(server)
 
 
+@one_process_only
 def test_sigkill_mid_run_then_restart(upstream: str, tmp_path: Path) -> None:
     data = tmp_path / "crash"
     server = start_server(data, _config(upstream, 2))

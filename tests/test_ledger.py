@@ -27,7 +27,14 @@ from propylon.domain.clock import now
 from propylon.store import migrate
 from propylon.store.sqlite import SQLiteStore
 from propylon.store.sqlite_ledger import SQLiteLedgerStore
-from tests.conftest import Server, helper, start_server, stop_server, wait_for
+from tests.conftest import (
+    Server,
+    helper,
+    one_process_only,
+    start_server,
+    stop_server,
+    wait_for,
+)
 
 RUN_USD = 1.0
 
@@ -192,6 +199,7 @@ def test_the_purge_does_not_refund(upstream: str, tmp_path: Path) -> None:
         stop_server(server)
 
 
+@one_process_only
 def test_a_crashed_run_keeps_its_reservation(upstream: str, tmp_path: Path) -> None:
     data = tmp_path / "crash"
     data.mkdir()
