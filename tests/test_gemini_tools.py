@@ -21,16 +21,17 @@ from google import genai
 from google.genai import _interactions as errors
 from google.genai import types
 
-from tests.conftest import CONFIG, Server, helper, start_server, stop_server, wait_for
+from tests.conftest import (
+    CONFIG,
+    FIXTURES,
+    Server,
+    replay_model,
+    start_server,
+    stop_server,
+    wait_for,
+)
 
-FIXTURES = Path(__file__).parent / "fixtures" / "gemini"
 SEARCH = {"type": "google_search"}
-
-
-@pytest.fixture(scope="module")
-def replay() -> Iterator[str]:
-    with helper("gemini_replay.py", str(FIXTURES)) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
@@ -40,19 +41,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(replay: str, data_dir: Path) -> Iterator[Server]:
-    config = (
-        "background_workers = 1\n"
-        + CONFIG
-        + f"""
-[[models]]
-name = "gemini-replay"
-[[models.targets]]
-provider = "gemini"
-base_url = "{replay}"
-model = "gemini-2.5-flash"
-max_attempts = 1
-"""
-    )
+    config = "background_workers = 1\n" + CONFIG + replay_model(replay)
     running = start_server(data_dir, config)
     yield running
     stop_server(running)
