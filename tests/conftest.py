@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -286,6 +287,23 @@ base_url = "{replay}"
 model = "gemini-2.5-flash"
 max_attempts = 1
 """
+
+
+def url_citations(grounding: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `url_citation` annotations a recorded Gemini `groundingMetadata` should give: one
+    per (support, chunk index), in the recorded order."""
+    sources = grounding["groundingChunks"]
+    return [
+        {
+            "type": "url_citation",
+            "url": sources[index]["web"]["uri"],
+            "title": sources[index]["web"]["title"],
+            "start_index": support["segment"].get("startIndex", 0),
+            "end_index": support["segment"]["endIndex"],
+        }
+        for support in grounding["groundingSupports"]
+        for index in support["groundingChunkIndices"]
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from tests.conftest import (
     replay_model,
     start_server,
     stop_server,
+    url_citations,
     wait_for,
 )
 
@@ -99,18 +100,7 @@ def test_google_search_steps_citations_and_usage(
     assert [r.search_suggestions for r in result.result] == [
         grounding["searchEntryPoint"]["renderedContent"]
     ]
-    sources = grounding["groundingChunks"]
-    expected = [
-        {
-            "type": "url_citation",
-            "url": sources[index]["web"]["uri"],
-            "title": sources[index]["web"]["title"],
-            "start_index": support["segment"].get("startIndex", 0),
-            "end_index": support["segment"]["endIndex"],
-        }
-        for support in grounding["groundingSupports"]
-        for index in support["groundingChunkIndices"]
-    ]
+    expected = url_citations(grounding)
     assert [_plain(a) for a in output.content[0].annotations] == expected
     usage, recorded = answer.usage, chunks[-1]["usageMetadata"]
     assert usage.total_tool_use_tokens == recorded["toolUsePromptTokenCount"]

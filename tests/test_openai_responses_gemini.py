@@ -24,6 +24,7 @@ from tests.conftest import (
     replay_model,
     start_server,
     stop_server,
+    url_citations,
 )
 
 EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
@@ -61,18 +62,7 @@ def test_citations_are_url_citation_annotations(server: Server) -> None:
         tools=[{"type": "google_search"}],
     )
     grounding = _recorded("google_search.json")["candidates"][0]["groundingMetadata"]
-    sources = grounding["groundingChunks"]
-    expected = [
-        {
-            "type": "url_citation",
-            "url": sources[index]["web"]["uri"],
-            "title": sources[index]["web"]["title"],
-            "start_index": support["segment"].get("startIndex", 0),
-            "end_index": support["segment"]["endIndex"],
-        }
-        for support in grounding["groundingSupports"]
-        for index in support["groundingChunkIndices"]
-    ]
+    expected = url_citations(grounding)
     headers = {"authorization": f"Bearer {API_KEY}"}
     with httpx.Client(base_url=server.url, headers=headers, timeout=60) as http:
         raw = http.get(f"/v1/responses/{interaction.id}").json()
