@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -62,8 +64,9 @@ class Server:
             http_options=types.HttpOptions(base_url=self.url, **http_options),  # type: ignore[arg-type]
         )
 
-    def http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"x-goog-api-key": API_KEY}, timeout=60)
+    def http(self, key: str = API_KEY) -> httpx.Client:
+        """A plain HTTP client of the server sending `key` (default: the configured API_KEY)."""
+        return httpx.Client(base_url=self.url, headers={"x-goog-api-key": key}, timeout=60)
 
     def rows(self) -> tuple[int, int]:
         """(interactions, events) rows in the store, read from the database itself."""
@@ -268,6 +271,79 @@ def helper(script: str, *args: str, kill: bool = False) -> Iterator[str]:
         else:
             process.terminate()
         process.wait(timeout=20)
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "gemini"
+
+
+def replay_model(replay: str) -> str:
+    """Config of the `gemini-replay` model: provider `gemini` at the replay's URL `replay`."""
+    return f"""
+[[models]]
+name = "gemini-replay"
+[[models.targets]]
+provider = "gemini"
+base_url = "{replay}"
+model = "gemini-2.5-flash"
+max_attempts = 1
+"""
+
+
+def url_citations(grounding: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `url_citation` annotations a recorded Gemini `groundingMetadata` should give: one
+    per (support, chunk index), in the recorded order."""
+    sources = grounding["groundingChunks"]
+    return [
+        {
+            "type": "url_citation",
+            "url": sources[index]["web"]["uri"],
+            "title": sources[index]["web"]["title"],
+            "start_index": support["segment"].get("startIndex", 0),
+            "end_index": support["segment"]["endIndex"],
+        }
+        for support in grounding["groundingSupports"]
+        for index in support["groundingChunkIndices"]
+    ]
+
+
+@pytest.fixture(scope="module")
+def replay() -> Iterator[str]:
+    """The URL of tests/gemini_replay.py answering the recorded bodies under FIXTURES."""
+    with helper("gemini_replay.py", str(FIXTURES), kill=True) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[str]:
+    """The fault-injecting OpenAI-compatible upstream (tests/fault_upstream.py), per module."""
+    with helper("fault_upstream.py") as url:
+        yield url
+
+
+def propylon_cli(data_dir: Path, *args: str) -> str:
+    """The stdout of `propylon *args --data-dir data_dir`; fails the test on a non-zero exit."""
+    result = subprocess.run(
+        [sys.executable, "-m", "propylon", *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def create_key(data_dir: Path, *args: str) -> tuple[str, str]:
+    """(key id, secret) of a key made with `propylon keys create *args`."""
+    out = propylon_cli(data_dir, "keys", "create", *args)
+    key_id = re.search(r"key id:\s+(\S+)", out)
+    secret = re.search(r"api key:\s+(\S+)", out)
+    assert key_id is not None and secret is not None, out
+    return key_id.group(1), secret.group(1)
+
+
+def new_key(data_dir: Path, *args: str) -> str:
+    """The secret of a key made with `propylon keys create --tenant acme *args`."""
+    return create_key(data_dir, "--tenant", "acme", *args)[1]
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,6 @@ headless Chromium (Debian's, /usr/bin/chromium) driven by Playwright."""
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +12,7 @@ import pytest
 from google import genai
 from google.genai import types
 
-from tests.conftest import API_KEY, CONFIG, Server, start_server, stop_server
+from tests.conftest import API_KEY, CONFIG, Server, create_key, start_server, stop_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -57,26 +54,7 @@ class Console:
 
 def make_key(data_dir: Path, tenant: str, *extra: str) -> str:
     """A stored key of `tenant`, made by the CLI; returns its secret."""
-    made = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "propylon",
-            "keys",
-            "create",
-            "--tenant",
-            tenant,
-            "--data-dir",
-            str(data_dir),
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    found = re.search(r"api key: (\S+)", made.stdout)
-    assert found, made.stdout
-    return found.group(1)
+    return create_key(data_dir, "--tenant", tenant, *extra)[1]
 
 
 def serve_console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:

@@ -7,23 +7,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from google import genai
 
-from tests.conftest import CONFIG, Server, helper, start_server, stop_server
+from tests.conftest import CONFIG, FIXTURES, Server, start_server, stop_server
 
-FIXTURES = Path(__file__).parent / "fixtures" / "gemini"
 AGENT = "deep-research-preview-04-2026"
-
-
-@pytest.fixture(scope="module")
-def replay() -> Iterator[str]:
-    with helper("gemini_replay.py", str(FIXTURES), kill=True) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,15 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from tests.conftest import Server, helper, start_server, stop_server, wait_for
-from tests.test_tenancy import _cli, _new_key
+from tests.conftest import (
+    Server,
+    create_key,
+    helper,
+    propylon_cli,
+    start_server,
+    stop_server,
+    wait_for,
+)
 
 CONFIG = """
 auth_cache_seconds = 0
@@ -38,9 +45,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def keys(data_dir: Path) -> dict[str, str]:
     """Secrets of a key of tenant `acme`, one of `globex`, and an admin key."""
     return {
-        "a": _new_key(data_dir, "--tenant", "acme")[1],
-        "b": _new_key(data_dir, "--tenant", "globex")[1],
-        "admin": _new_key(data_dir, "--tenant", "ops", "--admin")[1],
+        "a": create_key(data_dir, "--tenant", "acme")[1],
+        "b": create_key(data_dir, "--tenant", "globex")[1],
+        "admin": create_key(data_dir, "--tenant", "ops", "--admin")[1],
     }
 
 
@@ -100,7 +107,7 @@ def test_every_route_but_healthz_needs_a_key(server: Server, keys: dict[str, str
 
 def test_metrics_public_opens_metrics_and_readyz_only(tmp_path: Path) -> None:
     data = tmp_path / "public"
-    _new_key(data, "--tenant", "acme")
+    create_key(data, "--tenant", "acme")
     public = start_server(data, "metrics_public = true\n" + CONFIG)
     try:
         with _http(public, None) as anonymous:
@@ -113,25 +120,25 @@ def test_metrics_public_opens_metrics_and_readyz_only(tmp_path: Path) -> None:
 
 def test_revoking_the_last_key_leaves_requests_refused(tmp_path: Path) -> None:
     data = tmp_path / "revoke"
-    key_id, secret = _new_key(data, "--tenant", "acme")
+    key_id, secret = create_key(data, "--tenant", "acme")
     exposed = start_server(data, 'host = "0.0.0.0"\n' + CONFIG)  # talked to on 127.0.0.1
     body = {"model": "echo", "input": "hi"}
     try:
         with _http(exposed, secret) as keyed, _http(exposed, None) as anonymous:
             assert keyed.post("/v1beta/interactions", json=body).status_code == 200
             assert anonymous.post("/v1beta/interactions", json=body).status_code == 401
-            _cli(data, "keys", "revoke", key_id)
+            propylon_cli(data, "keys", "revoke", key_id)
             for client in (anonymous, keyed):  # auth_cache_seconds = 0: at once
                 assert client.post("/v1beta/interactions", json=body).status_code == 401
                 assert client.get("/v1beta/webhooks").status_code == 401
-            fresh = _new_key(data, "--tenant", "acme")[1]
+            fresh = create_key(data, "--tenant", "acme")[1]
             answered = anonymous.post(
                 "/v1beta/interactions", json=body, headers={"x-goog-api-key": fresh}
             )
             assert answered.status_code == 200
         stop_server(exposed)
         # a restart with only revoked keys in the store neither refuses to start nor opens up
-        _cli(data, "keys", "revoke", _cli_key_id(data, fresh))
+        propylon_cli(data, "keys", "revoke", _cli_key_id(data, fresh))
         exposed = start_server(data, 'host = "0.0.0.0"\n' + CONFIG)
         with _http(exposed, None) as anonymous:
             assert anonymous.post("/v1beta/interactions", json=body).status_code == 401
@@ -217,7 +224,7 @@ def test_mcp_headers_and_credentials_are_absent_from_every_read(
             assert read.status_code == 200
             _no_credentials(read.text)
     dump = tmp_path / "acme.jsonl"
-    _cli(data_dir, "export", "--tenant", "acme", "--output", str(dump))
+    propylon_cli(data_dir, "export", "--tenant", "acme", "--output", str(dump))
     exported = dump.read_text()
     assert answer["id"] in exported and background["id"] in exported
     _no_credentials(exported)

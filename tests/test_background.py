@@ -20,7 +20,6 @@ from google.genai import _interactions as errors
 from tests.conftest import (
     CONFIG,
     Server,
-    helper,
     one_process_only,
     start_server,
     stop_server,
@@ -32,12 +31,6 @@ TERMINAL = {"completed", "failed", "cancelled", "incomplete", "requires_action",
 
 def _status(client: genai.Client, interaction_id: str) -> str:
     return str(client.interactions.get(interaction_id).status)
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[str]:
-    with helper("fault_upstream.py") as url:
-        yield url
 
 
 def _config(upstream: str, workers: int, window: float = 60) -> str:

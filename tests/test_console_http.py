@@ -19,12 +19,20 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from tests.conftest import API_KEY, CONFIG, helper, start_server, stop_server, wait_for
+from tests.conftest import (
+    API_KEY,
+    CONFIG,
+    FIXTURES,
+    helper,
+    replay_model,
+    start_server,
+    stop_server,
+    wait_for,
+)
 from tests.console_harness import Console, make_key, serve_console
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "src" / "propylon" / "api" / "console" / "static"
-FIXTURES = Path(__file__).parent / "fixtures" / "gemini"
 
 
 def _cookies(answer: httpx.Response) -> list[SimpleCookie]:
@@ -223,15 +231,7 @@ def variant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     answers recorded Gemini responses (tests/gemini_replay.py)."""
     data_dir = tmp_path_factory.mktemp("console-hidden")
     with helper("gemini_replay.py", str(FIXTURES), kill=True) as replay:
-        gemini = f"""
-[[models]]
-name = "gemini-replay"
-[[models.targets]]
-provider = "gemini"
-base_url = "{replay}"
-model = "gemini-2.5-flash"
-max_attempts = 1
-"""
+        gemini = replay_model(replay)
         running = start_server(data_dir, "console_content = false\n" + CONFIG + gemini)
         yield running.url
         stop_server(running)

@@ -15,9 +15,13 @@ from google import genai
 from google.genai import _interactions as errors
 from google.genai import types
 
-from tests.conftest import Server, helper, start_server, stop_server, wait_for
-from tests.test_agents import FIXTURES
-from tests.test_tenancy import _new_key
+from tests.conftest import (
+    Server,
+    create_key,
+    start_server,
+    stop_server,
+    wait_for,
+)
 
 GOOGLE_AGENT = "deep-research-preview-04-2026"
 CONFIG = """
@@ -45,12 +49,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:Agents usage is experimental:Use
 
 
 @pytest.fixture(scope="module")
-def replay() -> Iterator[str]:
-    with helper("gemini_replay.py", str(FIXTURES), kill=True) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("custom-agents")
 
@@ -58,9 +56,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def keys(data_dir: Path) -> dict[str, str]:
     return {
-        "a": _new_key(data_dir, "--tenant", "acme")[1],
-        "a2": _new_key(data_dir, "--tenant", "acme", "--models", "echo")[1],
-        "b": _new_key(data_dir, "--tenant", "globex")[1],
+        "a": create_key(data_dir, "--tenant", "acme")[1],
+        "a2": create_key(data_dir, "--tenant", "acme", "--models", "echo")[1],
+        "b": create_key(data_dir, "--tenant", "globex")[1],
     }
 
 

@@ -13,14 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import API_KEY, Server, helper, start_server, stop_server, wait_for
+from tests.conftest import API_KEY, Server, start_server, stop_server, wait_for
 from tests.fault_upstream import BIG
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[str]:
-    with helper("fault_upstream.py") as url:
-        yield url
 
 
 def _target(upstream: str, model: str, name: str, attempts: int) -> str:

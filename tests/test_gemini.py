@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,31 +13,19 @@ import pytest
 from google import genai
 from google.genai import types
 
-from tests.conftest import CONFIG, Server, helper, start_server, stop_server
-
-FIXTURES = Path(__file__).parent / "fixtures" / "gemini"
-
-
-@pytest.fixture(scope="module")
-def replay() -> Iterator[str]:
-    with helper("gemini_replay.py", str(FIXTURES)) as url:
-        yield url
+from tests.conftest import (
+    CONFIG,
+    FIXTURES,
+    Server,
+    replay_model,
+    start_server,
+    stop_server,
+)
 
 
 @pytest.fixture(scope="module")
 def client(replay: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[genai.Client]:
-    config = (
-        CONFIG
-        + f"""
-[[models]]
-name = "gemini-replay"
-[[models.targets]]
-provider = "gemini"
-base_url = "{replay}"
-model = "gemini-2.5-flash"
-max_attempts = 1
-"""
-    )
+    config = CONFIG + replay_model(replay)
     server: Server = start_server(tmp_path_factory.mktemp("gemini"), config)
     yield server.client()
     stop_server(server)

@@ -21,16 +21,18 @@ from google import genai
 from google.genai import _interactions as errors
 from google.genai import types
 
-from tests.conftest import CONFIG, Server, helper, start_server, stop_server, wait_for
+from tests.conftest import (
+    CONFIG,
+    FIXTURES,
+    Server,
+    replay_model,
+    start_server,
+    stop_server,
+    url_citations,
+    wait_for,
+)
 
-FIXTURES = Path(__file__).parent / "fixtures" / "gemini"
 SEARCH = {"type": "google_search"}
-
-
-@pytest.fixture(scope="module")
-def replay() -> Iterator[str]:
-    with helper("gemini_replay.py", str(FIXTURES)) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
@@ -40,19 +42,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(replay: str, data_dir: Path) -> Iterator[Server]:
-    config = (
-        "background_workers = 1\n"
-        + CONFIG
-        + f"""
-[[models]]
-name = "gemini-replay"
-[[models.targets]]
-provider = "gemini"
-base_url = "{replay}"
-model = "gemini-2.5-flash"
-max_attempts = 1
-"""
-    )
+    config = "background_workers = 1\n" + CONFIG + replay_model(replay)
     running = start_server(data_dir, config)
     yield running
     stop_server(running)
@@ -110,18 +100,7 @@ def test_google_search_steps_citations_and_usage(
     assert [r.search_suggestions for r in result.result] == [
         grounding["searchEntryPoint"]["renderedContent"]
     ]
-    sources = grounding["groundingChunks"]
-    expected = [
-        {
-            "type": "url_citation",
-            "url": sources[index]["web"]["uri"],
-            "title": sources[index]["web"]["title"],
-            "start_index": support["segment"].get("startIndex", 0),
-            "end_index": support["segment"]["endIndex"],
-        }
-        for support in grounding["groundingSupports"]
-        for index in support["groundingChunkIndices"]
-    ]
+    expected = url_citations(grounding)
     assert [_plain(a) for a in output.content[0].annotations] == expected
     usage, recorded = answer.usage, chunks[-1]["usageMetadata"]
     assert usage.total_tool_use_tokens == recorded["toolUsePromptTokenCount"]

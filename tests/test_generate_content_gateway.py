@@ -13,16 +13,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, free_port, helper, start_server, stop_server, wait_for
-from tests.test_tenancy import _new_key
+from tests.conftest import (
+    Server,
+    create_key,
+    free_port,
+    start_server,
+    stop_server,
+    wait_for,
+)
 
 ASK = {"contents": [{"role": "user", "parts": [{"text": "two words"}]}]}
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[str]:
-    with helper("fault_upstream.py") as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +34,13 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def keys(data_dir: Path) -> dict[str, str]:
     """Secrets of keys made with `propylon keys create`."""
     return {
-        "any": _new_key(data_dir, "--tenant", "acme")[1],
-        "only-echo": _new_key(data_dir, "--tenant", "acme", "--models", "echo")[1],
-        "limited": _new_key(data_dir, "--tenant", "acme", "--rpm", "2")[1],
-        "budget": _new_key(
+        "any": create_key(data_dir, "--tenant", "acme")[1],
+        "only-echo": create_key(data_dir, "--tenant", "acme", "--models", "echo")[1],
+        "limited": create_key(data_dir, "--tenant", "acme", "--rpm", "2")[1],
+        "budget": create_key(
             data_dir, "--tenant", "acme", "--budget-usd", "1.5", "--budget-period", "day"
         )[1],
-        "cut": _new_key(
+        "cut": create_key(
             data_dir, "--tenant", "cut", "--budget-usd", "0.5", "--budget-period", "day"
         )[1],
     }

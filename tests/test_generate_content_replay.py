@@ -16,10 +16,16 @@ import pytest
 from google.genai import errors, types
 from google.genai.models import _GenerateContentResponse_from_mldev
 
-from tests.conftest import CONFIG, Server, helper, start_server, stop_server
-from tests.test_tenancy import _new_key
+from tests.conftest import (
+    CONFIG,
+    FIXTURES,
+    Server,
+    create_key,
+    replay_model,
+    start_server,
+    stop_server,
+)
 
-FIXTURES = Path(__file__).parent / "fixtures" / "gemini"
 ANSWERS = FIXTURES / "generate_content"
 
 WHOLE = sorted(
@@ -34,12 +40,6 @@ STREAMED = [
 
 
 @pytest.fixture(scope="module")
-def replay() -> Iterator[str]:
-    with helper("gemini_replay.py", str(FIXTURES)) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("gc-replay")
 
@@ -47,23 +47,12 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def capped_key(data_dir: Path) -> str:
     """A key whose policy caps every answer at 3 tokens."""
-    return _new_key(data_dir, "--tenant", "acme", "--max-tokens", "3")[1]
+    return create_key(data_dir, "--tenant", "acme", "--max-tokens", "3")[1]
 
 
 @pytest.fixture(scope="module")
 def server(replay: str, data_dir: Path, capped_key: str) -> Iterator[Server]:
-    config = (
-        CONFIG
-        + f"""
-[[models]]
-name = "gemini-replay"
-[[models.targets]]
-provider = "gemini"
-base_url = "{replay}"
-model = "gemini-2.5-flash"
-max_attempts = 1
-"""
-    )
+    config = CONFIG + replay_model(replay)
     running = start_server(data_dir, config)
     yield running
     stop_server(running)

@@ -15,13 +15,7 @@ import httpx
 import pytest
 from google.genai import _interactions as errors
 
-from tests.conftest import CONFIG, Server, helper, start_server, stop_server, wait_for
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[str]:
-    with helper("fault_upstream.py") as url:
-        yield url
+from tests.conftest import CONFIG, Server, start_server, stop_server, wait_for
 
 
 @pytest.fixture(scope="module")

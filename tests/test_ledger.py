@@ -8,11 +8,8 @@ Every run of the `pricey` model costs 1.00 USD: the fault-injecting upstream rep
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -29,7 +26,7 @@ from propylon.store.sqlite import SQLiteStore
 from propylon.store.sqlite_ledger import SQLiteLedgerStore
 from tests.conftest import (
     Server,
-    helper,
+    new_key,
     one_process_only,
     start_server,
     stop_server,
@@ -56,23 +53,6 @@ price_cached_per_million = 100000.0
 """
 
 
-def _new_key(data_dir: Path, *args: str) -> str:
-    """The secret of a key made with `propylon keys create --tenant acme *args`."""
-    command = [sys.executable, "-m", "propylon", "keys", "create", "--tenant", "acme"]
-    result = subprocess.run(
-        [*command, *args, "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return re.search(r"api key:\s+(\S+)", result.stdout).group(1)  # type: ignore[union-attr]
-
-
-def _http(server: Server, secret: str) -> httpx.Client:
-    return httpx.Client(base_url=server.url, headers={"x-goog-api-key": secret}, timeout=60)
-
-
 def _body(run: str, script: str = "ok", **fields: object) -> dict[str, object]:
     return {"model": "pricey", "input": f"id={run} primary={script}", **fields}
 
@@ -86,12 +66,6 @@ def _refused_for_budget(response: httpx.Response) -> bool:
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[str]:
-    with helper("fault_upstream.py") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("ledger")
 
@@ -100,11 +74,11 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def keys(data_dir: Path) -> dict[str, str]:
     day = ("--budget-period", "day")
     return {
-        "store-false": _new_key(data_dir, "--budget-usd", "1.5", *day),
-        "tpm": _new_key(data_dir, "--tpm", "10"),
-        "delete": _new_key(data_dir, "--budget-usd", "1.5", *day),
+        "store-false": new_key(data_dir, "--budget-usd", "1.5", *day),
+        "tpm": new_key(data_dir, "--tpm", "10"),
+        "delete": new_key(data_dir, "--budget-usd", "1.5", *day),
         # a ceiling of 20 tokens: each run reserves 2.00 USD
-        "concurrent": _new_key(data_dir, "--budget-usd", "0.5", "--max-tokens", "20", *day),
+        "concurrent": new_key(data_dir, "--budget-usd", "0.5", "--max-tokens", "20", *day),
     }
 
 
@@ -117,7 +91,7 @@ def server(upstream: str, data_dir: Path, keys: dict[str, str]) -> Iterator[Serv
 
 def test_store_false_runs_are_counted(server: Server, keys: dict[str, str], upstream: str) -> None:
     run = uuid.uuid4().hex[:10]
-    with _http(server, keys["store-false"]) as http:
+    with server.http(keys["store-false"]) as http:
         for _ in range(2):  # 0.00, then 1.00 USD spent: under the 1.50 budget
             answer = http.post("/v1beta/interactions", json=_body(run, store=False))
             assert answer.status_code == 200, answer.text
@@ -131,7 +105,7 @@ def test_store_false_runs_count_against_tokens_per_minute(
     server: Server, keys: dict[str, str]
 ) -> None:
     run = uuid.uuid4().hex[:10]
-    with _http(server, keys["tpm"]) as http:
+    with server.http(keys["tpm"]) as http:
         first = http.post("/v1beta/interactions", json=_body(run, store=False))
         assert first.status_code == 200, first.text  # 10 tokens: the whole minute's allowance
         refused = http.post("/v1beta/interactions", json=_body(run, store=False))
@@ -141,7 +115,7 @@ def test_store_false_runs_count_against_tokens_per_minute(
 
 def test_deleting_interactions_does_not_refund(server: Server, keys: dict[str, str]) -> None:
     run = uuid.uuid4().hex[:10]
-    with _http(server, keys["delete"]) as http:
+    with server.http(keys["delete"]) as http:
         for _ in range(2):
             answer = http.post("/v1beta/interactions", json=_body(run))
             assert answer.status_code == 200, answer.text
@@ -158,7 +132,7 @@ def test_concurrent_creates_spend_at_most_the_budget_plus_one_ceiling(
     lock = threading.Lock()
 
     def create() -> None:
-        with _http(server, keys["concurrent"]) as http:
+        with server.http(keys["concurrent"]) as http:
             answer = http.post("/v1beta/interactions", json=_body(run, "slow"))  # 3 s each
         with lock:
             answers.append(answer)
@@ -180,14 +154,14 @@ def test_concurrent_creates_spend_at_most_the_budget_plus_one_ceiling(
 def test_the_purge_does_not_refund(upstream: str, tmp_path: Path) -> None:
     data = tmp_path / "purged"
     data.mkdir()
-    secret = _new_key(data, "--budget-usd", "1.5", "--budget-period", "day")
+    secret = new_key(data, "--budget-usd", "1.5", "--budget-period", "day")
     # 0.00002 days: about 1.7 s
     server = start_server(
         data, _config(upstream, "retention_days = 0.00002\npurge_interval_seconds = 0.2")
     )
     run = uuid.uuid4().hex[:10]
     try:
-        with _http(server, secret) as http:
+        with server.http(secret) as http:
             for _ in range(2):
                 answer = http.post("/v1beta/interactions", json=_body(run))
                 assert answer.status_code == 200, answer.text
@@ -203,10 +177,10 @@ def test_the_purge_does_not_refund(upstream: str, tmp_path: Path) -> None:
 def test_a_crashed_run_keeps_its_reservation(upstream: str, tmp_path: Path) -> None:
     data = tmp_path / "crash"
     data.mkdir()
-    secret = _new_key(data, "--budget-usd", "0.5", "--max-tokens", "20", "--budget-period", "day")
+    secret = new_key(data, "--budget-usd", "0.5", "--max-tokens", "20", "--budget-period", "day")
     server = start_server(data, _config(upstream))
     run = uuid.uuid4().hex[:10]
-    with _http(server, secret) as http:
+    with server.http(secret) as http:
         started = http.post("/v1beta/interactions", json=_body(run, "slow", background=True))
         assert started.status_code == 200, started.text
         path = f"/v1beta/interactions/{started.json()['id']}"
@@ -216,7 +190,7 @@ def test_a_crashed_run_keeps_its_reservation(upstream: str, tmp_path: Path) -> N
 
     restarted = start_server(data, _config(upstream))
     try:
-        with _http(restarted, secret) as http:
+        with restarted.http(secret) as http:
             interrupted = http.get(path).json()
             assert interrupted["status"] == "failed"
             assert interrupted["errors"][0]["code"] == "interrupted"
@@ -231,16 +205,16 @@ def test_a_crashed_run_keeps_its_reservation(upstream: str, tmp_path: Path) -> N
 def test_a_tenant_budget_spans_its_keys(upstream: str, tmp_path: Path) -> None:
     data = tmp_path / "tenant"
     data.mkdir()
-    first, second = _new_key(data), _new_key(data)
+    first, second = new_key(data), new_key(data)
     tenant = '[tenants.acme]\nbudget_usd = 1.5\nbudget_period = "day"\n'
     server = start_server(data, _config(upstream) + tenant)
     run = uuid.uuid4().hex[:10]
     try:
         for secret in (first, second):  # 0.00, then 1.00 USD spent by the tenant
-            with _http(server, secret) as http:
+            with server.http(secret) as http:
                 answer = http.post("/v1beta/interactions", json=_body(run, store=False))
                 assert answer.status_code == 200, answer.text
-        with _http(server, first) as http:
+        with server.http(first) as http:
             refused = http.post("/v1beta/interactions", json=_body(run))
         assert _refused_for_budget(refused), refused.text
         assert "tenant `acme`" in refused.json()["error"]["message"]

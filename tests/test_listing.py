@@ -21,8 +21,7 @@ from google.genai import types
 from propylon.store.listing import ListQuery
 from propylon.store.migrate import sync_url
 from propylon.store.queries import listing_sql
-from tests.conftest import Server, start_server, stop_server, wait_for
-from tests.test_tenancy import _new_key
+from tests.conftest import Server, create_key, start_server, stop_server, wait_for
 
 CONFIG = """
 auth_cache_seconds = 0
@@ -54,7 +53,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def keys(data_dir: Path) -> dict[str, str]:
-    return {name: _new_key(data_dir, *args)[1] for name, args in KEYS.items()}
+    return {name: create_key(data_dir, *args)[1] for name, args in KEYS.items()}
 
 
 @pytest.fixture(scope="module")

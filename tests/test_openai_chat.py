@@ -10,8 +10,6 @@ import re
 import socket
 import sqlite3
 import struct
-import subprocess
-import sys
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +26,7 @@ from tests.conftest import (
     EMBEDDED,
     EMBEDDED_CONFIG,
     Server,
-    helper,
+    new_key,
     start_server,
     stop_server,
     wait_for,
@@ -99,36 +97,6 @@ provider = "echo"
 """
 
 
-def _new_key(data_dir: Path, *args: str) -> str:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "propylon",
-            "keys",
-            "create",
-            "--tenant",
-            "acme",
-            *args,
-            "--data-dir",
-            str(data_dir),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    found = re.search(r"api key:\s+(\S+)", out)
-    assert found is not None, out
-    return found.group(1)
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[str]:
-    with helper("fault_upstream.py") as url:
-        yield url
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("openai")
@@ -137,11 +105,11 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def keys(data_dir: Path) -> dict[str, str]:
     return {
-        "limited": _new_key(data_dir, "--rpm", "1"),
-        "broke": _new_key(data_dir, "--budget-usd", "0", "--budget-period", "day"),
-        "ceiling": _new_key(data_dir, "--max-tokens", "3"),
-        "half-dollar": _new_key(data_dir, "--budget-usd", "0.5", "--budget-period", "day"),
-        "cut": _new_key(data_dir, "--name", "cut", "--budget-usd", "0.5", "--budget-period", "day"),
+        "limited": new_key(data_dir, "--rpm", "1"),
+        "broke": new_key(data_dir, "--budget-usd", "0", "--budget-period", "day"),
+        "ceiling": new_key(data_dir, "--max-tokens", "3"),
+        "half-dollar": new_key(data_dir, "--budget-usd", "0.5", "--budget-period", "day"),
+        "cut": new_key(data_dir, "--name", "cut", "--budget-usd", "0.5", "--budget-period", "day"),
     }
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,19 +15,25 @@ from httpx_sse import connect_sse
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from tests.conftest import API_KEY, CONFIG, Server, helper, start_server, stop_server
+from tests.conftest import (
+    API_KEY,
+    CONFIG,
+    FIXTURES,
+    Server,
+    helper,
+    replay_model,
+    start_server,
+    stop_server,
+    url_citations,
+)
 
-FIXTURES = Path(__file__).parent / "fixtures" / "gemini"
 EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with helper("gemini_replay.py", str(FIXTURES)) as replay:
-        config = CONFIG + (
-            f'[[models]]\nname = "gemini-replay"\n[[models.targets]]\nprovider = "gemini"\n'
-            f'base_url = "{replay}"\nmodel = "gemini-2.5-flash"\nmax_attempts = 1\n'
-        )
+        config = CONFIG + replay_model(replay)
         running = start_server(tmp_path_factory.mktemp("responses-gemini"), config)
         yield running
         stop_server(running)
@@ -57,18 +62,7 @@ def test_citations_are_url_citation_annotations(server: Server) -> None:
         tools=[{"type": "google_search"}],
     )
     grounding = _recorded("google_search.json")["candidates"][0]["groundingMetadata"]
-    sources = grounding["groundingChunks"]
-    expected = [
-        {
-            "type": "url_citation",
-            "url": sources[index]["web"]["uri"],
-            "title": sources[index]["web"]["title"],
-            "start_index": support["segment"].get("startIndex", 0),
-            "end_index": support["segment"]["endIndex"],
-        }
-        for support in grounding["groundingSupports"]
-        for index in support["groundingChunkIndices"]
-    ]
+    expected = url_citations(grounding)
     headers = {"authorization": f"Bearer {API_KEY}"}
     with httpx.Client(base_url=server.url, headers=headers, timeout=60) as http:
         raw = http.get(f"/v1/responses/{interaction.id}").json()

@@ -10,8 +10,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.conftest import Server, start_server, stop_server
-from tests.test_tenancy import _cli, _new_key
+from tests.conftest import Server, create_key, propylon_cli, start_server, stop_server
 
 CONFIG = """
 auth_cache_seconds = 0
@@ -34,10 +33,10 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def keys(data_dir: Path) -> dict[str, str]:
     return {
-        "acme": _new_key(data_dir, "--tenant", "acme")[1],
-        "globex": _new_key(data_dir, "--tenant", "globex")[1],
-        "echo-only": _new_key(data_dir, "--tenant", "acme", "--models", "echo")[1],
-        "broke": _new_key(data_dir, "--tenant", "acme", "--budget-usd", "0")[1],
+        "acme": create_key(data_dir, "--tenant", "acme")[1],
+        "globex": create_key(data_dir, "--tenant", "globex")[1],
+        "echo-only": create_key(data_dir, "--tenant", "acme", "--models", "echo")[1],
+        "broke": create_key(data_dir, "--tenant", "acme", "--budget-usd", "0")[1],
     }
 
 
@@ -84,7 +83,7 @@ def test_a_response_is_exported_as_its_interaction(
         model="echo", input="export me", metadata={"job": "nightly"}
     )
     dump = tmp_path / "acme.jsonl"
-    _cli(data_dir, "export", "--tenant", "acme", "--output", str(dump))
+    propylon_cli(data_dir, "export", "--tenant", "acme", "--output", str(dump))
     lines = [json.loads(line) for line in dump.read_text().splitlines()]
     [exported] = [line for line in lines if line["record"]["id"] == made.id]
     assert exported["record"]["request"]["labels"] == {"job": "nightly"}

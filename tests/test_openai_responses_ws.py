@@ -14,8 +14,7 @@ from pydantic import TypeAdapter
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import API_KEY, Server, wait_for
-from tests.test_tenancy import _cli, _new_key
+from tests.conftest import API_KEY, Server, create_key, propylon_cli, wait_for
 
 EVENTS: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 
@@ -114,12 +113,12 @@ def test_http_only_fields_and_bad_messages_are_refused(socket: ClientConnection)
 def test_a_revoked_key_ends_its_open_sockets_turns(server: Server) -> None:
     """Revoking a key stops a socket it opened earlier, as it stops its HTTP requests (at
     most `auth_cache_seconds` later): each turn is authenticated again."""
-    key_id, secret = _new_key(server.data_dir, "--tenant", "acme")
+    key_id, secret = create_key(server.data_dir, "--tenant", "acme")
     url = server.url.replace("http://", "ws://") + "/v1/responses"
     bearer = {"authorization": f"Bearer {secret}"}
     with connect(url, additional_headers=bearer, open_timeout=10) as socket:
         assert _turn(socket, model="echo", input="before")[-1]["type"] == "response.completed"
-        _cli(server.data_dir, "keys", "revoke", key_id)
+        propylon_cli(server.data_dir, "keys", "revoke", key_id)
         wait_for(lambda: httpx.get(f"{server.url}/v1/models", headers=bearer).status_code == 401)
         [refused] = _turn(socket, model="echo", input="after")
         assert refused["status"] == 401

@@ -82,10 +82,6 @@ def redis_down(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serve
         yield servers
 
 
-def _http(server: Server, key: str = API_KEY) -> httpx.Client:
-    return httpx.Client(base_url=server.url, headers={"x-goog-api-key": key}, timeout=60)
-
-
 def _events(http: httpx.Client, method: str, path: str, **options: Any) -> Iterator[dict[str, Any]]:
     """The JSON events of a stream (the closing `[DONE]` left out)."""
     with connect_sse(http, method, path, **options) as source:
@@ -106,7 +102,7 @@ class Created:
 
     def _read(self) -> None:
         body = {"model": "echo-slow", "input": "x " * 150, "stream": True}
-        with _http(self._server) as http:
+        with self._server.http() as http:
             for event in _events(http, "POST", "/v1beta/interactions", json=body):
                 self.events.append(event)
         self.ended_at = time.monotonic()
@@ -130,7 +126,7 @@ def _follow_elsewhere(
     seconds from the run's end to the reader's.)"""
     run = Created(run_on)
     got: list[dict[str, Any]] = []
-    with _http(read_on) as http:
+    with read_on.http() as http:
         for event in _events(http, "GET", f"/v1beta/interactions/{run.id}?stream=true"):
             got.append(event)
             if while_reading is not None:
@@ -212,7 +208,7 @@ def _new_key(server: Server, rpm: int, *options: str) -> str:
 
 
 def _create(server: Server, key: str) -> int:
-    with _http(server, key) as http:
+    with server.http(key) as http:
         body = {"model": "echo", "input": "hi"}
         return http.post("/v1beta/interactions", json=body).status_code
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +19,17 @@ import pytest
 from google.genai import _interactions as errors
 from httpx_sse import connect_sse
 
-from tests.conftest import API_KEY, CONFIG, Server, helper, start_server, stop_server, wait_for
+from tests.conftest import (
+    API_KEY,
+    CONFIG,
+    FIXTURES,
+    Server,
+    new_key,
+    replay_model,
+    start_server,
+    stop_server,
+    wait_for,
+)
 
 LEGACY = {"Api-Revision": "2025-11-01"}
 CURRENT = {"Api-Revision": "2026-05-20"}
@@ -33,7 +42,6 @@ LEGACY_NAMES = {
     "interaction.complete",
     "error",
 }
-FIXTURES = Path(__file__).parent / "fixtures" / "gemini"
 AGENT = "deep-research-preview-04-2026"
 TOOL = [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]
 CALL = 'call get_weather {"location": "Tokyo", "unit": "celsius", "days": 3}'
@@ -41,42 +49,13 @@ LONG = "the quick brown fox jumps over the lazy dog " * 3
 LEGACY_PYTHON = Path(__file__).parent.parent / ".venvs" / "genai-legacy" / "bin" / "python"
 
 
-def _new_key(data_dir: Path, *args: str) -> str:
-    """The secret of a key made with `propylon keys create --tenant acme *args`."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "propylon",
-            "keys",
-            "create",
-            "--tenant",
-            "acme",
-            *args,
-            "--data-dir",
-            str(data_dir),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return re.search(r"api key:\s+(\S+)", result.stdout).group(1)  # type: ignore[union-attr]
-
-
 def _keys(data_dir: Path) -> dict[str, str]:
     data_dir.mkdir(parents=True, exist_ok=True)
     return {
-        "plain": _new_key(data_dir),
-        "legacy": _new_key(data_dir, "--api-revision", "2025-11-01"),
-        "current": _new_key(data_dir, "--api-revision", "2026-05-20"),
+        "plain": new_key(data_dir),
+        "legacy": new_key(data_dir, "--api-revision", "2025-11-01"),
+        "current": new_key(data_dir, "--api-revision", "2026-05-20"),
     }
-
-
-@pytest.fixture(scope="module")
-def replay() -> Iterator[str]:
-    with helper("gemini_replay.py", str(FIXTURES), kill=True) as url:
-        yield url
 
 
 def _agents(replay: str) -> str:
@@ -85,15 +64,7 @@ def _agents(replay: str) -> str:
 [[agents]]
 name = "{AGENT}"
 base_url = "{replay}"
-
-[[models]]
-name = "gemini-replay"
-[[models.targets]]
-provider = "gemini"
-base_url = "{replay}"
-model = "gemini-2.5-flash"
-max_attempts = 1
-"""
+""" + replay_model(replay)
 
 
 def _serving(
@@ -121,10 +92,6 @@ def legacy_server(
 ) -> Iterator[tuple[Server, dict[str, str]]]:
     """A server whose `api_revision` setting is a legacy date."""
     yield from _serving(tmp_path_factory, replay, 'api_revision = "2025-11-01"\n')
-
-
-def _http(server: Server, key: str = API_KEY) -> httpx.Client:
-    return httpx.Client(base_url=server.url, headers={"x-goog-api-key": key}, timeout=60)
 
 
 def _events(
@@ -217,7 +184,7 @@ def test_a_legacy_create_and_get_answer_outputs_and_no_steps(
     got = client.interactions.get(made.id, extra_headers=LEGACY)
     assert got.steps is None and got.model_extra is not None
     assert got.model_extra["outputs"] == answer  # the model's outputs only: no user input
-    with _http(running) as http:
+    with running.http() as http:
         body = http.get(f"/v1beta/interactions/{made.id}", headers=LEGACY).json()
         assert "steps" not in body and body["outputs"] == answer and body["status"] == "completed"
         # the same interaction in the current revision
@@ -229,7 +196,7 @@ def test_a_legacy_create_and_get_answer_outputs_and_no_steps(
 
 def test_a_legacy_function_call_round_trip(server: tuple[Server, dict[str, str]]) -> None:
     running, _ = server
-    with _http(running) as http:
+    with running.http() as http:
         body = {"model": "echo", "input": CALL, "tools": TOOL}
         called = http.post("/v1beta/interactions", json=body, headers=LEGACY).json()
         assert called["status"] == "requires_action" and "steps" not in called
@@ -261,7 +228,7 @@ def test_a_legacy_stream_sends_only_legacy_events_whose_text_joins_to_the_answer
 ) -> None:
     running, _ = server
     body = {"model": "echo", "input": LONG, "stream": True}
-    with _http(running) as http:
+    with running.http() as http:
         events = _events(http, "POST", "/v1beta/interactions", LEGACY, json=body)
         interaction_id = events[0]["interaction"]["id"]
         got = http.get(f"/v1beta/interactions/{interaction_id}", headers=LEGACY).json()
@@ -291,7 +258,7 @@ def test_a_legacy_function_call_streams_its_whole_arguments(
 ) -> None:
     running, _ = server
     body = {"model": "echo", "input": CALL, "tools": TOOL, "stream": True}
-    with _http(running) as http:
+    with running.http() as http:
         events = _events(http, "POST", "/v1beta/interactions", LEGACY, json=body)
         got = http.get(f"/v1beta/interactions/{events[0]['interaction']['id']}", headers=LEGACY)
     start = next(e for e in events if e["event_type"] == "content.start")
@@ -322,7 +289,7 @@ def test_each_step_of_a_gemini_answer_maps_to_legacy_outputs(
     the current resource's steps, flattened."""
     running, _ = server
     body = {"model": "gemini-replay", "input": f"generate_content/{name}", **options}
-    with _http(running) as http:
+    with running.http() as http:
         events = _events(
             http, "POST", "/v1beta/interactions", LEGACY, json={**body, "stream": True}
         )
@@ -344,7 +311,7 @@ def test_resuming_from_any_legacy_event_returns_exactly_the_rest(
     server: tuple[Server, dict[str, str]],
 ) -> None:
     running, _ = server
-    with _http(running) as http:
+    with running.http() as http:
         for body in (
             {"model": "echo", "input": LONG, "stream": True},
             {"model": "echo", "input": CALL, "tools": TOOL, "stream": True},
@@ -367,7 +334,7 @@ def test_resuming_a_running_legacy_stream_has_no_gap_and_no_duplicate(
 ) -> None:
     running, _ = server
     body = {"model": "echo-slow", "input": LONG, "stream": True}
-    with _http(running) as http:
+    with running.http() as http:
         first: list[dict[str, Any]] = []
         with connect_sse(http, "POST", "/v1beta/interactions", json=body, headers=LEGACY) as src:
             for sse in src.iter_sse():
@@ -389,7 +356,7 @@ def test_a_bad_revision_is_refused_naming_the_header_and_changes_nothing(
     server: tuple[Server, dict[str, str]],
 ) -> None:
     running, _ = server
-    with _http(running) as http:
+    with running.http() as http:
         made = http.post("/v1beta/interactions", json={"model": "echo", "input": "x"}).json()
         before = running.rows()
         for value in ("yesterday", "2025-13-01", "20251101", ""):
@@ -414,7 +381,7 @@ def test_a_legacy_turn_of_another_role_is_refused_naming_it(
 ) -> None:
     running, _ = server
     before = running.rows()
-    with _http(running) as http:
+    with running.http() as http:
         for role in ("system", "assistant", None):
             turns = [{"role": "user", "content": "hi"}, {"role": role, "content": "x"}]
             answer = http.post(
@@ -428,7 +395,7 @@ def test_a_legacy_turn_of_another_role_is_refused_naming_it(
 
 def test_the_current_revision_is_the_steps_schema(server: tuple[Server, dict[str, str]]) -> None:
     running, _ = server
-    with _http(running) as http:
+    with running.http() as http:
         for headers in ({}, CURRENT, {"Api-Revision": "2027-01-01"}):
             body = {"model": "echo", "input": "now", "stream": True}
             events = _events(http, "POST", "/v1beta/interactions", headers, json=body)
@@ -450,7 +417,7 @@ def test_the_current_revision_is_the_steps_schema(server: tuple[Server, dict[str
 
 def _shape(server: Server, key: str, headers: dict[str, str]) -> str:
     """`outputs` or `steps`: the schema a create answers."""
-    with _http(server, key) as http:
+    with server.http(key) as http:
         answer = http.post(
             "/v1beta/interactions", json={"model": "echo", "input": "which"}, headers=headers
         )
@@ -491,7 +458,7 @@ def test_keys_create_checks_the_revision_and_keys_list_shows_it(tmp_path: Path) 
         timeout=60,
     )
     assert bad.returncode != 0 and "--api-revision" in bad.stderr
-    _new_key(tmp_path, "--api-revision", "2025-11-01")
+    new_key(tmp_path, "--api-revision", "2025-11-01")
     listed = subprocess.run([*command, "list", *where], capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0 and "2025-11-01" in listed.stdout
 
@@ -577,7 +544,7 @@ def test_a_recorded_legacy_stream_through_the_mirror_reaches_a_legacy_client_unc
     interaction_id = _mirrored(running, name)
     # the mirror asked Google for the steps revision: the log holds steps events
     assert httpx.get(f"{replay}/revisions").json()[-1] == "2026-05-20"
-    with _http(running) as http:
+    with running.http() as http:
         url = f"/v1beta/interactions/{interaction_id}"
         events = _events(http, "GET", url, LEGACY, params={"stream": "true"})
         got = http.get(url, headers=LEGACY).json()
@@ -606,7 +573,7 @@ def test_a_recorded_legacy_function_call_through_the_mirror_reaches_a_legacy_cli
     recorded = json.loads((FIXTURES / name).read_text())
     interaction_id = _mirrored(running, name)
     assert httpx.get(f"{replay}/revisions").json()[-1] == "2026-05-20"
-    with _http(running) as http:
+    with running.http() as http:
         url = f"/v1beta/interactions/{interaction_id}"
         got = http.get(url, headers=LEGACY).json()
         events = _events(http, "GET", url, LEGACY, params={"stream": "true"})
@@ -624,7 +591,7 @@ def test_a_mirrored_google_search_agrees_in_both_revisions(
 ) -> None:
     running, _ = server
     interaction_id = _mirrored(running, "interactions/steps_google_search_stream.jsonl")
-    with _http(running) as http:
+    with running.http() as http:
         url = f"/v1beta/interactions/{interaction_id}"
         legacy = http.get(url, headers=LEGACY).json()
         current = http.get(url).json()
@@ -647,7 +614,7 @@ def test_cancel_answers_in_the_requests_revision(server: tuple[Server, dict[str,
     running, _ = server
     client = running.client()
     made = client.interactions.create(agent=AGENT, input="hang", background=True)
-    with _http(running) as http:
+    with running.http() as http:
         cancelled = http.post(f"/v1beta/interactions/{made.id}/cancel", headers=LEGACY)
     assert cancelled.status_code == 200
     body = cancelled.json()

@@ -17,18 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import CONFIG, Server, helper, start_server, stop_server, wait_for
+from tests.conftest import CONFIG, Server, start_server, stop_server, wait_for
 
 # A stream that hangs sends a keep-alive every 0.1 s (the test config) forever; one that ends
 # at its first keep-alive tick sends none. One tick of slack for a loaded machine.
 KEEPALIVE_SLACK = 2
 DEADLINE = 15.0  # seconds: generous, a hanging stream never ends
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[str]:
-    with helper("fault_upstream.py") as url:
-        yield url
 
 
 def _config(upstream: str) -> str:

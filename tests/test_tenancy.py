@@ -3,9 +3,6 @@ and plain HTTP against the real server."""
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +14,7 @@ from google import genai
 from google.genai import _interactions as errors
 from google.genai import types
 
-from tests.conftest import Server, start_server, stop_server, wait_for
+from tests.conftest import Server, create_key, propylon_cli, start_server, stop_server, wait_for
 
 CONFIG = """
 auth_cache_seconds = 0
@@ -34,26 +31,6 @@ name = "priced"
 provider = "echo"
 price_input_per_million = 1000000.0
 """
-
-
-def _cli(data_dir: Path, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "propylon", *args, "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def _new_key(data_dir: Path, *args: str) -> tuple[str, str]:
-    """(key id, secret) of a key made with `propylon keys create`."""
-    out = _cli(data_dir, "keys", "create", *args)
-    return (
-        re.search(r"key id:\s+(\S+)", out).group(1),  # type: ignore[union-attr]
-        re.search(r"api key:\s+(\S+)", out).group(1),
-    )  # type: ignore[union-attr]
 
 
 def _client(server: Server, key: str) -> genai.Client:
@@ -74,16 +51,16 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def keys(data_dir: Path) -> dict[str, tuple[str, str]]:
     return {
-        "a": _new_key(data_dir, "--tenant", "acme", "--name", "a"),
-        "b": _new_key(data_dir, "--tenant", "globex"),
-        "admin": _new_key(data_dir, "--tenant", "ops", "--admin"),
-        "limited": _new_key(data_dir, "--tenant", "acme", "--rpm", "2"),
-        "only-echo": _new_key(data_dir, "--tenant", "acme", "--models", "echo"),
-        "budget": _new_key(
+        "a": create_key(data_dir, "--tenant", "acme", "--name", "a"),
+        "b": create_key(data_dir, "--tenant", "globex"),
+        "admin": create_key(data_dir, "--tenant", "ops", "--admin"),
+        "limited": create_key(data_dir, "--tenant", "acme", "--rpm", "2"),
+        "only-echo": create_key(data_dir, "--tenant", "acme", "--models", "echo"),
+        "budget": create_key(
             data_dir, "--tenant", "acme", "--budget-usd", "1.5", "--budget-period", "day"
         ),
-        "ceiling": _new_key(data_dir, "--tenant", "acme", "--max-tokens", "3"),
-        "revoked": _new_key(data_dir, "--tenant", "acme"),
+        "ceiling": create_key(data_dir, "--tenant", "acme", "--max-tokens", "3"),
+        "revoked": create_key(data_dir, "--tenant", "acme"),
     }
 
 
@@ -97,7 +74,7 @@ def server(data_dir: Path, keys: dict[str, tuple[str, str]]) -> Iterator[Server]
 def test_keys_are_stored_hashed_and_listed_without_secrets(
     data_dir: Path, keys: dict[str, tuple[str, str]], server: Server
 ) -> None:
-    listing = _cli(data_dir, "keys", "list")
+    listing = propylon_cli(data_dir, "keys", "list")
     for key_id, secret in keys.values():
         assert key_id in listing and secret not in listing
     stored = "".join(str(row) for row in server.query("SELECT * FROM api_keys"))
@@ -143,7 +120,7 @@ def test_a_revoked_key_answers_401(
     key_id, secret = keys["revoked"]
     client = _client(server, secret)
     assert client.interactions.create(model="echo", input="ok").status == "completed"
-    _cli(data_dir, "keys", "revoke", key_id)
+    propylon_cli(data_dir, "keys", "revoke", key_id)
     with pytest.raises(errors.AuthenticationError):
         client.interactions.create(model="echo", input="no more")
     response = httpx.post(f"{server.url}/v1beta/interactions", json={"model": "echo"})
@@ -203,15 +180,15 @@ def test_export_then_import_reproduces_the_interactions(
         model="echo", input="and me", previous_interaction_id=first.id
     )
     dump = tmp_path / "acme.jsonl"
-    _cli(data_dir, "export", "--tenant", "acme", "--output", str(dump))
+    propylon_cli(data_dir, "export", "--tenant", "acme", "--output", str(dump))
     exported = dump.read_text()
     assert first.id in exported and second.id in exported
     assert "globex" not in exported  # one tenant's data only
     fresh = tmp_path / "fresh"
-    assert "imported" in _cli(fresh, "import", str(dump))
+    assert "imported" in propylon_cli(fresh, "import", str(dump))
     copy = start_server(fresh, CONFIG)
     try:
-        reader = _client(copy, _new_key(fresh, "--tenant", "acme")[1])
+        reader = _client(copy, create_key(fresh, "--tenant", "acme")[1])
         for original in (first, second):
             assert (
                 reader.interactions.get(original.id).model_dump()

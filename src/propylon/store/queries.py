@@ -8,7 +8,7 @@ read with `json_extract` on SQLite and `::jsonb` operators on PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -155,6 +155,21 @@ def agent_of(row: Sequence[Any]) -> AgentRecord:
     """The agent of a row of `AGENT_COLUMNS`."""
     tenant, id_, definition, created = row
     return AgentRecord(tenant, id_, orjson.loads(definition), created)
+
+
+def event_of(row: Sequence[Any]) -> Event:
+    """The event of an `events` row `(seq, type, data)`."""
+    seq, kind, data = row
+    return Event(seq, kind, orjson.loads(data))
+
+
+def history_steps(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    """The steps of HISTORY's rows `(input_steps, output_steps)`, in row order."""
+    steps: list[dict[str, Any]] = []
+    for input_steps, output_steps in rows:
+        steps.extend(orjson.loads(input_steps))
+        steps.extend(orjson.loads(output_steps))
+    return steps
 
 
 def delivery_row_of(row: Sequence[Any]) -> DeliveryRow:

@@ -7,8 +7,6 @@ import sqlite3
 import time
 from typing import Any
 
-import orjson
-
 from propylon.domain.events import Event
 from propylon.store.base import (
     Delivery,
@@ -22,6 +20,8 @@ from propylon.store.queries import (
     INTERACTION_COLUMNS,
     RUNNING,
     dumps,
+    event_of,
+    history_steps,
     projection_update,
     record_of,
 )
@@ -130,17 +130,13 @@ class SQLiteInteractions:
                 "ORDER BY seq LIMIT ?",
                 (interaction_id, after_seq, limit),
             ).fetchall()
-            return [Event(seq, kind, orjson.loads(data)) for seq, kind, data in rows]
+            return [event_of(row) for row in rows]
 
         return await self._db._read(run)
 
     async def history(self, interaction_id: str) -> list[dict[str, Any]]:
         def run(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-            steps: list[dict[str, Any]] = []
-            for input_steps, output_steps in conn.execute(HISTORY, {"id": interaction_id}):
-                steps.extend(orjson.loads(input_steps))
-                steps.extend(orjson.loads(output_steps))
-            return steps
+            return history_steps(conn.execute(HISTORY, {"id": interaction_id}))
 
         return await self._db._read(run)
 
@@ -176,8 +172,8 @@ class SQLiteInteractions:
                 (
                     record,
                     [
-                        Event(seq, kind, orjson.loads(data))
-                        for seq, kind, data in conn.execute(
+                        event_of(row)
+                        for row in conn.execute(
                             "SELECT seq, type, data FROM events WHERE "
                             "interaction_id = ? ORDER BY seq",
                             (record.id,),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -24,6 +23,8 @@ from propylon.store.queries import (
     INTERACTION_COLUMNS,
     RUNNING,
     dumps,
+    event_of,
+    history_steps,
     projection_update,
     record_of,
 )
@@ -197,19 +198,13 @@ class SQLInteractions:
             rows = await conn.execute(
                 _EVENTS, {"id": interaction_id, "after": after_seq, "limit": limit}
             )
-            return [Event(seq, kind, orjson.loads(data)) for seq, kind, data in rows]
+            return [event_of(row) for row in rows]
 
         return await self._db.read(run)
 
     async def history(self, interaction_id: str) -> list[dict[str, Any]]:
         async def run(conn: AsyncConnection) -> list[dict[str, Any]]:
-            steps: list[dict[str, Any]] = []
-            for input_steps, output_steps in await conn.execute(
-                text(HISTORY), {"id": interaction_id}
-            ):
-                steps.extend(orjson.loads(input_steps))
-                steps.extend(orjson.loads(output_steps))
-            return steps
+            return history_steps(await conn.execute(text(HISTORY), {"id": interaction_id}))
 
         return await self._db.read(run)
 
@@ -252,7 +247,7 @@ class SQLInteractions:
                     ),
                     {"id": record.id},
                 )
-                found.append((record, [Event(s, k, orjson.loads(d)) for s, k, d in events]))
+                found.append((record, [event_of(row) for row in events]))
             return found
 
         return await self._db.read(run)
