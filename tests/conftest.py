@@ -167,7 +167,9 @@ def start_server(
         time.sleep(0.05)
     worker = None
     if database_url is not None and database_url.startswith("postgres"):
-        worker = subprocess.Popen(
+        from tests.postgres import WORKERS
+
+        worker = WORKERS.start(
             [
                 sys.executable,
                 "-m",
@@ -206,7 +208,7 @@ def postgresql_databases() -> Iterator[None]:
     if TEST_DATABASE != "postgresql":
         yield
         return
-    from tests.postgres import PREFIX_VARIABLE, drop_databases
+    from tests.postgres import PREFIX_VARIABLE, WORKERS, drop_databases
 
     prefix = f"propylon_test_{uuid.uuid4().hex[:8]}_"
     site = str(Path(__file__).with_name("pg_site"))
@@ -216,6 +218,7 @@ def postgresql_databases() -> Iterator[None]:
     try:
         yield
     finally:
+        WORKERS.stop_all()
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)

@@ -13,13 +13,22 @@ import contextlib
 import hashlib
 import os
 import secrets
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import psycopg
 
-__all__ = ["PREFIX_VARIABLE", "SERVER", "database_for", "drop_databases", "fresh_database"]
+__all__ = [
+    "PREFIX_VARIABLE",
+    "SERVER",
+    "WORKERS",
+    "database_for",
+    "drop_databases",
+    "fresh_database",
+]
 
 SERVER = os.environ.get("PROPYLON_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 # the name prefix of this test session's per-data-dir databases
@@ -76,3 +85,24 @@ def drop_databases(prefix: str) -> int:
         for name in names:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return len(names)
+
+
+class _Workers(list[subprocess.Popen[bytes]]):
+    """Every `propylon worker` the test harness started (tests/conftest.py `start_server`).
+    A test that kills its server (a crash) leaves that server's worker running; the session
+    stops them all before it drops their databases. Kept here, not in conftest.py, because
+    pytest loads conftest.py a second time under another module name."""
+
+    def start(self, command: list[str], stderr: IO[bytes] | None) -> subprocess.Popen[bytes]:
+        worker = subprocess.Popen(command, stderr=stderr)
+        self.append(worker)
+        return worker
+
+    def stop_all(self) -> None:
+        for worker in self:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait(timeout=10)
+
+
+WORKERS = _Workers()
