@@ -153,6 +153,34 @@ def test_allowed_models(server: Server, keys: dict[str, tuple[str, str]]) -> Non
         client.interactions.create(model="priced", input="x")
 
 
+def test_an_unknown_model_names_no_model_the_key_may_not_use(
+    server: Server, keys: dict[str, tuple[str, str]]
+) -> None:
+    secret = keys["only-echo"][1]
+    refusals = [
+        httpx.post(
+            f"{server.url}/v1beta/interactions",
+            headers={"x-goog-api-key": secret},
+            json={"model": "nope", "input": "x"},
+        ),
+        httpx.post(
+            f"{server.url}/v1beta/models/nope:generateContent",
+            headers={"x-goog-api-key": secret},
+            json={"contents": [{"role": "user", "parts": [{"text": "x"}]}]},
+        ),
+        httpx.post(
+            f"{server.url}/v1/chat/completions",
+            headers={"authorization": f"Bearer {secret}"},
+            json={"model": "nope", "messages": [{"role": "user", "content": "x"}]},
+        ),
+    ]
+    for refused in refusals:
+        # 403 where the key's model list is checked first, 404 where the name is
+        assert refused.status_code in (403, 404), refused.text
+        assert "nope" in refused.text
+        assert "priced" not in refused.text  # served, but not to this key
+
+
 def test_a_spent_budget_refuses_creates(server: Server, keys: dict[str, tuple[str, str]]) -> None:
     client = _client(server, keys["budget"][1])
     first = client.interactions.create(model="priced", input="two words")

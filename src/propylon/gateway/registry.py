@@ -166,12 +166,15 @@ class ModelRegistry:
         )
 
     def resolve(self, name: str) -> ServedModel:
-        """The model called `name` (with or without a `models/` prefix). Raises NotFound."""
+        """The model called `name` (with or without a `models/` prefix). Raises NotFound,
+        naming no other model: a key restricted to some models must not learn the rest (the
+        models listing shows each caller the models its key may use)."""
         model = self._by_name.get(name.removeprefix("models/"))
         if model is None:
-            known = ", ".join(sorted(self._by_name))
             raise NotFound(
-                f"model `{name}` is not served here; known models: {known}", param="model"
+                f"model `{name}` is not served here; the models listing names those your key "
+                "may use",
+                param="model",
             )
         return model
 
