@@ -8,6 +8,7 @@ dropped when the session ends (`postgresql_databases` below)."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import socket
@@ -30,6 +31,7 @@ from google.genai import types
 from propylon.providers import embedded
 
 API_KEY = "test-key"
+API_KEY_DIGEST = hashlib.sha256(API_KEY.encode()).hexdigest()  # as `api_keys` takes it
 EMBEDDED = embedded.available()
 TEST_DATABASE = os.environ.get("PROPYLON_TEST_DATABASE", "sqlite")
 if TEST_DATABASE not in ("sqlite", "postgresql"):
@@ -92,7 +94,7 @@ def free_port() -> int:
 
 
 CONFIG = f"""
-api_keys = ["sha256:{__import__("hashlib").sha256(API_KEY.encode()).hexdigest()}"]
+api_keys = ["sha256:{API_KEY_DIGEST}"]
 path_prefix = "/gemini"
 stream_keepalive_seconds = 0.1
 # small, so that fast streams overflow it and exercise the re-read-the-store path

@@ -25,7 +25,7 @@ import redis
 from httpx_sse import connect_sse
 from standardwebhooks import Webhook
 
-from tests.conftest import API_KEY, Server, free_port, helper, wait_for
+from tests.conftest import API_KEY, API_KEY_DIGEST, Server, free_port, helper, wait_for
 from tests.postgres import fresh_database
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
@@ -34,7 +34,7 @@ RECONCILE = 1  # reconcile_seconds
 TAKEOVER = STALE + RECONCILE + 6  # bound on a dead process's runs being taken over, seconds
 
 CONFIG = f"""
-api_keys = ["sha256:{__import__("hashlib").sha256(API_KEY.encode()).hexdigest()}"]
+api_keys = ["sha256:{API_KEY_DIGEST}"]
 stream_keepalive_seconds = 0.2
 heartbeat_seconds = 0.5
 stale_after_seconds = {STALE}

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import API_KEY, Server, start_server, stop_server, wait_for
+from tests.conftest import API_KEY_DIGEST, Server, start_server, stop_server, wait_for
 from tests.fault_upstream import BIG
 
 
@@ -34,7 +34,6 @@ price_cached_per_million = 0.5
 
 @pytest.fixture(scope="module")
 def gateway(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    digest = __import__("hashlib").sha256(API_KEY.encode()).hexdigest()
     # each fallback test has its own model, so its own breakers
     fallbacks = "".join(
         f'\n[[models]]\nname = "{name}"\naliases = {json.dumps(aliases)}\n'
@@ -48,7 +47,7 @@ def gateway(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         ]
     )
     config = f"""
-api_keys = ["sha256:{digest}"]
+api_keys = ["sha256:{API_KEY_DIGEST}"]
 [retry]
 initial_seconds = 0.01
 max_seconds = 0.05
@@ -236,9 +235,8 @@ def test_an_sse_line_over_a_mebibyte_is_read(gateway: Server, upstream: str) -> 
 def test_an_sse_line_over_the_limit_fails_naming_the_setting(
     upstream: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    digest = __import__("hashlib").sha256(API_KEY.encode()).hexdigest()
     config = f"""
-api_keys = ["sha256:{digest}"]
+api_keys = ["sha256:{API_KEY_DIGEST}"]
 upstream_max_line_bytes = 65536
 
 [[models]]

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from tests.conftest import (
     API_KEY,
+    API_KEY_DIGEST,
     EMBEDDED,
     EMBEDDED_CONFIG,
     Server,
@@ -47,9 +48,8 @@ WEATHER: Any = {
 
 
 def _config(upstream: str) -> str:
-    digest = __import__("hashlib").sha256(API_KEY.encode()).hexdigest()
     return f"""
-api_keys = ["sha256:{digest}"]
+api_keys = ["sha256:{API_KEY_DIGEST}"]
 path_prefix = "/gemini"
 allow_private_network_targets = true
 

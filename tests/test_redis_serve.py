@@ -11,7 +11,6 @@ The keep-alive is long here (30 s): a stream that ends in seconds was not saved 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -27,17 +26,23 @@ import pytest
 import redis
 from httpx_sse import connect_sse
 
-from tests.conftest import API_KEY, Server, free_port, start_server, stop_server, wait_for
+from tests.conftest import (
+    API_KEY_DIGEST,
+    Server,
+    free_port,
+    start_server,
+    stop_server,
+    wait_for,
+)
 from tests.postgres import fresh_database
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
 RUN_SECONDS = 2.0  # about how long the slow run streams
-DIGEST = hashlib.sha256(API_KEY.encode()).hexdigest()
 
 
 def _config(redis_url: str) -> str:
     return f"""
-api_keys = ["sha256:{DIGEST}"]
+api_keys = ["sha256:{API_KEY_DIGEST}"]
 redis_url = "{redis_url}"
 stream_keepalive_seconds = 30
 

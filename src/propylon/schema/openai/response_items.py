@@ -97,7 +97,9 @@ Part = Annotated[
 ]
 
 
-def _content_shape(value: Any) -> str | None:
+def _string_or_list(value: Any) -> str | None:
+    """The branch of a string-or-list union `value` takes (`content`, `input`); None for
+    anything else, which the union's own error names."""
     if isinstance(value, str):
         return "[string]"
     return "[list]" if isinstance(value, list) else None
@@ -106,7 +108,7 @@ def _content_shape(value: Any) -> str | None:
 Content = Annotated[
     Annotated[str, Tag("[string]")] | Annotated[list[Part], Tag("[list]")],
     Discriminator(
-        _content_shape,
+        _string_or_list,
         custom_error_type="content_shape",
         custom_error_message="`content` is a string or a list of content parts",
     ),
@@ -241,17 +243,11 @@ Item = Annotated[
 ]
 
 
-def _input_shape(value: Any) -> str | None:
-    if isinstance(value, str):
-        return "[string]"
-    return "[list]" if isinstance(value, list) else None
-
-
 # `input`: a string (one user message) or a list of items; the tags stay out of error paths
 Input = Annotated[
     Annotated[str, Tag("[string]")] | Annotated[list[Item], Tag("[list]")],
     Discriminator(
-        _input_shape,
+        _string_or_list,
         custom_error_type="input_shape",
         custom_error_message="`input` is a string or a list of items",
     ),
