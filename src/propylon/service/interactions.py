@@ -410,6 +410,7 @@ class InteractionService:
         which may die before it ends the run). A stopping process's cancel leaves the run
         unfinished: it is handed back."""
         log: StoredLog | MemoryLog | None = None
+        epoch: int | None = None
         try:
             epoch = await self.store.claim_run(interaction_id)
             if epoch is None:
@@ -443,15 +444,18 @@ class InteractionService:
                 return
         except asyncio.CancelledError:
             if not self.stopping:
-                await self._cancelled_early(interaction_id, log)
+                await self._cancelled_early(interaction_id, epoch, log)
             raise
         await self._run(log, planned, request)  # a cancel there ends it (`_supervised`)
 
-    async def _cancelled_early(self, interaction_id: str, log: EventLog | None) -> None:
+    async def _cancelled_early(
+        self, interaction_id: str, epoch: int | None, log: EventLog | None
+    ) -> None:
         """A user's cancel reached `execute` before its run began: end the run `cancelled`
-        with the log it had (its epoch), or, cancelled while claiming it, take it over."""
+        with the log it had, else under the claim it had made (`epoch`; None: cancelled while
+        claiming it, so it is taken over)."""
         if log is None:
-            await self.close_cancelled(interaction_id)
+            await self.close_cancelled(interaction_id, epoch)
             return
         finish_unstarted(log, "cancelled")
         await log.drain()
@@ -597,34 +601,44 @@ class InteractionService:
             record = await self._record(interaction_id, caller)
         return record
 
-    async def close_cancelled(self, interaction_id: str) -> bool:
-        """End an unfinished background run `cancelled` after its user's cancel (taken over:
-        its old writer is fenced out) and settle its reservation: a run no worker ever
-        claimed spent nothing, one that was claimed is charged its reservation (what it spent
-        is not known here). False when it had ended or was deleted first."""
+    async def close_cancelled(self, interaction_id: str, epoch: int | None = None) -> bool:
+        """End an unfinished background run `cancelled` after its user's cancel and settle its
+        reservation: a run nobody had begun spent nothing; one that somebody had claimed is
+        charged its reservation (what it spent is not known here). `epoch`: the caller's own
+        claim of the run, ended under it; None: the run is taken over (its old writer is
+        fenced out). False when it had ended or was deleted first, or the claim was lost."""
         record = await self.store.get(interaction_id)
         if record is None or lifecycle.is_terminal(record.status):
             return False
-        if record.run_epoch > 0:
+        begun = record.run_epoch - (0 if epoch is None else 1)  # claims before this one
+        if begun > 0:
             await self.ledger.charge(interaction_id)
-        closed = await self.close_run(interaction_id, "cancelled")
-        if closed and record.run_epoch == 0:
+        closed = await self.close_run(interaction_id, "cancelled", epoch=epoch)
+        if closed and begun == 0:
             await self.ledger.settle_at(interaction_id, 0.0, 0)
         return closed
 
     async def close_run(
-        self, interaction_id: str, status: str, error: dict[str, str] | None = None
+        self,
+        interaction_id: str,
+        status: str,
+        error: dict[str, str] | None = None,
+        *,
+        epoch: int | None = None,
     ) -> bool:
         """Take an unfinished run over (a new run epoch: its old writer is fenced out) and end
-        it with `status` (and an `error` event). False when it had ended or was deleted
-        first (nothing written)."""
-        epoch = await self.store.claim_run(interaction_id)
+        it with `status` (and an `error` event); with `epoch`, end it under that claim of the
+        caller's instead. False when it had ended or was deleted first, or the claim was
+        taken over since (nothing written)."""
+        if epoch is None:
+            epoch = await self.store.claim_run(interaction_id)
         record = await self.store.get(interaction_id) if epoch is not None else None
         if epoch is None or record is None:
             return False
-        log = self._log(
-            record, existing=await reading.fold(self.store, interaction_id), epoch=epoch
-        )
+        existing = await reading.fold(self.store, interaction_id)
+        if existing.ended:  # it ended meanwhile (under `epoch`, the claim was still ours)
+            return False
+        log = self._log(record, existing=existing, epoch=epoch)
         finish_unstarted(log, status, error)
         await log.drain()
         return not log.fenced
