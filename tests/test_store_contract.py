@@ -16,9 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from propylon.bus.memory import MemoryBus
 from propylon.config import Settings
 from propylon.domain.clock import now
-from propylon.domain.events import Event
+from propylon.domain.events import COMPLETED, Event
+from propylon.runner.log import StoredLog
+from propylon.service import reading
 from propylon.service.ledger import Ledger
 from propylon.store.agents import AgentRecord
 from propylon.store.base import (
@@ -105,7 +108,7 @@ def test_create_append_get_read_events_and_history(open_backend: Opener) -> None
             snapshot = Snapshot(
                 "completed", now(), steps=steps, usage={"total_tokens": 3}, cost_usd=0.5
             )
-            await store.append("v1_b", _events(2, 3), snapshot)
+            assert await store.append_fenced("v1_b", 0, _events(2, 3), snapshot)
             record = await store.get("v1_b")
             assert record is not None
             assert (record.status, record.last_seq, record.steps) == ("completed", 4, steps)
@@ -120,8 +123,9 @@ def test_create_append_get_read_events_and_history(open_backend: Opener) -> None
             history = await store.history("v1_b")
             assert history == [*record.input_steps, *record.input_steps, *steps]
             assert await store.get("v1_none") is None
-            with pytest.raises(KeyError):
-                await store.append("v1_none", _events(1, 1), snapshot)
+            assert not await store.append_fenced("v1_none", 0, _events(1, 1), snapshot)
+            # every append is fenced: there is no other way into a log
+            assert not hasattr(store, "append")
 
     asyncio.run(scenario())
 
@@ -356,6 +360,73 @@ def test_the_ledger_reserves_settles_and_recovers(open_backend: Opener) -> None:
             await entries.release("v1_refused")
             assert await entries.committed(since, tenant="acme") == (3.0, 30)
             assert await entries.prune("2999-01-01T00:00:00Z") == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_log_fenced_out_of_its_run_settles_nothing(open_backend: Opener) -> None:
+    """A writer whose run was taken over (a newer claim of its epoch) writes no end and
+    settles no spend: the reservation stays open for the run's new owner, whose end settles
+    it, once, at its own cost."""
+
+    async def scenario() -> None:
+        async with open_backend() as s:
+            store, entries = s.store, s.ledger
+            ledger = Ledger(entries, Settings())
+            await store.create(_record("v1_fenced", status="queued"), _events(1, 1))
+            await entries.reserve(Reservation("v1_fenced", "acme", "key_1", now(), 2.0, 20), [])
+            ledger.adopt("v1_fenced")  # this process settles it when a run of its ends
+            old, new = await store.claim_run("v1_fenced"), await store.claim_run("v1_fenced")
+            assert old is not None and new is not None
+
+            async def end(epoch: int, cost: float) -> StoredLog:
+                record = await store.get("v1_fenced")
+                assert record is not None
+                record.cost_usd = cost
+                existing = await reading.fold(store, "v1_fenced")
+                log = StoredLog(
+                    record, store, MemoryBus(16), existing, epoch=epoch, on_ended=ledger.settle
+                )
+                log.emit(COMPLETED, {"interaction": log.summary("completed")})
+                await log.drain()
+                return log
+
+            assert (await end(old, 0.25)).fenced
+            assert await entries.unsettled() == ["v1_fenced"]  # untouched by the fenced one
+            assert await entries.committed("2000-01-01T00:00:00Z", tenant="acme") == (2.0, 20)
+            assert not (await end(new, 0.5)).fenced
+            assert await entries.unsettled() == []
+            assert await entries.committed("2000-01-01T00:00:00Z", tenant="acme") == (0.5, 0)
+            record = await store.get("v1_fenced")
+            assert record is not None and (record.status, record.last_seq) == ("completed", 2)
+
+    asyncio.run(scenario())
+
+
+def test_the_reservations_of_dead_processes_are_recovered_but_unfinished_runs_left(
+    open_backend: Opener,
+) -> None:
+    """`recover_lost` (the reconciler's, for processes that died): an ended run at its
+    recorded cost, a run with no interaction (store=false, deleted) at its reservation; a run
+    still unfinished is left to whoever ends it."""
+
+    async def scenario() -> None:
+        async with open_backend() as s:
+            store, entries = s.store, s.ledger
+            ended = _record("v1_done", status="completed")
+            ended.cost_usd = 0.75
+            await store.create(ended, [])
+            await store.create(_record("v1_running", status="in_progress"), [])
+            for interaction_id in ("v1_done", "v1_running", "v1_nostore"):
+                reservation = Reservation(
+                    interaction_id, "acme", "key_1", now(), 2.0, 20, owner="serve-dead"
+                )
+                assert await entries.reserve(reservation, []) is None
+            ledger = Ledger(entries, Settings(), owner="worker-1")
+            ids = ["v1_done", "v1_running", "v1_nostore"]
+            assert await ledger.recover_lost(ids, store.get) == 2
+            assert await entries.unsettled() == ["v1_running"]
+            assert await entries.committed("2000-01-01T00:00:00Z", tenant="acme") == (4.75, 40)
 
     asyncio.run(scenario())
 

@@ -167,7 +167,8 @@ def build_runtime(settings: Settings, models: ModelRegistry, kind: str) -> Runti
         bus_for(settings.redis_url, settings.stream_buffer_events),
         models,
         settings,
-        ledger=Ledger(stores.ledger, settings),
+        # each reservation names its process: the reconciler settles those of dead ones
+        ledger=Ledger(stores.ledger, settings, owner if jobs is not None else None),
         idempotency=Idempotency(store, settings.idempotency_window_seconds),
         webhooks=webhooks,
         on_outbox=queue.wake_deliveries if queue is not None else deliveries.wake,

@@ -86,7 +86,17 @@ def _register(runtime: Runtime, running: set[asyncio.Task[Any]]) -> Reconciler:
         await service.ledger.charge(interaction_id)
         return await service.close_run(interaction_id, status, error)
 
-    reconciler = Reconciler(app, runtime.queue, close_orphan, settings.stale_after_seconds)
+    async def recover_lost(interaction_ids: list[str]) -> int:
+        return await service.ledger.recover_lost(interaction_ids, service.store.get)
+
+    reconciler = Reconciler(
+        app,
+        runtime.queue,
+        close_orphan,
+        settings.stale_after_seconds,
+        close_cancelled=service.close_cancelled,
+        recover_lost=recover_lost,
+    )
 
     @app.periodic(cron=_every(settings.reconcile_seconds), periodic_id="reconcile")
     # No `lock`: a pass that died with its worker would hold it. Two passes at once are safe

@@ -41,7 +41,7 @@ from propylon.store.base import (
     Store,
 )
 
-__all__ = ["EventLog", "Fenced", "MemoryLog", "OnTerminal", "StoredLog"]
+__all__ = ["EventLog", "Fenced", "MemoryLog", "OnEnded", "OnTerminal", "StoredLog"]
 
 logger = logging.getLogger("propylon.runner")
 
@@ -49,6 +49,9 @@ _PAGE = 500  # events per read when a failed log re-reads what it has stored
 
 # The webhook deliveries an ending run enqueues (written with its terminal event).
 OnTerminal = Callable[[InteractionRecord], Awaitable[list[Delivery]]]
+# Told once the terminal event is written, by the writer that wrote it (a writer fenced out
+# never is): the run's spend is settled there, so a log that lost its run settles nothing.
+OnEnded = Callable[[InteractionRecord], Awaitable[None]]
 
 
 class Fenced(Exception):
@@ -65,13 +68,16 @@ class EventLog(ABC):
         bus: Bus,
         existing: Projection | None = None,
         on_terminal: OnTerminal | None = None,
+        on_ended: OnEnded | None = None,
     ) -> None:
         """`existing`: the fold of a stored log to continue (a queued or recovered run); its
-        events are already stored, so appends continue its sequence."""
+        events are already stored, so appends continue its sequence. `on_ended`: told once
+        this log has written its terminal event (see OnEnded)."""
         self.record = record
         self.projection = existing or Projection()
         self._bus = bus
         self._on_terminal = on_terminal
+        self._on_ended = on_ended
         self._pending: list[Event] = []
         self._flusher: asyncio.Task[None] | None = None
         self._closed = self.projection.ended
@@ -185,6 +191,16 @@ class EventLog(ABC):
                 continue
             self._bus.publish(self.record.id, batch)
 
+    async def _ended(self) -> None:
+        """The terminal event is written: tell `on_ended`. Its failure is logged, never
+        raised: the end is stored already."""
+        if self._on_ended is None:
+            return
+        try:
+            await self._on_ended(self.record)
+        except Exception:
+            logger.exception("interaction %s: accounting for its end failed", self.record.id)
+
     def _fence(self) -> None:
         """The run was taken over: write nothing more (its new owner ends it)."""
         logger.warning(
@@ -263,9 +279,9 @@ class MemoryLog(EventLog):
     """A `store=false` log: nothing is written, the events stay here for the one reader."""
 
     def __init__(
-        self, record: InteractionRecord, bus: Bus, on_terminal: OnTerminal | None = None
+        self, record: InteractionRecord, bus: Bus, on_ended: OnEnded | None = None
     ) -> None:
-        super().__init__(record, bus, on_terminal=on_terminal)
+        super().__init__(record, bus, on_ended=on_ended)
         self.events: list[Event] = []
 
     async def read_events(self, interaction_id: str, after_seq: int, limit: int) -> list[Event]:
@@ -273,10 +289,9 @@ class MemoryLog(EventLog):
 
     async def _persist(self, batch: list[Event]) -> None:
         self.events.extend(batch)
-        if is_terminal_event(batch[-1]) and self._on_terminal is not None:
-            # nothing is stored, but an end is counted
+        if is_terminal_event(batch[-1]):  # nothing is stored, but an end is counted
             self.record.status, self.record.usage = self.projection.status, self.projection.usage
-            await self._on_terminal(self.record)
+            await self._ended()
 
 
 class StoredLog(EventLog):
@@ -291,12 +306,14 @@ class StoredLog(EventLog):
         on_terminal: OnTerminal | None = None,
         on_outbox: Callable[[], None] | None = None,
         epoch: int | None = None,
+        on_ended: OnEnded | None = None,
     ) -> None:
         """`on_terminal`: the webhook deliveries an ending run enqueues, written with its
-        terminal event; `on_outbox` is called once they are committed. `epoch`: the run
+        terminal event; `on_outbox` is called once they are committed; `on_ended` once the
+        terminal event is written (never when the append was fenced). `epoch`: the run
         epoch this log writes under (appends are fenced on it); None: the record's own (a
         new interaction's first epoch, or the one it was read with)."""
-        super().__init__(record, bus, existing, on_terminal)
+        super().__init__(record, bus, existing, on_terminal, on_ended)
         self._store = store
         self._on_outbox = on_outbox
         self._created = existing is not None
@@ -332,6 +349,8 @@ class StoredLog(EventLog):
             raise
         if deliveries and self._on_outbox is not None:
             self._on_outbox()
+        if terminal:  # written by this log (a fenced append raised above): settled here
+            await self._ended()
 
     async def _append(self, batch: list[Event], terminal: bool, deliveries: list[Delivery]) -> None:
         record = self.record

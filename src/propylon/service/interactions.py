@@ -309,7 +309,7 @@ class InteractionService:
                 log,
                 self._settled(
                     traced_run(mirrored, log, request.agent or "", self.settings.trace_content),
-                    record,
+                    log,
                 ),
             )
         caller = self._callers.get(record.id) or Caller(
@@ -337,7 +337,7 @@ class InteractionService:
         )
         return self._supervised(
             log,
-            self._settled(traced_run(run, log, name, self.settings.trace_content), record),
+            self._settled(traced_run(run, log, name, self.settings.trace_content), log),
         )
 
     def _ceiling(self, planned: Plan, request: CreateInteraction) -> Ceiling | None:
@@ -351,15 +351,18 @@ class InteractionService:
             planned.prior_output_tokens,
         )
 
-    async def _settled(self, run: Coroutine[Any, Any, None], record: InteractionRecord) -> None:
+    async def _settled(self, run: Coroutine[Any, Any, None], log: EventLog) -> None:
         """`run`, then its reservation settled even when no terminal event was written (the
-        log failed). A shutdown's cancel propagates unsettled: the next start recovers it."""
+        log failed), unless the run was taken over (its log fenced out: the new owner
+        settles it). A shutdown's cancel propagates unsettled: the next start recovers it."""
         try:
             await run
         except Exception:
-            await self.ledger.settle(record)
+            if not log.fenced:
+                await self.ledger.settle(log.record)
             raise
-        await self.ledger.settle(record)
+        if not log.fenced:
+            await self.ledger.settle(log.record)
 
     def _stopping(self) -> bool:
         return self.stopping
@@ -406,42 +409,62 @@ class InteractionService:
         (a new run epoch: whoever ran it before can no longer write), rebuild its turn from
         the store and continue its log. A run taken over after it had produced steps (its
         worker died or stopped) ends `failed` with code `interrupted`; a turn that can no
-        longer be planned (its model was removed, say) ends `failed`."""
-        epoch = await self.store.claim_run(interaction_id)
-        if epoch is None:
-            return  # deleted or finished meanwhile: never run twice
-        record = await self.store.get(interaction_id)
-        if record is None or lifecycle.is_terminal(record.status):
-            return
-        projection = await reading.fold(self.store, interaction_id)
-        log = self._log(record, existing=projection, epoch=epoch)
-        if projection.steps:  # it was under way elsewhere: no step is run twice
-            await self.ledger.charge(interaction_id)  # as after a restart: its reservation
-            finish_unstarted(log, "failed", _INTERRUPTED)
-            await log.drain()
-            return
-        self.ledger.adopt(interaction_id)  # its end here settles its reservation
+        longer be planned (its model was removed, say) ends `failed`.
+
+        A cancel while the process is not stopping is a user's: wherever it lands, the run
+        ends `cancelled` here, at once (never left for a retry, nor only to the canceller,
+        which may die before it ends the run). A stopping process's cancel leaves the run
+        unfinished: it is handed back."""
+        log: StoredLog | MemoryLog | None = None
+        epoch: int | None = None
         try:
-            request = request_of(record)  # a value an older version stored may be refused now
-            planned = await plan(
-                request,
-                self.store,
-                self.models,
-                self.settings,
-                Caller(tenant=record.tenant, key_id=record.api_key_id),
-                self.agents,
-                self.custom_agents,
-            )
-        except (InvalidArgument, NotFound, FailedPrecondition) as exc:
-            finish_unstarted(log, "failed", {"code": "invalid_request", "message": exc.message})
-            await log.drain()
-            return
+            epoch = await self.store.claim_run(interaction_id)
+            if epoch is None:
+                return  # deleted or finished meanwhile: never run twice
+            record = await self.store.get(interaction_id)
+            if record is None or lifecycle.is_terminal(record.status):
+                return
+            self.ledger.adopt(interaction_id)  # its end here settles its reservation
+            projection = await reading.fold(self.store, interaction_id)
+            log = self._log(record, existing=projection, epoch=epoch)
+            if projection.steps:  # it was under way elsewhere: no step is run twice
+                await self.ledger.charge(interaction_id)  # as after a restart: its reservation
+                finish_unstarted(log, "failed", _INTERRUPTED)
+                await log.drain()
+                return
+            try:
+                request = request_of(record)  # a value an older version stored may be refused
+                planned = await plan(
+                    request,
+                    self.store,
+                    self.models,
+                    self.settings,
+                    Caller(tenant=record.tenant, key_id=record.api_key_id),
+                    self.agents,
+                    self.custom_agents,
+                )
+            except (InvalidArgument, NotFound, FailedPrecondition) as exc:
+                error = {"code": "invalid_request", "message": exc.message}
+                finish_unstarted(log, "failed", error)
+                await log.drain()
+                return
         except asyncio.CancelledError:
             if not self.stopping:
-                finish_unstarted(log, "cancelled")
-                await log.drain()
+                await self._cancelled_early(interaction_id, epoch, log)
             raise
-        await self._run(log, planned, request)
+        await self._run(log, planned, request)  # a cancel there ends it (`_supervised`)
+
+    async def _cancelled_early(
+        self, interaction_id: str, epoch: int | None, log: EventLog | None
+    ) -> None:
+        """A user's cancel reached `execute` before its run began: end the run `cancelled`
+        with the log it had, else under the claim it had made (`epoch`; None: cancelled while
+        claiming it, so it is taken over)."""
+        if log is None:
+            await self.close_cancelled(interaction_id, epoch)
+            return
+        finish_unstarted(log, "cancelled")
+        await log.drain()
 
     async def get(
         self,
@@ -580,23 +603,48 @@ class InteractionService:
         await self.jobs.cancel(interaction_id)
         record = await self._record(interaction_id, caller)
         if not lifecycle.is_terminal(record.status):  # it had not begun, or did not stop
-            await self.close_run(interaction_id, "cancelled")
+            await self.close_cancelled(interaction_id)
             record = await self._record(interaction_id, caller)
         return record
 
+    async def close_cancelled(self, interaction_id: str, epoch: int | None = None) -> bool:
+        """End an unfinished background run `cancelled` after its user's cancel and settle its
+        reservation: a run nobody had begun spent nothing; one that somebody had claimed is
+        charged its reservation (what it spent is not known here). `epoch`: the caller's own
+        claim of the run, ended under it; None: the run is taken over (its old writer is
+        fenced out). False when it had ended or was deleted first, or the claim was lost."""
+        record = await self.store.get(interaction_id)
+        if record is None or lifecycle.is_terminal(record.status):
+            return False
+        begun = record.run_epoch - (0 if epoch is None else 1)  # claims before this one
+        if begun > 0:
+            await self.ledger.charge(interaction_id)
+        closed = await self.close_run(interaction_id, "cancelled", epoch=epoch)
+        if closed and begun == 0:
+            await self.ledger.settle_at(interaction_id, 0.0, 0)
+        return closed
+
     async def close_run(
-        self, interaction_id: str, status: str, error: dict[str, str] | None = None
+        self,
+        interaction_id: str,
+        status: str,
+        error: dict[str, str] | None = None,
+        *,
+        epoch: int | None = None,
     ) -> bool:
         """Take an unfinished run over (a new run epoch: its old writer is fenced out) and end
-        it with `status` (and an `error` event). False when it had ended or was deleted
-        first (nothing written)."""
-        epoch = await self.store.claim_run(interaction_id)
+        it with `status` (and an `error` event); with `epoch`, end it under that claim of the
+        caller's instead. False when it had ended or was deleted first, or the claim was
+        taken over since (nothing written)."""
+        if epoch is None:
+            epoch = await self.store.claim_run(interaction_id)
         record = await self.store.get(interaction_id) if epoch is not None else None
         if epoch is None or record is None:
             return False
-        log = self._log(
-            record, existing=await reading.fold(self.store, interaction_id), epoch=epoch
-        )
+        existing = await reading.fold(self.store, interaction_id)
+        if existing.ended:  # it ended meanwhile (under `epoch`, the claim was still ours)
+            return False
+        log = self._log(record, existing=existing, epoch=epoch)
         finish_unstarted(log, status, error)
         await log.drain()
         return not log.fenced
@@ -666,27 +714,28 @@ class InteractionService:
         """The log writer of `record` (store=false: kept in memory only), appending under run
         `epoch` (by default the record's)."""
         if not stored:
-            return MemoryLog(record, self.bus, on_terminal=self._account)
+            return MemoryLog(record, self.bus, on_ended=self._account)
         return StoredLog(
             record,
             self.store,
             self.bus,
             existing=existing,
-            on_terminal=self._ended,
+            on_terminal=self._deliveries,
             on_outbox=self.on_outbox,
             epoch=epoch,
+            on_ended=self._account,
         )
 
-    async def _ended(self, record: InteractionRecord) -> list[Delivery]:
-        """A stored run ended: account for it; the webhook deliveries it sends."""
-        await self._account(record)
+    async def _deliveries(self, record: InteractionRecord) -> list[Delivery]:
+        """A stored run is ending: the webhook deliveries it sends (written with its end)."""
         if self.webhooks is None:
             return []
         return await self.webhooks.deliveries_for(record)
 
-    async def _account(self, record: InteractionRecord) -> list[Delivery]:
+    async def _account(self, record: InteractionRecord) -> None:
         """A run ended (`store=false` ones too): settle its spend, count its tokens and
-        metrics. Before its terminal event is written, so the next admission sees it."""
+        metrics. Once its terminal event is written by this writer (one fenced out of its run
+        settles nothing: the run's new owner does), before its readers are told of it."""
         await self.ledger.settle(record)
         usage = Usage.from_wire(record.usage)
         caller = self._callers.pop(record.id, None)
@@ -694,7 +743,6 @@ class InteractionService:
             await self.quotas.count_tokens(caller, usage.total_tokens)
         if self.metrics is not None:
             self.metrics.interaction_ended(record, usage)
-        return []
 
     async def _record(self, interaction_id: str, caller: Caller) -> InteractionRecord:
         record = await self.store.get(interaction_id)
