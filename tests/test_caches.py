@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from google import genai
+from google.genai import _interactions as interaction_errors
 from google.genai import errors, types
 
 from tests.conftest import (
@@ -382,3 +383,41 @@ def test_path_prefix_unaffected(server: Server) -> None:
         answer = http.get("/v1beta/cachedContents/nosuch")
     assert answer.status_code == 404
     assert answer.json()["error"]["status"] == "NOT_FOUND"
+
+
+# Interactions name a cached content too (`cached_content`).
+
+
+def test_an_interaction_puts_the_cache_first(server: Server, client: genai.Client) -> None:
+    cache = client.caches.create(
+        model="echo",
+        config=_config(
+            tools=[types.Tool(function_declarations=[types.FunctionDeclaration(name="lookup")])]
+        ),
+    )
+    interaction = client.interactions.create(
+        model="fast", input="what does it say?", cached_content=cache.name
+    )
+    assert interaction.output_text == (
+        f"system: {INSTRUCTION}\nuser: {DOCUMENT}\nuser: what does it say?"
+    )
+    assert interaction.cached_content == cache.name
+    assert interaction.usage is not None
+    assert interaction.usage.total_cached_tokens == CACHED_WORDS
+    called = client.interactions.create(
+        model="echo", input="call lookup {}", cached_content=cache.name
+    )  # the cached content's function is declared
+    assert [s.type for s in called.steps][-1] == "function_call"
+
+
+def test_an_interaction_finds_only_its_tenants_cache(
+    server: Server, client: genai.Client, other: genai.Client
+) -> None:
+    cache = client.caches.create(model="echo", config=_config())
+    before = server.rows()
+    with pytest.raises(interaction_errors.NotFoundError):
+        other.interactions.create(model="echo", input="hi", cached_content=cache.name)
+    with pytest.raises(interaction_errors.BadRequestError) as refused:
+        client.interactions.create(model="echo-slow", input="hi", cached_content=cache.name)
+    assert "cached_content" in refused.value.body["error"]["message"]
+    assert server.rows() == before

@@ -43,7 +43,7 @@ from propylon.schema.gemini.turn import translate
 from propylon.service.quotas import Quotas
 from propylon.store.caches import CacheRecord, CacheStore
 
-__all__ = ["CacheService", "cached_turn", "native_cache"]
+__all__ = ["CacheService", "cache_prefix", "cached_turn", "find_cache", "native_cache"]
 
 logger = logging.getLogger("propylon.caches")
 
@@ -56,19 +56,31 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def cached_turn(cache: CacheRecord, request: dict[str, Any] | None = None) -> tuple[Turn, bool]:
-    """The Turn of `cache`'s content followed by the generateContent `request` (camelCase
-    body less the cached fields; None: the content alone), for targets that are not
-    `gemini`, with its cached part marked (`cached_steps`, `cached_instruction`), and whether
-    calls are `VALIDATED`. Raises InvalidArgument naming the field."""
-    prefix = dict(cache.content)
-    head = translate(_request(prefix)).turn if prefix.get("contents") else Turn(history=[])
-    body = {**(request or {}), **prefix}
-    body["contents"] = [*prefix.get("contents", []), *(request or {}).get("contents", [])]
+def cache_prefix(cache: CacheRecord) -> Turn:
+    """The Turn of `cache`'s content alone (its contents as steps, system instruction, tools
+    and tool choice), for targets that are not `gemini`, its steps marked as cached. Raises
+    InvalidArgument naming the field for what such targets cannot take."""
+    if cache.content.get("contents"):
+        turn = translate(parse(GenerateContentRequest, cache.content)).turn
+    else:  # an instruction (and tools) only: translated with a placeholder turn, left out
+        turn = translate(_request(cache.content)).turn
+        turn.history = []
+    turn.cached_steps = len(turn.history)
+    turn.cached_instruction = turn.system_instruction is not None
+    return turn
+
+
+def cached_turn(cache: CacheRecord, request: dict[str, Any]) -> tuple[Turn, bool]:
+    """The Turn of `cache`'s content followed by the generateContent `request` (camelCase,
+    setting none of the cached fields but `contents`), for targets that are not `gemini`,
+    its cached part marked (`cached_steps`, `cached_instruction`); and whether calls are
+    `VALIDATED`. Raises InvalidArgument naming the field."""
+    head = cache_prefix(cache)
+    body = {**request, **cache.content}
+    body["contents"] = [*cache.content.get("contents", []), *request.get("contents", [])]
     translated = translate(_request(body))
     turn = translated.turn
-    turn.cached_steps = len(head.history)
-    turn.cached_instruction = "systemInstruction" in prefix
+    turn.cached_steps, turn.cached_instruction = head.cached_steps, head.cached_instruction
     return turn, translated.validated
 
 
@@ -77,6 +89,16 @@ def _request(body: dict[str, Any]) -> GenerateContentRequest:
     if not body.get("contents"):
         body = {**body, "contents": [{"role": "user", "parts": [{"text": ""}]}]}
     return parse(GenerateContentRequest, body)
+
+
+async def find_cache(store: CacheStore, name: str, caller: Caller) -> CacheRecord:
+    """The caller's tenant's unexpired cached content `name` (`cachedContents/<id>`, or the
+    id). Raises NotFound (also for another tenant's, or an expired one)."""
+    cache_id = name.removeprefix("cachedContents/")
+    cache = await store.get_cache(caller.tenant, cache_id) if cache_id else None
+    if cache is None or cache.expires <= timestamp(_now()):
+        raise NotFound(f"cached content `{name}` not found (or expired)")
+    return cache
 
 
 class CacheService:
@@ -114,7 +136,7 @@ class CacheService:
         )
         tokens = None
         if any(not isinstance(t.provider, GeminiProvider) for t in served.targets):
-            turn, _ = cached_turn(cache)  # what the other targets must take: 400 if not
+            turn = cache_prefix(cache)  # what the other targets must take: 400 if not
             if isinstance(served.targets[0].provider, EchoProvider):
                 tokens = input_words(turn)
         upstream, counted = await self._copies(served, cache)
@@ -154,11 +176,7 @@ class CacheService:
     async def find(self, name: str, caller: Caller) -> CacheRecord:
         """The caller's tenant's unexpired cached content `name` (`cachedContents/<id>`, or
         the id). Raises NotFound (also for another tenant's, or an expired one)."""
-        cache_id = name.removeprefix("cachedContents/")
-        cache = await self.store.get_cache(caller.tenant, cache_id) if cache_id else None
-        if cache is None or cache.expires <= timestamp(_now()):
-            raise NotFound(f"cached content `{name}` not found (or expired)")
-        return cache
+        return await find_cache(self.store, name, caller)
 
     async def get(self, cache_id: str, caller: Caller) -> dict[str, Any]:
         """The resource of the cached content. Raises NotFound."""
