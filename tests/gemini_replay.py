@@ -6,7 +6,8 @@ JSON body as one SSE event, a JSON array as one event per element; `errors/<name
 files are sent with that HTTP status. A request with a `continuationToken` answers with the
 fixture the token names (its base64 decodes to the name: see `continuation_part1.json`).
 `POST /v1beta/models/<model>:generateContent` (not streamed) answers with the `.json` fixture's
-body as it is; `:countTokens` with twice the count of words of the text parts.
+body as it is; `:countTokens` with twice the count of words of the text parts (of its
+`contents`, or its `generateContentRequest`'s).
 `GET /requests` lists the request bodies received.
 
 `POST /v1beta/cachedContents` makes an upstream cached content (`cachedContents/upstream-<n>`,
@@ -46,9 +47,10 @@ async def generate(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     received.append(body)
     if request.path.endswith(":countTokens"):  # words of every text part, doubled
+        inner = body.get("generateContentRequest") or body
         words = sum(
             len(part.get("text", "").split())
-            for content in body["contents"]
+            for content in inner["contents"]
             for part in content["parts"]
         )
         return web.json_response({"totalTokens": 2 * words})

@@ -344,6 +344,20 @@ def test_a_gemini_target_gets_an_upstream_copy(gateway: Server, replay: str) -> 
     ]
     assert "systemInstruction" not in forwarded
 
+    inner = {
+        "model": "models/gemini-replay",
+        "contents": [{"role": "user", "parts": [{"text": "two words"}]}],
+        "cachedContent": cache.name,
+    }
+    with gateway.http() as http:
+        counted = http.post(
+            "/v1beta/models/gemini-replay:countTokens", json={"generateContentRequest": inner}
+        )
+    assert counted.status_code == 200, counted.text
+    forwarded = _upstream(replay, "requests")[-1]["generateContentRequest"]
+    assert forwarded["cachedContent"] == upstream_name
+    assert forwarded["model"] == "models/gemini-2.5-flash"
+
     client.caches.update(name=cache.name, config={"ttl": "900s"})
     patched = _upstream(replay, "caches")[-1]
     assert patched["method"] == "PATCH" and patched["name"] == upstream_name
