@@ -12,6 +12,10 @@ The copies are extended and deleted with ours, best effort: they expire when our
 
 `usageMetadata.totalTokenCount`: the first upstream copy's count, else echo's (words) when
 the model's first target is echo, else not known.
+
+Used by generateContent (service/generate.py: `cached_turn` for targets that are not `gemini`,
+`native_cache` for those that are) and by Interactions (service/plan.py: `cache_prefix`, its
+content inline on every target).
 """
 
 from __future__ import annotations
