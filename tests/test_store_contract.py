@@ -3,12 +3,13 @@
 fresh database per test on the local server: tests/postgres.py).
 
 Every test drives the parts through their Protocols only (store/base.py, agents.py,
-listing.py, console.py); what two processes would do is two stores on one database.
+caches.py, listing.py, console.py); what two processes would do is two stores on one database.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -34,6 +35,7 @@ from propylon.store.base import (
     Snapshot,
     SpendCap,
 )
+from propylon.store.caches import CacheRecord
 from propylon.store.console import UsageQuery
 from propylon.store.listing import ListQuery
 from propylon.store.stores import Stores, open_stores
@@ -464,6 +466,56 @@ def test_agents(open_backend: Opener) -> None:
             assert await agents.delete_agent("acme", "agent-0")
             assert not await agents.delete_agent("acme", "agent-0")
             assert await agents.get_agent("zeta", "agent-0") is not None
+
+    asyncio.run(scenario())
+
+
+def _cache(tenant: str, cache_id: str, day: str) -> CacheRecord:
+    """A cached content expiring at the start of `day` (`YYYY-MM-DD`)."""
+    expires = f"{day}T00:00:00.000000Z"
+    return CacheRecord(
+        tenant,
+        cache_id,
+        "echo",
+        None,
+        {"contents": [{"role": "user", "parts": [{"text": cache_id}]}]},
+        1,
+        "2026-01-01T00:00:00.000000Z",
+        "2026-01-01T00:00:00.000000Z",
+        expires,
+        {"gemini:m": f"cachedContents/up-{cache_id}"},
+    )
+
+
+def test_cached_contents(open_backend: Opener) -> None:
+    async def scenario() -> None:
+        async with open_backend() as s:
+            caches = s.caches
+            for i, day in enumerate(("02", "03", "04")):
+                assert await caches.create_cache(_cache("acme", f"c{i}", f"2026-01-{day}"))
+            assert not await caches.create_cache(_cache("acme", "c0", "2027-01-01"))
+            assert await caches.create_cache(_cache("zeta", "c0", "2026-01-02"))
+            found = await caches.get_cache("acme", "c1")
+            assert found == _cache("acme", "c1", "2026-01-03")
+            assert await caches.get_cache("zeta", "c1") is None
+            # unexpired at the 2nd noon: c1 and c2; after c1: c2
+            noon = "2026-01-02T12:00:00.000000Z"
+            assert [c.id for c in await caches.list_caches("acme", None, 5, noon)] == ["c1", "c2"]
+            assert [c.id for c in await caches.list_caches("acme", "c1", 5, noon)] == ["c2"]
+            assert [c.id for c in await caches.list_caches("acme", None, 1, noon)] == ["c1"]
+            extended = dataclasses.replace(
+                found, expires="2026-02-01T00:00:00.000000Z", updated=noon, upstream={}
+            )
+            assert await caches.update_cache(extended)
+            assert await caches.get_cache("acme", "c1") == extended
+            assert not await caches.update_cache(dataclasses.replace(extended, tenant="zeta"))
+            # expired at or before the 3rd: acme's c0 and zeta's c0, not the extended c1
+            assert await caches.purge_caches("2026-01-03T00:00:00.000000Z") == 2
+            assert await caches.get_cache("acme", "c0") is None
+            assert await caches.get_cache("zeta", "c0") is None
+            assert await caches.delete_cache("acme", "c1")
+            assert not await caches.delete_cache("acme", "c1")
+            assert await caches.get_cache("acme", "c2") is not None
 
     asyncio.run(scenario())
 

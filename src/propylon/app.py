@@ -34,6 +34,7 @@ from propylon.gateway.registry import ModelRegistry
 from propylon.observability import Metrics, MetricsMiddleware
 from propylon.runtime import build_runtime
 from propylon.service.agents import AgentService
+from propylon.service.caches import CacheService
 from propylon.service.generate import GenerateService
 from propylon.service.listing import ListingService
 from propylon.service.responses import ResponseService
@@ -76,6 +77,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     runtime = build_runtime(settings, models, "serve")
     stores, service, metrics = runtime.stores, runtime.service, runtime.metrics
     store, ledger, custom_agents = stores.store, stores.ledger, stores.agents
+    caches = CacheService(stores.caches, lambda: service.models)
     webhooks, worker, agents = runtime.webhooks, runtime.deliveries, runtime.agents
     distributed = runtime.jobs is not None
     # Stateless calls (Chat Completions, embeddings) share the interactions' quotas and ledger.
@@ -102,7 +104,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     async def purge_loop() -> None:
         while True:
             with contextlib.suppress(Exception):
-                removed = await purge_expired(store, settings, ledger)
+                removed = await purge_expired(store, settings, ledger, stores.caches)
                 if removed:
                     logger.info("purged %d expired interactions", removed)
             await asyncio.sleep(settings.purge_interval_seconds)
@@ -190,7 +192,8 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     app.state.agents = AgentService(custom_agents, store, lambda: service.models, settings, agents)
     app.state.webhooks = webhooks
     # generateContent & co.: stateless, under the same registry, quotas and ledger
-    app.state.generate = GenerateService(stateless)
+    app.state.generate = GenerateService(stateless, caches)
+    app.state.caches = caches
     app.state.models = models
     app.state.metrics = metrics
     app.state.auth = auth

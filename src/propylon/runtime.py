@@ -175,6 +175,7 @@ def build_runtime(settings: Settings, models: ModelRegistry, kind: str) -> Runti
         metrics=metrics,
         agents=agents,
         custom_agents=stores.agents,
+        caches=stores.caches,
     )
     runtime = Runtime(settings, stores, service, webhooks, deliveries, metrics, agents, owner)
     if jobs is not None and queue is not None:

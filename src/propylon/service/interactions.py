@@ -51,6 +51,7 @@ from propylon.store.base import (
     InteractionRecord,
     Store,
 )
+from propylon.store.caches import CacheStore
 
 __all__ = ["Created", "InteractionService", "to_resource"]
 
@@ -130,6 +131,7 @@ class InteractionService:
         metrics: Metrics | None = None,
         agents: dict[str, GoogleInteractions] | None = None,
         custom_agents: AgentLookup | None = None,
+        caches: CacheStore | None = None,
     ) -> None:
         """`ledger` admits and settles spend; `idempotency` decides repeats of a create;
         `webhooks` computes an ending interaction's deliveries; `on_outbox` is told when
@@ -138,6 +140,7 @@ class InteractionService:
         self.metrics = metrics
         self.agents = agents or {}
         self.custom_agents = custom_agents  # the tenants' own agents (service/agents.py)
+        self.caches = caches  # the tenants' cached contents (service/caches.py)
         self.quotas = Quotas(settings.rate_window_seconds, settings.redis_url)
         self.ledger = ledger
         self.idempotency = idempotency
@@ -209,7 +212,14 @@ class InteractionService:
         With `claim`, the key and the row are written together before the run starts
         (IdempotencyConflict when another interaction holds the key)."""
         planned = await plan(
-            request, self.store, self.models, self.settings, caller, self.agents, self.custom_agents
+            request,
+            self.store,
+            self.models,
+            self.settings,
+            caller,
+            self.agents,
+            self.custom_agents,
+            self.caches,
         )
         ticket = planned.ticket if isinstance(planned, Plan) else Ticket()
         try:
@@ -442,6 +452,7 @@ class InteractionService:
                     Caller(tenant=record.tenant, key_id=record.api_key_id),
                     self.agents,
                     self.custom_agents,
+                    self.caches,
                 )
             except (InvalidArgument, NotFound, FailedPrecondition) as exc:
                 error = {"code": "invalid_request", "message": exc.message}

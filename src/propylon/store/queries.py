@@ -16,11 +16,18 @@ import orjson
 from propylon.domain.events import Event
 from propylon.store.agents import AgentRecord
 from propylon.store.base import ApiKey, InteractionRecord, Snapshot
+from propylon.store.caches import CacheRecord
 from propylon.store.console import DeliveryRow, UsageQuery
 from propylon.store.listing import ListQuery
 
 __all__ = [
     "AGENT_COLUMNS",
+    "CACHE_DELETE",
+    "CACHE_GET",
+    "CACHE_INSERT",
+    "CACHE_LIST",
+    "CACHE_PURGE",
+    "CACHE_UPDATE",
     "CHAIN_BACK",
     "DISABLED",
     "HISTORY",
@@ -29,6 +36,8 @@ __all__ = [
     "RUNNING",
     "agent_of",
     "api_key_of",
+    "cache_of",
+    "cache_params",
     "delivery_row_of",
     "dumps",
     "listing_sql",
@@ -59,6 +68,25 @@ INTERACTION_COLUMNS = (
 )
 KEY_COLUMNS = "id, key_hash, tenant, name, admin, policy, created, revoked, api_revision"
 AGENT_COLUMNS = "tenant, id, definition, created"
+_CACHE_COLUMNS = (
+    "tenant, id, model, display_name, content, tokens, created, updated, expires, upstream"
+)
+CACHE_INSERT = (
+    f"INSERT INTO cached_contents ({_CACHE_COLUMNS}) VALUES (:tenant, :id, :model, "
+    ":display_name, :content, :tokens, :created, :updated, :expires, :upstream) "
+    "ON CONFLICT (tenant, id) DO NOTHING"
+)
+CACHE_GET = f"SELECT {_CACHE_COLUMNS} FROM cached_contents WHERE tenant = :tenant AND id = :id"
+CACHE_LIST = (
+    f"SELECT {_CACHE_COLUMNS} FROM cached_contents WHERE tenant = :tenant AND id > :after "
+    "AND expires > :now ORDER BY id LIMIT :limit"
+)
+CACHE_UPDATE = (
+    "UPDATE cached_contents SET expires = :expires, updated = :updated, upstream = :upstream "
+    "WHERE tenant = :tenant AND id = :id"
+)
+CACHE_DELETE = "DELETE FROM cached_contents WHERE tenant = :tenant AND id = :id"
+CACHE_PURGE = "DELETE FROM cached_contents WHERE expires <= :now"
 RUNNING = "('in_progress', 'queued')"  # the statuses a run may still write in
 DISABLED = "disabled_due_to_failed_deliveries"  # a webhook's state after too many failures
 HISTORY = """
@@ -155,6 +183,39 @@ def agent_of(row: Sequence[Any]) -> AgentRecord:
     """The agent of a row of `AGENT_COLUMNS`."""
     tenant, id_, definition, created = row
     return AgentRecord(tenant, id_, orjson.loads(definition), created)
+
+
+def cache_params(cache: CacheRecord) -> dict[str, Any]:
+    """The named parameters of CACHE_INSERT and CACHE_UPDATE for `cache`."""
+    return {
+        "tenant": cache.tenant,
+        "id": cache.id,
+        "model": cache.model,
+        "display_name": cache.display_name,
+        "content": dumps(cache.content),
+        "tokens": cache.tokens,
+        "created": cache.created,
+        "updated": cache.updated,
+        "expires": cache.expires,
+        "upstream": dumps(cache.upstream),
+    }
+
+
+def cache_of(row: Sequence[Any]) -> CacheRecord:
+    """The cached content of a row of the CACHE_* selects."""
+    tenant, id_, model, display_name, content, tokens, created, updated, expires, upstream = row
+    return CacheRecord(
+        tenant,
+        id_,
+        model,
+        display_name,
+        orjson.loads(content),
+        tokens,
+        created,
+        updated,
+        expires,
+        orjson.loads(upstream),
+    )
 
 
 def event_of(row: Sequence[Any]) -> Event:

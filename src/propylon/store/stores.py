@@ -12,6 +12,7 @@ from pathlib import Path
 
 from propylon.store.agents import AgentStore
 from propylon.store.base import LedgerStore, Store
+from propylon.store.caches import CacheStore
 from propylon.store.console import ConsoleReads
 from propylon.store.listing import InteractionListing
 
@@ -27,6 +28,7 @@ class Stores:
     store: Store
     ledger: LedgerStore
     agents: AgentStore
+    caches: CacheStore
     listing: InteractionListing
     console: ConsoleReads
     url: str  # the database, for messages (no password)
@@ -38,6 +40,7 @@ def open_stores(database_url: str | None, database_path: Path) -> Stores:
     if database_url is None:
         from propylon.store.sqlite import SQLiteStore
         from propylon.store.sqlite_agents import SQLiteAgentStore
+        from propylon.store.sqlite_caches import SQLiteCacheStore
         from propylon.store.sqlite_console import SQLiteConsoleReads
         from propylon.store.sqlite_ledger import SQLiteLedgerStore
         from propylon.store.sqlite_listing import SQLiteListingStore
@@ -47,6 +50,7 @@ def open_stores(database_url: str | None, database_path: Path) -> Stores:
             store,
             SQLiteLedgerStore(store),
             SQLiteAgentStore(store),
+            SQLiteCacheStore(store),
             SQLiteListingStore(store),
             SQLiteConsoleReads(store),
             f"sqlite:///{database_path}",
