@@ -8,7 +8,8 @@ The reconciler is a periodic procrastinate job (one worker runs each pass). A pa
    worker, should it wake, cannot finish the new job in procrastinate's table; its writes
    to the run are refused by the run epoch). A job whose abort was asked is not retried;
 2. re-queues unfinished background runs that have no job waiting or running (and have not
-   moved for a heartbeat's staleness: a run being created or cancelled right now is left);
+   moved for a heartbeat's staleness: a run being created or cancelled right now is left),
+   and unfinished Gemini batches likewise;
 3. ends `failed` (code `interrupted`) the foreground runs of `serve` processes whose
    heartbeat is stale, taking each run over first (its epoch fences the old writer out).
 """
@@ -25,7 +26,8 @@ from typing import Any
 from procrastinate import App
 from procrastinate.jobs import Status
 
-from propylon.jobs.procrastinate import RUN_TASK, ProcrastinateQueue
+from propylon.jobs.procrastinate import BATCH_TASK, ProcrastinateQueue
+from propylon.store.batches import UNFINISHED
 
 __all__ = ["Heartbeat", "Reconciler"]
 
@@ -46,6 +48,13 @@ SELECT i.id FROM interactions i
        SELECT 1 FROM procrastinate_jobs j
         WHERE j.lock = i.id AND j.status IN ('todo', 'doing'))
 """
+_UNJOBBED_BATCHES = f"""
+SELECT b.id FROM batches b
+ WHERE b.state IN ({", ".join(f"'{state}'" for state in UNFINISHED)}) AND b.updated < %s
+   AND NOT EXISTS (
+       SELECT 1 FROM procrastinate_jobs j
+        WHERE j.lock = b.id AND j.status IN ('todo', 'doing'))
+"""
 _ORPHANS = """
 SELECT i.id FROM interactions i JOIN propylon_run_owners o ON o.interaction_id = i.id
  WHERE NOT i.background AND i.status IN ('queued', 'in_progress')
@@ -65,12 +74,19 @@ class Reconciler:
     """One pass at a time (`run_once`), over the whole deployment."""
 
     def __init__(
-        self, app: App, queue: ProcrastinateQueue, close_run: CloseRun, stale_after: float
+        self,
+        app: App,
+        queue: ProcrastinateQueue,
+        close_run: CloseRun,
+        stale_after: float,
+        batches: ProcrastinateQueue | None = None,
     ) -> None:
+        """`queue`: the background runs' jobs; `batches`: the Gemini batches' (if served)."""
         self.app = app
         self.queue = queue
         self.close_run = close_run
         self.stale_after = stale_after
+        self.queues = {q.task: q for q in (queue, batches) if q is not None}
 
     async def run_once(self) -> dict[str, int]:
         """One pass; returns how many runs it took over, re-queued and closed."""
@@ -95,9 +111,10 @@ class Reconciler:
             assert job.id is not None
             with contextlib.suppress(Exception):  # it ended meanwhile
                 await manager.finish_job_by_id_async(job.id, Status.FAILED, delete_job=False)
-            if job.task_name != RUN_TASK or job.abort_requested or job.lock is None:
+            queue = self.queues.get(job.task_name)
+            if queue is None or job.abort_requested or job.lock is None:
                 continue  # periodic passes come again; an aborted run is the canceller's
-            await self.queue.submit(job.lock, -job.priority)
+            await queue.submit(job.lock, -job.priority)
             retried += 1
         return retried
 
@@ -108,10 +125,19 @@ class Reconciler:
 
     async def _unjobbed(self) -> int:
         since = datetime.now(tz=UTC) - timedelta(seconds=self.stale_after)
-        rows = await self._rows(_UNJOBBED, since.strftime("%Y-%m-%dT%H:%M:%SZ"))  # as stored
-        for (interaction_id,) in rows:
-            await self.queue.submit(interaction_id)
-        return len(rows)
+        stamp = since.strftime("%Y-%m-%dT%H:%M:%SZ")  # as stored
+        requeued = 0
+        for sql, queue in (
+            (_UNJOBBED, self.queue),
+            (_UNJOBBED_BATCHES, self.queues.get(BATCH_TASK)),
+        ):
+            if queue is None:
+                continue
+            rows = await self._rows(sql, stamp)
+            for (job_id,) in rows:
+                await queue.submit(job_id)
+            requeued += len(rows)
+        return requeued
 
     async def _orphans(self) -> int:
         closed = 0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from propylon.store.agents import AgentStore
 from propylon.store.base import LedgerStore, Store
+from propylon.store.batches import BatchStore
 from propylon.store.console import ConsoleReads
 from propylon.store.listing import InteractionListing
 
@@ -29,6 +30,7 @@ class Stores:
     agents: AgentStore
     listing: InteractionListing
     console: ConsoleReads
+    batches: BatchStore
     url: str  # the database, for messages (no password)
 
 
@@ -38,6 +40,7 @@ def open_stores(database_url: str | None, database_path: Path) -> Stores:
     if database_url is None:
         from propylon.store.sqlite import SQLiteStore
         from propylon.store.sqlite_agents import SQLiteAgentStore
+        from propylon.store.sqlite_batches import SQLiteBatchStore
         from propylon.store.sqlite_console import SQLiteConsoleReads
         from propylon.store.sqlite_ledger import SQLiteLedgerStore
         from propylon.store.sqlite_listing import SQLiteListingStore
@@ -49,6 +52,7 @@ def open_stores(database_url: str | None, database_path: Path) -> Stores:
             SQLiteAgentStore(store),
             SQLiteListingStore(store),
             SQLiteConsoleReads(store),
+            SQLiteBatchStore(store),
             f"sqlite:///{database_path}",
         )
     from propylon.store.sql import open_sql_stores
