@@ -8,6 +8,7 @@ of a `propylon worker` (tests/conftest.py starts one with the server)."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from google import genai
 from google.genai import errors, types
 
 from tests.conftest import (
+    API_KEY,
     TEST_DATABASE,
     Server,
     create_key,
@@ -348,15 +350,51 @@ def test_each_request_is_accounted_once(server: Server, keys: dict[str, str]) ->
 
 
 @pytest.mark.skipif(TEST_DATABASE != "postgresql", reason="procrastinate's jobs: PostgreSQL")
-def test_the_batch_job_is_deferred_with_its_row(server: Server, keys: dict[str, str]) -> None:
-    client = _client(server, keys["acme"])
-    name = client.batches.create(model="echo", src=[_ask("queued")]).name or ""
-    _done(client, name)
-    jobs = server.query(
-        "SELECT task_name FROM procrastinate_jobs WHERE lock = ?", (name.removeprefix("batches/"),)
-    )
-    # a succeeded job is deleted (the worker's `delete_jobs`); the batch ended, so it ran
-    assert all(task == "propylon.batch" for (task,) in jobs)
+def test_a_batch_job_is_deferred_with_its_row_and_a_lost_one_recovered(tmp_path: Path) -> None:
+    """With no worker running, a created batch's job waits in procrastinate's table; when that
+    job is lost, the reconciler of the next worker queues the batch again and it runs."""
+    from tests.postgres import WORKERS
+
+    config = "heartbeat_seconds = 0.5\nstale_after_seconds = 2\nreconcile_seconds = 1\n"
+    running = start_server(tmp_path, config + CONFIG, log=tmp_path / "server.log")
+    try:
+        assert running.worker is not None
+        running.worker.terminate()
+        running.worker.wait(timeout=20)
+        client = _client(running, API_KEY)
+        name = client.batches.create(model="echo", src=[_ask("a"), _ask("b")]).name or ""
+        batch_id = name.removeprefix("batches/")
+        jobs = running.query(
+            "SELECT task_name, status, args::text FROM procrastinate_jobs WHERE lock = ?",
+            (batch_id,),
+        )
+        assert jobs == [("propylon.batch", "todo", json.dumps({"batch_id": batch_id}))]
+        running.query("DELETE FROM procrastinate_jobs WHERE lock = ? RETURNING id", (batch_id,))
+        assert client.batches.get(name=name).state == types.JobState.JOB_STATE_PENDING
+        running.worker = WORKERS.start(
+            [
+                sys.executable,
+                "-m",
+                "propylon",
+                "worker",
+                "--config",
+                str(tmp_path / "propylon.toml"),
+                "--data-dir",
+                str(tmp_path),
+                "--database-url",
+                running.database_url or "",
+            ],
+            stderr=(tmp_path / "server.log").open("ab"),
+        )
+        job = _done(client, name, 30)
+        assert job.state == types.JobState.JOB_STATE_SUCCEEDED
+        assert job.dest is not None and job.dest.inlined_responses is not None
+        assert [a.response.text for a in job.dest.inlined_responses if a.response] == [
+            "user: a",
+            "user: b",
+        ]
+    finally:
+        stop_server(running)
 
 
 @one_process_only

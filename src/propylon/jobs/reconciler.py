@@ -95,8 +95,8 @@ class Reconciler:
         closed = await self._orphans()
         if retried or requeued or closed:
             logger.warning(
-                "reconciled: %d stalled jobs retried, %d runs re-queued, %d foreground runs "
-                "of dead processes closed",
+                "reconciled: %d stalled jobs retried, %d runs or batches re-queued, "
+                "%d foreground runs of dead processes closed",
                 retried,
                 requeued,
                 closed,
