@@ -41,7 +41,7 @@ def test_processes_migrating_at_once_all_succeed_and_the_schema_is_at_head(
                 "SELECT column_name FROM information_schema.columns "
                 "WHERE table_name = 'interactions' AND column_name = 'run_epoch'"
             ).fetchall()
-        assert version == ("0013",) and columns == [("run_epoch",)]
+        assert version == ("0016",) and columns == [("run_epoch",)]
     assert not (tmp_path / "data").exists()
 
 
