@@ -23,7 +23,8 @@ __all__ = ["Stores", "open_stores"]
 class Stores:
     """Every part of one database. `store` holds interactions and events, keys, webhooks and
     deliveries, and idempotency keys (one Protocol each, see store/base.py); it opens
-    (migrates) and closes the connections all parts share."""
+    (migrates) and closes the connections all parts share. The others have their own
+    Protocols (store/agents.py, batches.py, ...)."""
 
     store: Store
     ledger: LedgerStore
