@@ -206,7 +206,7 @@ def build_runtime(settings: Settings, models: ModelRegistry, kind: str) -> Runti
         batches,
     )
     if jobs is not None and queue is not None:
-        from propylon.jobs.procrastinate import BATCH_TASK, ProcrastinateQueue
+        from propylon.jobs.procrastinate import BATCH_TASK
 
         service.jobs = queue
         store.on_create = queue.in_transaction
