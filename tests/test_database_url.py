@@ -42,7 +42,7 @@ def test_processes_migrating_at_once_all_succeed_and_the_schema_is_at_head(
                 "WHERE (table_name, column_name) IN "
                 "(('interactions', 'run_epoch'), ('ledger', 'owner')) ORDER BY table_name"
             ).fetchall()
-        assert version == ("0015",)
+        assert version == ("0016",)
         assert columns == [("interactions", "run_epoch"), ("ledger", "owner")]
     assert not (tmp_path / "data").exists()
 

@@ -3,7 +3,8 @@
 fresh database per test on the local server: tests/postgres.py).
 
 Every test drives the parts through their Protocols only (store/base.py, agents.py,
-caches.py, listing.py, console.py); what two processes would do is two stores on one database.
+caches.py, listing.py, console.py, batches.py); what two processes would do is two stores on
+one database.
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ from propylon.store.base import (
     Reservation,
     Snapshot,
     SpendCap,
+)
+from propylon.store.batches import (
+    CANCELLED,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    BatchItem,
+    BatchRecord,
 )
 from propylon.store.caches import CacheRecord
 from propylon.store.console import UsageQuery
@@ -520,6 +529,63 @@ def test_cached_contents(open_backend: Opener) -> None:
     asyncio.run(scenario())
 
 
+def _batch(batch_id: str, tenant: str = "acme", count: int = 3) -> BatchRecord:
+    stamp = now()
+    return BatchRecord(batch_id, tenant, "echo", "", PENDING, stamp, stamp, {"key_id": "k"}, count)
+
+
+def test_batches(open_backend: Opener) -> None:
+    async def scenario() -> None:
+        async with open_backend() as s, open_backend() as other:
+            batches = s.batches
+            items = [
+                BatchItem(i, {"contents": [i]}, {"key": str(i)} if i else None) for i in range(3)
+            ]
+            for batch_id in ("b1", "b2", "b3"):
+                await batches.create_batch(_batch(batch_id), items)
+            await batches.create_batch(_batch("b4", tenant="zeta"), items[:1])
+            found = await batches.get_batch("b2")
+            assert found is not None and found.caller == {"key_id": "k"}
+            assert (found.state, found.request_count, found.succeeded) == (PENDING, 3, 0)
+            assert [b.id for b in await batches.list_batches("acme", None, 2)] == ["b3", "b2"]
+            assert [b.id for b in await batches.list_batches("acme", "b2", 5)] == ["b1"]
+            assert await batches.batch_items("b2") == items
+            assert sorted(await batches.unfinished_batches()) == ["b1", "b2", "b3", "b4"]
+            # a result is taken only while the batch runs, once per request
+            assert not await batches.record_result("b2", 0, {"response": {}}, True, now())
+            assert await batches.start_batch("b2", now())
+            assert await other.batches.start_batch("b2", now())  # a retry takes it again
+            assert await batches.record_result("b2", 2, {"error": {"code": 3}}, False, now())
+            assert not await other.batches.record_result("b2", 2, {"response": {}}, True, now())
+            assert await other.batches.record_result("b2", 0, {"response": {"n": 0}}, True, now())
+            found = await batches.get_batch("b2")
+            assert found is not None and (found.state, found.succeeded, found.failed) == (
+                RUNNING,
+                1,
+                1,
+            )
+            assert [i.result for i in await batches.batch_items("b2")] == [
+                {"response": {"n": 0}},
+                None,
+                {"error": {"code": 3}},
+            ]
+            # an ended batch never starts, nor takes results, nor ends again
+            assert await batches.end_batch("b2", SUCCEEDED, now())
+            assert not await batches.end_batch("b2", CANCELLED, now())
+            assert not await batches.start_batch("b2", now())
+            assert not await batches.record_result("b2", 1, {"response": {}}, True, now())
+            assert await batches.end_batch("b1", CANCELLED, now(), {"code": 1, "message": "x"})
+            ended = await batches.get_batch("b1")
+            assert ended is not None and ended.ended is not None
+            assert ended.error == {"code": 1, "message": "x"}
+            assert sorted(await batches.unfinished_batches()) == ["b3", "b4"]
+            assert await batches.delete_batch("b2")
+            assert not await batches.delete_batch("b2")
+            assert await batches.get_batch("b2") is None and await batches.batch_items("b2") == []
+
+    asyncio.run(scenario())
+
+
 def test_listing_pages_and_filters(open_backend: Opener) -> None:
     async def scenario() -> None:
         async with open_backend() as s:
@@ -640,6 +706,45 @@ def test_the_create_hook_runs_in_the_creates_transaction(backend: str, tmp_path:
             assert await store.read_events("v1_refused", 0, 10) == []
         finally:
             await store.close()
+
+    if backend == "postgresql":
+        with fresh_database() as url:
+            asyncio.run(scenario(url))
+    else:
+        asyncio.run(scenario(f"sqlite:///{tmp_path / 'propylon.db'}"))
+
+
+@pytest.mark.parametrize("backend", ["sqlalchemy-sqlite", "postgresql"])
+def test_the_batch_hook_runs_in_the_creates_transaction(backend: str, tmp_path: Path) -> None:
+    """The batch store's hook sees the batch's row on the driver's connection; its failure
+    writes nothing (a batch is never stored without its job)."""
+
+    async def scenario(url: str) -> None:
+        stores = open_stores(url, tmp_path / "unused.db")
+        await stores.store.open()
+        seen: list[tuple[str, int]] = []
+
+        async def hook(connection: object, batch: BatchRecord) -> None:
+            marker = "%s" if backend == "postgresql" else "?"  # psycopg's, aiosqlite's
+            cursor = await connection.execute(  # type: ignore[attr-defined]
+                f"SELECT count(*) FROM batch_requests WHERE batch_id = {marker}", (batch.id,)
+            )
+            seen.append((batch.id, (await cursor.fetchone())[0]))
+            if batch.id == "refused":
+                raise RuntimeError("the job could not be deferred")
+
+        stores.batches.on_batch_create = hook
+        try:
+            items = [BatchItem(0, {"contents": []}), BatchItem(1, {"contents": []})]
+            await stores.batches.create_batch(_batch("kept", count=2), items)
+            with pytest.raises(RuntimeError):
+                await stores.batches.create_batch(_batch("refused", count=2), items)
+            assert seen == [("kept", 2), ("refused", 2)]
+            assert await stores.batches.get_batch("kept") is not None
+            assert await stores.batches.get_batch("refused") is None
+            assert await stores.batches.batch_items("refused") == []
+        finally:
+            await stores.store.close()
 
     if backend == "postgresql":
         with fresh_database() as url:

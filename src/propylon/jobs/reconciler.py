@@ -10,9 +10,10 @@ The reconciler is a periodic procrastinate job (one worker runs each pass). A pa
 2. ends `cancelled` the unfinished background runs a user cancelled (a job of theirs has
    `abort_requested`, written by the cancel before anything else) that no job runs any more:
    their canceller died, or failed, before it ended them. A user's cancel is never retried;
-3. re-queues the other unfinished background runs that have no job waiting or running.
-   Steps 2 and 3 leave a run that has moved within a heartbeat's staleness (being created,
-   or cancelled right now: its canceller ends it);
+3. re-queues the other unfinished background runs that have no job waiting or running, and
+   unfinished Gemini batches likewise (a cancelled batch is ended in its row first, so it
+   is never re-queued). Steps 2 and 3 leave what has moved within a heartbeat's staleness
+   (being created, or cancelled right now: its canceller ends it);
 4. ends `failed` (code `interrupted`) the foreground runs of `serve` processes whose
    heartbeat is stale, taking each run over first (its epoch fences the old writer out);
 5. settles the open reservations (service/ledger.py) of `serve` processes whose heartbeat
@@ -31,7 +32,8 @@ from typing import Any
 from procrastinate import App
 from procrastinate.jobs import Status
 
-from propylon.jobs.procrastinate import RUN_TASK, ProcrastinateQueue
+from propylon.jobs.procrastinate import BATCH_TASK, ProcrastinateQueue
+from propylon.store.batches import UNFINISHED
 
 __all__ = ["Heartbeat", "Reconciler"]
 
@@ -59,6 +61,13 @@ SELECT i.id FROM interactions i
         WHERE j.lock = i.id AND j.status IN ('todo', 'doing'))
    AND {cancelled} (
        SELECT 1 FROM procrastinate_jobs j WHERE j.lock = i.id AND j.abort_requested)
+"""
+_UNJOBBED_BATCHES = f"""
+SELECT b.id FROM batches b
+ WHERE b.state IN ({", ".join(f"'{state}'" for state in UNFINISHED)}) AND b.updated < %s
+   AND NOT EXISTS (
+       SELECT 1 FROM procrastinate_jobs j
+        WHERE j.lock = b.id AND j.status IN ('todo', 'doing'))
 """
 _ORPHANS = """
 SELECT i.id FROM interactions i JOIN propylon_run_owners o ON o.interaction_id = i.id
@@ -94,13 +103,16 @@ class Reconciler:
         *,
         close_cancelled: CloseCancelled,
         recover_lost: RecoverLost,
+        batches: ProcrastinateQueue | None = None,
     ) -> None:
+        """`queue`: the background runs' jobs; `batches`: the Gemini batches' (if served)."""
         self.app = app
         self.queue = queue
         self.close_run = close_run
         self.close_cancelled = close_cancelled
         self.recover_lost = recover_lost
         self.stale_after = stale_after
+        self.queues = {q.task: q for q in (queue, batches) if q is not None}
 
     async def run_once(self) -> dict[str, int]:
         """One pass; returns how many runs it took over, ended cancelled, re-queued and
@@ -112,9 +124,9 @@ class Reconciler:
         settled = await self.recover_lost(await self._ids(_LOST, self.stale_after))
         if retried or cancelled or requeued or closed or settled:
             logger.warning(
-                "reconciled: %d stalled jobs retried, %d cancelled runs ended, %d runs "
-                "re-queued, %d foreground runs of dead processes closed, %d reservations of "
-                "dead processes settled",
+                "reconciled: %d stalled jobs retried, %d cancelled runs ended, %d runs or "
+                "batches re-queued, %d foreground runs of dead processes closed, "
+                "%d reservations of dead processes settled",
                 retried,
                 cancelled,
                 requeued,
@@ -137,9 +149,10 @@ class Reconciler:
             assert job.id is not None
             with contextlib.suppress(Exception):  # it ended meanwhile
                 await manager.finish_job_by_id_async(job.id, Status.FAILED, delete_job=False)
-            if job.task_name != RUN_TASK or job.abort_requested or job.lock is None:
+            queue = self.queues.get(job.task_name)
+            if queue is None or job.abort_requested or job.lock is None:
                 continue  # periodic passes come again; an aborted run is the canceller's
-            await self.queue.submit(job.lock, -job.priority)
+            await queue.submit(job.lock, -job.priority)
             retried += 1
         return retried
 
@@ -168,7 +181,14 @@ class Reconciler:
         rows = await self._unmoved(cancelled=False)
         for interaction_id in rows:
             await self.queue.submit(interaction_id)
-        return len(rows)
+        batches = self.queues.get(BATCH_TASK)
+        if batches is None:
+            return len(rows)
+        since = datetime.now(tz=UTC) - timedelta(seconds=self.stale_after)
+        stale = await self._ids(_UNJOBBED_BATCHES, since.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        for batch_id in stale:
+            await batches.submit(batch_id)
+        return len(rows) + len(stale)
 
     async def _orphans(self) -> int:
         closed = 0

@@ -16,12 +16,26 @@ import orjson
 from propylon.domain.events import Event
 from propylon.store.agents import AgentRecord
 from propylon.store.base import ApiKey, InteractionRecord, Snapshot
+from propylon.store.batches import RUNNING as BATCH_RUNNING
+from propylon.store.batches import UNFINISHED as BATCH_UNFINISHED
+from propylon.store.batches import BatchItem, BatchRecord
 from propylon.store.caches import CacheRecord
 from propylon.store.console import DeliveryRow, UsageQuery
 from propylon.store.listing import ListQuery
 
 __all__ = [
     "AGENT_COLUMNS",
+    "BATCH_COLUMNS",
+    "BATCH_COUNT",
+    "BATCH_END",
+    "BATCH_INSERT",
+    "BATCH_ITEMS",
+    "BATCH_ITEM_INSERT",
+    "BATCH_LIST",
+    "BATCH_NEWEST",
+    "BATCH_RESULT",
+    "BATCH_START",
+    "BATCH_UNFINISHED_IDS",
     "CACHE_DELETE",
     "CACHE_GET",
     "CACHE_INSERT",
@@ -36,6 +50,10 @@ __all__ = [
     "RUNNING",
     "agent_of",
     "api_key_of",
+    "batch_item_of",
+    "batch_item_row",
+    "batch_of",
+    "batch_row",
     "cache_of",
     "cache_params",
     "delivery_row_of",
@@ -355,3 +373,108 @@ def usage_sql(query: UsageQuery, sqlite: bool) -> tuple[str, dict[str, Any]]:
         "GROUP BY day, series ORDER BY day, series"
     )
     return sql, params
+
+
+# Batches (store/batches.py): the same SQL on both stores.
+BATCH_COLUMNS = (
+    "id, tenant, model, display_name, state, created, updated, ended, caller, request_count, "
+    "succeeded, failed, error"
+)
+_BATCH_OPEN = "(" + ", ".join(f"'{state}'" for state in BATCH_UNFINISHED) + ")"
+BATCH_INSERT = (
+    f"INSERT INTO batches ({BATCH_COLUMNS}) VALUES (:id, :tenant, :model, :display_name, "
+    ":state, :created, :updated, :ended, :caller, :request_count, :succeeded, :failed, :error)"
+)
+BATCH_ITEM_INSERT = (
+    "INSERT INTO batch_requests (batch_id, idx, request, metadata, result) "
+    "VALUES (:batch_id, :idx, :request, :metadata, :result)"
+)
+BATCH_LIST = (
+    f"SELECT {BATCH_COLUMNS} FROM batches WHERE tenant = :tenant AND id < :before "
+    "ORDER BY id DESC LIMIT :limit"
+)
+BATCH_ITEMS = (
+    "SELECT idx, request, metadata, result FROM batch_requests WHERE batch_id = :id ORDER BY idx"
+)
+BATCH_START = (
+    f"UPDATE batches SET state = '{BATCH_RUNNING}', updated = :now "
+    f"WHERE id = :id AND state IN {_BATCH_OPEN}"
+)
+# Written only while the batch runs and the request has no result: a cancelled, deleted or
+# ended batch takes no more results, and a request is never counted twice.
+BATCH_RESULT = (
+    "UPDATE batch_requests SET result = :result "
+    "WHERE batch_id = :id AND idx = :idx AND result IS NULL AND EXISTS "
+    f"(SELECT 1 FROM batches WHERE id = :id AND state = '{BATCH_RUNNING}')"
+)
+BATCH_COUNT = (
+    "UPDATE batches SET succeeded = succeeded + :ok, failed = failed + :bad, updated = :now "
+    "WHERE id = :id"
+)
+BATCH_END = (
+    "UPDATE batches SET state = :state, updated = :now, ended = :now, error = :error "
+    f"WHERE id = :id AND state IN {_BATCH_OPEN}"
+)
+BATCH_UNFINISHED_IDS = f"SELECT id FROM batches WHERE state IN {_BATCH_OPEN}"
+BATCH_NEWEST = "~"  # sorts after every batch id ([0-9a-z]): `before` of a first page
+
+
+def batch_row(batch: BatchRecord) -> dict[str, Any]:
+    """The parameters of BATCH_INSERT for `batch`."""
+    return {
+        "id": batch.id,
+        "tenant": batch.tenant,
+        "model": batch.model,
+        "display_name": batch.display_name,
+        "state": batch.state,
+        "created": batch.created,
+        "updated": batch.updated,
+        "ended": batch.ended,
+        "caller": dumps(batch.caller),
+        "request_count": batch.request_count,
+        "succeeded": batch.succeeded,
+        "failed": batch.failed,
+        "error": dumps(batch.error) if batch.error is not None else None,
+    }
+
+
+def batch_of(row: Sequence[Any]) -> BatchRecord:
+    """The batch of a row of `BATCH_COLUMNS`."""
+    (id_, tenant, model, name, state, created, updated, ended, caller, count, ok, bad, error) = row
+    return BatchRecord(
+        id=id_,
+        tenant=tenant,
+        model=model,
+        display_name=name,
+        state=state,
+        created=created,
+        updated=updated,
+        ended=ended,
+        caller=orjson.loads(caller),
+        request_count=count,
+        succeeded=ok,
+        failed=bad,
+        error=orjson.loads(error) if error else None,
+    )
+
+
+def batch_item_row(batch_id: str, item: BatchItem) -> dict[str, Any]:
+    """The parameters of BATCH_ITEM_INSERT for `item` of batch `batch_id`."""
+    return {
+        "batch_id": batch_id,
+        "idx": item.index,
+        "request": dumps(item.request),
+        "metadata": dumps(item.metadata) if item.metadata is not None else None,
+        "result": dumps(item.result) if item.result is not None else None,
+    }
+
+
+def batch_item_of(row: Sequence[Any]) -> BatchItem:
+    """The request of a row `(idx, request, metadata, result)` of BATCH_ITEMS."""
+    idx, request, metadata, result = row
+    return BatchItem(
+        idx,
+        orjson.loads(request),
+        orjson.loads(metadata) if metadata else None,
+        orjson.loads(result) if result else None,
+    )

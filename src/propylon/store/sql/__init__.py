@@ -5,6 +5,7 @@ parts that `store/base.py` declares (each method is its part's)."""
 from __future__ import annotations
 
 from propylon.store.sql.agents import SQLAgents
+from propylon.store.sql.batches import SQLBatches
 from propylon.store.sql.caches import SQLCaches
 from propylon.store.sql.console import SQLConsoleReads
 from propylon.store.sql.database import Database
@@ -45,5 +46,6 @@ def open_sql_stores(url: str) -> Stores:
         SQLCaches(db),
         SQLListing(db),
         SQLConsoleReads(db),
+        SQLBatches(db),
         url,
     )
