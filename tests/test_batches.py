@@ -177,7 +177,8 @@ def test_a_failing_request_gets_its_own_error(server: Server, keys: dict[str, st
     assert first.response is not None and first.response.text == "user: fine"
     assert last.response is not None and last.response.text == "user: fine again"
     assert failed.response is None and failed.error is not None
-    assert failed.error.code == 3 and "cachedContent" in (failed.error.message or "")
+    # a cached content the tenant does not have: NOT_FOUND (gRPC code 5), for that request only
+    assert failed.error.code == 5 and "cachedContents/none" in (failed.error.message or "")
     stats = _http(server, keys["acme"]).get(f"/v1beta/{job.name}").json()["metadata"]
     assert stats["batchStats"] == {
         "requestCount": "3",
