@@ -25,10 +25,12 @@ from propylon.jobs.webhooks import DeliveryWorker
 from propylon.observability import Metrics
 from propylon.outbound import OutboundPolicy
 from propylon.providers.google_interactions import GoogleInteractions
+from propylon.service.files import FileService
 from propylon.service.idempotency import Idempotency
 from propylon.service.interactions import InteractionService
 from propylon.service.ledger import Ledger
 from propylon.service.webhooks import WebhookService, new_secret
+from propylon.store.blobs import Blobs
 from propylon.store.stores import Stores, open_stores
 
 if TYPE_CHECKING:  # the `distributed` extra: imported only when the database is PostgreSQL
@@ -82,6 +84,7 @@ class Runtime:
     metrics: Metrics
     agents: dict[str, GoogleInteractions]
     owner: str
+    files: FileService
     jobs: App | None = None
     queue: ProcrastinateQueue | None = None
     heartbeat: Heartbeat | None = None
@@ -162,6 +165,7 @@ def build_runtime(settings: Settings, models: ModelRegistry, kind: str) -> Runti
         os.environ.setdefault("PGAPPNAME", f"propylon-{owner}"[:63])
         jobs = new_app(settings.database_url, f"propylon-{owner}")
         queue = ProcrastinateQueue(jobs, owner)
+    files = FileService(stores.files, Blobs(settings.data_dir), settings)
     service = InteractionService(
         store,
         bus_for(settings.redis_url, settings.stream_buffer_events),
@@ -174,8 +178,11 @@ def build_runtime(settings: Settings, models: ModelRegistry, kind: str) -> Runti
         metrics=metrics,
         agents=agents,
         custom_agents=stores.agents,
+        files=files,
     )
-    runtime = Runtime(settings, stores, service, webhooks, deliveries, metrics, agents, owner)
+    runtime = Runtime(
+        settings, stores, service, webhooks, deliveries, metrics, agents, owner, files
+    )
     if jobs is not None and queue is not None:
         service.jobs = queue
         store.on_create = queue.in_transaction

@@ -27,6 +27,7 @@ from propylon.schema.interactions import (
 )
 from propylon.service.continuation import resume
 from propylon.service.custom_agents import AgentLookup, for_agent
+from propylon.service.files import FileService
 from propylon.store.base import InteractionRecord, Store
 
 __all__ = ["AgentPlan", "Plan", "plan", "request_of"]
@@ -64,9 +65,13 @@ async def plan(
     caller: Caller,
     agents: dict[str, GoogleInteractions] | None = None,
     custom_agents: AgentLookup | None = None,
+    *,
+    files: FileService | None = None,
 ) -> Plan | AgentPlan:
-    """Check `request` and build its turn for `caller`. Raises InvalidArgument, NotFound
-    (also for another tenant's previous interaction), FailedPrecondition, or
+    """Check `request` and build its turn for `caller`. With `files`, content naming one of
+    the caller's uploaded files by `uri` reaches the provider inline (the stored steps keep
+    the `uri`). Raises InvalidArgument, NotFound (also for another tenant's previous
+    interaction, or an unknown, another tenant's or expired file), FailedPrecondition, or
     ResourceExhausted (the embedded model's queue is full); writes nothing."""
     if not request.store and request.previous_interaction_id:
         raise InvalidArgument(
@@ -126,8 +131,9 @@ async def plan(
     prior = resumed.output_tokens if resumed else 0
     if prior and generation.get("max_output_tokens"):  # the cap is the whole answer's
         generation["max_output_tokens"] = max(1, generation["max_output_tokens"] - prior)
+    steps = history + input_steps
     turn = Turn(
-        history=history + input_steps,
+        history=await files.inline_steps(steps, caller) if files is not None else steps,
         system_instruction=request.system_instruction,
         tools=[tool for tool in tools if tool.get("type") != "mcp_server"],
         generation_config=generation,

@@ -13,6 +13,7 @@ from pathlib import Path
 from propylon.store.agents import AgentStore
 from propylon.store.base import LedgerStore, Store
 from propylon.store.console import ConsoleReads
+from propylon.store.files import FileStore
 from propylon.store.listing import InteractionListing
 
 __all__ = ["Stores", "open_stores"]
@@ -29,6 +30,7 @@ class Stores:
     agents: AgentStore
     listing: InteractionListing
     console: ConsoleReads
+    files: FileStore
     url: str  # the database, for messages (no password)
 
 
@@ -39,6 +41,7 @@ def open_stores(database_url: str | None, database_path: Path) -> Stores:
         from propylon.store.sqlite import SQLiteStore
         from propylon.store.sqlite_agents import SQLiteAgentStore
         from propylon.store.sqlite_console import SQLiteConsoleReads
+        from propylon.store.sqlite_files import SQLiteFileStore
         from propylon.store.sqlite_ledger import SQLiteLedgerStore
         from propylon.store.sqlite_listing import SQLiteListingStore
 
@@ -49,6 +52,7 @@ def open_stores(database_url: str | None, database_path: Path) -> Stores:
             SQLiteAgentStore(store),
             SQLiteListingStore(store),
             SQLiteConsoleReads(store),
+            SQLiteFileStore(store),
             f"sqlite:///{database_path}",
         )
     from propylon.store.sql import open_sql_stores

@@ -7,6 +7,7 @@ from __future__ import annotations
 from propylon.store.sql.agents import SQLAgents
 from propylon.store.sql.console import SQLConsoleReads
 from propylon.store.sql.database import Database
+from propylon.store.sql.files import SQLFiles
 from propylon.store.sql.idempotency import SQLIdempotencyKeys
 from propylon.store.sql.interactions import SQLInteractions
 from propylon.store.sql.keys import SQLKeys
@@ -38,5 +39,11 @@ def open_sql_stores(url: str) -> Stores:
     connects until `stores.store.open()`. Raises ValueError for an unsupported URL."""
     db = Database(url)
     return Stores(
-        SQLStore(db), SQLLedger(db), SQLAgents(db), SQLListing(db), SQLConsoleReads(db), url
+        SQLStore(db),
+        SQLLedger(db),
+        SQLAgents(db),
+        SQLListing(db),
+        SQLConsoleReads(db),
+        SQLFiles(db),
+        url,
     )
