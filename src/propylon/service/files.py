@@ -34,6 +34,7 @@ __all__ = ["Chunk", "FileService", "Received"]
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _ID_LENGTH = 16
 _FLUSH = 1024 * 1024  # bytes gathered before each write to disk
+_SESSION_SECONDS = 3600.0  # an upload session lasts at least this long (else: the file TTL)
 _MEDIA = frozenset({"image", "audio", "video", "document"})
 # A files URI: `files/<id>`, or an http(s) URL of a `/{version}/files/<id>` path
 _NAME = re.compile(r"files/([a-z0-9-]{1,40})")
@@ -108,7 +109,7 @@ class FileService:
             received=0,
             uri=f"{base}/files/{file_id}",
             created=timestamp,
-            expires=_later(self.settings.file_ttl_seconds),
+            expires=_later(max(self.settings.file_ttl_seconds, _SESSION_SECONDS)),
         )
         await asyncio.to_thread(self.blobs.create_partial, session.id)
         try:
