@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import random
 import re
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from google import genai
 from google.genai import errors, types
 
 from tests.conftest import API_KEY_DIGEST, Server, create_key, start_server, stop_server, wait_for
+from tests.postgres import fresh_database
 
 CONFIG = f"""
 api_keys = ["sha256:{API_KEY_DIGEST}"]
@@ -203,6 +205,12 @@ def test_an_upload_through_the_path_prefix(server: Server) -> None:
     assert prefixed.files.get(name=made.name).uri == made.uri
 
 
+def test_an_empty_file_and_an_upload_from_a_stream(client: genai.Client) -> None:
+    empty = client.files.upload(file=io.BytesIO(b""), config={"mime_type": "text/plain"})
+    assert empty.size_bytes == 0 and empty.name is not None
+    assert client.files.download(file=empty.name) == b""
+
+
 def _status(call: Any) -> int:
     with pytest.raises(errors.APIError) as caught:
         call()
@@ -229,8 +237,8 @@ def test_another_tenants_file_is_404_everywhere(
             json={"model": "echo", "input": [{"type": "document", "uri": uploaded.uri}]},
         )
     assert answer.status_code == 404, answer.text
-    # the owner still has it
-    assert _client(server).files.get(name=uploaded.name).name == uploaded.name
+    owner = _client(server)  # the owner still has it
+    assert owner.files.get(name=uploaded.name).name == uploaded.name
 
 
 def test_an_upload_url_is_its_tenants(server: Server, other_key: str) -> None:
@@ -418,3 +426,41 @@ def test_expired_files_answer_404_and_are_purged(tmp_path: Path) -> None:
         wait_for(lambda: _rows(running) == (0, 0) and _blobs(running) == [], 10)
     finally:
         stop_server(running)
+
+
+def test_an_upload_goes_on_at_another_process(tmp_path: Path) -> None:
+    """Two `serve` processes sharing a PostgreSQL database and the data dir: an upload started
+    at one takes its next chunk at the other, and each serves the file."""
+    config = CONFIG.replace('path_prefix = "/gemini"\n', "")
+    with fresh_database() as database:
+        first = start_server(tmp_path / "shared", config, tmp_path / "a.log", database)
+        try:
+            second = start_server(tmp_path / "shared", config, tmp_path / "b.log", database)
+            try:
+                _upload_across(first, second)
+            finally:
+                stop_server(second)
+        finally:
+            stop_server(first)
+
+
+def _upload_across(first: Server, second: Server) -> None:
+    data = random.Random(3).randbytes(3 * MIB)
+    with first.http() as http:
+        url = _start(http, len(data), **{"x-goog-upload-header-content-type": "text/plain"})
+        url = url.headers["x-goog-upload-url"]
+        half = {"x-goog-upload-command": "upload", "x-goog-upload-offset": "0"}
+        assert http.post(url, headers=half, content=data[: 2 * MIB]).status_code == 200
+    elsewhere = url.replace(first.url, second.url)
+    assert elsewhere != url
+    rest = {"x-goog-upload-command": "upload, finalize", "x-goog-upload-offset": str(2 * MIB)}
+    with httpx.Client(timeout=60) as http:  # no key: the URL is the credential
+        done = http.post(elsewhere, headers=rest, content=data[2 * MIB :])
+    assert done.status_code == 200, done.text
+    name = done.json()["file"]["name"]
+    clients = [_client(server) for server in (first, second)]
+    for client in clients:
+        assert client.files.download(file=name) == data
+    part = types.Part.from_uri(file_uri=name, mime_type="text/plain")
+    answer = clients[1].models.generate_content(model="echo", contents=[part])
+    assert answer.text == f"user: {_shown(data)}"
