@@ -39,6 +39,7 @@ from propylon.runner.turn import announce, finish_unstarted, run_turn
 from propylon.schema.interactions import CreateInteraction, queue_priority
 from propylon.service import reading
 from propylon.service.custom_agents import AgentLookup, base_of
+from propylon.service.files import FileService
 from propylon.service.idempotency import Idempotency
 from propylon.service.ledger import Ledger
 from propylon.service.plan import AgentPlan, Plan, plan, request_of
@@ -132,10 +133,13 @@ class InteractionService:
         agents: dict[str, GoogleInteractions] | None = None,
         custom_agents: AgentLookup | None = None,
         caches: CacheStore | None = None,
+        files: FileService | None = None,
     ) -> None:
         """`ledger` admits and settles spend; `idempotency` decides repeats of a create;
         `webhooks` computes an ending interaction's deliveries; `on_outbox` is told when
-        new ones are committed (the delivery worker's wake-up); `metrics` counts what runs."""
+        new ones are committed (the delivery worker's wake-up); `metrics` counts what runs;
+        `files` resolves content that names an uploaded file (service/files.py)."""
+        self.files = files
         self.webhooks = webhooks
         self.metrics = metrics
         self.agents = agents or {}
@@ -220,6 +224,7 @@ class InteractionService:
             self.agents,
             self.custom_agents,
             self.caches,
+            files=self.files,
         )
         ticket = planned.ticket if isinstance(planned, Plan) else Ticket()
         try:
@@ -453,6 +458,7 @@ class InteractionService:
                     self.agents,
                     self.custom_agents,
                     self.caches,
+                    files=self.files,
                 )
             except (InvalidArgument, NotFound, FailedPrecondition) as exc:
                 error = {"code": "invalid_request", "message": exc.message}
