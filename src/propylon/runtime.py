@@ -199,7 +199,11 @@ def build_runtime(settings: Settings, models: ModelRegistry, kind: str) -> Runti
     caches = CacheService(stores.caches, lambda: service.models)
     generate = GenerateService(stateless, caches)
     batches = BatchService(
-        stores.batches, generate, settings.batch_concurrency, settings.background_workers
+        stores.batches,
+        generate,
+        settings.batch_concurrency,
+        settings.background_workers,
+        files,
     )
     runtime = Runtime(
         settings,

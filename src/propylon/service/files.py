@@ -232,6 +232,31 @@ class FileService:
             raise InvalidArgument(f"file `files/{session.file_id}` already exists")
         return file
 
+    async def write(
+        self,
+        caller: Caller,
+        file_id: str,
+        display_name: str,
+        mime_type: str,
+        data: bytes,
+        base: str,
+    ) -> FileRecord:
+        """Store `data` as the caller's file `file_id` (a file Propylon makes, such as a
+        batch's results), or return the file of that id if it exists. Raises InvalidArgument
+        for `data` over `max_file_bytes`."""
+        existing = await self.store.get_file(caller.tenant, file_id)
+        if existing is not None:
+            return existing
+        session = await self.start(caller, len(data), mime_type, display_name, file_id, base)
+        try:
+            await asyncio.to_thread(self.blobs.write, session.id, 0, data)
+            if not await self.store.advance_upload(session.id, 0, len(data)):
+                raise NotFound("no such upload: its URL is unknown, expired or finished")
+            return await self._finish(session)
+        except BaseException:
+            await self._cancel(session)
+            raise
+
     # -- files -------------------------------------------------------------------------
 
     async def get(self, caller: Caller, file_id: str) -> FileRecord:
