@@ -710,6 +710,41 @@ def test_a_cancel_whose_serve_dies_before_ending_the_run_is_never_run(two_worker
     assert two_workers.job_states(run) == [("cancelled", True)]  # no job queued again
 
 
+def test_a_cancel_of_a_dead_workers_run_whose_serve_dies_is_never_retried(
+    two_workers: Cluster,
+) -> None:
+    """The worker running a run is SIGKILLed, a cancel reaches its job (abort requested,
+    still `doing`: nobody runs it), and the canceller is SIGKILLed where it would end the run:
+    the reconciler, taking the stalled job over, keeps the cancel: the run ends `cancelled`,
+    once, and its job is not retried."""
+    a = two_workers.serves[0]
+    two_workers.stop_workers()
+    dead = two_workers.worker()
+    doomed = two_workers.serve()
+    run = create(doomed, model="echo-slow", input=SLOW_INPUT, background=True)["id"]
+    wait_for(lambda: len(get(a, run).get("steps") or []) > 1, 30)  # under way on `dead`
+    dead.kill()
+    dead.wait()
+    with psycopg.connect(two_workers.database_url) as blocker, ThreadPoolExecutor(1) as pool:
+        blocker.execute("SELECT id FROM interactions WHERE id = %s FOR UPDATE", (run,))
+        cancel = pool.submit(http(doomed).post, f"/v1beta/interactions/{run}/cancel")
+        wait_for(lambda: two_workers.job_states(run) == [("doing", True)], 20)
+        wait_for(lambda: two_workers.waits_on_a_lock(doomed.process, "run_epoch"), 20)
+        doomed.process.kill()
+        doomed.process.wait()
+        blocker.rollback()
+        with pytest.raises(httpx.TransportError):
+            cancel.result(timeout=30)
+    assert status(a, run) == "in_progress"
+    two_workers.worker()  # its reconciler finds the dead worker's job stalled
+    wait_for(lambda: status(a, run) in ENDED, TAKEOVER + 10)
+    ended = get(a, run)
+    assert ended["status"] == "cancelled", ended.get("errors")
+    assert two_workers.terminal_events(run) == 1
+    assert two_workers.job_states(run) == [("failed", True)]  # no job queued again
+    assert two_workers.started(run) == 1
+
+
 def test_a_cancel_reaching_a_worker_early_in_its_run_ends_the_run_there(
     two_workers: Cluster,
 ) -> None:
