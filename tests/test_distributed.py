@@ -895,6 +895,32 @@ def test_rpm_limits_hold_across_serve_processes(two_workers: Cluster) -> None:
     assert codes.count(200) == 4 and codes.count(429) == 4, codes
 
 
+def test_a_keys_token_ceiling_holds_on_a_workers_background_run(two_workers: Cluster) -> None:
+    """A key's policy goes with its background runs to the worker that runs them: its
+    `max_tokens_per_interaction` ends the run `budget_exceeded`, as in a foreground run."""
+    a = two_workers.serves[0]
+    made = subprocess.run(
+        [
+            *(sys.executable, "-m", "propylon", "keys", "create"),
+            *("--tenant", "ceiled", "--max-tokens", "3"),
+            *two_workers._args()[:-2],  # no --redis-url: keys touch the database only
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    secret = made.stdout.split("api key:")[1].split()[0]
+    with httpx.Client(base_url=a.url, headers={"x-goog-api-key": secret}, timeout=30) as client:
+        body = {"model": "echo", "input": "one two three four"}
+        foreground = client.post("/v1beta/interactions", json=body).json()
+        assert foreground["status"] == "budget_exceeded", foreground
+        queued = client.post("/v1beta/interactions", json={**body, "background": True}).json()
+        wait_for(lambda: status(a, queued["id"]) in {*ENDED, "budget_exceeded"}, 30)
+        ended = client.get(f"/v1beta/interactions/{queued['id']}").json()
+    assert ended["status"] == "budget_exceeded", ended
+    assert "ceiling of 3" in ended["errors"][0]["message"]
+
+
 def test_sigterm_of_a_worker_hands_its_runs_back(two_workers: Cluster) -> None:
     a = two_workers.serves[0]
     ids = [create(a, model="echo-slow", input=SLOW_INPUT, background=True)["id"] for _ in range(10)]
