@@ -274,6 +274,8 @@ def test_api_keys(open_backend: Opener) -> None:
                 await store.save_api_key(k)
             assert await store.api_key_by_hash("hash-1") == key
             assert await store.api_key_by_hash("nope") is None
+            assert await store.api_key_by_id("key_1") == key
+            assert await store.api_key_by_id("hash-1") is None
             assert await store.count_api_keys() == 2
             key.revoked, key.api_revision = now(), "2025-11-01"
             await store.save_api_key(key)  # replaced by id
@@ -281,6 +283,7 @@ def test_api_keys(open_backend: Opener) -> None:
             assert (await store.list_api_keys())[0] == key
             assert (await store.list_api_keys())[1].admin is True
             assert await store.count_api_keys() == 1
+            assert await store.api_key_by_id("key_1") == key  # revoked ones too
 
     asyncio.run(scenario())
 
