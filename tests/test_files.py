@@ -362,6 +362,36 @@ def test_malformed_uploads_are_400_in_googles_body(server: Server) -> None:
         _error(http.get("/v1beta/files", params={"pageToken": "%%%"}), 400)
 
 
+def test_only_an_upload_url_goes_without_a_key_or_the_body_limit(server: Server) -> None:
+    """A start whose query merely contains `upload_id=` is a start: it needs a key (401
+    before its body is read) and its body is held to `max_request_bytes` (413)."""
+    start = {
+        "x-goog-upload-protocol": "resumable",
+        "x-goog-upload-command": "start",
+        "x-goog-upload-header-content-length": "3",
+    }
+    before = _rows(server), _blobs(server)
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        for query in ("?x=upload_id=1", "?xupload_id=1"):
+            answer = http.post(f"/upload/v1beta/files{query}", headers=start, content=b"{not json")
+            assert answer.status_code == 401, answer.text
+            assert answer.json()["error"]["status"] == "UNAUTHENTICATED"
+        padded = b'{"file": {}}' + b" " * (2 * MIB)  # over the 1 MiB request limit
+        answer = http.post(
+            "/upload/v1beta/files?x=upload_id=1",
+            headers={**start, "x-goog-api-key": "test-key"},
+            content=padded,
+        )
+        assert answer.status_code == 413, answer.text
+        answer = http.post(  # an empty id is an upload URL, and no upload's
+            "/upload/v1beta/files?upload_id=",
+            headers={"x-goog-upload-command": "upload", "x-goog-upload-offset": "0"},
+            content=b"abc",
+        )
+        assert _error(answer, 404)
+    assert (_rows(server), _blobs(server)) == before
+
+
 def test_an_upload_over_the_limit_is_400_and_nothing_is_stored(
     server: Server, tmp_path: Path
 ) -> None:

@@ -196,7 +196,7 @@ def build_runtime(settings: Settings, models: ModelRegistry, kind: str) -> Runti
     # Stateless calls (generateContent, Chat Completions, embeddings) and the batches that run
     # them share the interactions' quotas and ledger.
     stateless = StatelessCalls(models, service.quotas, service.ledger, metrics)
-    caches = CacheService(stores.caches, lambda: service.models)
+    caches = CacheService(stores.caches, lambda: service.models, files)
     generate = GenerateService(stateless, caches)
     batches = BatchService(
         stores.batches,

@@ -18,6 +18,9 @@
 
 from __future__ import annotations
 
+import re
+
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
@@ -36,17 +39,23 @@ from propylon.store.files import FileRecord
 __all__ = ["keyless", "routes", "unbounded"]
 
 _UPLOAD_PATH = "/upload/"
+_UPLOAD_ROUTE = re.compile(r"/upload/[^/]+/files$")
 _FINAL = {"x-goog-upload-status": "final"}
+
+
+def _upload_id(scope: Scope) -> str | None:
+    """The `upload_id` query parameter of `scope`, as the route reads it (None: absent)."""
+    return QueryParams(scope.get("query_string", b"")).get("upload_id")
 
 
 def keyless(scope: Scope) -> bool:
     """Whether `scope` is a request to an upload URL (`POST .../upload/{v}/files` with an
-    `upload_id`): authenticated by that id when it sends no key."""
+    `upload_id` query parameter): authenticated by that id when it sends no key. Exactly the
+    requests `upload` answers as chunks (never a start, whose body is held to the limit)."""
     return (
         scope.get("method") == "POST"
-        and _UPLOAD_PATH in scope["path"]
-        and scope["path"].endswith("/files")
-        and b"upload_id=" in scope.get("query_string", b"")
+        and _UPLOAD_ROUTE.search(scope["path"]) is not None
+        and _upload_id(scope) is not None
     )
 
 
@@ -73,7 +82,7 @@ def _number(request: Request, header: str) -> int | None:
 
 async def upload(request: Request) -> Response:
     """`POST .../upload/{v}/files`: start an upload, or (with `upload_id`) one of its chunks."""
-    upload_id = request.query_params.get("upload_id")
+    upload_id = _upload_id(request.scope)
     if upload_id is not None:
         try:
             return await _chunk(request, upload_id)
@@ -85,6 +94,7 @@ async def upload(request: Request) -> Response:
 
 
 async def _start(request: Request) -> Response:
+    caller = caller_of(request)  # before the body is read
     headers = request.headers
     if headers.get("x-goog-upload-protocol", "").lower() != "resumable":
         raise InvalidArgument(
@@ -111,7 +121,7 @@ async def _start(request: Request) -> Response:
     origin = f"{request.url.scheme}://{request.url.netloc}"
     base = f"{origin}{prefix}/{request.path_params['version']}"
     session = await _service(request).start(
-        caller_of(request), size, mime, body.file.display_name, body.file_id(), base
+        caller, size, mime, body.file.display_name, body.file_id(), base
     )
     return Response(
         b"",
