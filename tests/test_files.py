@@ -27,6 +27,7 @@ auth_cache_seconds = 0
 path_prefix = "/gemini"
 max_request_bytes = 1048576
 max_file_bytes = 12582912
+max_inline_file_bytes = 10485760
 
 [[models]]
 name = "echo"
@@ -162,6 +163,21 @@ def test_generate_content_resolves_the_file(
         model="echo", contents=[types.Part.from_uri(file_uri=uploaded.uri, mime_type="text/plain")]
     )
     assert counted.total_tokens == 2  # echo counts `[document text/plain]` as two words
+
+
+def test_a_file_over_the_inline_limit_is_400_naming_it(
+    client: genai.Client, tmp_path: Path
+) -> None:
+    path = tmp_path / "large.txt"
+    path.write_bytes(b"x" * (11 * MIB))  # over max_inline_file_bytes (10 MiB), under the file limit
+    large = client.files.upload(file=path)
+    assert large.uri is not None
+    with pytest.raises(errors.ClientError) as refused:
+        client.models.generate_content(
+            model="echo", contents=[types.Part.from_uri(file_uri=large.uri, mime_type="text/plain")]
+        )
+    assert refused.value.code == 400
+    assert "max_inline_file_bytes" in (refused.value.message or "")
 
 
 def test_an_interaction_resolves_the_file(

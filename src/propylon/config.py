@@ -349,6 +349,13 @@ class Settings(BaseSettings):
         description="Largest file the Files API takes, in bytes (Google's limit: 2 GB); a "
         "larger upload is refused with 400 before its bytes are stored.",
     )
+    max_inline_file_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        gt=0,
+        description="Largest uploaded file a request may name for a model (its bytes are "
+        "read into memory and sent inline to the provider), and largest JSONL file of a "
+        "batch, in bytes; a larger one is refused with 400 naming the file.",
+    )
     file_ttl_seconds: float = Field(
         default=172800.0,
         gt=0,

@@ -232,7 +232,9 @@ class BatchService:
                 f"`batch.inputConfig.fileName`: `{name}` names no file of this server "
                 "(`files/<id>`, uploaded with the Files API)"
             )
-        _, data = await self.files.content(caller, file_id)
+        _, data = await self.files.content(
+            caller, file_id, self.files.settings.max_inline_file_bytes
+        )
         requests = list(jsonl_requests(data, model))
         if not requests:
             raise InvalidArgument(f"`batch.inputConfig.fileName`: `{name}` holds no request")

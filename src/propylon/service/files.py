@@ -299,9 +299,17 @@ class FileService:
         if await self.store.delete_file(caller.tenant, file.id, unlink) is None:
             raise NotFound(f"file `files/{file.id}` not found")
 
-    async def content(self, caller: Caller, file_id: str) -> tuple[FileRecord, bytes]:
-        """The caller's file and its bytes. Raises NotFound as `get` does."""
+    async def content(
+        self, caller: Caller, file_id: str, at_most: int | None = None
+    ) -> tuple[FileRecord, bytes]:
+        """The caller's file and its bytes. Raises NotFound as `get` does, and
+        InvalidArgument for a file over `at_most` bytes (before any is read)."""
         file = await self.get(caller, file_id)
+        if at_most is not None and file.size_bytes > at_most:
+            raise InvalidArgument(
+                f"the file `files/{file.id}` is {file.size_bytes} bytes; a file a request "
+                f"names is read whole, at most {at_most} bytes (`max_inline_file_bytes`)"
+            )
         try:
             data = await asyncio.to_thread(self.blobs.blob(file.tenant, file.sha256).read_bytes)
         except FileNotFoundError:  # deleted or purged since the row was read
@@ -340,11 +348,11 @@ class FileService:
     async def load(self, caller: Caller, uri: str) -> tuple[str, str] | None:
         """(mime type, base64 bytes) of the caller's file `uri` names; None when `uri` names
         no file of Propylon's. Raises NotFound for an unknown, another tenant's or an
-        expired file."""
+        expired file, InvalidArgument for one over `max_inline_file_bytes`."""
         file_id = self.file_id_of(uri)
         if file_id is None:
             return None
-        file, data = await self.content(caller, file_id)
+        file, data = await self.content(caller, file_id, self.settings.max_inline_file_bytes)
         return file.mime_type, base64.b64encode(data).decode()
 
     async def inline_steps(
