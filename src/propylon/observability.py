@@ -100,6 +100,27 @@ class Metrics:
             ["target"],
             registry=r,
         )
+        self.log_commits = Counter(
+            "propylon_log_commits",
+            "Group commits of the stored logs' events (transactions).",
+            registry=r,
+        )
+        self.log_committed_events = Counter(
+            "propylon_log_committed_events",
+            "Events written by the group commits.",
+            registry=r,
+        )
+        self.log_committed_logs = Counter(
+            "propylon_log_committed_logs",
+            "Log batches written by the group commits (one per log and commit).",
+            registry=r,
+        )
+
+    def log_committed(self, events: int, logs: int) -> None:
+        """One group commit of `events` events from `logs` logs."""
+        self.log_commits.inc()
+        self.log_committed_events.inc(events)
+        self.log_committed_logs.inc(logs)
 
     def watch_model_processes(
         self, processes: Callable[[], list[tuple[str, ProcessStats]]]

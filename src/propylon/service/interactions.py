@@ -20,7 +20,7 @@ from propylon.domain.clock import now
 from propylon.domain.continuation import Continuation, encode
 from propylon.domain.events import Event
 from propylon.domain.ids import new_interaction_id, parse_event_id
-from propylon.domain.projection import Projection
+from propylon.domain.projection import Projection, copy_json
 from propylon.domain.redaction import redact_request
 from propylon.domain.usage import Usage
 from propylon.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
@@ -36,6 +36,7 @@ from propylon.runner.ceiling import Ceiling
 from propylon.runner.log import EventLog, MemoryLog, StoredLog
 from propylon.runner.mirror import mirror_turn
 from propylon.runner.turn import announce, finish_unstarted, run_turn
+from propylon.runner.writer import LogWriter
 from propylon.schema.interactions import CreateInteraction, queue_priority
 from propylon.service import reading
 from propylon.service.custom_agents import AgentLookup, base_of
@@ -45,7 +46,6 @@ from propylon.service.plan import AgentPlan, Plan, plan, request_of
 from propylon.service.quotas import Quotas
 from propylon.service.webhooks import WebhookService
 from propylon.store.base import (
-    Delivery,
     EventSource,
     IdempotencyClaim,
     InteractionRecord,
@@ -149,6 +149,9 @@ class InteractionService:
         self.keepalive = settings.stream_keepalive_seconds
         # the in-process queue; a distributed deployment puts procrastinate's here (app.py)
         self.jobs: JobQueue = LocalQueue(self.execute, settings.background_workers)
+        # every stored log's events, one transaction per tick (group commit)
+        self.writer = LogWriter(store, metrics.log_committed if metrics is not None else None)
+        self._folds = reading.Folds()  # running interactions that run elsewhere, folded
         self._foreground: dict[str, asyncio.Task[None]] = {}
         self._callers: dict[str, Caller] = {}  # runs under way: whose tokens to count
         self._live: dict[str, EventLog] = {}  # runs under way here, by interaction id
@@ -459,12 +462,21 @@ class InteractionService:
         return await self._current(await self._record(interaction_id, caller))
 
     async def _current(self, record: InteractionRecord) -> InteractionRecord:
-        """`record` with the projection of its log when it is still running."""
+        """`record` with the projection of its log when it is still running: the committed
+        fold its log keeps when it runs here, else this process's fold of the stored log,
+        brought up to date with the events it lacks (either way the cost does not grow with
+        the log's length)."""
         if lifecycle.is_terminal(record.status):
+            self._folds.forget(record.id)
             return record
-        projection = await reading.fold(self.store, record.id)
+        live = self._live.get(record.id)
+        if isinstance(live, StoredLog):
+            projection = live.committed()
+        else:
+            projection = await self._folds.current(self.store, record.id)
         record.status = projection.status
-        record.steps, record.errors = projection.steps, projection.errors
+        # copies: the fold goes on changing in place while the answer is rendered
+        record.steps, record.errors = copy_json(projection.steps), list(projection.errors)
         record.usage = projection.usage
         return record
 
@@ -648,6 +660,7 @@ class InteractionService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.jobs.stop()
+        await self.writer.close()
 
     def _log(
         self,
@@ -665,22 +678,18 @@ class InteractionService:
             record,
             self.store,
             self.bus,
+            self.writer,
             existing=existing,
-            on_terminal=self._ended,
+            on_terminal=self._account,
+            deliveries=self.webhooks.deliveries_for if self.webhooks is not None else None,
             on_outbox=self.on_outbox,
             epoch=epoch,
         )
 
-    async def _ended(self, record: InteractionRecord) -> list[Delivery]:
-        """A stored run ended: account for it; the webhook deliveries it sends."""
-        await self._account(record)
-        if self.webhooks is None:
-            return []
-        return await self.webhooks.deliveries_for(record)
-
-    async def _account(self, record: InteractionRecord) -> list[Delivery]:
+    async def _account(self, record: InteractionRecord) -> None:
         """A run ended (`store=false` ones too): settle its spend, count its tokens and
-        metrics. Before its terminal event is written, so the next admission sees it."""
+        metrics. Once its terminal event is written (never for an end that was not), before
+        its run answers, so the next admission sees it."""
         await self.ledger.settle(record)
         usage = Usage.from_wire(record.usage)
         caller = self._callers.pop(record.id, None)
@@ -688,7 +697,6 @@ class InteractionService:
             await self.quotas.count_tokens(caller, usage.total_tokens)
         if self.metrics is not None:
             self.metrics.interaction_ended(record, usage)
-        return []
 
     async def _record(self, interaction_id: str, caller: Caller) -> InteractionRecord:
         record = await self.store.get(interaction_id)

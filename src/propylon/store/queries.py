@@ -23,6 +23,7 @@ __all__ = [
     "AGENT_COLUMNS",
     "CHAIN_BACK",
     "DISABLED",
+    "FENCED",
     "HISTORY",
     "INTERACTION_COLUMNS",
     "KEY_COLUMNS",
@@ -60,6 +61,8 @@ INTERACTION_COLUMNS = (
 KEY_COLUMNS = "id, key_hash, tenant, name, admin, policy, created, revoked, api_revision"
 AGENT_COLUMNS = "tenant, id, definition, created"
 RUNNING = "('in_progress', 'queued')"  # the statuses a run may still write in
+# What `append_fenced` adds to the WHERE of `projection_update` (parameter `run_epoch`).
+FENCED = f" AND run_epoch = :run_epoch AND status IN {RUNNING}"
 DISABLED = "disabled_due_to_failed_deliveries"  # a webhook's state after too many failures
 HISTORY = """
 WITH RECURSIVE chain(id, prev, depth) AS (
