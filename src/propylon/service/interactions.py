@@ -75,6 +75,9 @@ class Created:
     interaction_id: str = ""
     task: asyncio.Task[None] | None = None  # a foreground run still to wait for
     log: EventLog | None = None
+    # a store=false foreground run, to run inline by whoever waits for it, then `ticket`
+    inline: Coroutine[Any, Any, None] | None = None
+    ticket: Ticket | None = None
 
 
 def to_resource(
@@ -191,10 +194,19 @@ class InteractionService:
 
     async def _finish(self, created: Created) -> Created:
         """Wait for a foreground run's end and answer with its resource."""
-        if created.task is None or created.log is None:
+        log = created.log
+        if created.inline is not None and log is not None:
+            # store=false: the run is this request's alone (its client leaving stops it), so
+            # it runs here, in the request's task, not in a task of its own
+            try:
+                await created.inline
+            finally:
+                if created.ticket is not None:
+                    created.ticket.release()
+        elif created.task is not None and log is not None:
+            await asyncio.shield(created.task)
+        else:
             return created
-        task, log = created.task, created.log
-        await (task if isinstance(log, MemoryLog) else asyncio.shield(task))
         return Created(
             to_resource(log.record, log.projection, include_input_steps=False),
             interaction_id=log.record.id,
@@ -270,6 +282,8 @@ class InteractionService:
             if not request.store:
                 events = reading.cancel_on_close(events, task)
             return Created(events=events, interaction_id=record.id)
+        if not request.store:
+            return Created(interaction_id=record.id, log=log, inline=run, ticket=ticket)
         task = self._start(record.id, run, stored=request.store, ticket=ticket)
         return Created(interaction_id=record.id, task=task, log=log)
 
