@@ -181,6 +181,13 @@ BAD_SHAPES: dict[str, tuple[dict[str, Any], str]] = {
         {"generation_config": {"tool_choice": {"allowed_tools": {"tools": "f"}}}},
         "tools",
     ),
+    "allowed_tools-names-an-undeclared-function": (
+        {
+            "tools": [{"type": "function", "name": "f"}],
+            "generation_config": {"tool_choice": {"allowed_tools": {"tools": ["g"]}}},
+        },
+        "`g`",
+    ),
     "tool_choice-unknown-mode": (
         {"generation_config": {"tool_choice": "sometimes"}},
         "tool_choice",

@@ -440,6 +440,18 @@ def test_embedding_input_is_checked(server: Server) -> None:
         assert "requests" in answer.json()["error"]["message"]
         answer = http.post("/v1beta/models/echo:batchEmbedContents", json={"requests": [one] * 100})
         assert answer.status_code == 200 and len(answer.json()["embeddings"]) == 100
+        # nothing to embed, or a task type Google does not have: named, not dropped
+        for body, field in (
+            ({"content": {"parts": []}}, "content.parts"),
+            ({**one, "taskType": "RETRIEVAL_QUERYY"}, "taskType"),
+        ):
+            answer = http.post("/v1beta/models/echo:embedContent", json=body)
+            assert answer.status_code == 400, answer.text
+            assert field in answer.json()["error"]["message"]
+        answer = http.post(
+            "/v1beta/models/echo:embedContent", json={**one, "taskType": "RETRIEVAL_QUERY"}
+        )
+        assert answer.status_code == 200
 
 
 def test_no_interaction_is_stored(server: Server, client: genai.Client) -> None:

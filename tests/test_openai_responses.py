@@ -299,6 +299,21 @@ def test_function_call_round_trip_with_previous_response_id(oai: openai.OpenAI) 
     assert item.type == "function_call_output" and item.output == "sunny"  # type: ignore[union-attr]
 
 
+def test_an_output_for_no_call_is_400_in_the_responses_words(oai: openai.OpenAI) -> None:
+    asked = oai.responses.create(
+        model="echo", input='call get_weather {"city": "Paris"}', tools=[WEATHER]
+    )
+    with pytest.raises(openai.BadRequestError) as caught:
+        oai.responses.create(
+            model="echo",
+            previous_response_id=asked.id,
+            tools=[WEATHER],
+            input=[{"type": "function_call_output", "call_id": "call_nope", "output": "x"}],
+        )
+    assert "call_nope" in caught.value.message
+    assert "function_result" not in caught.value.message  # the Interactions API's word
+
+
 def test_function_call_round_trip_stateless(oai: openai.OpenAI) -> None:
     question = {"role": "user", "content": 'call get_weather {"city": "Oslo"}'}
     asked = oai.responses.create(model="echo", input=[question], tools=[WEATHER], store=False)

@@ -55,6 +55,7 @@ def keys(data_dir: Path) -> dict[str, tuple[str, str]]:
         "b": create_key(data_dir, "--tenant", "globex"),
         "admin": create_key(data_dir, "--tenant", "ops", "--admin"),
         "limited": create_key(data_dir, "--tenant", "acme", "--rpm", "2"),
+        "once": create_key(data_dir, "--tenant", "acme", "--rpm", "1"),
         "only-echo": create_key(data_dir, "--tenant", "acme", "--models", "echo"),
         "budget": create_key(
             data_dir, "--tenant", "acme", "--budget-usd", "1.5", "--budget-period", "day"
@@ -144,6 +145,20 @@ def test_rate_limit_answers_429_with_retry_after_then_recovers(
         assert 1 <= wait <= 2  # rate_window_seconds = 2
         time.sleep(wait + 0.1)  # the window under test
         assert http.post("/v1beta/interactions", json=body).status_code == 200
+
+
+def test_a_refused_create_spends_no_request_of_the_window(
+    server: Server, keys: dict[str, tuple[str, str]]
+) -> None:
+    headers = {"x-goog-api-key": keys["once"][1]}
+    bad = {"model": "echo", "input": "x", "tools": [{"type": "google_search"}]}
+    with httpx.Client(base_url=server.url, headers=headers) as http:
+        refused = http.post("/v1beta/interactions", json=bad)
+        assert refused.status_code == 400, refused.text
+        unknown = http.post("/v1beta/interactions", json={"model": "nope", "input": "x"})
+        assert unknown.status_code == 404, unknown.text
+        ok = http.post("/v1beta/interactions", json={"model": "echo", "input": "x"})
+        assert ok.status_code == 200, ok.text
 
 
 def test_allowed_models(server: Server, keys: dict[str, tuple[str, str]]) -> None:

@@ -29,12 +29,14 @@ def check_function_results(
             if call_id in answered:
                 raise InvalidArgument(f"function call `{call_id}` is answered more than once")
             if call_id not in open_calls:
-                raise InvalidArgument(f"`function_result` answers unknown call_id `{call_id}`")
+                raise InvalidArgument(
+                    f"a function result answers `{call_id}`, which is no function call's id"
+                )
             del open_calls[call_id]
             answered.add(call_id)
         elif kind == "user_input" and open_calls:
             missing = ", ".join(f"`{c}` ({n})" for c, n in open_calls.items())
-            raise InvalidArgument(f"function calls {missing} have no `function_result`")
+            raise InvalidArgument(f"function calls {missing} have no function result")
     if open_calls and input_steps:
         missing = ", ".join(f"`{c}` ({n})" for c, n in open_calls.items())
-        raise InvalidArgument(f"function calls {missing} have no `function_result`")
+        raise InvalidArgument(f"function calls {missing} have no function result")

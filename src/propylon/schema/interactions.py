@@ -332,6 +332,17 @@ class CreateInteraction(BaseModel):
                 "`generation_config.tool_choice`: `any` forces a tool call, but `tools` "
                 "declares none"
             )
+        # An MCP server's tools are known only once it is called: names are checked without
+        # one. Server-side tools are named by their type.
+        allowed = choice.allowed_tools.tools if isinstance(choice, ToolChoiceConfig) else None
+        if allowed and not any(t["type"] == "mcp_server" for t in self.tools or []):
+            known = names | {str(t["type"]) for t in self.tools or []}
+            for name in allowed:
+                if name not in known:
+                    raise ValueError(
+                        f"`generation_config.tool_choice.allowed_tools.tools`: `{name}` is "
+                        "not a tool that `tools` declares"
+                    )
         return self
 
     @model_validator(mode="after")

@@ -175,9 +175,9 @@ class InteractionService:
         target = request.model or request.agent or ""
         if request.agent and self.custom_agents is not None:  # a key's models cover its bases
             target = await base_of(self.custom_agents, caller.tenant, request.agent) or target
-        await self.quotas.admit(caller, target)
+        self.quotas.allows(caller, target)  # the rpm/tpm count waits for a valid request
         if idempotency_key is None:
-            return await self._finish(await self._create(request, caller))
+            return await self._finish(await self._create(request, caller, target))
         if not request.store:
             raise InvalidArgument(
                 "`idempotency_key` (or the `Idempotency-Key` header) needs `store=true`: "
@@ -185,7 +185,7 @@ class InteractionService:
             )
         first, started = await self.idempotency.first_or_create(
             self.idempotency.claim(caller.tenant, idempotency_key, body),
-            lambda claim: self._create(request, caller, claim),
+            lambda claim: self._create(request, caller, target, claim),
         )
         if first is not None:
             return await self._repeat(first, request)
@@ -213,16 +213,22 @@ class InteractionService:
         )
 
     async def _create(
-        self, request: CreateInteraction, caller: Caller, claim: IdempotencyClaim | None = None
+        self,
+        request: CreateInteraction,
+        caller: Caller,
+        target: str,
+        claim: IdempotencyClaim | None = None,
     ) -> Created:
-        """Plan, admit (reserve the run's ceiling), store and start one turn. With `claim`,
-        the key and the row are written together before the run starts (IdempotencyConflict
-        when another interaction holds the key)."""
+        """Plan, admit (count the request against `target`'s rpm/tpm, reserve the run's
+        ceiling), store and start one turn. A request refused while planning spends no rpm.
+        With `claim`, the key and the row are written together before the run starts
+        (IdempotencyConflict when another interaction holds the key)."""
         planned = await plan(
             request, self.store, self.models, self.settings, caller, self.agents, self.custom_agents
         )
         ticket = planned.ticket if isinstance(planned, Plan) else Ticket()
         try:
+            await self.quotas.admit(caller, target)
             return await self._admitted(request, caller, claim, planned, ticket)
         except BaseException:
             ticket.release()  # refused (budget, idempotency, store): its place goes back

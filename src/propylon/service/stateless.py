@@ -100,8 +100,9 @@ class StatelessCalls:
         budget, a busy model), InvalidArgument (a target cannot honour the turn, or the
         upstream refused it) or Unavailable (every target failed)."""
         served = self.resolve(name)
+        self.quotas.allows(caller, name)
+        served.check(turn)  # before the rpm count: a refused request spends none of it
         await self.quotas.admit(caller, name)
-        served.check(turn)
         ceiling = self.ledger.ceiling(caller)
         if ceiling is not None:
             asked = turn.generation_config.get("max_output_tokens")

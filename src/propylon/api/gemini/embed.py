@@ -22,6 +22,8 @@ __all__ = ["batch_embed_contents", "embed_content"]
 
 def _text(request: EmbedContentRequest, where: str) -> str:
     """The request's text: its parts' text joined by newlines; other parts answer 400."""
+    if not request.content.parts:
+        raise InvalidArgument(f"`{where}content.parts`: there is nothing to embed")
     texts = []
     for index, part in enumerate(request.content.parts):
         if part.text is None or part.unknown():

@@ -184,12 +184,26 @@ class CountTokensRequest(Wire):
     generate_content_request: GenerateContentRequest | None = None
 
 
+# The Gemini API's `TaskType` enum (the SDK types it as a plain string).
+TaskType = Literal[
+    "TASK_TYPE_UNSPECIFIED",
+    "RETRIEVAL_QUERY",
+    "RETRIEVAL_DOCUMENT",
+    "SEMANTIC_SIMILARITY",
+    "CLASSIFICATION",
+    "CLUSTERING",
+    "QUESTION_ANSWERING",
+    "FACT_VERIFICATION",
+    "CODE_RETRIEVAL_QUERY",
+]
+
+
 class EmbedContentRequest(Wire):
     """`POST /{v}/models/{m}:embedContent`, and each of `:batchEmbedContents`' requests."""
 
     content: Content
     model: str | None = None
-    task_type: str | None = None
+    task_type: TaskType | None = None
     title: str | None = None
     output_dimensionality: int | None = Field(default=None, gt=0, le=65536)
 
