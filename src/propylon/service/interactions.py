@@ -490,7 +490,7 @@ class InteractionService:
             self._folds.forget(record.id)
             return record
         live = self._live.get(record.id)
-        if isinstance(live, StoredLog):
+        if isinstance(live, StoredLog) and not live.fenced:  # a fenced one is out of date
             projection = live.committed()
         else:
             projection = await self._folds.current(self.store, record.id)
