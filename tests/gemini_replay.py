@@ -6,8 +6,14 @@ JSON body as one SSE event, a JSON array as one event per element; `errors/<name
 files are sent with that HTTP status. A request with a `continuationToken` answers with the
 fixture the token names (its base64 decodes to the name: see `continuation_part1.json`).
 `POST /v1beta/models/<model>:generateContent` (not streamed) answers with the `.json` fixture's
-body as it is; `:countTokens` with twice the count of words of the text parts.
+body as it is; `:countTokens` with twice the count of words of the text parts (of its
+`contents`, or its `generateContentRequest`'s).
 `GET /requests` lists the request bodies received.
+
+`POST /v1beta/cachedContents` makes an upstream cached content (`cachedContents/upstream-<n>`,
+its `totalTokenCount` twice the words of its text parts), or refuses it with Google's 400 when
+a text part says `too small`; `PATCH` and `DELETE /v1beta/cachedContents/<id>` answer like
+Google's; `GET /caches` lists what these received (`{method, name?, query?, body?}`).
 
 `POST /v1beta/interactions` (Google's Interactions API, for agents) streams the recorded events
 of the fixture named by the input (`interactions/steps_text_stream.jsonl`), or, for the input
@@ -41,9 +47,10 @@ async def generate(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     received.append(body)
     if request.path.endswith(":countTokens"):  # words of every text part, doubled
+        inner = body.get("generateContentRequest") or body
         words = sum(
             len(part.get("text", "").split())
-            for content in body["contents"]
+            for content in inner["contents"]
             for part in content["parts"]
         )
         return web.json_response({"totalTokens": 2 * words})
@@ -74,6 +81,60 @@ async def generate(request: web.Request) -> web.StreamResponse:
 
 async def requests(request: web.Request) -> web.Response:
     return web.json_response(received)
+
+
+cache_calls: list[dict[str, object]] = []
+
+
+def _words(contents: list[dict[str, Any]]) -> list[str]:
+    return [
+        word for content in contents for part in content["parts"] for word in part["text"].split()
+    ]
+
+
+async def create_cache(request: web.Request) -> web.Response:
+    body = await request.json()
+    cache_calls.append({"method": "POST", "body": body})
+    texts = [
+        *body.get("contents", []),
+        *([body["systemInstruction"]] * ("systemInstruction" in body)),
+    ]
+    if "too small" in " ".join(_words(texts)):
+        error = {
+            "code": 400,
+            "message": "Cached content is too small. min_total_token_count=1024",
+            "status": "INVALID_ARGUMENT",
+        }
+        return web.json_response({"error": error}, status=400)
+    name = f"cachedContents/upstream-{len(cache_calls)}"
+    return web.json_response(
+        {
+            "name": name,
+            "model": body["model"],
+            "createTime": "2026-01-01T00:00:00.000000Z",
+            "updateTime": "2026-01-01T00:00:00.000000Z",
+            "expireTime": body.get("expireTime"),
+            "usageMetadata": {"totalTokenCount": 2 * len(_words(texts))},
+        }
+    )
+
+
+async def update_cache(request: web.Request) -> web.Response:
+    body = await request.json()
+    name = f"cachedContents/{request.match_info['id']}"
+    cache_calls.append(
+        {"method": "PATCH", "name": name, "query": dict(request.query), "body": body}
+    )
+    return web.json_response({"name": name, "expireTime": body.get("expireTime")})
+
+
+async def delete_cache(request: web.Request) -> web.Response:
+    cache_calls.append({"method": "DELETE", "name": f"cachedContents/{request.match_info['id']}"})
+    return web.json_response({})
+
+
+async def caches(request: web.Request) -> web.Response:
+    return web.json_response(cache_calls)
 
 
 cancelled: list[str] = []
@@ -202,6 +263,10 @@ app.add_routes(
     [
         web.post(r"/v1beta/models/{model}", generate),
         web.get("/requests", requests),
+        web.post("/v1beta/cachedContents", create_cache),
+        web.patch("/v1beta/cachedContents/{id}", update_cache),
+        web.delete("/v1beta/cachedContents/{id}", delete_cache),
+        web.get("/caches", caches),
         web.post("/v1beta/interactions", interactions),
         web.post("/v1beta/interactions/{id}/cancel", cancel),
         web.get("/cancelled", cancellations),

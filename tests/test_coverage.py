@@ -46,7 +46,6 @@ def test_the_script_prints_each_item_and_the_score() -> None:
 
 # For each `refused` row: a create that uses the item, and the text the 400 must name.
 REFUSED: dict[tuple[str, str], tuple[dict[str, Any], str]] = {
-    ("request", "cached_content"): ({"cached_content": "cachedContents/c1"}, "cached_content"),
     ("request", "environment"): ({"environment": "remote"}, "environment"),
     ("generation_config", "transcription_config"): (
         {"generation_config": {"transcription_config": {"language_codes": ["en"]}}},

@@ -38,10 +38,12 @@ def test_processes_migrating_at_once_all_succeed_and_the_schema_is_at_head(
         with psycopg.connect(url) as conn:
             (version,) = conn.execute("SELECT version_num FROM alembic_version").fetchall()
             columns = conn.execute(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_name = 'interactions' AND column_name = 'run_epoch'"
+                "SELECT table_name, column_name FROM information_schema.columns "
+                "WHERE (table_name, column_name) IN "
+                "(('interactions', 'run_epoch'), ('ledger', 'owner')) ORDER BY table_name"
             ).fetchall()
-        assert version == ("0013",) and columns == [("run_epoch",)]
+        assert version == ("0016",)
+        assert columns == [("interactions", "run_epoch"), ("ledger", "owner")]
     assert not (tmp_path / "data").exists()
 
 

@@ -1,19 +1,27 @@
 """Several processes on one PostgreSQL database and one Redis: real `propylon serve` and
 `propylon worker` processes (two of each), a fresh database per module (tests/postgres.py) and
-Redis database 13, loopback only. The slow model is echo with a `delay` per delta. Each test is
-bounded in time (the worker's heartbeat threshold and the reconciler's period are short here).
+a `redis-server` of this module's own on a free loopback port (the tests kill and restart it).
+The slow model is echo with a `delay` per delta. Each test is bounded in time (the worker's
+heartbeat threshold and the reconciler's period are short here).
+
+A crash between two steps is reproduced for real: a test holds a row or table lock in
+PostgreSQL, so the process under test stops at the statement that needs it (seen in
+`pg_stat_activity`), and SIGKILLs it there.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +36,10 @@ from standardwebhooks import Webhook
 from tests.conftest import API_KEY, API_KEY_DIGEST, Server, free_port, helper, wait_for
 from tests.postgres import fresh_database
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
-STALE = 3.0  # stale_after_seconds
-RECONCILE = 1  # reconcile_seconds
+STALE = 3.0  # stale_after_seconds: a process whose heartbeat is older is dead
+RECONCILE = 1  # reconcile_seconds: the reconciler's period
 TAKEOVER = STALE + RECONCILE + 6  # bound on a dead process's runs being taken over, seconds
+CHUNK, DELAY = 8, 0.2  # echo's characters per delta; echo-slow's seconds per delta
 
 CONFIG = f"""
 api_keys = ["sha256:{API_KEY_DIGEST}"]
@@ -53,7 +61,54 @@ name = "echo-slow"
 provider = "echo"
 options = {{ delay = 0.2 }}
 """
-SLOW_INPUT = "slow " * 60  # echo-slow answers it in about five seconds
+SLOW_INPUT = "slow " * 60
+
+
+def answer_seconds(text: str) -> float:
+    """How long echo-slow takes to answer `text` (it echoes `user: <text>`)."""
+    return math.ceil(len(f"user: {text}") / CHUNK) * DELAY
+
+
+RUN = answer_seconds(SLOW_INPUT)  # about 8 s
+
+
+REDIS_OPTIONS = ("--bind", "127.0.0.1", "--save", "", "--appendonly", "no")  # nothing kept
+
+
+@dataclass
+class RedisServer:
+    """A `redis-server` of this module's own (no persistence), on `port`."""
+
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.process = subprocess.Popen(
+            [binary, *REDIS_OPTIONS, "--port", str(self.port)],
+            stdout=subprocess.DEVNULL,
+        )
+
+        def up() -> bool:
+            assert self.process is not None and self.process.poll() is None, "redis exited"
+            try:
+                return bool(redis.Redis.from_url(self.url).ping())
+            except redis.ConnectionError:
+                return False
+
+        wait_for(up, 20)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
 
 @dataclass
@@ -62,6 +117,7 @@ class Cluster:
 
     database_url: str
     root: Path
+    redis: RedisServer
     serves: list[Server] = field(default_factory=list)
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     count: int = 0
@@ -78,7 +134,7 @@ class Cluster:
             "--database-url",
             self.database_url,
             "--redis-url",
-            REDIS_URL,
+            self.redis.url,
         ]
 
     def log(self, name: str) -> Path:
@@ -130,6 +186,41 @@ class Cluster:
     def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+
+    def job_states(self, interaction_id: str) -> list[tuple[str, bool]]:
+        """(status, abort_requested) of each procrastinate job of the run, oldest first."""
+        rows = self.sql(
+            "SELECT status::text, abort_requested FROM procrastinate_jobs WHERE lock = %s "
+            "ORDER BY id",
+            interaction_id,
+        )
+        return [(str(s), bool(a)) for s, a in rows]
+
+    def waits_on_a_lock(self, process: subprocess.Popen[bytes], query: str = "") -> bool:
+        """Whether a connection of `process` waits for a lock, in a statement with `query`."""
+        return bool(
+            self.sql(
+                "SELECT 1 FROM pg_stat_activity WHERE application_name LIKE %s "
+                "AND wait_event_type = 'Lock' AND query LIKE %s",
+                f"propylon-%-{process.pid}-%",
+                f"%{query}%",
+            )
+        )
+
+    def stop_workers(self) -> None:
+        """Stop every worker (gracefully): no job is taken until one starts again."""
+        for worker in self.live_workers():
+            worker.terminate()
+            worker.wait(timeout=30)
+
+    def started(self, interaction_id: str) -> int:
+        """How many times a worker started a job of the run (from the workers' logs)."""
+        return sum(
+            1
+            for name in self.names.values()
+            for line in self.log(name).read_text().splitlines()
+            if "Starting job propylon.run" in line and interaction_id in line
+        )
 
     def terminal_events(self, interaction_id: str) -> int:
         return int(
@@ -188,12 +279,12 @@ ENDED = {"completed", "failed", "cancelled", "incomplete"}
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    try:  # nothing here depends on what database 13 holds: keys and channels are per run
-        redis.Redis.from_url(REDIS_URL).ping()
-    except redis.ConnectionError as exc:
-        pytest.fail(f"Redis is not reachable at {REDIS_URL} ({exc}); these tests need a local one")
+    if not (shutil.which("redis-server") or Path("/usr/bin/redis-server").exists()):
+        pytest.fail("these tests start a `redis-server` of their own: none is installed")
+    own_redis = RedisServer(free_port())
+    own_redis.start()
     with fresh_database() as url:
-        running = Cluster(url, tmp_path_factory.mktemp("cluster"))
+        running = Cluster(url, tmp_path_factory.mktemp("cluster"), own_redis)
         try:
             running.serve()
             running.serve()
@@ -202,6 +293,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             yield running
         finally:
             running.stop()
+            if own_redis.running():
+                own_redis.kill()
 
 
 @pytest.fixture
@@ -248,8 +341,16 @@ def test_sigkill_of_a_worker_ends_each_of_its_runs_once(two_workers: Cluster) ->
         )
         return rows[0][0] == 0
 
-    wait_for(all_ended, TAKEOVER + 40 * 4 / 24 + 10)
+    # The killed worker's jobs are stalled once its heartbeat is STALE old (it beat at most
+    # 0.5 s before the kill), the next reconcile pass (every RECONCILE s) retries them, and the
+    # other worker ends each at once (it had steps: `interrupted`) or runs it again from the
+    # start (RUN s: every run fits in its 24 slots). MARGIN: a job's pickup and the periodic
+    # pass's own scheduling, on a loaded machine.
+    margin = 3.0
+    bound = STALE + RECONCILE + RUN + margin
+    wait_for(all_ended, bound)
     took = time.monotonic() - killed
+    assert took <= bound
     for interaction_id in ids:
         assert two_workers.terminal_events(interaction_id) == 1, interaction_id
         assert status(a, interaction_id) in ("completed", "failed")
@@ -257,7 +358,10 @@ def test_sigkill_of_a_worker_ends_each_of_its_runs_once(two_workers: Cluster) ->
     for interaction_id in interrupted:
         errors = get(b, interaction_id).get("errors") or []
         assert any(e.get("code") == "interrupted" for e in errors), errors
-    print(f"SIGKILL to last run ended: {took:.1f} s ({len(interrupted)} interrupted)")
+    print(
+        f"SIGKILL to last run ended: {took:.1f} s, bound {bound:.1f} s "
+        f"({len(interrupted)} interrupted)"
+    )
 
 
 def test_cancel_on_one_serve_of_a_run_on_a_worker(two_workers: Cluster) -> None:
@@ -280,25 +384,57 @@ def test_cancel_on_one_serve_of_a_run_on_a_worker(two_workers: Cluster) -> None:
 
 
 def test_cancel_racing_the_pickup_never_ends_a_run_twice(two_workers: Cluster) -> None:
+    """200 background runs, each cancelled (on the other serve) as soon as it is created: a
+    200 answer means the run ended `cancelled`, a 400 that it had ended first (`completed`),
+    and every run has exactly one terminal event. Some cancels really hit runs that a worker
+    had already taken (their job was aborted, not cancelled in the queue)."""
     a, b = two_workers.serves[:2]
 
-    def race(n: int) -> str:
+    def race(n: int) -> tuple[str, int]:
         run = create((a, b)[n % 2], model="echo-slow", input="race", background=True)
         with http((b, a)[n % 2]) as client:
             response = client.post(f"/v1beta/interactions/{run['id']}/cancel")
         assert response.status_code in (200, 400), response.text
-        return str(run["id"])
+        if response.status_code == 400:
+            assert "has already finished" in response.json()["error"]["message"]
+        return str(run["id"]), response.status_code
 
     with ThreadPoolExecutor(8) as pool:
-        ids = list(pool.map(race, range(200)))
-    for interaction_id in ids:
+        answers = dict(pool.map(race, range(200)))
+    for interaction_id in answers:
         wait_for(lambda i=interaction_id: status(a, i) in ENDED, TAKEOVER)
-    counts = two_workers.sql(
-        "SELECT interaction_id, count(*) FROM events WHERE interaction_id = ANY(%s) "
-        "AND type = 'interaction.completed' GROUP BY interaction_id",
-        ids,
+    counts = dict(
+        two_workers.sql(
+            "SELECT interaction_id, count(*) FROM events WHERE interaction_id = ANY(%s) "
+            "AND type = 'interaction.completed' GROUP BY interaction_id",
+            list(answers),
+        )
     )
-    assert len(counts) == 200 and all(c == 1 for _, c in counts)
+    assert len(counts) == 200 and all(c == 1 for c in counts.values())
+    rows = two_workers.sql(
+        "SELECT id, status, run_epoch FROM interactions WHERE id = ANY(%s)", list(answers)
+    )
+    outcome: Counter[str] = Counter()
+    epochs: Counter[int] = Counter()  # claims of each cancelled run (2: the canceller took over)
+    for interaction_id, ended, epoch in rows:
+        code = answers[interaction_id]
+        assert ended == ("cancelled" if code == 200 else "completed"), (interaction_id, code)
+        if code == 400:
+            outcome["400: completed first"] += 1
+            continue
+        # its job: cancelled while queued, or taken by a worker: then aborted there, or
+        # succeeded and deleted (the worker's run ended it `cancelled` and returned, or found
+        # it ended by the canceller)
+        jobs = two_workers.job_states(interaction_id)
+        assert all(aborted for _, aborted in jobs), jobs  # no job but the aborted one
+        if jobs == [("cancelled", True)]:
+            outcome["200: cancelled in the queue"] += 1
+        else:
+            assert [state for state, _ in jobs] in ([], ["failed"], ["aborted"]), jobs
+            outcome["200: cancelled after a worker had taken it"] += 1
+        epochs[epoch] += 1
+    print(f"cancel race: {dict(outcome)}; run epochs of the cancelled runs: {dict(epochs)}")
+    assert outcome["200: cancelled after a worker had taken it"] > 0  # a race did happen
 
 
 def test_a_worker_paused_past_its_lease_is_fenced_out(two_workers: Cluster) -> None:
@@ -343,8 +479,13 @@ def frames(server: Server, path: str, *, limit: int | None = None, **kwargs: Any
 
 def test_a_stream_dropped_on_one_serve_resumes_on_the_other(two_workers: Cluster) -> None:
     a, b = two_workers.serves[:2]
-    run = create(a, model="echo-slow", input="resume me " * 8, background=True)
+    run = create(a, model="echo-slow", input="resume me " * 20, background=True)  # ~5 s
     first = frames(a, f"/v1beta/interactions/{run['id']}", limit=4, params={"stream": "true"})
+    # dropped while the run goes on: the other serve sees it still running, its log shorter
+    ((stored_then,),) = two_workers.sql(
+        "SELECT last_seq FROM interactions WHERE id = %s", run["id"]
+    )
+    assert status(b, run["id"]) == "in_progress"
     rest = frames(
         b,
         f"/v1beta/interactions/{run['id']}",
@@ -354,6 +495,7 @@ def test_a_stream_dropped_on_one_serve_resumes_on_the_other(two_workers: Cluster
     whole = frames(b, f"/v1beta/interactions/{run['id']}", params={"stream": "true"})
     assert [f.id for f in first + rest[:-1]] == [f.id for f in whole[:-1]]  # no gap, no dup
     assert json.loads(rest[-2].data)["interaction"]["status"] == "completed"
+    assert stored_then < len(whole) - 1  # the resumed stream carried events written later
 
 
 def test_one_idempotency_key_on_two_serves_runs_once(two_workers: Cluster) -> None:
@@ -418,6 +560,30 @@ def test_sigkill_of_a_serve_mid_stream_closes_its_run(two_workers: Cluster) -> N
     assert two_workers.terminal_events(interaction_id) == 1
 
 
+def stream_all(
+    pool: ThreadPoolExecutor, serves: list[Server], runs: list[str]
+) -> list[Future[list[Any]]]:
+    """Each run's stream from its start, read in `pool`, on the serves in turn."""
+    return [
+        pool.submit(
+            frames, serves[n % len(serves)], f"/v1beta/interactions/{i}", params={"stream": "true"}
+        )
+        for n, i in enumerate(runs)
+    ]
+
+
+def assert_whole(cluster: Cluster, interaction_id: str, stream: list[Any]) -> None:
+    """`stream` ended with the run's `interaction.completed` (`completed`) and `[DONE]`, and
+    carried every stored event once, in order."""
+    assert stream[-1].data == "[DONE]"
+    last = json.loads(stream[-2].data)
+    assert last["event_type"] == "interaction.completed"
+    assert last["interaction"]["status"] == "completed"
+    ((stored,),) = cluster.sql("SELECT last_seq FROM interactions WHERE id = %s", interaction_id)
+    ids = [frame.id for frame in stream[:-1]]
+    assert len(ids) == len(set(ids)) == stored
+
+
 def test_redis_pubsub_killed_mid_stream_every_stream_ends(two_workers: Cluster) -> None:
     a, b = two_workers.serves[:2]
     runs = [
@@ -425,32 +591,240 @@ def test_redis_pubsub_killed_mid_stream_every_stream_ends(two_workers: Cluster) 
         for n in range(6)
     ]
     with ThreadPoolExecutor(len(runs)) as pool:
-        streams = [
-            pool.submit(
-                frames, (b, a)[n % 2], f"/v1beta/interactions/{i}", params={"stream": "true"}
-            )
-            for n, i in enumerate(runs)
-        ]
+        streams = stream_all(pool, [b, a], runs)
         wait_for(lambda: all(len(get(a, i).get("steps") or []) > 1 for i in runs), 20)
-        redis.Redis.from_url(REDIS_URL).client_kill_filter(_type="pubsub")
+        killed = redis.Redis.from_url(two_workers.redis.url).client_kill_filter(_type="pubsub")
+        assert killed >= 2  # each serve's listener, at least
         ended = [stream.result(timeout=60) for stream in streams]
-    for stream in ended:
-        assert stream[-1].data == "[DONE]"
-        assert json.loads(stream[-2].data)["event_type"] == "interaction.completed"
+    for interaction_id, stream in zip(runs, ended, strict=True):
+        assert_whole(two_workers, interaction_id, stream)
+
+
+def test_redis_killed_and_restarted_mid_stream_every_stream_ends(two_workers: Cluster) -> None:
+    """Redis SIGKILLed while runs stream: the streams of the short runs end while it is
+    down (their serves poll the store), the long ones' once it is back on the same port; runs
+    created after that stream too."""
+    a, b = two_workers.serves[:2]
+    short = answer_seconds("short " * 28)  # about 4.5 s
+    assert answer_seconds("long " * 100) > short + 8  # still running once Redis is back
+    runs = {
+        create((a, b)[n % 2], model="echo-slow", input=text, background=True)["id"]: kind
+        for n, (kind, text) in enumerate(
+            [("short", "short " * 28)] * 4 + [("long", "long " * 100)] * 4
+        )
+    }
+    with ThreadPoolExecutor(len(runs)) as pool:
+        streams = dict(zip(runs, stream_all(pool, [b, a], list(runs)), strict=True))
+        wait_for(lambda: all(len(get(a, i).get("steps") or []) > 1 for i in runs), 20)
+        two_workers.redis.kill()
+        down = time.monotonic()
+        # every stream was under way when Redis went
+        assert not any(stream.done() for stream in streams.values())
+        assert two_workers.sql(
+            "SELECT count(*) FROM interactions WHERE id = ANY(%s) AND status = 'in_progress'",
+            list(runs),
+        ) == [(len(runs),)]
+        for interaction_id, kind in runs.items():
+            if kind == "short":  # ends while Redis is down: read from the store
+                assert_whole(two_workers, interaction_id, streams[interaction_id].result(30))
+        assert not two_workers.redis.running()
+        assert not any(streams[i].done() for i, kind in runs.items() if kind == "long")
+        print(f"the short runs' streams ended {time.monotonic() - down:.1f} s into the outage")
+        two_workers.redis.start()
+        print(f"Redis down for {time.monotonic() - down:.1f} s")
+        for interaction_id, kind in runs.items():
+            if kind == "long":
+                assert_whole(two_workers, interaction_id, streams[interaction_id].result(60))
+        after = [create(a, model="echo-slow", input="after", background=True)["id"]]
+        after += [create(b, model="echo-slow", input="after " * 3, background=True)["id"]]
+        for interaction_id, stream in zip(after, stream_all(pool, [b, a], after), strict=True):
+            assert_whole(two_workers, interaction_id, stream.result(30))
 
 
 def test_a_worker_whose_connections_are_terminated_recovers(two_workers: Cluster) -> None:
-    a = two_workers.serves[0]
-    create(a, background=True)  # the workers are connected
+    """Every connection of both workers terminated (pg_terminate_backend) while they run
+    background runs: each run still ends exactly once, never `cancelled` (no user asked), the
+    workers live on and take new runs."""
+    a, b = two_workers.serves[:2]
+    text = "terminated " * 30  # about 7 s
+    runs = [
+        create((a, b)[n % 2], model="echo-slow", input=text, background=True)["id"]
+        for n in range(8)
+    ]
+    wait_for(lambda: all(len(get(a, i).get("steps") or []) > 1 for i in runs), 20)
     killed = two_workers.sql(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
         "WHERE application_name LIKE 'propylon-worker%%'"
     )
-    assert killed and all(row[0] for row in killed)
-    runs = [create(a, input=f"after {n}", background=True)["id"] for n in range(6)]
+    assert len(killed) >= 4 and all(row[0] for row in killed)  # two pools per worker at least
+    unended = two_workers.sql(
+        "SELECT count(*) FROM interactions WHERE id = ANY(%s) AND status = 'in_progress'", runs
+    )
+    assert unended[0][0] > 0  # they were in flight when their connections went
     for interaction_id in runs:
+        wait_for(lambda i=interaction_id: status(a, i) in ENDED, TAKEOVER + answer_seconds(text))
+    outcome: Counter[str] = Counter()
+    for interaction_id in runs:
+        assert two_workers.terminal_events(interaction_id) == 1
+        ended = get(a, interaction_id)
+        assert ended["status"] in ("completed", "failed"), ended["status"]
+        if ended["status"] == "failed":
+            assert ended.get("errors"), ended
+        outcome[ended["status"]] += 1
+    print(f"runs in flight when their worker's connections were terminated: {dict(outcome)}")
+    after = [create(a, input=f"after {n}", background=True)["id"] for n in range(6)]
+    for interaction_id in after:
         wait_for(lambda i=interaction_id: status(a, i) == "completed", TAKEOVER + 10)
     assert all(w.poll() is None for w in two_workers.workers[-2:])
+
+
+def test_a_cancel_whose_serve_dies_before_ending_the_run_is_never_run(two_workers: Cluster) -> None:
+    """The serve cancelling a queued run is SIGKILLed after the cancel reached the run's job
+    (cancelled) and before it ended the run (still `queued`): the run ends `cancelled`, once,
+    and never runs: a user's cancel is never re-queued."""
+    a = two_workers.serves[0]
+    two_workers.stop_workers()  # the run stays in the queue
+    doomed = two_workers.serve()
+    run = create(doomed, model="echo-slow", input="never run", background=True)["id"]
+    assert two_workers.job_states(run) == [("todo", False)]
+    with psycopg.connect(two_workers.database_url) as blocker, ThreadPoolExecutor(1) as pool:
+        # the canceller stops where it would take the run over to end it
+        blocker.execute("SELECT id FROM interactions WHERE id = %s FOR UPDATE", (run,))
+        cancel = pool.submit(http(doomed).post, f"/v1beta/interactions/{run}/cancel")
+        wait_for(lambda: two_workers.job_states(run) == [("cancelled", True)], 20)
+        wait_for(lambda: two_workers.waits_on_a_lock(doomed.process, "run_epoch"), 20)
+        doomed.process.kill()
+        doomed.process.wait()
+        blocker.rollback()
+        with pytest.raises(httpx.TransportError):
+            cancel.result(timeout=30)
+    # what the crash left: the job cancelled, the run not ended
+    assert status(a, run) == "queued"
+    two_workers.worker()  # the reconciler's passes run on workers
+    wait_for(lambda: status(a, run) in ENDED, STALE + RECONCILE + 10)
+    ended = get(a, run)
+    assert ended["status"] == "cancelled"
+    assert two_workers.terminal_events(run) == 1
+    assert not [s for s in ended["steps"] if s.get("type") == "model_output"]
+    assert two_workers.started(run) == 0
+    assert two_workers.job_states(run) == [("cancelled", True)]  # no job queued again
+
+
+def test_a_cancel_reaching_a_worker_early_in_its_run_ends_the_run_there(
+    two_workers: Cluster,
+) -> None:
+    """The abort reaches the worker while it is still rebuilding the run (its epoch claimed,
+    its log being read), and the canceller is SIGKILLed before it ends the run: the worker
+    ends it `cancelled` itself, once; it is never run."""
+    a = two_workers.serves[0]
+    two_workers.stop_workers()
+    doomed = two_workers.serve()
+    run = create(doomed, model="echo-slow", input="never run", background=True)["id"]
+    with (
+        psycopg.connect(two_workers.database_url) as events_lock,
+        psycopg.connect(two_workers.database_url) as row_lock,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        events_lock.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        worker = two_workers.worker()  # claims the run, then waits to read its log
+        wait_for(lambda: two_workers.waits_on_a_lock(worker, "events"), 30)
+        assert two_workers.sql("SELECT run_epoch FROM interactions WHERE id = %s", run) == [(1,)]
+        # whoever ends the run next waits for its row
+        row_lock.execute("SELECT id FROM interactions WHERE id = %s FOR UPDATE", (run,))
+        cancel = pool.submit(http(doomed).post, f"/v1beta/interactions/{run}/cancel")
+        wait_for(lambda: [aborted for _, aborted in two_workers.job_states(run)] == [True], 20)
+        # the canceller's bounded wait is over: it would take the run over now
+        wait_for(lambda: two_workers.waits_on_a_lock(doomed.process, "run_epoch"), 20)
+        doomed.process.kill()
+        doomed.process.wait()
+        events_lock.rollback()
+        row_lock.rollback()
+        with pytest.raises(httpx.TransportError):
+            cancel.result(timeout=30)
+    wait_for(lambda: status(a, run) in ENDED, STALE + RECONCILE + 10)
+    ended = get(a, run)
+    assert ended["status"] == "cancelled"
+    assert two_workers.terminal_events(run) == 1
+    assert not [s for s in ended["steps"] if s.get("type") == "model_output"]
+    # the worker ended it under its own claim: not taken over, not run again
+    assert two_workers.sql("SELECT run_epoch FROM interactions WHERE id = %s", run) == [(1,)]
+    wait_for(lambda: two_workers.job_states(run) == [("failed", True)], 20)
+    assert two_workers.started(run) == 1
+
+
+def test_the_reservations_of_a_dead_serve_are_settled_never_a_live_ones(
+    two_workers: Cluster,
+) -> None:
+    """A serve SIGKILLed with a `store=false` run under way leaves its reservation open: the
+    reconciler settles it (at the reservation) once the serve's heartbeat is stale, while the
+    reservation of a run still going on a live serve stays open until that run ends."""
+    a = two_workers.serves[0]
+    made = subprocess.run(
+        [
+            *(sys.executable, "-m", "propylon", "keys", "create"),
+            *("--tenant", "budgeted", "--budget-usd", "100"),
+            *two_workers._args()[:-2],  # no --redis-url: keys touch the database only
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    secret = made.stdout.split("api key:")[1].split()[0]
+
+    def stream(server: Server, text: str) -> list[Any]:
+        with (
+            httpx.Client(
+                base_url=server.url, headers={"x-goog-api-key": secret}, timeout=60
+            ) as client,
+            connect_sse(
+                client,
+                "POST",
+                "/v1beta/interactions",
+                json={"model": "echo-slow", "input": text, "stream": True, "store": False},
+            ) as source,
+        ):
+            return [f for f in source.iter_sse() if f.data]
+
+    def open_reservations() -> list[str]:
+        rows = two_workers.sql(
+            "SELECT interaction_id FROM ledger WHERE tenant = 'budgeted' AND settled IS NULL"
+        )
+        return [str(row[0]) for row in rows]
+
+    doomed = two_workers.serve()
+    with ThreadPoolExecutor(2) as pool:
+        lost = pool.submit(stream, doomed, SLOW_INPUT)
+        wait_for(lambda: len(open_reservations()) == 1, 20)
+        (lost_id,) = open_reservations()
+        doomed.process.kill()
+        doomed.process.wait()
+        with pytest.raises(httpx.TransportError):
+            lost.result(timeout=30)
+        killed = time.monotonic()
+        text = "live " * 100  # about 13 s: longer than a dead serve takes to be settled
+        live = pool.submit(stream, a, text)
+        wait_for(lambda: len(open_reservations()) == 2, 20)
+        wait_for(lambda: lost_id not in open_reservations(), STALE + RECONCILE + 5)
+        print(f"a dead serve's reservation settled {time.monotonic() - killed:.1f} s after")
+        assert not live.done()  # its run goes on, its reservation open
+        (live_id,) = open_reservations()
+        owners = dict(
+            two_workers.sql(
+                "SELECT interaction_id, owner FROM ledger WHERE interaction_id = ANY(%s)",
+                [lost_id, live_id],
+            )
+        )
+        assert f"-{doomed.process.pid}-" in owners[lost_id]
+        assert f"-{a.process.pid}-" in owners[live_id]
+        settled = two_workers.sql(
+            "SELECT spent_usd = reserved_usd, spent_tokens = reserved_tokens FROM ledger "
+            "WHERE interaction_id = %s",
+            lost_id,
+        )
+        assert settled == [(True, True)]  # charged its reservation: its spend is not known
+        frames_seen = live.result(timeout=answer_seconds(text) + 10)
+    assert frames_seen[-1].data == "[DONE]"
+    wait_for(lambda: open_reservations() == [], 10)  # its own end settled it
 
 
 def test_rpm_limits_hold_across_serve_processes(two_workers: Cluster) -> None:

@@ -84,18 +84,9 @@ def test_enumerated_strings_are_validated(
     assert field in message and allowed in message, message
 
 
-@pytest.mark.parametrize(
-    ("body", "field"),
-    [
-        ({"cached_content": "cachedContents/abc"}, "cached_content"),
-        ({"environment": "remote"}, "environment"),
-    ],
-)
-def test_cached_content_and_environment_are_refused_on_model_runs(
-    server: Server, client: genai.Client, body: dict[str, Any], field: str
-) -> None:
+def test_environment_is_refused_on_model_runs(server: Server, client: genai.Client) -> None:
     before = server.rows()
-    assert f"`{field}`" in _refused(client, model="echo", input="x", **body)
+    assert "`environment`" in _refused(client, model="echo", input="x", environment="remote")
     assert server.rows() == before
 
 

@@ -301,11 +301,6 @@ BAD = [
     ({"contents": [{"parts": [{"functionCall": {"name": "f"}}]}]}, 400, "functionCall"),
     ({"contents": [{"parts": [{"whatever": 1}]}]}, 400, "contents.0.parts.0.whatever"),
     (
-        {"contents": [{"parts": [{"text": "x"}]}], "cachedContent": "cachedContents/abc"},
-        400,
-        "cachedContent",
-    ),
-    (
         {
             "contents": [
                 {

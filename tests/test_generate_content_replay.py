@@ -67,7 +67,7 @@ def _recorded_chunks(name: str) -> list[dict[str, Any]]:
 
 
 def _request(name: str) -> dict[str, Any]:
-    """The fixture's recorded request when there is one (less `cachedContent`, refused here),
+    """The fixture's recorded request when there is one (less `cachedContent`: Google's name),
     with a last user text naming the fixture for the replay to answer with."""
     stem = name.rsplit(".", 1)[0].removesuffix("_stream")
     recorded = ANSWERS / f"{stem}.request.json"
@@ -184,11 +184,16 @@ def test_labels_are_propylons_and_not_forwarded(server: Server, replay: str) -> 
     assert "labels" not in _forwarded(replay)
 
 
-def test_cached_content_is_refused_for_gemini_targets_too(server: Server) -> None:
+def test_an_unknown_cached_content_is_not_found_for_gemini_targets_too(
+    server: Server, replay: str
+) -> None:
+    forwarded = len(httpx.get(f"{replay}/requests").json())
     body = _request("text_basic.json") | {"cachedContent": "cachedContents/abc"}
     with server.http() as http:
         answer = http.post("/v1beta/models/gemini-replay:generateContent", json=body)
-    assert answer.status_code == 400 and "cachedContent" in answer.json()["error"]["message"]
+    assert answer.status_code == 404
+    assert "cachedContents/abc" in answer.json()["error"]["message"]
+    assert len(httpx.get(f"{replay}/requests").json()) == forwarded  # nothing went upstream
 
 
 def test_count_tokens_is_googles(server: Server, replay: str) -> None:

@@ -3,12 +3,14 @@
 fresh database per test on the local server: tests/postgres.py).
 
 Every test drives the parts through their Protocols only (store/base.py, agents.py,
-listing.py, console.py); what two processes would do is two stores on one database.
+caches.py, listing.py, console.py, batches.py); what two processes would do is two stores on
+one database.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -16,9 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from propylon.bus.memory import MemoryBus
 from propylon.config import Settings
 from propylon.domain.clock import now
-from propylon.domain.events import Event
+from propylon.domain.events import COMPLETED, Event
+from propylon.runner.log import StoredLog
+from propylon.service import reading
 from propylon.service.ledger import Ledger
 from propylon.store.agents import AgentRecord
 from propylon.store.base import (
@@ -32,6 +37,15 @@ from propylon.store.base import (
     Snapshot,
     SpendCap,
 )
+from propylon.store.batches import (
+    CANCELLED,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    BatchItem,
+    BatchRecord,
+)
+from propylon.store.caches import CacheRecord
 from propylon.store.console import UsageQuery
 from propylon.store.listing import ListQuery
 from propylon.store.stores import Stores, open_stores
@@ -106,7 +120,7 @@ def test_create_append_get_read_events_and_history(open_backend: Opener) -> None
             snapshot = Snapshot(
                 "completed", now(), steps=steps, usage={"total_tokens": 3}, cost_usd=0.5
             )
-            await store.append("v1_b", _events(2, 3), snapshot)
+            assert await store.append_fenced("v1_b", 0, _events(2, 3), snapshot)
             record = await store.get("v1_b")
             assert record is not None
             assert (record.status, record.last_seq, record.steps) == ("completed", 4, steps)
@@ -121,8 +135,9 @@ def test_create_append_get_read_events_and_history(open_backend: Opener) -> None
             history = await store.history("v1_b")
             assert history == [*record.input_steps, *record.input_steps, *steps]
             assert await store.get("v1_none") is None
-            with pytest.raises(KeyError):
-                await store.append("v1_none", _events(1, 1), snapshot)
+            assert not await store.append_fenced("v1_none", 0, _events(1, 1), snapshot)
+            # every append is fenced: there is no other way into a log
+            assert not hasattr(store, "append")
 
     asyncio.run(scenario())
 
@@ -413,6 +428,73 @@ def test_the_ledger_reserves_settles_and_recovers(open_backend: Opener) -> None:
     asyncio.run(scenario())
 
 
+def test_a_log_fenced_out_of_its_run_settles_nothing(open_backend: Opener) -> None:
+    """A writer whose run was taken over (a newer claim of its epoch) writes no end and
+    settles no spend: the reservation stays open for the run's new owner, whose end settles
+    it, once, at its own cost."""
+
+    async def scenario() -> None:
+        async with open_backend() as s:
+            store, entries = s.store, s.ledger
+            ledger = Ledger(entries, Settings())
+            await store.create(_record("v1_fenced", status="queued"), _events(1, 1))
+            await entries.reserve(Reservation("v1_fenced", "acme", "key_1", now(), 2.0, 20), [])
+            ledger.adopt("v1_fenced")  # this process settles it when a run of its ends
+            old, new = await store.claim_run("v1_fenced"), await store.claim_run("v1_fenced")
+            assert old is not None and new is not None
+
+            async def end(epoch: int, cost: float) -> StoredLog:
+                record = await store.get("v1_fenced")
+                assert record is not None
+                record.cost_usd = cost
+                existing = await reading.fold(store, "v1_fenced")
+                log = StoredLog(
+                    record, store, MemoryBus(16), existing, epoch=epoch, on_ended=ledger.settle
+                )
+                log.emit(COMPLETED, {"interaction": log.summary("completed")})
+                await log.drain()
+                return log
+
+            assert (await end(old, 0.25)).fenced
+            assert await entries.unsettled() == ["v1_fenced"]  # untouched by the fenced one
+            assert await entries.committed("2000-01-01T00:00:00Z", tenant="acme") == (2.0, 20)
+            assert not (await end(new, 0.5)).fenced
+            assert await entries.unsettled() == []
+            assert await entries.committed("2000-01-01T00:00:00Z", tenant="acme") == (0.5, 0)
+            record = await store.get("v1_fenced")
+            assert record is not None and (record.status, record.last_seq) == ("completed", 2)
+
+    asyncio.run(scenario())
+
+
+def test_the_reservations_of_dead_processes_are_recovered_but_unfinished_runs_left(
+    open_backend: Opener,
+) -> None:
+    """`recover_lost` (the reconciler's, for processes that died): an ended run at its
+    recorded cost, a run with no interaction (store=false, deleted) at its reservation; a run
+    still unfinished is left to whoever ends it."""
+
+    async def scenario() -> None:
+        async with open_backend() as s:
+            store, entries = s.store, s.ledger
+            ended = _record("v1_done", status="completed")
+            ended.cost_usd = 0.75
+            await store.create(ended, [])
+            await store.create(_record("v1_running", status="in_progress"), [])
+            for interaction_id in ("v1_done", "v1_running", "v1_nostore"):
+                reservation = Reservation(
+                    interaction_id, "acme", "key_1", now(), 2.0, 20, owner="serve-dead"
+                )
+                assert await entries.reserve(reservation, []) is None
+            ledger = Ledger(entries, Settings(), owner="worker-1")
+            ids = ["v1_done", "v1_running", "v1_nostore"]
+            assert await ledger.recover_lost(ids, store.get) == 2
+            assert await entries.unsettled() == ["v1_running"]
+            assert await entries.committed("2000-01-01T00:00:00Z", tenant="acme") == (4.75, 40)
+
+    asyncio.run(scenario())
+
+
 def test_concurrent_admissions_from_two_processes_hold_the_cap(open_backend: Opener) -> None:
     async def scenario() -> None:
         async with open_backend() as one, open_backend() as two:
@@ -446,6 +528,113 @@ def test_agents(open_backend: Opener) -> None:
             assert await agents.delete_agent("acme", "agent-0")
             assert not await agents.delete_agent("acme", "agent-0")
             assert await agents.get_agent("zeta", "agent-0") is not None
+
+    asyncio.run(scenario())
+
+
+def _cache(tenant: str, cache_id: str, day: str) -> CacheRecord:
+    """A cached content expiring at the start of `day` (`YYYY-MM-DD`)."""
+    expires = f"{day}T00:00:00.000000Z"
+    return CacheRecord(
+        tenant,
+        cache_id,
+        "echo",
+        None,
+        {"contents": [{"role": "user", "parts": [{"text": cache_id}]}]},
+        1,
+        "2026-01-01T00:00:00.000000Z",
+        "2026-01-01T00:00:00.000000Z",
+        expires,
+        {"gemini:m": f"cachedContents/up-{cache_id}"},
+    )
+
+
+def test_cached_contents(open_backend: Opener) -> None:
+    async def scenario() -> None:
+        async with open_backend() as s:
+            caches = s.caches
+            for i, day in enumerate(("02", "03", "04")):
+                assert await caches.create_cache(_cache("acme", f"c{i}", f"2026-01-{day}"))
+            assert not await caches.create_cache(_cache("acme", "c0", "2027-01-01"))
+            assert await caches.create_cache(_cache("zeta", "c0", "2026-01-02"))
+            found = await caches.get_cache("acme", "c1")
+            assert found == _cache("acme", "c1", "2026-01-03")
+            assert await caches.get_cache("zeta", "c1") is None
+            # unexpired at the 2nd noon: c1 and c2; after c1: c2
+            noon = "2026-01-02T12:00:00.000000Z"
+            assert [c.id for c in await caches.list_caches("acme", None, 5, noon)] == ["c1", "c2"]
+            assert [c.id for c in await caches.list_caches("acme", "c1", 5, noon)] == ["c2"]
+            assert [c.id for c in await caches.list_caches("acme", None, 1, noon)] == ["c1"]
+            extended = dataclasses.replace(
+                found, expires="2026-02-01T00:00:00.000000Z", updated=noon, upstream={}
+            )
+            assert await caches.update_cache(extended)
+            assert await caches.get_cache("acme", "c1") == extended
+            assert not await caches.update_cache(dataclasses.replace(extended, tenant="zeta"))
+            # expired at or before the 3rd: acme's c0 and zeta's c0, not the extended c1
+            assert await caches.purge_caches("2026-01-03T00:00:00.000000Z") == 2
+            assert await caches.get_cache("acme", "c0") is None
+            assert await caches.get_cache("zeta", "c0") is None
+            assert await caches.delete_cache("acme", "c1")
+            assert not await caches.delete_cache("acme", "c1")
+            assert await caches.get_cache("acme", "c2") is not None
+
+    asyncio.run(scenario())
+
+
+def _batch(batch_id: str, tenant: str = "acme", count: int = 3) -> BatchRecord:
+    stamp = now()
+    return BatchRecord(batch_id, tenant, "echo", "", PENDING, stamp, stamp, {"key_id": "k"}, count)
+
+
+def test_batches(open_backend: Opener) -> None:
+    async def scenario() -> None:
+        async with open_backend() as s, open_backend() as other:
+            batches = s.batches
+            items = [
+                BatchItem(i, {"contents": [i]}, {"key": str(i)} if i else None) for i in range(3)
+            ]
+            for batch_id in ("b1", "b2", "b3"):
+                await batches.create_batch(_batch(batch_id), items)
+            await batches.create_batch(_batch("b4", tenant="zeta"), items[:1])
+            found = await batches.get_batch("b2")
+            assert found is not None and found.caller == {"key_id": "k"}
+            assert (found.state, found.request_count, found.succeeded) == (PENDING, 3, 0)
+            assert [b.id for b in await batches.list_batches("acme", None, 2)] == ["b3", "b2"]
+            assert [b.id for b in await batches.list_batches("acme", "b2", 5)] == ["b1"]
+            assert await batches.batch_items("b2") == items
+            assert sorted(await batches.unfinished_batches()) == ["b1", "b2", "b3", "b4"]
+            # a result is taken only while the batch runs, once per request
+            assert not await batches.record_result("b2", 0, {"response": {}}, True, now())
+            assert await batches.start_batch("b2", now())
+            assert await other.batches.start_batch("b2", now())  # a retry takes it again
+            assert await batches.record_result("b2", 2, {"error": {"code": 3}}, False, now())
+            assert not await other.batches.record_result("b2", 2, {"response": {}}, True, now())
+            assert await other.batches.record_result("b2", 0, {"response": {"n": 0}}, True, now())
+            found = await batches.get_batch("b2")
+            assert found is not None and (found.state, found.succeeded, found.failed) == (
+                RUNNING,
+                1,
+                1,
+            )
+            assert [i.result for i in await batches.batch_items("b2")] == [
+                {"response": {"n": 0}},
+                None,
+                {"error": {"code": 3}},
+            ]
+            # an ended batch never starts, nor takes results, nor ends again
+            assert await batches.end_batch("b2", SUCCEEDED, now())
+            assert not await batches.end_batch("b2", CANCELLED, now())
+            assert not await batches.start_batch("b2", now())
+            assert not await batches.record_result("b2", 1, {"response": {}}, True, now())
+            assert await batches.end_batch("b1", CANCELLED, now(), {"code": 1, "message": "x"})
+            ended = await batches.get_batch("b1")
+            assert ended is not None and ended.ended is not None
+            assert ended.error == {"code": 1, "message": "x"}
+            assert sorted(await batches.unfinished_batches()) == ["b3", "b4"]
+            assert await batches.delete_batch("b2")
+            assert not await batches.delete_batch("b2")
+            assert await batches.get_batch("b2") is None and await batches.batch_items("b2") == []
 
     asyncio.run(scenario())
 
@@ -570,6 +759,45 @@ def test_the_create_hook_runs_in_the_creates_transaction(backend: str, tmp_path:
             assert await store.read_events("v1_refused", 0, 10) == []
         finally:
             await store.close()
+
+    if backend == "postgresql":
+        with fresh_database() as url:
+            asyncio.run(scenario(url))
+    else:
+        asyncio.run(scenario(f"sqlite:///{tmp_path / 'propylon.db'}"))
+
+
+@pytest.mark.parametrize("backend", ["sqlalchemy-sqlite", "postgresql"])
+def test_the_batch_hook_runs_in_the_creates_transaction(backend: str, tmp_path: Path) -> None:
+    """The batch store's hook sees the batch's row on the driver's connection; its failure
+    writes nothing (a batch is never stored without its job)."""
+
+    async def scenario(url: str) -> None:
+        stores = open_stores(url, tmp_path / "unused.db")
+        await stores.store.open()
+        seen: list[tuple[str, int]] = []
+
+        async def hook(connection: object, batch: BatchRecord) -> None:
+            marker = "%s" if backend == "postgresql" else "?"  # psycopg's, aiosqlite's
+            cursor = await connection.execute(  # type: ignore[attr-defined]
+                f"SELECT count(*) FROM batch_requests WHERE batch_id = {marker}", (batch.id,)
+            )
+            seen.append((batch.id, (await cursor.fetchone())[0]))
+            if batch.id == "refused":
+                raise RuntimeError("the job could not be deferred")
+
+        stores.batches.on_batch_create = hook
+        try:
+            items = [BatchItem(0, {"contents": []}), BatchItem(1, {"contents": []})]
+            await stores.batches.create_batch(_batch("kept", count=2), items)
+            with pytest.raises(RuntimeError):
+                await stores.batches.create_batch(_batch("refused", count=2), items)
+            assert seen == [("kept", 2), ("refused", 2)]
+            assert await stores.batches.get_batch("kept") is not None
+            assert await stores.batches.get_batch("refused") is None
+            assert await stores.batches.batch_items("refused") == []
+        finally:
+            await stores.store.close()
 
     if backend == "postgresql":
         with fresh_database() as url:

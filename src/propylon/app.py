@@ -34,11 +34,9 @@ from propylon.gateway.registry import ModelRegistry
 from propylon.observability import Metrics, MetricsMiddleware
 from propylon.runtime import build_runtime
 from propylon.service.agents import AgentService
-from propylon.service.generate import GenerateService
 from propylon.service.listing import ListingService
 from propylon.service.responses import ResponseService
 from propylon.service.retention import purge_expired
-from propylon.service.stateless import StatelessCalls
 from propylon.store.base import Store
 
 __all__ = ["create_app"]
@@ -78,8 +76,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     store, ledger, custom_agents = stores.store, stores.ledger, stores.agents
     webhooks, worker, agents = runtime.webhooks, runtime.deliveries, runtime.agents
     distributed = runtime.jobs is not None
-    # Stateless calls (Chat Completions, embeddings) share the interactions' quotas and ledger.
-    stateless = StatelessCalls(models, service.quotas, service.ledger, metrics)
+    stateless, batches = runtime.stateless, runtime.batches
     metrics.queue_depth.set_function(service.jobs.waiting)
     metrics.watch_model_processes(lambda: service.models.model_processes())
 
@@ -102,7 +99,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     async def purge_loop() -> None:
         while True:
             with contextlib.suppress(Exception):
-                removed = await purge_expired(store, settings, ledger)
+                removed = await purge_expired(store, settings, ledger, stores.caches)
                 if removed:
                     logger.info("purged %d expired interactions", removed)
             await asyncio.sleep(settings.purge_interval_seconds)
@@ -125,6 +122,8 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
                 requeued,
                 closed,
             )
+        if not distributed and await batches.recover():
+            logger.warning("re-queued the batches the last stop interrupted")
         purger = asyncio.create_task(purge_loop())
         try:
             yield
@@ -133,6 +132,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGHUP)
             await service.shutdown()
+            await batches.stop()
             await worker.stop()
             await runtime.close()
 
@@ -190,7 +190,9 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     app.state.agents = AgentService(custom_agents, store, lambda: service.models, settings, agents)
     app.state.webhooks = webhooks
     # generateContent & co.: stateless, under the same registry, quotas and ledger
-    app.state.generate = GenerateService(stateless)
+    app.state.generate = runtime.generate
+    app.state.caches = runtime.generate.caches
+    app.state.batches = batches
     app.state.models = models
     app.state.metrics = metrics
     app.state.auth = auth

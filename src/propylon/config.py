@@ -348,6 +348,13 @@ class Settings(BaseSettings):
         ge=1,
         description="Background interactions run at once; more wait with status `queued`.",
     )
+    batch_concurrency: int = Field(
+        default=4,
+        ge=1,
+        description="Requests of one Gemini batch (`:batchGenerateContent`) answered at once. "
+        "Batches run on the background queue: embedded, up to `background_workers` batches at "
+        "once; with PostgreSQL, each batch is one job of a `propylon worker`.",
+    )
     worker_concurrency: int = Field(
         default=8,
         ge=1,

@@ -25,9 +25,13 @@ from propylon.jobs.webhooks import DeliveryWorker
 from propylon.observability import Metrics
 from propylon.outbound import OutboundPolicy
 from propylon.providers.google_interactions import GoogleInteractions
+from propylon.service.batches import BatchService
+from propylon.service.caches import CacheService
+from propylon.service.generate import GenerateService
 from propylon.service.idempotency import Idempotency
 from propylon.service.interactions import InteractionService
 from propylon.service.ledger import Ledger
+from propylon.service.stateless import StatelessCalls
 from propylon.service.webhooks import WebhookService, new_secret
 from propylon.store.stores import Stores, open_stores
 
@@ -71,8 +75,10 @@ def _env_key(variable: str | None) -> str | None:
 
 @dataclass
 class Runtime:
-    """One process's parts. `jobs` (procrastinate's App), `queue` and `heartbeat` are set in a
-    distributed deployment only."""
+    """One process's parts. `stateless` and `generate`: the generateContent family's calls
+    (sharing the service's quotas and ledger), which Gemini `batches` run. `jobs`
+    (procrastinate's App), `queue`, `batch_queue` and `heartbeat` are set in a distributed
+    deployment only."""
 
     settings: Settings
     stores: Stores
@@ -82,8 +88,12 @@ class Runtime:
     metrics: Metrics
     agents: dict[str, GoogleInteractions]
     owner: str
+    stateless: StatelessCalls
+    generate: GenerateService
+    batches: BatchService
     jobs: App | None = None
     queue: ProcrastinateQueue | None = None
+    batch_queue: ProcrastinateQueue | None = None
     heartbeat: Heartbeat | None = None
     _closing: list[ModelRegistry] = field(default_factory=list)
 
@@ -108,8 +118,9 @@ class Runtime:
         service's shutdown)."""
         if self.heartbeat is not None:
             await self.heartbeat.stop()
-        if self.queue is not None:
-            await self.queue.stop()
+        for queue in (self.queue, self.batch_queue):
+            if queue is not None:
+                await queue.stop()
         for registry in (*self._closing, self.service.models):
             await registry.close()
         for agent in self.agents.values():
@@ -167,19 +178,46 @@ def build_runtime(settings: Settings, models: ModelRegistry, kind: str) -> Runti
         bus_for(settings.redis_url, settings.stream_buffer_events),
         models,
         settings,
-        ledger=Ledger(stores.ledger, settings),
+        # each reservation names its process: the reconciler settles those of dead ones
+        ledger=Ledger(stores.ledger, settings, owner if jobs is not None else None),
         idempotency=Idempotency(store, settings.idempotency_window_seconds),
         webhooks=webhooks,
         on_outbox=queue.wake_deliveries if queue is not None else deliveries.wake,
         metrics=metrics,
         agents=agents,
         custom_agents=stores.agents,
+        caches=stores.caches,
     )
-    runtime = Runtime(settings, stores, service, webhooks, deliveries, metrics, agents, owner)
+    # Stateless calls (generateContent, Chat Completions, embeddings) and the batches that run
+    # them share the interactions' quotas and ledger.
+    stateless = StatelessCalls(models, service.quotas, service.ledger, metrics)
+    caches = CacheService(stores.caches, lambda: service.models)
+    generate = GenerateService(stateless, caches)
+    batches = BatchService(
+        stores.batches, generate, settings.batch_concurrency, settings.background_workers
+    )
+    runtime = Runtime(
+        settings,
+        stores,
+        service,
+        webhooks,
+        deliveries,
+        metrics,
+        agents,
+        owner,
+        stateless,
+        generate,
+        batches,
+    )
     if jobs is not None and queue is not None:
+        from propylon.jobs.procrastinate import BATCH_TASK
+
         service.jobs = queue
         store.on_create = queue.in_transaction
-        runtime.jobs, runtime.queue = jobs, queue
+        batch_queue = ProcrastinateQueue(jobs, owner, task=BATCH_TASK, argument="batch_id")
+        batches.jobs = batch_queue
+        stores.batches.on_batch_create = batch_queue.batch_created
+        runtime.jobs, runtime.queue, runtime.batch_queue = jobs, queue, batch_queue
         if kind == "serve":
             from propylon.jobs.reconciler import Heartbeat
 

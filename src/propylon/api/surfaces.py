@@ -30,7 +30,7 @@ _OPENAI = re.compile(r"/v1/(?:chat/completions|responses(?:/[^/]*)*|embeddings)$
 # `/v1/models/{m}:generateContent` and its siblings are Google's whatever the key header
 _MODELS = re.compile(
     r"/v1/models(?:/(?![^/]*:(?:generateContent|streamGenerateContent|countTokens"
-    r"|embedContent|batchEmbedContents)$)[^/]+)?$"
+    r"|embedContent|batchEmbedContents|batchGenerateContent)$)[^/]+)?$"
 )
 
 

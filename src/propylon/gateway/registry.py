@@ -251,4 +251,5 @@ def _provider(target: TargetSettings, settings: Settings) -> Provider:
         api_key,
         target.timeout_seconds,
         settings.upstream_max_line_bytes,
+        target.label,
     )

@@ -6,7 +6,8 @@ job in the transaction that writes the interaction's row (`in_transaction`, call
 store on its own connection), so a row never lacks its job nor a job its row. A run's job has
 `lock` and `queueing_lock` set to the interaction id: it never runs twice at once, nor waits
 twice in the queue. Workers run the jobs (jobs/worker.py); the reconciler (jobs/reconciler.py)
-takes over what dead processes leave.
+takes over what dead processes leave. A Gemini batch's job (`BATCH_TASK`, service/batches.py)
+is deferred the same way, with the batch's row, its lock the batch id.
 
 Cancel is procrastinate's abort (an asyncio cancel of the run in whichever worker runs it),
 bounded in time: a run that has not ended `cancelled` by then is taken over and ended by the
@@ -28,8 +29,10 @@ from procrastinate.jobs import JobDeferrer
 
 from propylon.schema.interactions import queue_priority
 from propylon.store.base import InteractionRecord
+from propylon.store.batches import BatchRecord
 
 __all__ = [
+    "BATCH_TASK",
     "CONTROL_QUEUE",
     "DELIVER_TASK",
     "RECONCILE_TASK",
@@ -46,6 +49,7 @@ logger = logging.getLogger("propylon.jobs")
 RUN_QUEUE = "propylon_runs"  # background runs
 CONTROL_QUEUE = "propylon_control"  # the reconciler and webhook deliveries: never behind runs
 RUN_TASK = "propylon.run"
+BATCH_TASK = "propylon.batch"  # a Gemini batch (service/batches.py), on the run queue
 DELIVER_TASK = "propylon.deliver"  # also its lock: one delivery pass at a time, anywhere
 RECONCILE_TASK = "propylon.reconcile"
 
@@ -105,16 +109,28 @@ async def ensure_schema(app: App) -> None:
 
 
 class ProcrastinateQueue:
-    """The job queue (jobs/base.py) of a process of a distributed deployment."""
+    """The job queue (jobs/base.py) of a process of a distributed deployment: the jobs of
+    `task` (background runs by default; a second queue runs Gemini batches, `BATCH_TASK`),
+    each called with its id as the keyword `argument`."""
 
     transactional = True
 
-    def __init__(self, app: App, owner: str, cancel_grace: float = CANCEL_GRACE_SECONDS) -> None:
+    def __init__(
+        self,
+        app: App,
+        owner: str,
+        cancel_grace: float = CANCEL_GRACE_SECONDS,
+        *,
+        task: str = RUN_TASK,
+        argument: str = "interaction_id",
+    ) -> None:
         """`owner`: this process's id, recorded for the foreground runs it creates (their
         owner's heartbeat says whether they are still alive)."""
         self.app = app
         self.owner = owner
         self.cancel_grace = cancel_grace
+        self.task = task
+        self.argument = argument
         self._wakes: set[asyncio.Task[None]] = set()
 
     def has_capacity(self) -> bool:
@@ -125,7 +141,7 @@ class ProcrastinateQueue:
 
     def _run_job(self, interaction_id: str, priority: int, connection: Any = None) -> JobDeferrer:
         return self.app.configure_task(
-            RUN_TASK,
+            self.task,
             queue=RUN_QUEUE,
             lock=interaction_id,
             queueing_lock=interaction_id,
@@ -135,7 +151,16 @@ class ProcrastinateQueue:
 
     async def submit(self, interaction_id: str, priority: int = 1) -> None:
         with contextlib.suppress(AlreadyEnqueued):
-            await self._run_job(interaction_id, priority).defer_async(interaction_id=interaction_id)
+            await self._run_job(interaction_id, priority).defer_async(
+                **{self.argument: interaction_id}
+            )
+
+    async def batch_created(
+        self, connection: psycopg.AsyncConnection[Any], batch: BatchRecord
+    ) -> None:
+        """The batch store's hook (the queue of `BATCH_TASK`), run inside the transaction that
+        creates `batch`'s row on `connection`: its job is deferred with it."""
+        await self._run_job(batch.id, 1, connection).defer_async(**{self.argument: batch.id})
 
     async def in_transaction(
         self, connection: psycopg.AsyncConnection[Any], record: InteractionRecord
@@ -156,7 +181,7 @@ class ProcrastinateQueue:
         )
 
     async def _live(self, interaction_id: str) -> list[Any]:
-        jobs = await self.app.job_manager.list_jobs_async(lock=interaction_id, task=RUN_TASK)
+        jobs = await self.app.job_manager.list_jobs_async(lock=interaction_id, task=self.task)
         return [job for job in jobs if job.status in ("todo", "doing")]
 
     async def cancel(self, interaction_id: str) -> bool:

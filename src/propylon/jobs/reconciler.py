@@ -7,10 +7,17 @@ The reconciler is a periodic procrastinate job (one worker runs each pass). A pa
    `failed` and a new job is deferred for its interaction (a new job id, so the stalled
    worker, should it wake, cannot finish the new job in procrastinate's table; its writes
    to the run are refused by the run epoch). A job whose abort was asked is not retried;
-2. re-queues unfinished background runs that have no job waiting or running (and have not
-   moved for a heartbeat's staleness: a run being created or cancelled right now is left);
-3. ends `failed` (code `interrupted`) the foreground runs of `serve` processes whose
-   heartbeat is stale, taking each run over first (its epoch fences the old writer out).
+2. ends `cancelled` the unfinished background runs a user cancelled (a job of theirs has
+   `abort_requested`, written by the cancel before anything else) that no job runs any more:
+   their canceller died, or failed, before it ended them. A user's cancel is never retried;
+3. re-queues the other unfinished background runs that have no job waiting or running, and
+   unfinished Gemini batches likewise (a cancelled batch is ended in its row first, so it
+   is never re-queued). Steps 2 and 3 leave what has moved within a heartbeat's staleness
+   (being created, or cancelled right now: its canceller ends it);
+4. ends `failed` (code `interrupted`) the foreground runs of `serve` processes whose
+   heartbeat is stale, taking each run over first (its epoch fences the old writer out);
+5. settles the open reservations (service/ledger.py) of `serve` processes whose heartbeat
+   is stale (`recover_lost`): never a live process's.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ from typing import Any
 from procrastinate import App
 from procrastinate.jobs import Status
 
-from propylon.jobs.procrastinate import RUN_TASK, ProcrastinateQueue
+from propylon.jobs.procrastinate import BATCH_TASK, ProcrastinateQueue
+from propylon.store.batches import UNFINISHED
 
 __all__ = ["Heartbeat", "Reconciler"]
 
@@ -38,13 +46,28 @@ INTERRUPTED = {
 
 # Ends a run whose process died: (interaction id, status, error) -> whether it was written.
 CloseRun = Callable[[str, str, dict[str, str]], Awaitable[bool]]
+# Ends a run its user cancelled: interaction id -> whether it was written.
+CloseCancelled = Callable[[str], Awaitable[bool]]
+# Settles the open reservations of these interactions, made by dead processes -> how many.
+RecoverLost = Callable[[list[str]], Awaitable[int]]
 
+# Unfinished background runs with no job waiting or running that have not moved lately:
+# `{cancelled}` is EXISTS (a user cancelled it: ended `cancelled`) or NOT EXISTS (re-queued).
 _UNJOBBED = """
 SELECT i.id FROM interactions i
  WHERE i.background AND i.status IN ('queued', 'in_progress') AND i.updated < %s
    AND NOT EXISTS (
        SELECT 1 FROM procrastinate_jobs j
         WHERE j.lock = i.id AND j.status IN ('todo', 'doing'))
+   AND {cancelled} (
+       SELECT 1 FROM procrastinate_jobs j WHERE j.lock = i.id AND j.abort_requested)
+"""
+_UNJOBBED_BATCHES = f"""
+SELECT b.id FROM batches b
+ WHERE b.state IN ({", ".join(f"'{state}'" for state in UNFINISHED)}) AND b.updated < %s
+   AND NOT EXISTS (
+       SELECT 1 FROM procrastinate_jobs j
+        WHERE j.lock = b.id AND j.status IN ('todo', 'doing'))
 """
 _ORPHANS = """
 SELECT i.id FROM interactions i JOIN propylon_run_owners o ON o.interaction_id = i.id
@@ -59,33 +82,64 @@ DELETE FROM propylon_run_owners o WHERE NOT EXISTS (
        AND i.status IN ('queued', 'in_progress'))
 """
 _DEAD = "DELETE FROM propylon_processes WHERE heartbeat < now() - make_interval(secs => %s)"
+_LOST = """
+SELECT l.interaction_id FROM ledger l
+ WHERE l.settled IS NULL AND l.owner IS NOT NULL
+   AND NOT EXISTS (
+       SELECT 1 FROM propylon_processes p
+        WHERE p.id = l.owner AND p.heartbeat > now() - make_interval(secs => %s))
+"""
 
 
 class Reconciler:
     """One pass at a time (`run_once`), over the whole deployment."""
 
     def __init__(
-        self, app: App, queue: ProcrastinateQueue, close_run: CloseRun, stale_after: float
+        self,
+        app: App,
+        queue: ProcrastinateQueue,
+        close_run: CloseRun,
+        stale_after: float,
+        *,
+        close_cancelled: CloseCancelled,
+        recover_lost: RecoverLost,
+        batches: ProcrastinateQueue | None = None,
     ) -> None:
+        """`queue`: the background runs' jobs; `batches`: the Gemini batches' (if served)."""
         self.app = app
         self.queue = queue
         self.close_run = close_run
+        self.close_cancelled = close_cancelled
+        self.recover_lost = recover_lost
         self.stale_after = stale_after
+        self.queues = {q.task: q for q in (queue, batches) if q is not None}
 
     async def run_once(self) -> dict[str, int]:
-        """One pass; returns how many runs it took over, re-queued and closed."""
+        """One pass; returns how many runs it took over, ended cancelled, re-queued and
+        closed, and how many reservations it settled."""
         retried = await self._stalled()
+        cancelled = await self._cancelled()
         requeued = await self._unjobbed()
         closed = await self._orphans()
-        if retried or requeued or closed:
+        settled = await self.recover_lost(await self._ids(_LOST, self.stale_after))
+        if retried or cancelled or requeued or closed or settled:
             logger.warning(
-                "reconciled: %d stalled jobs retried, %d runs re-queued, %d foreground runs "
-                "of dead processes closed",
+                "reconciled: %d stalled jobs retried, %d cancelled runs ended, %d runs or "
+                "batches re-queued, %d foreground runs of dead processes closed, "
+                "%d reservations of dead processes settled",
                 retried,
+                cancelled,
                 requeued,
                 closed,
+                settled,
             )
-        return {"retried": retried, "requeued": requeued, "closed": closed}
+        return {
+            "retried": retried,
+            "cancelled": cancelled,
+            "requeued": requeued,
+            "closed": closed,
+            "settled": settled,
+        }
 
     async def _stalled(self) -> int:
         manager = self.app.job_manager
@@ -95,9 +149,10 @@ class Reconciler:
             assert job.id is not None
             with contextlib.suppress(Exception):  # it ended meanwhile
                 await manager.finish_job_by_id_async(job.id, Status.FAILED, delete_job=False)
-            if job.task_name != RUN_TASK or job.abort_requested or job.lock is None:
+            queue = self.queues.get(job.task_name)
+            if queue is None or job.abort_requested or job.lock is None:
                 continue  # periodic passes come again; an aborted run is the canceller's
-            await self.queue.submit(job.lock, -job.priority)
+            await queue.submit(job.lock, -job.priority)
             retried += 1
         return retried
 
@@ -106,12 +161,34 @@ class Reconciler:
             rows: list[tuple[Any, ...]] = await (await conn.execute(sql, params)).fetchall()
             return rows
 
-    async def _unjobbed(self) -> int:
+    async def _ids(self, sql: str, *params: Any) -> list[str]:
+        return [row[0] for row in await self._rows(sql, *params)]
+
+    async def _unmoved(self, cancelled: bool) -> list[str]:
+        """Unfinished background runs without a live job, unmoved for `stale_after`: those a
+        user cancelled, or the others."""
         since = datetime.now(tz=UTC) - timedelta(seconds=self.stale_after)
-        rows = await self._rows(_UNJOBBED, since.strftime("%Y-%m-%dT%H:%M:%SZ"))  # as stored
-        for (interaction_id,) in rows:
+        sql = _UNJOBBED.format(cancelled="EXISTS" if cancelled else "NOT EXISTS")
+        return await self._ids(sql, since.strftime("%Y-%m-%dT%H:%M:%SZ"))  # as stored
+
+    async def _cancelled(self) -> int:
+        ended = 0
+        for interaction_id in await self._unmoved(cancelled=True):
+            ended += await self.close_cancelled(interaction_id)
+        return ended
+
+    async def _unjobbed(self) -> int:
+        rows = await self._unmoved(cancelled=False)
+        for interaction_id in rows:
             await self.queue.submit(interaction_id)
-        return len(rows)
+        batches = self.queues.get(BATCH_TASK)
+        if batches is None:
+            return len(rows)
+        since = datetime.now(tz=UTC) - timedelta(seconds=self.stale_after)
+        stale = await self._ids(_UNJOBBED_BATCHES, since.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        for batch_id in stale:
+            await batches.submit(batch_id)
+        return len(rows) + len(stale)
 
     async def _orphans(self) -> int:
         closed = 0

@@ -1,7 +1,8 @@
-"""`propylon worker`: runs the background runs, webhook deliveries and reconciler passes that
-procrastinate holds in PostgreSQL.
+"""`propylon worker`: runs the background runs, Gemini batches, webhook deliveries and
+reconciler passes that procrastinate holds in PostgreSQL.
 
-Two procrastinate workers share the process: one takes run jobs (`concurrency` at once), the
+Two procrastinate workers share the process: one takes run and batch jobs (`concurrency` at
+once; a batch answers `batch_concurrency` of its requests at once), the
 other the control queue (the reconciler and webhook deliveries, one at a time), so a full run
 queue never holds the reconciler up. Procrastinate records each worker's heartbeat; a worker
 that dies (a lost database connection stops it) is started again.
@@ -28,6 +29,7 @@ from procrastinate.worker import Worker
 from propylon.config import Settings
 from propylon.gateway.registry import ModelRegistry
 from propylon.jobs.procrastinate import (
+    BATCH_TASK,
     CONTROL_QUEUE,
     DELIVER_TASK,
     RECONCILE_TASK,
@@ -76,6 +78,16 @@ def _register(runtime: Runtime, running: set[asyncio.Task[Any]]) -> Reconciler:
         finally:
             running.discard(task)
 
+    @app.task(name=BATCH_TASK, queue=RUN_QUEUE, retry=HandBack())
+    async def batch(batch_id: str) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        running.add(task)
+        try:
+            await runtime.batches.execute(batch_id)
+        finally:
+            running.discard(task)
+
     @app.periodic(cron=_every(_DELIVER_EVERY), periodic_id="deliver")
     @app.task(name=DELIVER_TASK, queue=CONTROL_QUEUE, lock=DELIVER_TASK, queueing_lock=DELIVER_TASK)
     async def deliver(timestamp: int | None = None) -> None:
@@ -86,7 +98,18 @@ def _register(runtime: Runtime, running: set[asyncio.Task[Any]]) -> Reconciler:
         await service.ledger.charge(interaction_id)
         return await service.close_run(interaction_id, status, error)
 
-    reconciler = Reconciler(app, runtime.queue, close_orphan, settings.stale_after_seconds)
+    async def recover_lost(interaction_ids: list[str]) -> int:
+        return await service.ledger.recover_lost(interaction_ids, service.store.get)
+
+    reconciler = Reconciler(
+        app,
+        runtime.queue,
+        close_orphan,
+        settings.stale_after_seconds,
+        close_cancelled=service.close_cancelled,
+        recover_lost=recover_lost,
+        batches=runtime.batch_queue,
+    )
 
     @app.periodic(cron=_every(settings.reconcile_seconds), periodic_id="reconcile")
     # No `lock`: a pass that died with its worker would hold it. Two passes at once are safe

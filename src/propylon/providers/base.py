@@ -21,6 +21,7 @@ __all__ = [
     "Finish",
     "FunctionCall",
     "MediaDelta",
+    "NativeCache",
     "NativeChunk",
     "NativeRequest",
     "Provider",
@@ -48,6 +49,28 @@ class NativeRequest:
     api: str
     body: dict[str, Any]
     stream: bool = False
+    cached: NativeCache | None = None
+
+
+@dataclass(slots=True)
+class NativeCache:
+    """The cached content a NativeRequest names (generateContent's `cachedContent`), which
+    its `body` no longer does. `upstream`: per target label, the name of that target's copy
+    of it (`cachedContents/...`); `inline`: its fields (`contents`, `systemInstruction`,
+    `tools`, `toolConfig`, camelCase), sent before the request's by a target with no copy."""
+
+    upstream: dict[str, str]
+    inline: dict[str, Any]
+
+    def body_for(self, label: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The request `body` for the target `label`: naming its copy, or with the cached
+        fields inline (the request itself sets none but `contents`)."""
+        name = self.upstream.get(label)
+        if name is not None:
+            return {**body, "cachedContent": name}
+        merged = {**body, **{k: v for k, v in self.inline.items() if k != "contents"}}
+        merged["contents"] = [*self.inline.get("contents", []), *body.get("contents", [])]
+        return merged
 
 
 @dataclass(slots=True)
@@ -66,6 +89,9 @@ class Turn:
     instead of the translated history (which every other provider answers).
     native: a surface's own request body (generateContent's), likewise, for providers that
     speak it (`gemini`): they answer with its chunks unchanged (`NativeChunk`).
+    cached_steps: the first `cached_steps` steps of `history` came from a cached content
+    (`cachedContents`), with the system instruction when `cached_instruction`: a provider
+    that counts its own tokens (echo) reports those as cached input.
     """
 
     history: list[dict[str, Any]]
@@ -79,6 +105,8 @@ class Turn:
     upstream_continuation: str | None = None
     chat_completions_body: dict[str, Any] | None = None
     native: NativeRequest | None = None
+    cached_steps: int = 0
+    cached_instruction: bool = False
 
     def functions(self) -> list[dict[str, Any]]:
         """The function declarations the model may call, as allowed by `tool_choice`."""

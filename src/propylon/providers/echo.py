@@ -21,10 +21,11 @@ until its round limit). With a JSON `response_format`, echo answers the last
 input text as is, so a JSON input passes the schema check and anything else fails it.
 Generation settings: `max_output_tokens` (words) and `stop_sequences` are honoured;
 `temperature`, `top_p` and `seed` are accepted and change nothing (echo is deterministic).
-Usage counts are text tokens (`*_by_modality`: `text`). A continued answer (`Turn.continuation`,
-after `requires_continuation`) is the rest of the same answer: echo's answer is a function of
-the history, so it sends what follows the part already given. Every step type is shown as
-it came (echo takes them all natively).
+Usage counts are text tokens (`*_by_modality`: `text`); the words of a cached content's
+part of the turn (`Turn.cached_steps`) count as cached input tokens. A continued answer
+(`Turn.continuation`, after `requires_continuation`) is the rest of the same answer: echo's
+answer is a function of the history, so it sends what follows the part already given. Every
+step type is shown as it came (echo takes them all natively).
 
 Embeddings (`embed`): a unit vector of `EMBEDDING_DIMENSIONS` floats (or the `dimensions`
 asked for, up to `MAX_EMBEDDING_DIMENSIONS`) derived from the text's SHAKE-256 digest, each
@@ -130,7 +131,7 @@ class EchoProvider:
         if calls:
             for call in calls:
                 yield call
-            yield UsageReport(Usage.text(words_in, len(calls)))
+            yield UsageReport(_usage(turn, words_in, len(calls)))
             yield Finish("stop")
             return
         text = _answer(turn)
@@ -145,7 +146,7 @@ class EchoProvider:
             if self.delay:
                 await asyncio.sleep(self.delay)
             yield TextDelta(text[start : start + _CHUNK])
-        yield UsageReport(Usage.text(words_in, len(text.split())))
+        yield UsageReport(_usage(turn, words_in, len(text.split())))
         yield finish
 
     async def embed(self, texts: list[str], dimensions: int | None) -> Embeddings:
@@ -168,6 +169,18 @@ def input_words(turn: Turn) -> int:
     system instruction."""
     words = sum(len(step_text(s).split()) for s in turn.history)
     return words + len((turn.system_instruction or "").split())
+
+
+def _usage(turn: Turn, words_in: int, words_out: int) -> Usage:
+    """The usage of an answer: text tokens, the cached content's words as cached input."""
+    usage = Usage.text(words_in, words_out)
+    cached = sum(len(step_text(s).split()) for s in turn.history[: turn.cached_steps])
+    if turn.cached_instruction:
+        cached += len((turn.system_instruction or "").split())
+    if cached:
+        usage.cached_tokens = cached
+        usage.cached_by_modality = {"text": cached}
+    return usage
 
 
 def echo_embedding(text: str, dimensions: int) -> list[float]:

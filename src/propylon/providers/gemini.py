@@ -19,8 +19,11 @@ same request with its `continuationToken`.
 A `Turn.native` generateContent body (the generateContent surface, api/gemini/) is forwarded
 as it came, to `:generateContent` or `:streamGenerateContent?alt=sse` as the client asked, and
 each answer chunk comes back unchanged (`NativeChunk`) with its usage; only its
-`maxOutputTokens` is capped at the turn's (a key's token ceiling). Embeddings go to
-`:batchEmbedContents` (`embed`); `count_tokens` to `:countTokens`.
+`maxOutputTokens` is capped at the turn's (a key's token ceiling). A request naming a cached
+content (`NativeRequest.cached`) carries this target's upstream copy of it as `cachedContent`,
+or, when this target has none, the cached fields inline before the request's. Embeddings go
+to `:batchEmbedContents` (`embed`); `count_tokens` to `:countTokens`; the copies of cached
+contents are made, updated and deleted at `cachedContents` (`create_cache`, ...).
 """
 
 from __future__ import annotations
@@ -80,9 +83,12 @@ class GeminiProvider:
         api_key: str | None,
         timeout: float,
         max_line_bytes: int,
+        label: str = "",
     ) -> None:
         root = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self.model = model
+        self.label = label  # its target's: the key of its copies of cached contents
+        self.root = f"{root}/v1beta"
         self.base = f"{root}/v1beta/models/{model}"
         self.url = f"{self.base}:streamGenerateContent?alt=sse"
         headers = {"x-goog-api-key": api_key} if api_key else {}
@@ -112,7 +118,12 @@ class GeminiProvider:
     ) -> AsyncIterator[ProviderEvent]:
         """The client's generateContent body forwarded (its `maxOutputTokens` at most `limit`,
         a key's ceiling); Google's answer chunks unchanged."""
-        body = native.body if limit is None else capped(native.body, limit)
+        body = (
+            native.body
+            if native.cached is None
+            else native.cached.body_for(self.label, native.body)
+        )
+        body = body if limit is None else capped(body, limit)
         if native.stream:
             async for chunk in self.upstream.stream(self.url, body):
                 yield NativeChunk(chunk)
@@ -148,6 +159,23 @@ class GeminiProvider:
             body = {**body, "generateContentRequest": inner}
         answer = await self.upstream.post_json(f"{self.base}:countTokens", body)
         return int(answer.get("totalTokens") or 0)
+
+    async def create_cache(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Google's `CachedContent` made of a create `body` (`contents`, `systemInstruction`,
+        `tools`, `toolConfig`, `expireTime`) for this target's model. Raises UpstreamError."""
+        return await self.upstream.post_json(
+            f"{self.root}/cachedContents", {**body, "model": f"models/{self.model}"}
+        )
+
+    async def update_cache(self, name: str, expire_time: str) -> None:
+        """Set the expiry of the upstream cached content `name`. Raises UpstreamError."""
+        await self.upstream.request_json(
+            "PATCH", f"{self.root}/{name}?updateMask=expireTime", {"expireTime": expire_time}
+        )
+
+    async def delete_cache(self, name: str) -> None:
+        """Delete the upstream cached content `name`. Raises UpstreamError."""
+        await self.upstream.request_json("DELETE", f"{self.root}/{name}")
 
     async def close(self) -> None:
         await self.upstream.close()

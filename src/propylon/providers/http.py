@@ -95,9 +95,17 @@ class Upstream:
 
     async def post_json(self, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """POST JSON (or nothing) and return the JSON answer. Raises UpstreamError."""
+        return await self.request_json("POST", url, body)
+
+    async def request_json(
+        self, method: str, url: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """`method` (`POST`, `PATCH`, `DELETE`) with JSON (or nothing); the JSON answer
+        (`{}` for an empty one). Raises UpstreamError."""
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
-            async with self._client().post(
+            async with self._client().request(
+                method,
                 url,
                 data=orjson.dumps(body) if body else b"",
                 headers=self.headers,

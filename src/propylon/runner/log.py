@@ -12,11 +12,12 @@ keeps the events in memory for the lifetime of the request, for its one reader, 
 them to the bus as they are emitted.
 
 Exactly one terminal event: once `interaction.completed` is emitted the log refuses anything
-more. Once the terminal event is committed (kept, for a MemoryLog), `drain` runs the log's
-`on_terminal` (the ledger's settlement, token counts, metrics): never for an end that was not
-written. A write that fails ends the log: what can be stored is, then an `error` event and a
-`failed` end continue the stored log (not the lost batch); when not even that can be written,
-the log is `failure`d and its readers are woken to end their streams with that error.
+more. Once the terminal event is committed (kept, for a MemoryLog), the log's `on_ended` runs
+(the ledger's settlement, token counts, metrics), and only then is that event published:
+never for an end that was not written (a fenced-out writer settles nothing). A write that
+fails ends the log: what can be stored is, then an `error` event and a `failed` end continue
+the stored log (not the lost batch); when not even that can be written, the log is `failure`d
+and its readers are woken to end their streams with that error.
 
 Fencing: a stored log written under a run epoch (`StoredLog(epoch=...)`, see
 `InteractionStore.claim_run`) appends only while the run is still its own. Once another
@@ -51,17 +52,18 @@ from propylon.store.base import (
 if TYPE_CHECKING:
     from propylon.runner.writer import LogWriter
 
-__all__ = ["Deliveries", "EventLog", "Fenced", "MemoryLog", "OnTerminal", "StoredLog"]
+__all__ = ["EventLog", "Fenced", "MemoryLog", "OnEnded", "OnTerminal", "StoredLog"]
 
 logger = logging.getLogger("propylon.runner")
 
 _PAGE = 500  # events per read when a failed log re-reads what it has stored
 _FOLD_AFTER = 1024  # committed events kept unfolded (until a `committed()` read) at most
 
-# What a run's end does once its terminal event is written: settle, count, measure.
-OnTerminal = Callable[[InteractionRecord], Awaitable[None]]
 # The webhook deliveries an ending run enqueues (written with its terminal event).
-Deliveries = Callable[[InteractionRecord], Awaitable[list[Delivery]]]
+OnTerminal = Callable[[InteractionRecord], Awaitable[list[Delivery]]]
+# Told once the terminal event is written, by the writer that wrote it (a writer fenced out
+# never is): the run's spend is settled there, so a log that lost its run settles nothing.
+OnEnded = Callable[[InteractionRecord], Awaitable[None]]
 # The state of a record a batch changes, put back when its write fails.
 _Prior = tuple[str, list[dict[str, Any]], dict[str, Any] | None, list[dict[str, Any]], str]
 
@@ -79,21 +81,22 @@ class EventLog(ABC):
         record: InteractionRecord,
         bus: Bus,
         existing: Projection | None = None,
-        on_terminal: OnTerminal | None = None,
+        on_ended: OnEnded | None = None,
     ) -> None:
         """`existing`: the fold of a stored log to continue (a queued or recovered run); its
-        events are already stored, so appends continue its sequence."""
+        events are already stored, so appends continue its sequence. `on_ended`: told once
+        this log has written its terminal event (see OnEnded)."""
         self.record = record
         self.projection = existing or Projection()
         self._bus = bus
-        self._on_terminal = on_terminal
+        self._on_ended = on_ended
         self._closed = self.projection.ended
         self._failure: dict[str, str] | None = None
         self._cause: BaseException | None = None
         self.fenced = False  # an append was refused: the run is no longer this log's
         self._lost: IdempotencyConflict | None = None  # its create lost its idempotency key
-        self._ended_written = False  # the terminal event is committed
-        self._ending: asyncio.Future[None] | None = None  # `on_terminal`, once under way
+        # once the terminal event is written: `on_ended`, then that event's publication
+        self._ending: asyncio.Future[None] | None = None
 
     @property
     def interaction_id(self) -> str:
@@ -147,9 +150,8 @@ class EventLog(ABC):
 
     async def drain(self) -> None:
         """Wait until every emitted event is persisted and published (or the log has ended on
-        a write failure), then, once its terminal event is written, until its `on_terminal`
-        has run. A cancel that lands meanwhile is raised once that is done: a task never
-        stops with its log half-written.
+        a write failure), its terminal one after `on_ended` has run. A cancel that lands
+        meanwhile is raised once that is done: a task never stops with its log half-written.
 
         Raises IdempotencyConflict when the interaction's row was not written because another
         holds its idempotency key (another process claimed it first), InvalidArgument when the
@@ -159,9 +161,7 @@ class EventLog(ABC):
         while True:
             try:
                 await self._written()
-                if self._ended_written and self._on_terminal is not None:
-                    if self._ending is None:
-                        self._ending = asyncio.ensure_future(self._on_terminal(self.record))
+                if self._ending is not None:
                     await asyncio.shield(self._ending)
                 break
             except asyncio.CancelledError as exc:
@@ -185,6 +185,20 @@ class EventLog(ABC):
     async def _written(self) -> None:
         """Return once every queued event is persisted and published (or dropped)."""
 
+    def _end(self, batch: list[Event]) -> None:
+        """`batch`, which ends the log, is written: settle (`on_ended`), then publish it."""
+        self._ending = asyncio.ensure_future(self._ended(batch))
+
+    async def _ended(self, batch: list[Event]) -> None:
+        """Tell `on_ended` (its failure is logged, never raised: the end is stored already),
+        then hand the end to the readers."""
+        if self._on_ended is not None:
+            try:
+                await self._on_ended(self.record)
+            except Exception:
+                logger.exception("interaction %s: accounting for its end failed", self.record.id)
+        self._bus.publish(self.record.id, batch)
+
     def _fold(self, kind: str, data: dict[str, Any]) -> Event:
         event = Event(self.projection.last_seq + 1, kind, data)
         self.projection.apply(event)
@@ -201,9 +215,9 @@ class MemoryLog(EventLog):
     handed to the bus as they are emitted (no write to wait for)."""
 
     def __init__(
-        self, record: InteractionRecord, bus: Bus, on_terminal: OnTerminal | None = None
+        self, record: InteractionRecord, bus: Bus, on_ended: OnEnded | None = None
     ) -> None:
-        super().__init__(record, bus, on_terminal=on_terminal)
+        super().__init__(record, bus, on_ended=on_ended)
         self.events: list[Event] = []
 
     async def read_events(self, interaction_id: str, after_seq: int, limit: int) -> list[Event]:
@@ -213,8 +227,9 @@ class MemoryLog(EventLog):
         self.events.append(event)
         if self._closed:  # nothing is stored, but an end is counted
             self.record.status, self.record.usage = self.projection.status, self.projection.usage
-            self._ended_written = True
-        self._bus.publish(self.record.id, [event])
+            self._end([event])
+        else:
+            self._bus.publish(self.record.id, [event])
 
     async def _written(self) -> None:
         return
@@ -229,21 +244,28 @@ class StoredLog(EventLog):
         record: InteractionRecord,
         store: Store,
         bus: Bus,
-        writer: LogWriter,
         existing: Projection | None = None,
         on_terminal: OnTerminal | None = None,
-        deliveries: Deliveries | None = None,
         on_outbox: Callable[[], None] | None = None,
         epoch: int | None = None,
+        on_ended: OnEnded | None = None,
+        writer: LogWriter | None = None,
     ) -> None:
-        """`deliveries`: the webhook deliveries an ending run enqueues, written with its
-        terminal event; `on_outbox` is called once they are committed. `epoch`: the run
-        epoch this log writes under (appends are fenced on it); None: the record's own (a
-        new interaction's first epoch, or the one it was read with)."""
-        super().__init__(record, bus, existing, on_terminal)
+        """`writer`: the process's group commit, which writes this log (None: a writer of
+        its own, for a log written alone). `on_terminal`: the
+        webhook deliveries an ending run enqueues, written with its terminal event;
+        `on_outbox` is called once they are committed; `on_ended` once the terminal event is
+        written (never when the append was fenced). `epoch`: the run epoch this log writes
+        under (appends are fenced on it); None: the record's own (a new interaction's first
+        epoch, or the one it was read with)."""
+        super().__init__(record, bus, existing, on_ended)
         self._store = store
+        if writer is None:
+            from propylon.runner.writer import LogWriter
+
+            writer = LogWriter(store)
         self._writer = writer
-        self._deliveries = deliveries
+        self._deliveries = on_terminal
         self._on_outbox = on_outbox
         self._created = existing is not None
         self.epoch = record.run_epoch if epoch is None else epoch
@@ -330,8 +352,9 @@ class StoredLog(EventLog):
         if len(self._unfolded) > _FOLD_AFTER:
             self.committed()
         if is_terminal_event(batch[-1]):
-            self._ended_written = True
-        self._bus.publish(self.record.id, batch)
+            self._end(batch)  # settled, then published
+        else:
+            self._bus.publish(self.record.id, batch)
         outbox = write.deliveries or (write.snapshot is not None and write.snapshot.deliveries)
         if outbox and self._on_outbox is not None:
             self._on_outbox()
@@ -416,7 +439,6 @@ class StoredLog(EventLog):
             self.projection = await self._stored()
             self._committed, self._unfolded = self.projection.copy(), []
             if self.projection.ended:  # the failure came after the end was committed
-                self._ended_written = True
                 self._bus.publish(self.record.id, [])  # readers re-check and find that end
                 return
             end = [

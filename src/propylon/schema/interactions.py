@@ -355,11 +355,6 @@ class CreateInteraction(BaseModel):
             raise ValueError(
                 "`generation_config` and `cached_content` go with `model`, not with `agent`"
             )
-        if self.model and self.cached_content is not None:
-            raise ValueError(
-                "`cached_content` is not supported: Propylon has no cached-contents resource "
-                "yet; send the content in `input` or the history"
-            )
         if self.model and self.environment is not None:
             raise ValueError(
                 "`environment` is for Google-hosted agents (`agent`); a model run has none"

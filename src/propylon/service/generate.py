@@ -6,6 +6,12 @@ metrics as interactions; the call's id is the answer's `responseId`). `gemini` t
 client's body as sent (`Turn.native`) and their answer comes back unchanged; other targets get
 the request translated (schema/gemini/turn.py) and their events are written as
 GenerateContentResponse bodies (schema/gemini/answer.py).
+
+A request naming a `cachedContent` (service/caches.py: the caller's tenant's, unexpired, made
+for the same served model; the request sets no `systemInstruction`, `tools` or `toolConfig`
+of its own, as Google requires) gets the cached content before its own: translated ahead of
+its contents for other targets (its words counted as cached by echo), and, for `gemini`
+targets, as the name of the target's upstream copy, or inline when it has none.
 """
 
 from __future__ import annotations
@@ -30,10 +36,17 @@ from propylon.providers.gemini import GeminiProvider
 from propylon.runner.output import check_arguments
 from propylon.schema.gemini.answer import ResponseBuilder, error_chunk
 from propylon.schema.gemini.request import GenerateContentRequest
-from propylon.schema.gemini.turn import translate
+from propylon.schema.gemini.turn import Translated, translate
+from propylon.service.caches import CacheService, cached_turn, native_cache
 from propylon.service.stateless import Call, StatelessCalls, upstream_failure
+from propylon.store.caches import CacheRecord
 
 __all__ = ["GenerateService", "Generation"]
+
+# Propylon's own fields of a generateContent body, never forwarded: `labels`, and the cached
+# content, which each `gemini` target gets as its own copy's name (or inline)
+_PROPYLONS = frozenset({"labels", "cachedContent", "cached_content"})
+_INNER = ("generateContentRequest", "generate_content_request")
 
 
 @dataclass(slots=True)
@@ -50,8 +63,9 @@ class Generation:
 class GenerateService:
     """generateContent, countTokens and embeddings over the stateless calls."""
 
-    def __init__(self, calls: StatelessCalls) -> None:
+    def __init__(self, calls: StatelessCalls, caches: CacheService | None = None) -> None:
         self.calls = calls
+        self.caches = caches
 
     async def generate(
         self,
@@ -67,18 +81,15 @@ class GenerateService:
         a key's token ceiling caps its `maxOutputTokens` there, see StatelessCalls.answer).
         Raises InvalidArgument (naming the field), NotFound, PermissionDenied,
         ResourceExhausted or Unavailable before any output."""
-        if request.cached_content is not None:
-            raise InvalidArgument(
-                "`cachedContent`: Propylon does not serve cached contents yet; send the "
-                "contents in the request"
-            )
+        cache = await self._cache(model, request, caller)
         served = self.calls.resolve(model)
         providers = {target.settings.provider for target in served.targets}
-        translated = translate(request) if providers - {"gemini"} else None
+        translated = self._translate(request, cache) if providers - {"gemini"} else None
         turn = translated.turn if translated is not None else Turn(history=[])
         if "gemini" in providers:
-            forwarded = {k: v for k, v in body.items() if k != "labels"}
-            turn.native = NativeRequest("generateContent", forwarded, stream)
+            forwarded = {k: v for k, v in body.items() if k not in _PROPYLONS}
+            cached = native_cache(cache) if cache is not None else None
+            turn.native = NativeRequest("generateContent", forwarded, stream, cached)
         call = await self.calls.answer(caller, model, turn, request.labels or {}, prefix="gc")
         return Generation(
             call,
@@ -86,6 +97,28 @@ class GenerateService:
             validated=translated is not None and translated.validated,
             tools=turn.tools,
         )
+
+    async def _cache(
+        self, model: str, request: GenerateContentRequest, caller: Caller
+    ) -> CacheRecord | None:
+        """The cached content `request` names, if any, checked for use with `model`. Raises
+        NotFound (unknown, expired, another tenant's) or InvalidArgument."""
+        if request.cached_content is None:
+            return None
+        if self.caches is None:
+            raise InvalidArgument("`cachedContent`: this server keeps no cached contents")
+        cache = await self.caches.find(request.cached_content, caller)
+        self.caches.check_use(cache, model, request)
+        return cache
+
+    @staticmethod
+    def _translate(request: GenerateContentRequest, cache: CacheRecord | None) -> Translated:
+        """The Turn for targets that are not `gemini`: `cache`'s content first, if any."""
+        if cache is None:
+            return translate(request)
+        own = request.model_dump(by_alias=True, exclude_none=True, exclude={"cached_content"})
+        turn, validated = cached_turn(cache, own)
+        return Translated(turn, validated)
 
     async def whole(self, generation: Generation) -> dict[str, Any]:
         """The whole answer as one GenerateContentResponse (a `gemini` target's own,
@@ -134,17 +167,24 @@ class GenerateService:
         target: Google's `countTokens` for a `gemini` target, echo's word count for `echo`.
         Raises NotFound, PermissionDenied, or InvalidArgument for a model whose first target
         cannot count (or a request it cannot take)."""
+        cache = await self._cache(model, request, caller)
         served = self.calls.resolve(model)
         self.calls.quotas.allows(caller, model)
         target = served.targets[0]
         if isinstance(target.provider, GeminiProvider):
+            if cache is not None:  # named inside `generateContentRequest`
+                inner = {k: v for k, v in _inner(body).items() if k not in _PROPYLONS}
+                inner = native_cache(cache).body_for(target.name, inner)
+                body = {k: v for k, v in body.items() if k not in _INNER} | {
+                    "generateContentRequest": inner
+                }
             try:
                 return await target.provider.count_tokens(body)
             except UpstreamError as exc:
                 exc.target = target.name
                 raise upstream_failure(exc) from None
         if isinstance(target.provider, EchoProvider):
-            return input_words(translate(request).turn)
+            return input_words(self._translate(request, cache).turn)
         raise InvalidArgument(
             f"`model`: countTokens is not offered for model `{model}` (its target "
             f"`{target.name}` has no tokenizer Propylon can call)"
@@ -162,6 +202,12 @@ class GenerateService:
                 f"model `{model}` answered {len(made.vectors)} embeddings for {len(texts)} texts"
             )
         return made
+
+
+def _inner(body: dict[str, Any]) -> dict[str, Any]:
+    """A countTokens body's `generateContentRequest`, in either spelling."""
+    inner: dict[str, Any] = next((body[k] for k in _INNER if isinstance(body.get(k), dict)), {})
+    return dict(inner)
 
 
 def _validate(generation: Generation, event: ProviderEvent) -> None:

@@ -46,11 +46,13 @@ from propylon.service.plan import AgentPlan, Plan, plan, request_of
 from propylon.service.quotas import Quotas
 from propylon.service.webhooks import WebhookService
 from propylon.store.base import (
+    Delivery,
     EventSource,
     IdempotencyClaim,
     InteractionRecord,
     Store,
 )
+from propylon.store.caches import CacheStore
 
 __all__ = ["Created", "InteractionService", "to_resource"]
 
@@ -133,6 +135,7 @@ class InteractionService:
         metrics: Metrics | None = None,
         agents: dict[str, GoogleInteractions] | None = None,
         custom_agents: AgentLookup | None = None,
+        caches: CacheStore | None = None,
     ) -> None:
         """`ledger` admits and settles spend; `idempotency` decides repeats of a create;
         `webhooks` computes an ending interaction's deliveries; `on_outbox` is told when
@@ -141,6 +144,7 @@ class InteractionService:
         self.metrics = metrics
         self.agents = agents or {}
         self.custom_agents = custom_agents  # the tenants' own agents (service/agents.py)
+        self.caches = caches  # the tenants' cached contents (service/caches.py)
         self.quotas = Quotas(settings.rate_window_seconds, settings.redis_url)
         self.ledger = ledger
         self.idempotency = idempotency
@@ -224,7 +228,14 @@ class InteractionService:
         With `claim`, the key and the row are written together before the run starts
         (IdempotencyConflict when another interaction holds the key)."""
         planned = await plan(
-            request, self.store, self.models, self.settings, caller, self.agents, self.custom_agents
+            request,
+            self.store,
+            self.models,
+            self.settings,
+            caller,
+            self.agents,
+            self.custom_agents,
+            self.caches,
         )
         ticket = planned.ticket if isinstance(planned, Plan) else Ticket()
         try:
@@ -326,7 +337,7 @@ class InteractionService:
                 log,
                 self._settled(
                     traced_run(mirrored, log, request.agent or "", self.settings.trace_content),
-                    record,
+                    log,
                 ),
             )
         caller = self._callers.get(record.id) or Caller(
@@ -354,7 +365,7 @@ class InteractionService:
         )
         return self._supervised(
             log,
-            self._settled(traced_run(run, log, name, self.settings.trace_content), record),
+            self._settled(traced_run(run, log, name, self.settings.trace_content), log),
         )
 
     def _ceiling(self, planned: Plan, request: CreateInteraction) -> Ceiling | None:
@@ -368,15 +379,18 @@ class InteractionService:
             planned.prior_output_tokens,
         )
 
-    async def _settled(self, run: Coroutine[Any, Any, None], record: InteractionRecord) -> None:
+    async def _settled(self, run: Coroutine[Any, Any, None], log: EventLog) -> None:
         """`run`, then its reservation settled even when no terminal event was written (the
-        log failed). A shutdown's cancel propagates unsettled: the next start recovers it."""
+        log failed), unless the run was taken over (its log fenced out: the new owner
+        settles it). A shutdown's cancel propagates unsettled: the next start recovers it."""
         try:
             await run
         except Exception:
-            await self.ledger.settle(record)
+            if not log.fenced:
+                await self.ledger.settle(log.record)
             raise
-        await self.ledger.settle(record)
+        if not log.fenced:
+            await self.ledger.settle(log.record)
 
     def _stopping(self) -> bool:
         return self.stopping
@@ -423,42 +437,63 @@ class InteractionService:
         (a new run epoch: whoever ran it before can no longer write), rebuild its turn from
         the store and continue its log. A run taken over after it had produced steps (its
         worker died or stopped) ends `failed` with code `interrupted`; a turn that can no
-        longer be planned (its model was removed, say) ends `failed`."""
-        epoch = await self.store.claim_run(interaction_id)
-        if epoch is None:
-            return  # deleted or finished meanwhile: never run twice
-        record = await self.store.get(interaction_id)
-        if record is None or lifecycle.is_terminal(record.status):
-            return
-        projection = await reading.fold(self.store, interaction_id)
-        log = self._log(record, existing=projection, epoch=epoch)
-        if projection.steps:  # it was under way elsewhere: no step is run twice
-            await self.ledger.charge(interaction_id)  # as after a restart: its reservation
-            finish_unstarted(log, "failed", _INTERRUPTED)
-            await log.drain()
-            return
-        self.ledger.adopt(interaction_id)  # its end here settles its reservation
+        longer be planned (its model was removed, say) ends `failed`.
+
+        A cancel while the process is not stopping is a user's: wherever it lands, the run
+        ends `cancelled` here, at once (never left for a retry, nor only to the canceller,
+        which may die before it ends the run). A stopping process's cancel leaves the run
+        unfinished: it is handed back."""
+        log: StoredLog | MemoryLog | None = None
+        epoch: int | None = None
         try:
-            request = request_of(record)  # a value an older version stored may be refused now
-            planned = await plan(
-                request,
-                self.store,
-                self.models,
-                self.settings,
-                Caller(tenant=record.tenant, key_id=record.api_key_id),
-                self.agents,
-                self.custom_agents,
-            )
-        except (InvalidArgument, NotFound, FailedPrecondition) as exc:
-            finish_unstarted(log, "failed", {"code": "invalid_request", "message": exc.message})
-            await log.drain()
-            return
+            epoch = await self.store.claim_run(interaction_id)
+            if epoch is None:
+                return  # deleted or finished meanwhile: never run twice
+            record = await self.store.get(interaction_id)
+            if record is None or lifecycle.is_terminal(record.status):
+                return
+            self.ledger.adopt(interaction_id)  # its end here settles its reservation
+            projection = await reading.fold(self.store, interaction_id)
+            log = self._log(record, existing=projection, epoch=epoch)
+            if projection.steps:  # it was under way elsewhere: no step is run twice
+                await self.ledger.charge(interaction_id)  # as after a restart: its reservation
+                finish_unstarted(log, "failed", _INTERRUPTED)
+                await log.drain()
+                return
+            try:
+                request = request_of(record)  # a value an older version stored may be refused
+                planned = await plan(
+                    request,
+                    self.store,
+                    self.models,
+                    self.settings,
+                    Caller(tenant=record.tenant, key_id=record.api_key_id),
+                    self.agents,
+                    self.custom_agents,
+                    self.caches,
+                )
+            except (InvalidArgument, NotFound, FailedPrecondition) as exc:
+                error = {"code": "invalid_request", "message": exc.message}
+                finish_unstarted(log, "failed", error)
+                await log.drain()
+                return
         except asyncio.CancelledError:
             if not self.stopping:
-                finish_unstarted(log, "cancelled")
-                await log.drain()
+                await self._cancelled_early(interaction_id, epoch, log)
             raise
-        await self._run(log, planned, request)
+        await self._run(log, planned, request)  # a cancel there ends it (`_supervised`)
+
+    async def _cancelled_early(
+        self, interaction_id: str, epoch: int | None, log: EventLog | None
+    ) -> None:
+        """A user's cancel reached `execute` before its run began: end the run `cancelled`
+        with the log it had, else under the claim it had made (`epoch`; None: cancelled while
+        claiming it, so it is taken over)."""
+        if log is None:
+            await self.close_cancelled(interaction_id, epoch)
+            return
+        finish_unstarted(log, "cancelled")
+        await log.drain()
 
     async def get(
         self,
@@ -606,23 +641,48 @@ class InteractionService:
         await self.jobs.cancel(interaction_id)
         record = await self._record(interaction_id, caller)
         if not lifecycle.is_terminal(record.status):  # it had not begun, or did not stop
-            await self.close_run(interaction_id, "cancelled")
+            await self.close_cancelled(interaction_id)
             record = await self._record(interaction_id, caller)
         return record
 
+    async def close_cancelled(self, interaction_id: str, epoch: int | None = None) -> bool:
+        """End an unfinished background run `cancelled` after its user's cancel and settle its
+        reservation: a run nobody had begun spent nothing; one that somebody had claimed is
+        charged its reservation (what it spent is not known here). `epoch`: the caller's own
+        claim of the run, ended under it; None: the run is taken over (its old writer is
+        fenced out). False when it had ended or was deleted first, or the claim was lost."""
+        record = await self.store.get(interaction_id)
+        if record is None or lifecycle.is_terminal(record.status):
+            return False
+        begun = record.run_epoch - (0 if epoch is None else 1)  # claims before this one
+        if begun > 0:
+            await self.ledger.charge(interaction_id)
+        closed = await self.close_run(interaction_id, "cancelled", epoch=epoch)
+        if closed and begun == 0:
+            await self.ledger.settle_at(interaction_id, 0.0, 0)
+        return closed
+
     async def close_run(
-        self, interaction_id: str, status: str, error: dict[str, str] | None = None
+        self,
+        interaction_id: str,
+        status: str,
+        error: dict[str, str] | None = None,
+        *,
+        epoch: int | None = None,
     ) -> bool:
         """Take an unfinished run over (a new run epoch: its old writer is fenced out) and end
-        it with `status` (and an `error` event). False when it had ended or was deleted
-        first (nothing written)."""
-        epoch = await self.store.claim_run(interaction_id)
+        it with `status` (and an `error` event); with `epoch`, end it under that claim of the
+        caller's instead. False when it had ended or was deleted first, or the claim was
+        taken over since (nothing written)."""
+        if epoch is None:
+            epoch = await self.store.claim_run(interaction_id)
         record = await self.store.get(interaction_id) if epoch is not None else None
         if epoch is None or record is None:
             return False
-        log = self._log(
-            record, existing=await reading.fold(self.store, interaction_id), epoch=epoch
-        )
+        existing = await reading.fold(self.store, interaction_id)
+        if existing.ended:  # it ended meanwhile (under `epoch`, the claim was still ours)
+            return False
+        log = self._log(record, existing=existing, epoch=epoch)
         finish_unstarted(log, status, error)
         await log.drain()
         return not log.fenced
@@ -693,23 +753,29 @@ class InteractionService:
         """The log writer of `record` (store=false: kept in memory only), appending under run
         `epoch` (by default the record's)."""
         if not stored:
-            return MemoryLog(record, self.bus, on_terminal=self._account)
+            return MemoryLog(record, self.bus, on_ended=self._account)
         return StoredLog(
             record,
             self.store,
             self.bus,
-            self.writer,
             existing=existing,
-            on_terminal=self._account,
-            deliveries=self.webhooks.deliveries_for if self.webhooks is not None else None,
+            on_terminal=self._deliveries,
             on_outbox=self.on_outbox,
             epoch=epoch,
+            on_ended=self._account,
+            writer=self.writer,
         )
+
+    async def _deliveries(self, record: InteractionRecord) -> list[Delivery]:
+        """A stored run is ending: the webhook deliveries it sends (written with its end)."""
+        if self.webhooks is None:
+            return []
+        return await self.webhooks.deliveries_for(record)
 
     async def _account(self, record: InteractionRecord) -> None:
         """A run ended (`store=false` ones too): settle its spend, count its tokens and
-        metrics. Once its terminal event is written (never for an end that was not), before
-        its run answers, so the next admission sees it."""
+        metrics. Once its terminal event is written by this writer (one fenced out of its run
+        settles nothing: the run's new owner does), before its readers are told of it."""
         await self.ledger.settle(record)
         usage = Usage.from_wire(record.usage)
         caller = self._callers.pop(record.id, None)

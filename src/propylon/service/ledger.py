@@ -18,6 +18,9 @@ settles the reservation to what it cost (CallRecord.cost_usd, summed on the reco
   `store=false` create stays free of store writes); a tenant budget counts from when it is set.
 - A run the process lost (a crash) keeps its reservation until the next start's recovery
   settles it: to the recorded cost when the run had ended, else to the reservation itself.
+  Several processes on one database (PostgreSQL): each reservation names the process that
+  made it (`owner`), and the reconciler settles those of dead processes (`recover_lost`),
+  never a live one's.
 """
 
 from __future__ import annotations
@@ -69,9 +72,12 @@ def price_per_token(served: ServedModel | None) -> float:
 class Ledger:
     """Admission, settlement and recovery of reservations, over a LedgerStore."""
 
-    def __init__(self, store: LedgerStore, settings: Settings) -> None:
+    def __init__(self, store: LedgerStore, settings: Settings, owner: str | None = None) -> None:
+        """`owner`: this process, recorded on each reservation it makes (None: one process
+        owns the database)."""
         self.store = store
         self.settings = settings
+        self.owner = owner
         self._open: set[str] = set()  # reservations this process settles when their runs end
 
     def ceiling(self, caller: Caller) -> int | None:
@@ -115,6 +121,7 @@ class Ledger:
             created=record.created,
             usd=tokens * price_per_token(served),
             tokens=tokens,
+            owner=self.owner,
         )
         refused = await self.store.reserve(reservation, [cap for cap, _, _ in caps])
         if refused is not None:
@@ -147,6 +154,12 @@ class Ledger:
         """A previous process's run that runs again here: this process settles it."""
         self._open.add(interaction_id)
 
+    async def settle_at(self, interaction_id: str, usd: float, tokens: int) -> None:
+        """Settle a run's reservation at `usd` and `tokens`, whichever process made it (a run
+        that never ran, cancelled: what it spent is known to be nothing)."""
+        self._open.discard(interaction_id)
+        await self.store.settle(interaction_id, usd, tokens)
+
     async def charge(self, interaction_id: str) -> None:
         """Settle a lost run at its reservation: what it cost upstream is not known."""
         self._open.discard(interaction_id)
@@ -158,12 +171,32 @@ class Ledger:
         reservation. Returns how many."""
         settled = 0
         for interaction_id in await self.store.unsettled():
-            if interaction_id in self._open:
-                continue
-            record = await lookup(interaction_id)
-            if record is not None and lifecycle.is_terminal(record.status):
-                tokens = Usage.from_wire(record.usage).total_tokens
-                settled += await self.store.settle(interaction_id, record.cost_usd, tokens)
-            else:
-                settled += await self.store.settle(interaction_id, None, None)
+            if interaction_id not in self._open:
+                settled += await self._recover(interaction_id, await lookup(interaction_id))
         return settled
+
+    async def recover_lost(
+        self,
+        interaction_ids: list[str],
+        lookup: Callable[[str], Awaitable[InteractionRecord | None]],
+    ) -> int:
+        """Settle the open reservations `interaction_ids` of processes that died (the
+        reconciler's pass): an ended run at its recorded cost, a deleted or `store=false` one
+        at its reservation. A run still unfinished is left: whoever ends it (a worker, or the
+        reconciler taking it over) settles it, or a later pass does once it has ended.
+        Returns how many."""
+        settled = 0
+        for interaction_id in interaction_ids:
+            record = await lookup(interaction_id)
+            if interaction_id in self._open or (
+                record is not None and not lifecycle.is_terminal(record.status)
+            ):
+                continue
+            settled += await self._recover(interaction_id, record)
+        return settled
+
+    async def _recover(self, interaction_id: str, record: InteractionRecord | None) -> bool:
+        if record is not None and lifecycle.is_terminal(record.status):
+            tokens = Usage.from_wire(record.usage).total_tokens
+            return await self.store.settle(interaction_id, record.cost_usd, tokens)
+        return await self.store.settle(interaction_id, None, None)

@@ -25,9 +25,11 @@ from propylon.schema.interactions import (
     output_media_of,
     parse_create,
 )
+from propylon.service.caches import cache_prefix, find_cache
 from propylon.service.continuation import resume
 from propylon.service.custom_agents import AgentLookup, for_agent
 from propylon.store.base import InteractionRecord, Store
+from propylon.store.caches import CacheStore
 
 __all__ = ["AgentPlan", "Plan", "plan", "request_of"]
 
@@ -64,10 +66,11 @@ async def plan(
     caller: Caller,
     agents: dict[str, GoogleInteractions] | None = None,
     custom_agents: AgentLookup | None = None,
+    caches: CacheStore | None = None,
 ) -> Plan | AgentPlan:
     """Check `request` and build its turn for `caller`. Raises InvalidArgument, NotFound
-    (also for another tenant's previous interaction), FailedPrecondition, or
-    ResourceExhausted (the embedded model's queue is full); writes nothing."""
+    (also for another tenant's previous interaction or cached content), FailedPrecondition,
+    or ResourceExhausted (the embedded model's queue is full); writes nothing."""
     if not request.store and request.previous_interaction_id:
         raise InvalidArgument(
             "`previous_interaction_id` needs `store=true`: nothing is kept "
@@ -104,6 +107,7 @@ async def plan(
         history = resumed.history
     check_function_results(history, input_steps)
 
+    cached = await _cached(request, served, models, caches, caller)
     tools = request.tools or []
     mcp_servers = [tool for tool in tools if tool.get("type") == "mcp_server"]
     for server in mcp_servers:
@@ -126,21 +130,65 @@ async def plan(
     prior = resumed.output_tokens if resumed else 0
     if prior and generation.get("max_output_tokens"):  # the cap is the whole answer's
         generation["max_output_tokens"] = max(1, generation["max_output_tokens"] - prior)
+    own_tools = [tool for tool in tools if tool.get("type") != "mcp_server"]
+    if "tool_choice" in cached.generation_config and "tool_choice" not in generation:
+        generation["tool_choice"] = cached.generation_config["tool_choice"]
+    instructions = [cached.system_instruction, request.system_instruction]
     turn = Turn(
-        history=history + input_steps,
-        system_instruction=request.system_instruction,
-        tools=[tool for tool in tools if tool.get("type") != "mcp_server"],
+        history=cached.history + history + input_steps,
+        system_instruction="\n\n".join(text for text in instructions if text) or None,
+        tools=cached.tools + _own_tools(cached.tools, own_tools, request.cached_content),
         generation_config=generation,
         json_schema=json_schema_of(request),
         response_modalities=modalities,
         safety_settings=[s.model_dump(exclude_none=True) for s in request.safety_settings or []],
         continuation=resumed.text if resumed else None,
         upstream_continuation=resumed.upstream if resumed else None,
+        cached_steps=cached.cached_steps,
+        cached_instruction=cached.cached_instruction and not request.system_instruction,
     )
     served.check(turn)
     # Background runs are bounded by the job queue's workers instead.
     ticket = Ticket() if request.background else served.admit()
     return Plan(served, input_steps, turn, mcp_servers, ticket, prior)
+
+
+async def _cached(
+    request: CreateInteraction,
+    served: ServedModel,
+    models: ModelRegistry,
+    caches: CacheStore | None,
+    caller: Caller,
+) -> Turn:
+    """The part of the turn the request's `cached_content` holds (steps, instruction, tools,
+    tool choice; service/caches.py), put before the request's own; an empty Turn without
+    one. Raises NotFound (unknown, expired, another tenant's) or InvalidArgument (made for
+    another model)."""
+    if request.cached_content is None:
+        return Turn(history=[])
+    if caches is None:
+        raise InvalidArgument("`cached_content`: this server keeps no cached contents")
+    cache = await find_cache(caches, request.cached_content, caller)
+    if models.resolve(cache.model) is not served:
+        raise InvalidArgument(
+            f"`cached_content`: `{request.cached_content}` was made for the model "
+            f"`{cache.model}`, not `{request.model}`"
+        )
+    return cache_prefix(cache)
+
+
+def _own_tools(
+    cached: list[dict[str, Any]], own: list[dict[str, Any]], name: str | None
+) -> list[dict[str, Any]]:
+    """The request's tools after the cached content's; a function both declare answers 400."""
+    declared = {tool["name"] for tool in cached if tool.get("type") == "function"}
+    for index, tool in enumerate(own):
+        if tool.get("type") == "function" and tool.get("name") in declared:
+            raise InvalidArgument(
+                f"`tools.{index}`: the cached content `{name}` declares the function "
+                f"`{tool['name']}` already"
+            )
+    return own
 
 
 def _check_service_tier(request: CreateInteraction, caller: Caller) -> None:

@@ -2,7 +2,8 @@
 retention period (`tenants.<name>.retention_days`, else `retention_days`; none: kept).
 
 The spend ledger is not the interactions': purging them refunds nothing. Its settled entries
-are pruned once no budget period reaches them (before the previous UTC month began).
+are pruned once no budget period reaches them (before the previous UTC month began). Cached
+contents are deleted once expired (their upstream copies expire on their own).
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from propylon.config import Settings
+from propylon.schema.gemini.caches import timestamp
 from propylon.service.ledger import period_start
 from propylon.store.base import LedgerStore, Store
+from propylon.store.caches import CacheStore
 
 __all__ = ["purge_expired", "retention_of"]
 
@@ -25,9 +28,15 @@ def retention_of(tenant: str, settings: Settings) -> float | None:
     return settings.retention_days
 
 
-async def purge_expired(store: Store, settings: Settings, ledger: LedgerStore | None = None) -> int:
+async def purge_expired(
+    store: Store,
+    settings: Settings,
+    ledger: LedgerStore | None = None,
+    caches: CacheStore | None = None,
+) -> int:
     """Delete every tenant's expired interactions now (and, with `ledger`, the ledger entries
-    no budget can need). Returns how many interactions were deleted."""
+    no budget can need; with `caches`, the expired cached contents). Returns how many
+    interactions were deleted."""
     removed = 0
     for tenant in await store.tenants():
         days = retention_of(tenant, settings)
@@ -39,4 +48,6 @@ async def purge_expired(store: Store, settings: Settings, ledger: LedgerStore | 
         this_month = datetime.strptime(period_start("month")[0], "%Y-%m-%dT%H:%M:%SZ")
         previous = (this_month - timedelta(days=1)).replace(day=1, tzinfo=UTC)
         await ledger.prune(previous.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    if caches is not None:
+        await caches.purge_caches(timestamp(datetime.now(UTC)))
     return removed

@@ -184,10 +184,6 @@ class InteractionStore(Protocol):
         same transaction (an expired holder is replaced); raises IdempotencyConflict, writing
         nothing, when another interaction holds it."""
 
-    async def append(self, interaction_id: str, events: list[Event], snapshot: Snapshot) -> None:
-        """Append events (seqs continue the log without gaps) and update the projection columns,
-        atomically. Raises KeyError when the interaction was deleted meanwhile."""
-
     async def claim_run(self, interaction_id: str) -> int | None:
         """Take the run of an unfinished interaction: bump its `run_epoch` and return the new
         epoch, to pass to `append_fenced`; None (nothing written) when the interaction is gone
@@ -196,7 +192,8 @@ class InteractionStore(Protocol):
     async def append_fenced(
         self, interaction_id: str, epoch: int, events: list[Event], snapshot: Snapshot
     ) -> bool:
-        """`append`, only while the stored row has `run_epoch = epoch` and a status that is not
+        """Append events (seqs continue the log without gaps) and update the projection columns,
+        atomically, only while the stored row has `run_epoch = epoch` and a status that is not
         terminal (`UPDATE ... WHERE id = :id AND run_epoch = :epoch AND status IN (running)`).
         True when it was written; False, writing nothing, when the interaction is gone, another
         claim took the run over, or the run has already ended (so a log keeps exactly one
@@ -327,6 +324,7 @@ class Reservation:
     created: str
     usd: float
     tokens: int
+    owner: str | None = None  # the process that made it (several share the database)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,11 +16,32 @@ import orjson
 from propylon.domain.events import Event
 from propylon.store.agents import AgentRecord
 from propylon.store.base import ApiKey, InteractionRecord, Snapshot
+from propylon.store.batches import RUNNING as BATCH_RUNNING
+from propylon.store.batches import UNFINISHED as BATCH_UNFINISHED
+from propylon.store.batches import BatchItem, BatchRecord
+from propylon.store.caches import CacheRecord
 from propylon.store.console import DeliveryRow, UsageQuery
 from propylon.store.listing import ListQuery
 
 __all__ = [
     "AGENT_COLUMNS",
+    "BATCH_COLUMNS",
+    "BATCH_COUNT",
+    "BATCH_END",
+    "BATCH_INSERT",
+    "BATCH_ITEMS",
+    "BATCH_ITEM_INSERT",
+    "BATCH_LIST",
+    "BATCH_NEWEST",
+    "BATCH_RESULT",
+    "BATCH_START",
+    "BATCH_UNFINISHED_IDS",
+    "CACHE_DELETE",
+    "CACHE_GET",
+    "CACHE_INSERT",
+    "CACHE_LIST",
+    "CACHE_PURGE",
+    "CACHE_UPDATE",
     "CHAIN_BACK",
     "DISABLED",
     "FENCED",
@@ -30,6 +51,12 @@ __all__ = [
     "RUNNING",
     "agent_of",
     "api_key_of",
+    "batch_item_of",
+    "batch_item_row",
+    "batch_of",
+    "batch_row",
+    "cache_of",
+    "cache_params",
     "delivery_row_of",
     "dumps",
     "listing_sql",
@@ -60,6 +87,25 @@ INTERACTION_COLUMNS = (
 )
 KEY_COLUMNS = "id, key_hash, tenant, name, admin, policy, created, revoked, api_revision"
 AGENT_COLUMNS = "tenant, id, definition, created"
+_CACHE_COLUMNS = (
+    "tenant, id, model, display_name, content, tokens, created, updated, expires, upstream"
+)
+CACHE_INSERT = (
+    f"INSERT INTO cached_contents ({_CACHE_COLUMNS}) VALUES (:tenant, :id, :model, "
+    ":display_name, :content, :tokens, :created, :updated, :expires, :upstream) "
+    "ON CONFLICT (tenant, id) DO NOTHING"
+)
+CACHE_GET = f"SELECT {_CACHE_COLUMNS} FROM cached_contents WHERE tenant = :tenant AND id = :id"
+CACHE_LIST = (
+    f"SELECT {_CACHE_COLUMNS} FROM cached_contents WHERE tenant = :tenant AND id > :after "
+    "AND expires > :now ORDER BY id LIMIT :limit"
+)
+CACHE_UPDATE = (
+    "UPDATE cached_contents SET expires = :expires, updated = :updated, upstream = :upstream "
+    "WHERE tenant = :tenant AND id = :id"
+)
+CACHE_DELETE = "DELETE FROM cached_contents WHERE tenant = :tenant AND id = :id"
+CACHE_PURGE = "DELETE FROM cached_contents WHERE expires <= :now"
 RUNNING = "('in_progress', 'queued')"  # the statuses a run may still write in
 # What `append_fenced` adds to the WHERE of `projection_update` (parameter `run_epoch`).
 FENCED = f" AND run_epoch = :run_epoch AND status IN {RUNNING}"
@@ -158,6 +204,39 @@ def agent_of(row: Sequence[Any]) -> AgentRecord:
     """The agent of a row of `AGENT_COLUMNS`."""
     tenant, id_, definition, created = row
     return AgentRecord(tenant, id_, orjson.loads(definition), created)
+
+
+def cache_params(cache: CacheRecord) -> dict[str, Any]:
+    """The named parameters of CACHE_INSERT and CACHE_UPDATE for `cache`."""
+    return {
+        "tenant": cache.tenant,
+        "id": cache.id,
+        "model": cache.model,
+        "display_name": cache.display_name,
+        "content": dumps(cache.content),
+        "tokens": cache.tokens,
+        "created": cache.created,
+        "updated": cache.updated,
+        "expires": cache.expires,
+        "upstream": dumps(cache.upstream),
+    }
+
+
+def cache_of(row: Sequence[Any]) -> CacheRecord:
+    """The cached content of a row of the CACHE_* selects."""
+    tenant, id_, model, display_name, content, tokens, created, updated, expires, upstream = row
+    return CacheRecord(
+        tenant,
+        id_,
+        model,
+        display_name,
+        orjson.loads(content),
+        tokens,
+        created,
+        updated,
+        expires,
+        orjson.loads(upstream),
+    )
 
 
 def event_of(row: Sequence[Any]) -> Event:
@@ -297,3 +376,108 @@ def usage_sql(query: UsageQuery, sqlite: bool) -> tuple[str, dict[str, Any]]:
         "GROUP BY day, series ORDER BY day, series"
     )
     return sql, params
+
+
+# Batches (store/batches.py): the same SQL on both stores.
+BATCH_COLUMNS = (
+    "id, tenant, model, display_name, state, created, updated, ended, caller, request_count, "
+    "succeeded, failed, error"
+)
+_BATCH_OPEN = "(" + ", ".join(f"'{state}'" for state in BATCH_UNFINISHED) + ")"
+BATCH_INSERT = (
+    f"INSERT INTO batches ({BATCH_COLUMNS}) VALUES (:id, :tenant, :model, :display_name, "
+    ":state, :created, :updated, :ended, :caller, :request_count, :succeeded, :failed, :error)"
+)
+BATCH_ITEM_INSERT = (
+    "INSERT INTO batch_requests (batch_id, idx, request, metadata, result) "
+    "VALUES (:batch_id, :idx, :request, :metadata, :result)"
+)
+BATCH_LIST = (
+    f"SELECT {BATCH_COLUMNS} FROM batches WHERE tenant = :tenant AND id < :before "
+    "ORDER BY id DESC LIMIT :limit"
+)
+BATCH_ITEMS = (
+    "SELECT idx, request, metadata, result FROM batch_requests WHERE batch_id = :id ORDER BY idx"
+)
+BATCH_START = (
+    f"UPDATE batches SET state = '{BATCH_RUNNING}', updated = :now "
+    f"WHERE id = :id AND state IN {_BATCH_OPEN}"
+)
+# Written only while the batch runs and the request has no result: a cancelled, deleted or
+# ended batch takes no more results, and a request is never counted twice.
+BATCH_RESULT = (
+    "UPDATE batch_requests SET result = :result "
+    "WHERE batch_id = :id AND idx = :idx AND result IS NULL AND EXISTS "
+    f"(SELECT 1 FROM batches WHERE id = :id AND state = '{BATCH_RUNNING}')"
+)
+BATCH_COUNT = (
+    "UPDATE batches SET succeeded = succeeded + :ok, failed = failed + :bad, updated = :now "
+    "WHERE id = :id"
+)
+BATCH_END = (
+    "UPDATE batches SET state = :state, updated = :now, ended = :now, error = :error "
+    f"WHERE id = :id AND state IN {_BATCH_OPEN}"
+)
+BATCH_UNFINISHED_IDS = f"SELECT id FROM batches WHERE state IN {_BATCH_OPEN}"
+BATCH_NEWEST = "~"  # sorts after every batch id ([0-9a-z]): `before` of a first page
+
+
+def batch_row(batch: BatchRecord) -> dict[str, Any]:
+    """The parameters of BATCH_INSERT for `batch`."""
+    return {
+        "id": batch.id,
+        "tenant": batch.tenant,
+        "model": batch.model,
+        "display_name": batch.display_name,
+        "state": batch.state,
+        "created": batch.created,
+        "updated": batch.updated,
+        "ended": batch.ended,
+        "caller": dumps(batch.caller),
+        "request_count": batch.request_count,
+        "succeeded": batch.succeeded,
+        "failed": batch.failed,
+        "error": dumps(batch.error) if batch.error is not None else None,
+    }
+
+
+def batch_of(row: Sequence[Any]) -> BatchRecord:
+    """The batch of a row of `BATCH_COLUMNS`."""
+    (id_, tenant, model, name, state, created, updated, ended, caller, count, ok, bad, error) = row
+    return BatchRecord(
+        id=id_,
+        tenant=tenant,
+        model=model,
+        display_name=name,
+        state=state,
+        created=created,
+        updated=updated,
+        ended=ended,
+        caller=orjson.loads(caller),
+        request_count=count,
+        succeeded=ok,
+        failed=bad,
+        error=orjson.loads(error) if error else None,
+    )
+
+
+def batch_item_row(batch_id: str, item: BatchItem) -> dict[str, Any]:
+    """The parameters of BATCH_ITEM_INSERT for `item` of batch `batch_id`."""
+    return {
+        "batch_id": batch_id,
+        "idx": item.index,
+        "request": dumps(item.request),
+        "metadata": dumps(item.metadata) if item.metadata is not None else None,
+        "result": dumps(item.result) if item.result is not None else None,
+    }
+
+
+def batch_item_of(row: Sequence[Any]) -> BatchItem:
+    """The request of a row `(idx, request, metadata, result)` of BATCH_ITEMS."""
+    idx, request, metadata, result = row
+    return BatchItem(
+        idx,
+        orjson.loads(request),
+        orjson.loads(metadata) if metadata else None,
+        orjson.loads(result) if result else None,
+    )

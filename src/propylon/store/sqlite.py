@@ -3,7 +3,7 @@ thread, a few reader threads: store/sqlite_connections.py). `SQLiteStore` is the
 the four parts store/base.py declares, one class each over the shared connections:
 interactions and events (sqlite_interactions.py), keys (sqlite_keys.py), webhooks and
 deliveries (sqlite_webhooks.py), idempotency keys (sqlite_idempotency.py). The ledger, agents,
-listing and console reads run on the same connections (sqlite_ledger.py, ...).
+batches, listing and console reads run on the same connections (sqlite_ledger.py, ...).
 """
 
 from __future__ import annotations

@@ -113,17 +113,6 @@ class SQLiteInteractions:
 
         return await self._db._write(run)
 
-    async def append(self, interaction_id: str, events: list[Event], snapshot: Snapshot) -> None:
-        sql, params = projection_update(interaction_id, events, snapshot)
-
-        def run(conn: sqlite3.Connection) -> None:
-            if conn.execute(sql, params).rowcount == 0:
-                raise KeyError(interaction_id)
-            _insert_events(conn, interaction_id, events)
-            insert_deliveries(conn, snapshot.deliveries)
-
-        await self._db._write(run)
-
     async def claim_run(self, interaction_id: str) -> int | None:
         def run(conn: sqlite3.Connection) -> int | None:
             row = conn.execute(

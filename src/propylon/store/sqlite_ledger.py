@@ -50,8 +50,8 @@ class SQLiteLedgerStore:
                     return cap
             conn.execute(
                 "INSERT INTO ledger (interaction_id, tenant, api_key_id, created, "
-                "reserved_usd, reserved_tokens) VALUES (?, ?, ?, ?, ?, ?)",
-                (r.interaction_id, r.tenant, r.api_key_id, r.created, r.usd, r.tokens),
+                "reserved_usd, reserved_tokens, owner) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (r.interaction_id, r.tenant, r.api_key_id, r.created, r.usd, r.tokens, r.owner),
             )
             return None
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from propylon.store.agents import AgentStore
 from propylon.store.base import LedgerStore, Store
+from propylon.store.batches import BatchStore
+from propylon.store.caches import CacheStore
 from propylon.store.console import ConsoleReads
 from propylon.store.listing import InteractionListing
 
@@ -22,13 +24,16 @@ __all__ = ["Stores", "open_stores"]
 class Stores:
     """Every part of one database. `store` holds interactions and events, keys, webhooks and
     deliveries, and idempotency keys (one Protocol each, see store/base.py); it opens
-    (migrates) and closes the connections all parts share."""
+    (migrates) and closes the connections all parts share. The others have their own
+    Protocols (store/agents.py, batches.py, ...)."""
 
     store: Store
     ledger: LedgerStore
     agents: AgentStore
+    caches: CacheStore
     listing: InteractionListing
     console: ConsoleReads
+    batches: BatchStore
     url: str  # the database, for messages (no password)
 
 
@@ -38,6 +43,8 @@ def open_stores(database_url: str | None, database_path: Path) -> Stores:
     if database_url is None:
         from propylon.store.sqlite import SQLiteStore
         from propylon.store.sqlite_agents import SQLiteAgentStore
+        from propylon.store.sqlite_batches import SQLiteBatchStore
+        from propylon.store.sqlite_caches import SQLiteCacheStore
         from propylon.store.sqlite_console import SQLiteConsoleReads
         from propylon.store.sqlite_ledger import SQLiteLedgerStore
         from propylon.store.sqlite_listing import SQLiteListingStore
@@ -47,8 +54,10 @@ def open_stores(database_url: str | None, database_path: Path) -> Stores:
             store,
             SQLiteLedgerStore(store),
             SQLiteAgentStore(store),
+            SQLiteCacheStore(store),
             SQLiteListingStore(store),
             SQLiteConsoleReads(store),
+            SQLiteBatchStore(store),
             f"sqlite:///{database_path}",
         )
     from propylon.store.sql import open_sql_stores

@@ -1,4 +1,5 @@
-"""The POST routes of the generateContent family (its `models` listing: api/models.py). One
+"""The POST routes of the generateContent family (its `models` listing: api/models.py), and
+the `batches` resource (api/gemini/batches.py). One
 route per base path takes `{model}:{method}` as one segment and splits it at its last `:`
 (Starlette's path parameters stop at `/` only), so an unknown method is a 404 in Google's
 body, like an unknown path."""
@@ -11,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from propylon.api.gemini import embed, generate
+from propylon.api.gemini import batches, embed, generate
 from propylon.errors import NotFound
 
 __all__ = ["routes"]
@@ -24,6 +25,7 @@ _METHODS: dict[str, Method] = {
     "countTokens": generate.count_tokens,
     "embedContent": embed.embed_content,
     "batchEmbedContents": embed.batch_embed_contents,
+    "batchGenerateContent": batches.batch_generate_content,
 }
 
 
@@ -46,6 +48,8 @@ def _routes(base: str) -> list[Route]:
 
 
 # Any version segment (`v1`, `v1beta`, ...); Vertex names Google's models under a publisher.
-routes = _routes("/{version}") + _routes(
-    "/{version}/projects/{project}/locations/{location}/publishers/google"
+routes = (
+    _routes("/{version}")
+    + _routes("/{version}/projects/{project}/locations/{location}/publishers/google")
+    + batches.routes
 )

@@ -69,8 +69,8 @@ def _refuse_unknown(wire: Wire, where: str) -> None:
 
 def translate(request: GenerateContentRequest) -> Translated:
     """The Turn of `request` for targets that are not `gemini`. Raises InvalidArgument naming
-    the field for what such targets cannot honour (`cachedContent` is refused earlier, for
-    every target)."""
+    the field for what such targets cannot honour. `cachedContent` is not read here: the
+    cached content's fields come merged into the request (service/caches.py)."""
     _refuse_unknown(request, "")
     history = _history(request.contents)
     turn = Turn(history=history, system_instruction=_system(request.system_instruction))

@@ -5,6 +5,8 @@ parts that `store/base.py` declares (each method is its part's)."""
 from __future__ import annotations
 
 from propylon.store.sql.agents import SQLAgents
+from propylon.store.sql.batches import SQLBatches
+from propylon.store.sql.caches import SQLCaches
 from propylon.store.sql.console import SQLConsoleReads
 from propylon.store.sql.database import Database
 from propylon.store.sql.idempotency import SQLIdempotencyKeys
@@ -38,5 +40,12 @@ def open_sql_stores(url: str) -> Stores:
     connects until `stores.store.open()`. Raises ValueError for an unsupported URL."""
     db = Database(url)
     return Stores(
-        SQLStore(db), SQLLedger(db), SQLAgents(db), SQLListing(db), SQLConsoleReads(db), url
+        SQLStore(db),
+        SQLLedger(db),
+        SQLAgents(db),
+        SQLCaches(db),
+        SQLListing(db),
+        SQLConsoleReads(db),
+        SQLBatches(db),
+        url,
     )

@@ -175,17 +175,6 @@ class SQLInteractions:
 
         return await self._db.write(run)
 
-    async def append(self, interaction_id: str, events: list[Event], snapshot: Snapshot) -> None:
-        sql, params = projection_update(interaction_id, events, snapshot)
-
-        async def run(conn: AsyncConnection) -> None:
-            if (await conn.execute(text(sql), params)).rowcount == 0:
-                raise KeyError(interaction_id)
-            await _insert_events(conn, interaction_id, events)
-            await insert_deliveries(conn, snapshot.deliveries)
-
-        await self._db.write(run)
-
     async def claim_run(self, interaction_id: str) -> int | None:
         async def run(conn: AsyncConnection) -> int | None:
             epoch = (

@@ -55,8 +55,8 @@ class SQLLedger:
             await conn.execute(
                 text(
                     "INSERT INTO ledger (interaction_id, tenant, api_key_id, created, "
-                    "reserved_usd, reserved_tokens) VALUES (:id, :tenant, :key, :created, "
-                    ":usd, :tokens)"
+                    "reserved_usd, reserved_tokens, owner) VALUES (:id, :tenant, :key, "
+                    ":created, :usd, :tokens, :owner)"
                 ),
                 {
                     "id": r.interaction_id,
@@ -65,6 +65,7 @@ class SQLLedger:
                     "created": r.created,
                     "usd": r.usd,
                     "tokens": r.tokens,
+                    "owner": r.owner,
                 },
             )
             return None
