@@ -284,7 +284,21 @@ def test_another_tenants_batch_is_not_found(server: Server, keys: dict[str, str]
     ("path", "body", "status", "names"),
     [
         ("echo", {"batch": {}}, 400, "inputConfig"),
-        ("echo", {"batch": {"inputConfig": {"fileName": "files/abc"}}}, 400, "fileName"),
+        ("echo", {"batch": {"inputConfig": {"fileName": "files/abc"}}}, 404, "files/abc"),
+        ("echo", {"batch": {"inputConfig": {"fileName": "gs://b/x.jsonl"}}}, 400, "fileName"),
+        (
+            "echo",
+            {
+                "batch": {
+                    "inputConfig": {
+                        "fileName": "files/abc",
+                        "requests": {"requests": [{"request": _ask("x")}]},
+                    }
+                }
+            },
+            400,
+            "fileName",
+        ),
         ("echo", {"batch": {"inputConfig": {"requests": {"requests": []}}}}, 400, "requests"),
         (
             "echo",
@@ -324,12 +338,71 @@ def test_a_bad_create_is_refused_and_nothing_stored(
     assert server.query("SELECT count(*) FROM batches") == before
 
 
-def test_a_file_source_is_not_supported_yet(server: Server, keys: dict[str, str]) -> None:
+def test_a_batch_from_a_jsonl_file_writes_its_results_file(
+    server: Server, keys: dict[str, str], tmp_path: Path
+) -> None:
     client = _client(server, keys["acme"])
+    attached = tmp_path / "note.txt"
+    attached.write_bytes(b"attached bytes")
+    note = client.files.upload(file=attached, config={"mime_type": "text/plain"})
+    lines = [
+        {"key": "first", "request": _ask("one")},
+        {
+            "key": "second",
+            "request": {
+                "contents": [
+                    {
+                        "role": "user",
+                        "parts": [
+                            {"text": "two"},
+                            {"fileData": {"fileUri": note.uri, "mimeType": "text/plain"}},
+                        ],
+                    }
+                ]
+            },
+        },
+        {"key": "third", "request": _ask("three")},
+    ]
+    source = tmp_path / "requests.jsonl"
+    source.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    uploaded = client.files.upload(file=source, config={"mime_type": "application/jsonl"})
+    assert uploaded.name is not None
+
+    # another tenant cannot name it
+    other = _client(server, keys["other"])
+    with pytest.raises(errors.ClientError) as hidden:
+        other.batches.create(model="echo", src=uploaded.name)
+    assert hidden.value.code == 404
+
+    job = client.batches.create(model="echo", src=uploaded.name)
+    assert job.name is not None
+    done = _done(client, job.name)
+    assert done.state == types.JobState.JOB_STATE_SUCCEEDED
+    assert done.dest is not None and done.dest.file_name and not done.dest.inlined_responses
+    results = [
+        json.loads(line) for line in client.files.download(file=done.dest.file_name).splitlines()
+    ]
+    assert [r["key"] for r in results] == ["first", "second", "third"]
+    texts = [r["response"]["candidates"][0]["content"]["parts"][0]["text"] for r in results]
+    assert texts[0] == "user: one" and texts[2] == "user: three"
+    assert texts[1].startswith("user: two") and "14 bytes" in texts[1]  # the file, inline
+    # the results file is the tenant's own
+    assert client.files.get(name=done.dest.file_name).mime_type == "application/jsonl"
+    with pytest.raises(errors.ClientError) as elsewhere:
+        other.files.get(name=done.dest.file_name)
+    assert elsewhere.value.code == 404
+
+    # a file that is no JSONL of requests: 400 naming its line, nothing stored
+    before = server.query("SELECT count(*) FROM batches")
+    (tmp_path / "bad.jsonl").write_text('{"key": "a", "request": {}}\nnot json\n')
+    bad = client.files.upload(
+        file=tmp_path / "bad.jsonl", config={"mime_type": "application/jsonl"}
+    )
+    assert bad.name is not None
     with pytest.raises(errors.ClientError) as refused:
-        client.batches.create(model="echo", src="files/abc")
-    assert refused.value.code == 400
-    assert "inputConfig.fileName" in (refused.value.message or "")
+        client.batches.create(model="echo", src=bad.name)
+    assert refused.value.code == 400 and "line" in (refused.value.message or "")
+    assert server.query("SELECT count(*) FROM batches") == before
 
 
 def test_each_request_is_accounted_once(server: Server, keys: dict[str, str]) -> None:

@@ -6,6 +6,7 @@ copy made on the upstream (tests/gemini_replay.py) whose name the forwarded requ
 from __future__ import annotations
 
 import datetime
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -435,3 +436,40 @@ def test_an_interaction_finds_only_its_tenants_cache(
         client.interactions.create(model="echo-slow", input="hi", cached_content=cache.name)
     assert "cached_content" in refused.value.body["error"]["message"]
     assert server.rows() == before
+
+
+# A cached content may hold an uploaded file (the usual use: one large document, many questions).
+
+
+def test_a_cache_holds_an_uploaded_file(
+    server: Server, client: genai.Client, other: genai.Client, tmp_path: Any
+) -> None:
+    data = b"the uploaded report"
+    path = tmp_path / "report.txt"
+    path.write_bytes(data)
+    uploaded = client.files.upload(file=path, config={"mime_type": "text/plain"})
+    assert uploaded.uri is not None and uploaded.name is not None
+    shown = (
+        f"[document text/plain {len(data)} bytes sha256:{hashlib.sha256(data).hexdigest()[:16]}]"
+    )
+    part = types.Part.from_uri(file_uri=uploaded.uri, mime_type="text/plain")
+    config = types.CreateCachedContentConfig(
+        contents=[types.Content(role="user", parts=[part])], ttl="300s"
+    )
+    before = _count(server)
+    with pytest.raises(errors.ClientError) as refused:  # the file is not the other tenant's
+        other.caches.create(model="echo", config=config)
+    assert refused.value.code == 404 and refused.value.status == "NOT_FOUND"
+    assert _count(server) == before
+    cache = client.caches.create(model="echo", config=config)
+    client.files.delete(name=uploaded.name)  # the cache holds the bytes, as Google's does
+    answer = client.models.generate_content(
+        model="echo",
+        contents="what does it say?",
+        config=types.GenerateContentConfig(cached_content=cache.name),
+    )
+    assert answer.text == f"user: {shown}\nuser: what does it say?"
+    interaction = client.interactions.create(
+        model="echo", input="and here?", cached_content=cache.name
+    )
+    assert interaction.output_text == f"user: {shown}\nuser: and here?"

@@ -39,11 +39,11 @@ def test_processes_migrating_at_once_all_succeed_and_the_schema_is_at_head(
             (version,) = conn.execute("SELECT version_num FROM alembic_version").fetchall()
             columns = conn.execute(
                 "SELECT table_name, column_name FROM information_schema.columns "
-                "WHERE (table_name, column_name) IN "
-                "(('interactions', 'run_epoch'), ('ledger', 'owner')) ORDER BY table_name"
+                "WHERE (table_name, column_name) IN (('interactions', 'run_epoch'), "
+                "('ledger', 'owner'), ('files', 'sha256')) ORDER BY table_name"
             ).fetchall()
-        assert version == ("0016",)
-        assert columns == [("interactions", "run_epoch"), ("ledger", "owner")]
+        assert version == ("0017",)
+        assert columns == [("files", "sha256"), ("interactions", "run_epoch"), ("ledger", "owner")]
     assert not (tmp_path / "data").exists()
 
 

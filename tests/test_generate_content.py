@@ -4,6 +4,8 @@ input answered in Google's error shape with nothing stored."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from typing import Any
 
@@ -261,7 +263,8 @@ def test_media_and_function_parts_in_snake_case(server: Server) -> None:
         answer = http.post("/v1beta/models/echo:generateContent", json=body)
     assert answer.status_code == 200, answer.text
     assert answer.json()["candidates"][0]["content"]["parts"][0]["text"] == (
-        "user: look [image image/png] [document application/pdf]\n"
+        f"user: look [image image/png 8 bytes sha256:{_digest('iVBORw0KGgo=')}] "
+        "[document application/pdf]\n"
         'function_call: f {"a":1}\n'
         'function_result: f {"ok":true}'
     )
@@ -466,3 +469,8 @@ def test_v1_models_is_googles_for_google_callers_and_openais_for_others(server: 
     assert openai["object"] == "list" and openai["data"][0]["id"] == "echo"
     one = httpx.get(f"{server.url}/v1/models/fast", headers=bearer, timeout=30).json()
     assert one == {"id": "fast", "object": "model", "created": 0, "owned_by": "propylon"}
+
+
+def _digest(data: str) -> str:
+    """How echo names base64 `data`: the first 16 hex digits of its bytes' SHA-256."""
+    return hashlib.sha256(base64.b64decode(data)).hexdigest()[:16]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 
 import pytest
 from google import genai
@@ -51,7 +52,8 @@ def test_media_content_is_stored_and_handed_to_echo(client: genai.Client) -> Non
     interaction = client.interactions.create(
         model="echo", input=[{"type": "text", "text": "look"}, image]
     )
-    assert interaction.output_text == "user: look [image image/png]"
+    digest = hashlib.sha256(b"png").hexdigest()[:16]  # echo shows inline bytes' size and digest
+    assert interaction.output_text == f"user: look [image image/png 3 bytes sha256:{digest}]"
     stored = client.interactions.get(interaction.id)
     assert stored.steps[0].content[1].data == image["data"]
 

@@ -47,6 +47,7 @@ from propylon.store.batches import (
 )
 from propylon.store.caches import CacheRecord
 from propylon.store.console import UsageQuery
+from propylon.store.files import FileRecord, UploadSession
 from propylon.store.listing import ListQuery
 from propylon.store.stores import Stores, open_stores
 from tests.postgres import fresh_database
@@ -326,6 +327,8 @@ def test_api_keys(open_backend: Opener) -> None:
                 await store.save_api_key(k)
             assert await store.api_key_by_hash("hash-1") == key
             assert await store.api_key_by_hash("nope") is None
+            assert await store.api_key_by_id("key_1") == key
+            assert await store.api_key_by_id("hash-1") is None
             assert await store.count_api_keys() == 2
             key.revoked, key.api_revision = now(), "2025-11-01"
             await store.save_api_key(key)  # replaced by id
@@ -333,6 +336,7 @@ def test_api_keys(open_backend: Opener) -> None:
             assert (await store.list_api_keys())[0] == key
             assert (await store.list_api_keys())[1].admin is True
             assert await store.count_api_keys() == 1
+            assert await store.api_key_by_id("key_1") == key  # revoked ones too
 
     asyncio.run(scenario())
 
@@ -635,6 +639,97 @@ def test_batches(open_backend: Opener) -> None:
             assert await batches.delete_batch("b2")
             assert not await batches.delete_batch("b2")
             assert await batches.get_batch("b2") is None and await batches.batch_items("b2") == []
+
+    asyncio.run(scenario())
+
+
+def _upload(upload_id: str, tenant: str = "acme", file_id: str = "f1") -> UploadSession:
+    return UploadSession(
+        upload_id,
+        tenant,
+        file_id,
+        None,
+        "text/plain",
+        6,
+        0,
+        f"http://h/v1/files/{file_id}",
+        "2026-01-01T00:00:00Z",
+        "2026-01-03T00:00:00Z",
+    )
+
+
+def _file(
+    file_id: str, sha256: str, tenant: str = "acme", expires: str = "2026-01-03T00:00:00Z"
+) -> FileRecord:
+    return FileRecord(
+        tenant,
+        file_id,
+        "shown",
+        "text/plain",
+        6,
+        sha256,
+        f"http://h/v1/files/{file_id}",
+        "2026-01-01T00:00:00Z",
+        "2026-01-01T00:00:00Z",
+        expires,
+    )
+
+
+def test_files_and_upload_sessions(open_backend: Opener) -> None:
+    async def scenario() -> None:
+        placed: list[str] = []
+        unlinked: list[tuple[str, str]] = []
+        async with open_backend() as s, open_backend() as other:
+            files = s.files
+            await files.create_upload(_upload("u1"))
+            # two processes send a chunk at offset 0: one counts
+            assert await files.advance_upload("u1", 0, 3)
+            assert not await other.files.advance_upload("u1", 0, 3)
+            session = await other.files.get_upload("u1")
+            assert session is not None and session.received == 3 and session.size_bytes == 6
+            assert await files.finish_upload("u1", _file("f1", "aa"), lambda: placed.append("u1"))
+            assert placed == ["u1"] and await files.get_upload("u1") is None
+            assert not await files.finish_upload(
+                "u1", _file("f1", "aa"), lambda: placed.append("x")
+            )
+            # a taken id: nothing changes, the session stays
+            await files.create_upload(_upload("u2"))
+            assert not await files.finish_upload(
+                "u2", _file("f1", "bb"), lambda: placed.append("x")
+            )
+            assert placed == ["u1"] and await files.get_upload("u2") is not None
+            assert await files.delete_upload("u2") and not await files.delete_upload("u2")
+            # content-addressed per tenant: a blob goes with the last file of its tenant naming it
+            for record in (_file("f2", "aa"), _file("f1", "aa", tenant="zeta")):
+                await files.create_upload(_upload(record.id + record.tenant, record.tenant))
+                assert await files.finish_upload(record.id + record.tenant, record, lambda: None)
+            got = await files.get_file("acme", "f1")
+            assert got == _file("f1", "aa")
+            assert [
+                f.id for f in await files.list_files("acme", None, 10, "2026-01-02T00:00:00Z")
+            ] == ["f1", "f2"]
+            assert [
+                f.id for f in await files.list_files("acme", "f1", 10, "2026-01-02T00:00:00Z")
+            ] == ["f2"]
+            assert await files.list_files("acme", None, 10, "2026-01-04T00:00:00Z") == []
+
+            def unlink(sha256: str) -> None:
+                unlinked.append(("acme", sha256))
+
+            assert await files.delete_file("acme", "f1", unlink) is not None
+            assert unlinked == []  # f2 still names it
+            assert await files.delete_file("acme", "f1", unlink) is None
+            assert await files.delete_file("acme", "f2", unlink) is not None
+            assert unlinked == [("acme", "aa")]
+            assert await files.get_file("zeta", "f1") is not None  # another tenant's stays
+            # the purge: expired files and sessions, and the blobs nothing names any more
+            await files.create_upload(_upload("u3", "zeta", "f9"))
+            gone, sessions = await files.purge_files(
+                "2026-01-04T00:00:00Z", lambda tenant, sha: unlinked.append((tenant, sha))
+            )
+            assert [f.id for f in gone] == ["f1"] and [u.id for u in sessions] == ["u3"]
+            assert unlinked[-1] == ("zeta", "aa")
+            assert await files.get_file("zeta", "f1") is None
 
     asyncio.run(scenario())
 

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from propylon.api import agents as agent_routes
+from propylon.api import files as file_routes
 from propylon.api import gemini as gemini_routes
 from propylon.api import interactions, openapi
 from propylon.api import listing as listing_routes
@@ -102,6 +103,10 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
                 removed = await purge_expired(store, settings, ledger, stores.caches)
                 if removed:
                     logger.info("purged %d expired interactions", removed)
+            with contextlib.suppress(Exception):
+                files = await runtime.files.purge()
+                if files:
+                    logger.info("purged %d expired files", files)
             await asyncio.sleep(settings.purge_interval_seconds)
 
     @asynccontextmanager
@@ -143,6 +148,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         *webhook_routes.routes,
         *model_routes.routes,  # `/v1/models` is two surfaces': dispatched on the key header
         *gemini_routes.routes,
+        *file_routes.routes,
         *openai_chat.routes,
         *openai_embeddings.routes,
         *openai_responses.routes,
@@ -175,8 +181,13 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
                 auth=auth,
                 open_paths=frozenset(open_paths),
                 sessions=console.sessions if console else None,
+                keyless=file_routes.keyless,
             ),
-            Middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes),
+            Middleware(
+                BodyLimitMiddleware,
+                max_bytes=settings.max_request_bytes,
+                exempt=file_routes.unbounded,
+            ),
         ],
     )
     # No 307 from `/x/` to `/x`: a path with an empty id is a 404 like any unknown path.
@@ -193,6 +204,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
     app.state.generate = runtime.generate
     app.state.caches = runtime.generate.caches
     app.state.batches = batches
+    app.state.files = runtime.files
     app.state.models = models
     app.state.metrics = metrics
     app.state.auth = auth

@@ -343,6 +343,25 @@ class Settings(BaseSettings):
         description="Deepest nesting of objects and arrays in a JSON request body; deeper "
         "is refused with 400.",
     )
+    max_file_bytes: int = Field(
+        default=2 * 1024**3,
+        gt=0,
+        description="Largest file the Files API takes, in bytes (Google's limit: 2 GB); a "
+        "larger upload is refused with 400 before its bytes are stored.",
+    )
+    max_inline_file_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        gt=0,
+        description="Largest uploaded file a request may name for a model (its bytes are "
+        "read into memory and sent inline to the provider), and largest JSONL file of a "
+        "batch, in bytes; a larger one is refused with 400 naming the file.",
+    )
+    file_ttl_seconds: float = Field(
+        default=172800.0,
+        gt=0,
+        description="How long an uploaded file is kept, in seconds from its upload (Google "
+        "keeps files 48 hours); then it answers 404 and the purge removes it.",
+    )
     background_workers: int = Field(
         default=16,
         ge=1,
@@ -488,7 +507,9 @@ class Settings(BaseSettings):
         default_factory=dict, description="Per-tenant overrides, e.g. `retention_days`."
     )
     purge_interval_seconds: float = Field(
-        default=3600.0, gt=0, description="How often expired interactions are purged."
+        default=3600.0,
+        gt=0,
+        description="How often expired interactions and files are purged, in seconds.",
     )
     log_format: Literal["json", "text"] = Field(
         default="json", description="`json` (one object per line) or `text` logs."

@@ -27,12 +27,14 @@ from propylon.outbound import OutboundPolicy
 from propylon.providers.google_interactions import GoogleInteractions
 from propylon.service.batches import BatchService
 from propylon.service.caches import CacheService
+from propylon.service.files import FileService
 from propylon.service.generate import GenerateService
 from propylon.service.idempotency import Idempotency
 from propylon.service.interactions import InteractionService
 from propylon.service.ledger import Ledger
 from propylon.service.stateless import StatelessCalls
 from propylon.service.webhooks import WebhookService, new_secret
+from propylon.store.blobs import Blobs
 from propylon.store.stores import Stores, open_stores
 
 if TYPE_CHECKING:  # the `distributed` extra: imported only when the database is PostgreSQL
@@ -91,6 +93,7 @@ class Runtime:
     stateless: StatelessCalls
     generate: GenerateService
     batches: BatchService
+    files: FileService
     jobs: App | None = None
     queue: ProcrastinateQueue | None = None
     batch_queue: ProcrastinateQueue | None = None
@@ -173,6 +176,7 @@ def build_runtime(settings: Settings, models: ModelRegistry, kind: str) -> Runti
         os.environ.setdefault("PGAPPNAME", f"propylon-{owner}"[:63])
         jobs = new_app(settings.database_url, f"propylon-{owner}")
         queue = ProcrastinateQueue(jobs, owner)
+    files = FileService(stores.files, Blobs(settings.data_dir), settings)
     service = InteractionService(
         store,
         bus_for(settings.redis_url, settings.stream_buffer_events),
@@ -187,14 +191,19 @@ def build_runtime(settings: Settings, models: ModelRegistry, kind: str) -> Runti
         agents=agents,
         custom_agents=stores.agents,
         caches=stores.caches,
+        files=files,
     )
     # Stateless calls (generateContent, Chat Completions, embeddings) and the batches that run
     # them share the interactions' quotas and ledger.
     stateless = StatelessCalls(models, service.quotas, service.ledger, metrics)
-    caches = CacheService(stores.caches, lambda: service.models)
+    caches = CacheService(stores.caches, lambda: service.models, files)
     generate = GenerateService(stateless, caches)
     batches = BatchService(
-        stores.batches, generate, settings.batch_concurrency, settings.background_workers
+        stores.batches,
+        generate,
+        settings.batch_concurrency,
+        settings.background_workers,
+        files,
     )
     runtime = Runtime(
         settings,
@@ -208,6 +217,7 @@ def build_runtime(settings: Settings, models: ModelRegistry, kind: str) -> Runti
         stateless,
         generate,
         batches,
+        files,
     )
     if jobs is not None and queue is not None:
         from propylon.jobs.procrastinate import BATCH_TASK

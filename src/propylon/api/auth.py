@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from starlette.datastructures import Headers
@@ -141,7 +142,10 @@ class AuthMiddleware:
 
     Paths `sessions` owns (the console) are authenticated by its session cookie alone, and
     no other path ever by a cookie: a cross-site request cannot ride a console sign-in
-    into the API."""
+    into the API.
+
+    Requests `keyless` picks (a Files API upload URL, which carries its own credential) that
+    send no key reach their route with no caller; one that sends a key is authenticated."""
 
     def __init__(
         self,
@@ -149,11 +153,13 @@ class AuthMiddleware:
         auth: Authenticator,
         open_paths: frozenset[str],
         sessions: Sessions | None = None,
+        keyless: Callable[[Scope], bool] | None = None,
     ) -> None:
         self.app = app
         self.auth = auth
         self.open_paths = open_paths
         self.sessions = sessions
+        self.keyless = keyless
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.open_paths:
@@ -165,8 +171,17 @@ class AuthMiddleware:
                 scope.setdefault("state", {})["caller"] = signed_in
             await self.app(scope, receive, send)
             return
+        headers = Headers(scope=scope)
+        if (
+            self.keyless is not None
+            and self.keyless(scope)
+            and "x-goog-api-key" not in headers
+            and "authorization" not in headers
+        ):
+            await self.app(scope, receive, send)
+            return
         try:
-            caller = await self.auth.caller(Headers(scope=scope))
+            caller = await self.auth.caller(headers)
         except Unauthenticated as exc:
             refusal = error_response(scope, 401, exc.status, exc.message)
             await refusal(scope, receive, send)

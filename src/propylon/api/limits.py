@@ -9,6 +9,7 @@ but the store's encoder stops at 255, and no real request needs more than a few 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -32,14 +33,20 @@ class BodyLimitMiddleware:
     counted as the app reads them; the read that crosses the limit raises PayloadTooLarge,
     which the app's error handlers answer (or this middleware, if it reaches here before a
     response started). The response closes the connection, so the unread rest is dropped.
+
+    Requests `exempt` picks (the Files API's upload chunks) are not counted: their route
+    bounds them itself.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, exempt: Callable[[Scope], bool] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (self.exempt is not None and self.exempt(scope)):
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)

@@ -6,7 +6,8 @@ The reconciler is a periodic procrastinate job (one worker runs each pass). A pa
    finds them, `get_stalled_jobs`, and leaves their retry to us): the stalled job is ended
    `failed` and a new job is deferred for its interaction (a new job id, so the stalled
    worker, should it wake, cannot finish the new job in procrastinate's table; its writes
-   to the run are refused by the run epoch). A job whose abort was asked is not retried;
+   to the run are refused by the run epoch). A job whose abort was asked is not retried
+   (and keeps `abort_requested`: step 2 ends its run `cancelled`);
 2. ends `cancelled` the unfinished background runs a user cancelled (a job of theirs has
    `abort_requested`, written by the cancel before anything else) that no job runs any more:
    their canceller died, or failed, before it ended them. A user's cancel is never retried;
@@ -30,7 +31,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from procrastinate import App
-from procrastinate.jobs import Status
 
 from propylon.jobs.procrastinate import BATCH_TASK, ProcrastinateQueue
 from propylon.store.batches import UNFINISHED
@@ -80,6 +80,11 @@ _FORGET = """
 DELETE FROM propylon_run_owners o WHERE NOT EXISTS (
     SELECT 1 FROM interactions i WHERE i.id = o.interaction_id
        AND i.status IN ('queued', 'in_progress'))
+"""
+# A stalled job ended `failed`; whether its abort was asked (a user's cancel), atomically.
+_FAIL_STALLED = """
+UPDATE procrastinate_jobs SET status = 'failed', attempts = attempts + 1
+ WHERE id = %s AND status = 'doing' RETURNING abort_requested
 """
 _DEAD = "DELETE FROM propylon_processes WHERE heartbeat < now() - make_interval(secs => %s)"
 _LOST = """
@@ -147,11 +152,14 @@ class Reconciler:
         retried = 0
         for job in stalled:
             assert job.id is not None
-            with contextlib.suppress(Exception):  # it ended meanwhile
-                await manager.finish_job_by_id_async(job.id, Status.FAILED, delete_job=False)
+            # Ended `failed` keeping `abort_requested` (procrastinate's `finish_job` clears
+            # it, and `get_stalled_jobs` does not read it): a user's cancel stays recorded.
+            rows = await self._rows(_FAIL_STALLED, job.id)
+            if not rows:
+                continue  # it ended meanwhile
             queue = self.queues.get(job.task_name)
-            if queue is None or job.abort_requested or job.lock is None:
-                continue  # periodic passes come again; an aborted run is the canceller's
+            if queue is None or rows[0][0] or job.lock is None:
+                continue  # periodic passes come again; a cancelled run is ended below
             await queue.submit(job.lock, -job.priority)
             retried += 1
         return retried

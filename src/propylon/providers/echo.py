@@ -7,10 +7,13 @@ Its answer has one line per step of the history the server assembled, in order, 
     model: user: hi
     user: and now?
 
-so a client can see exactly what Propylon sent to a model. Newlines inside a step are written
-as `\\n` to keep one line per step. Tokens are counted as whitespace-separated words. The
-answer streams a few characters per delta; the model option `delay` (seconds) paces the deltas,
-for testing clients against a slow model.
+so a client can see exactly what Propylon sent to a model. Media sent inline is shown by its
+type, mime type, size and the start of its SHA-256, `[image image/png 3 bytes sha256:1f2e...]`
+(16 hex digits), so a client can check which bytes arrived (an uploaded file a request names
+arrives inline); media by URI by its type and mime type (else its URI). Newlines inside a
+step are written as `\\n` to keep one line per step. Tokens are counted as
+whitespace-separated words. The answer streams a few characters per delta; the model option
+`delay` (seconds) paces the deltas, for testing clients against a slow model.
 
 Directives, for testing tool loops deterministically: when the last step is a `user_input`
 whose text has lines `call NAME {json arguments}` and NAME is a declared, allowed tool, echo
@@ -36,6 +39,7 @@ different ones. Input tokens are counted as words, like the chat answers.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import math
 import re
@@ -88,14 +92,32 @@ def render_history(turn: Turn) -> str:
     return "\n".join(lines)
 
 
+def _shown(step: dict[str, Any]) -> str:
+    """A step's content as echo shows it: text, and media with its bytes' size and digest."""
+    parts = []
+    for item in step.get("content") or step.get("summary") or []:
+        data = item.get("data") if item.get("type") != "text" else None
+        if not data:
+            parts.append(step_text({"content": [item]}))
+            continue
+        try:
+            raw = base64.b64decode(data)
+        except ValueError:
+            raw = data.encode()
+        digest = hashlib.sha256(raw).hexdigest()[:16]
+        label = " ".join(filter(None, [item.get("type"), item.get("mime_type")]))
+        parts.append(f"[{label} {len(raw)} bytes sha256:{digest}]")
+    return " ".join(parts)
+
+
 def _line(step: dict[str, Any]) -> str:
     kind = step.get("type")
     if kind == "user_input":
-        return f"user: {step_text(step)}"
+        return f"user: {_shown(step)}"
     if kind == "model_output":
-        return f"model: {step_text(step)}"
+        return f"model: {_shown(step)}"
     if kind == "thought":
-        return f"thought: {step_text(step)}"
+        return f"thought: {_shown(step)}"
     if kind == "function_call":
         arguments = orjson.dumps(step.get("arguments") or {}).decode()
         return f"function_call: {step.get('name', '')} {arguments}"

@@ -23,12 +23,16 @@ then stops its job; a finished batch never runs again.
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import logging
 import re
 import secrets
 import string
 import time
 from typing import Any
+
+import orjson
 
 from propylon.domain.caller import Caller
 from propylon.domain.clock import now
@@ -41,8 +45,10 @@ from propylon.errors import (
 )
 from propylon.jobs.base import JobQueue
 from propylon.jobs.local import LocalQueue
-from propylon.schema.gemini.batches import Inlined, inline_requests
+from propylon.schema.gemini.batches import Inlined, inline_requests, jsonl_requests
+from propylon.schema.gemini.files import inline_file_parts
 from propylon.schema.gemini.request import GenerateContentRequest, parse
+from propylon.service.files import FileService
 from propylon.service.generate import GenerateService
 from propylon.store.batches import (
     CANCELLED,
@@ -93,9 +99,32 @@ def status_of(error: PropylonError) -> dict[str, Any]:
     return {"code": _CODES.get(error.status, 2), "message": error.message}
 
 
+def results_file_id(batch_id: str) -> str:
+    """The id of the Files API file a batch from a file writes its results to (derived from
+    the batch's id, so a retried batch finds the file it already wrote)."""
+    return hashlib.sha256(f"batch-results:{batch_id}".encode()).hexdigest()[:16]
+
+
+def _results(items: list[BatchItem]) -> bytes:
+    """The JSONL results file of a batch from a file: one line per request, in order,
+    `{"key"?, "response"}` or `{"key"?, "error"}` (the key its input line gave)."""
+    lines = []
+    for item in items:
+        key = (item.metadata or {}).get("key")
+        entry = {**({"key": key} if key is not None else {}), **(item.result or {})}
+        lines.append(orjson.dumps(entry))
+    return b"\n".join(lines) + b"\n"
+
+
 def _output(batch: BatchRecord, items: list[BatchItem]) -> dict[str, Any]:
-    """`inlinedResponses` of a finished batch, in request order: each request's `metadata` and
-    its `response` or `error`; a request the batch never ran has an error saying so."""
+    """A finished batch's output: a batch from a file that succeeded names its results file
+    (`responsesFile`, see `results_file_id`); any other batch has `inlinedResponses`, in
+    request order: each request's `metadata` and its `response` or `error` (a request the
+    batch never ran has an error saying so)."""
+    if batch.caller.get("input_file"):
+        if batch.state != SUCCEEDED:
+            return {}
+        return {"responsesFile": f"files/{results_file_id(batch.id)}"}
     never = {
         "code": _CODES["CANCELLED"] if batch.state == CANCELLED else _CODES["INTERNAL"],
         "message": f"not run: the batch ended `{batch.state}` first",
@@ -161,26 +190,63 @@ class BatchService:
     queue's handler)."""
 
     def __init__(
-        self, store: BatchStore, generate: GenerateService, concurrency: int, workers: int
+        self,
+        store: BatchStore,
+        generate: GenerateService,
+        concurrency: int,
+        workers: int,
+        files: FileService | None = None,
     ) -> None:
         """`concurrency`: requests of one batch answered at once. `workers`: batches the
-        in-process queue runs at once (a distributed deployment replaces `jobs`)."""
+        in-process queue runs at once (a distributed deployment replaces `jobs`). `files`:
+        the Files API, for batches from a file and `fileData` parts naming uploaded files."""
         self.store = store
         self.generate = generate
+        self.files = files
         self.concurrency = concurrency
         self.jobs: JobQueue = LocalQueue(self.execute, workers)
 
-    async def create(self, model: str, body: Any, caller: Caller) -> dict[str, Any]:
-        """Store a batch of `body`'s requests to `model` and queue it. Raises InvalidArgument
-        (naming the field), NotFound (the model) or PermissionDenied; nothing is stored then."""
+    async def create(
+        self, model: str, body: Any, caller: Caller, files_base: str
+    ) -> dict[str, Any]:
+        """Store a batch of `body`'s requests to `model` (inline, or the JSONL lines of the
+        caller's file `batch.inputConfig.fileName`) and queue it. `files_base`: the server's
+        URL up to the version segment (the results file's `uri`). Raises InvalidArgument
+        (naming the field or the file's line), NotFound (the model, the file) or
+        PermissionDenied; nothing is stored then."""
         name = model.removeprefix("models/")
-        display_name, requests = inline_requests(body, name)
+        display_name, requests, input_file = inline_requests(body, name)
         self.generate.calls.resolve(name)  # NotFound
         self.generate.calls.quotas.allows(caller, name)  # PermissionDenied
-        return operation(await self._store(name, display_name, requests, caller))
+        source: dict[str, str] = {}
+        if input_file is not None:
+            requests = await self._file_requests(input_file, name, caller)
+            source = {"input_file": input_file, "files_base": files_base}
+        return operation(await self._store(name, display_name, requests, caller, source))
+
+    async def _file_requests(self, name: str, model: str, caller: Caller) -> list[Inlined]:
+        """The requests of the caller's JSONL file `name`. Raises NotFound, InvalidArgument."""
+        file_id = self.files.file_id_of(name) if self.files is not None else None
+        if self.files is None or file_id is None:
+            raise InvalidArgument(
+                f"`batch.inputConfig.fileName`: `{name}` names no file of this server "
+                "(`files/<id>`, uploaded with the Files API)"
+            )
+        _, data = await self.files.content(
+            caller, file_id, self.files.settings.max_inline_file_bytes
+        )
+        requests = list(jsonl_requests(data, model))
+        if not requests:
+            raise InvalidArgument(f"`batch.inputConfig.fileName`: `{name}` holds no request")
+        return requests
 
     async def _store(
-        self, model: str, display_name: str, requests: list[Inlined], caller: Caller
+        self,
+        model: str,
+        display_name: str,
+        requests: list[Inlined],
+        caller: Caller,
+        source: dict[str, str],
     ) -> BatchRecord:
         """Write the batch `PENDING` with its requests and queue its job (with PostgreSQL the
         store's hook defers it in the same transaction)."""
@@ -198,6 +264,7 @@ class BatchService:
                 "admin": caller.admin,
                 "policy": caller.policy,
                 "api_revision": caller.api_revision,
+                **source,  # a batch from a file: the file, and where its results' file lives
             },
             request_count=len(requests),
         )
@@ -295,13 +362,39 @@ class BatchService:
         if failed:
             await self.store.end_batch(batch_id, FAILED, now(), _INTERNAL)
         elif not halted.is_set():
+            try:
+                if batch.caller.get("input_file"):
+                    await self._write_results(batch, caller)
+            except Exception:
+                logger.exception("batch %s: its results file could not be written", batch_id)
+                await self.store.end_batch(batch_id, FAILED, now(), _INTERNAL)
+                return
             await self.store.end_batch(batch_id, SUCCEEDED, now())
+
+    async def _write_results(self, batch: BatchRecord, caller: Caller) -> None:
+        """Write a batch from a file's results as the caller's file `results_file_id` (once:
+        a retried batch finds it written)."""
+        assert self.files is not None
+        items = await self.store.batch_items(batch.id)
+        await self.files.write(
+            caller,
+            results_file_id(batch.id),
+            f"{batch.display_name or batch.id} results",
+            "application/jsonl",
+            _results(items),
+            str(batch.caller.get("files_base") or ""),
+        )
 
     async def _answer(
         self, model: str, body: dict[str, Any], caller: Caller
     ) -> tuple[dict[str, Any], bool]:
         """One request's result, `({"response": ...}, True)` or `({"error": ...}, False)`,
         as a direct generateContent call would answer it."""
+        if self.files is not None:  # `fileData` naming an uploaded file: its bytes inline
+            try:
+                body = await inline_file_parts(body, functools.partial(self.files.load, caller))
+            except PropylonError as exc:
+                return {"error": status_of(exc)}, False
         for attempt in range(1, _RATE_ATTEMPTS + 1):
             try:
                 request = parse(GenerateContentRequest, body)

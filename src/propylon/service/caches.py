@@ -10,6 +10,11 @@ model), whose name the record keeps per target label; a copy the upstream refuse
 caches nothing under its minimum size) is not made, and that target gets the content inline.
 The copies are extended and deleted with ours, best effort: they expire when ours does.
 
+A `fileData` part of the content naming one of the tenant's uploaded files (service/files.py)
+is stored with the file's bytes inline, as Google's cache holds what it was made of: every
+target can take it, and the cache outlives the file. A file over `max_request_bytes` (what an
+inline body could carry) is refused.
+
 `usageMetadata.totalTokenCount`: the first upstream copy's count, else echo's (words) when
 the model's first target is echo, else not known.
 
@@ -42,8 +47,10 @@ from propylon.schema.gemini.caches import (
     resource,
     timestamp,
 )
+from propylon.schema.gemini.files import inline_file_parts
 from propylon.schema.gemini.request import GenerateContentRequest, parse
 from propylon.schema.gemini.turn import translate
+from propylon.service.files import FileService
 from propylon.service.quotas import Quotas
 from propylon.store.caches import CacheRecord, CacheStore
 
@@ -109,9 +116,16 @@ class CacheService:
     """`cachedContents` over a CacheStore; `models()`: the current model registry (replaced
     on a reload)."""
 
-    def __init__(self, store: CacheStore, models: Callable[[], ModelRegistry]) -> None:
+    def __init__(
+        self,
+        store: CacheStore,
+        models: Callable[[], ModelRegistry],
+        files: FileService | None = None,
+    ) -> None:
+        """`files`: the Files API, whose files a cached content's `fileData` may name."""
         self.store = store
         self.models = models
+        self.files = files
 
     async def create(self, body: CreateCachedContent, caller: Caller) -> dict[str, Any]:
         """Store a new cached content for `caller`'s tenant; its resource. Raises NotFound
@@ -126,6 +140,8 @@ class CacheService:
             exclude_none=True,
             include={"contents", "system_instruction", "tools", "tool_config"},
         )
+        if self.files is not None:
+            content = await self._inline_files(content, caller)
         stamp = timestamp(now)
         cache = CacheRecord(
             tenant=caller.tenant,
@@ -149,6 +165,28 @@ class CacheService:
             await self._delete_copies(cache)
             raise InvalidArgument("could not store the cached content; send it again")
         return resource(cache)
+
+    async def _inline_files(self, content: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        """`content` with each `fileData` part naming one of the caller's files made an
+        `inlineData` part of its bytes. Raises NotFound (an unknown, another tenant's or an
+        expired file), InvalidArgument (a file over `max_request_bytes`)."""
+        files = self.files
+        assert files is not None
+        limit = files.settings.max_request_bytes
+
+        async def load(uri: str) -> tuple[str, str] | None:
+            file_id = files.file_id_of(uri)
+            if file_id is None:
+                return None
+            found = await files.get(caller, file_id)
+            if found.size_bytes > limit:
+                raise InvalidArgument(
+                    f"`contents`: the file `files/{found.id}` is {found.size_bytes} bytes, over "
+                    f"the {limit} bytes a cached content may hold (`max_request_bytes`)"
+                )
+            return await files.load(caller, uri)
+
+        return await inline_file_parts(content, load)
 
     async def _copies(
         self, served: ServedModel, cache: CacheRecord

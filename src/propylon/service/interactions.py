@@ -40,6 +40,7 @@ from propylon.runner.writer import LogWriter
 from propylon.schema.interactions import CreateInteraction, queue_priority
 from propylon.service import reading
 from propylon.service.custom_agents import AgentLookup, base_of
+from propylon.service.files import FileService
 from propylon.service.idempotency import Idempotency
 from propylon.service.ledger import Ledger
 from propylon.service.plan import AgentPlan, Plan, plan, request_of
@@ -136,10 +137,13 @@ class InteractionService:
         agents: dict[str, GoogleInteractions] | None = None,
         custom_agents: AgentLookup | None = None,
         caches: CacheStore | None = None,
+        files: FileService | None = None,
     ) -> None:
         """`ledger` admits and settles spend; `idempotency` decides repeats of a create;
         `webhooks` computes an ending interaction's deliveries; `on_outbox` is told when
-        new ones are committed (the delivery worker's wake-up); `metrics` counts what runs."""
+        new ones are committed (the delivery worker's wake-up); `metrics` counts what runs;
+        `files` resolves content that names an uploaded file (service/files.py)."""
+        self.files = files
         self.webhooks = webhooks
         self.metrics = metrics
         self.agents = agents or {}
@@ -236,6 +240,7 @@ class InteractionService:
             self.agents,
             self.custom_agents,
             self.caches,
+            files=self.files,
         )
         ticket = planned.ticket if isinstance(planned, Plan) else Ticket()
         try:
@@ -281,6 +286,8 @@ class InteractionService:
             tail = self._tail(record.id) if request.stream else None
             if not self.jobs.transactional:  # else its job was deferred with its row
                 await self.jobs.submit(record.id, queue_priority(request.service_tier))
+            else:  # a worker runs it, under its key's policy read there (`execute`)
+                self._callers.pop(record.id, None)
             if tail is not None:
                 return Created(events=tail, interaction_id=record.id)
             return Created(
@@ -453,6 +460,8 @@ class InteractionService:
             if record is None or lifecycle.is_terminal(record.status):
                 return
             self.ledger.adopt(interaction_id)  # its end here settles its reservation
+            if interaction_id not in self._callers:  # created by another process
+                self._callers[interaction_id] = await self._owner(record)
             projection = await reading.fold(self.store, interaction_id)
             log = self._log(record, existing=projection, epoch=epoch)
             if projection.steps:  # it was under way elsewhere: no step is run twice
@@ -471,6 +480,7 @@ class InteractionService:
                     self.agents,
                     self.custom_agents,
                     self.caches,
+                    files=self.files,
                 )
             except (InvalidArgument, NotFound, FailedPrecondition) as exc:
                 error = {"code": "invalid_request", "message": exc.message}
@@ -481,7 +491,23 @@ class InteractionService:
             if not self.stopping:
                 await self._cancelled_early(interaction_id, epoch, log)
             raise
-        await self._run(log, planned, request)  # a cancel there ends it (`_supervised`)
+        finally:
+            if log is None or log.ended:
+                self._callers.pop(interaction_id, None)
+        try:
+            await self._run(log, planned, request)  # a cancel there ends it (`_supervised`)
+        finally:
+            self._callers.pop(interaction_id, None)
+
+    async def _owner(self, record: InteractionRecord) -> Caller:
+        """The caller whose key created `record`, with that key's policy (its token ceiling
+        and token rate bind the run wherever it runs); no policy when the key is gone."""
+        key = await self.store.api_key_by_id(record.api_key_id) if record.api_key_id else None
+        return Caller(
+            tenant=record.tenant,
+            key_id=record.api_key_id,
+            policy=dict(key.policy) if key is not None else {},
+        )
 
     async def _cancelled_early(
         self, interaction_id: str, epoch: int | None, log: EventLog | None

@@ -28,6 +28,7 @@ from propylon.schema.interactions import (
 from propylon.service.caches import cache_prefix, find_cache
 from propylon.service.continuation import resume
 from propylon.service.custom_agents import AgentLookup, for_agent
+from propylon.service.files import FileService
 from propylon.store.base import InteractionRecord, Store
 from propylon.store.caches import CacheStore
 
@@ -67,10 +68,15 @@ async def plan(
     agents: dict[str, GoogleInteractions] | None = None,
     custom_agents: AgentLookup | None = None,
     caches: CacheStore | None = None,
+    *,
+    files: FileService | None = None,
 ) -> Plan | AgentPlan:
-    """Check `request` and build its turn for `caller`. Raises InvalidArgument, NotFound
-    (also for another tenant's previous interaction or cached content), FailedPrecondition,
-    or ResourceExhausted (the embedded model's queue is full); writes nothing."""
+    """Check `request` and build its turn for `caller`. With `files`, content naming one of
+    the caller's uploaded files by `uri` reaches the provider inline (the stored steps keep
+    the `uri`). Raises InvalidArgument, NotFound (also for another tenant's previous
+    interaction or cached content, or an unknown, another tenant's or expired file),
+    FailedPrecondition, or ResourceExhausted (the embedded model's queue is full); writes
+    nothing."""
     if not request.store and request.previous_interaction_id:
         raise InvalidArgument(
             "`previous_interaction_id` needs `store=true`: nothing is kept "
@@ -134,8 +140,9 @@ async def plan(
     if "tool_choice" in cached.generation_config and "tool_choice" not in generation:
         generation["tool_choice"] = cached.generation_config["tool_choice"]
     instructions = [cached.system_instruction, request.system_instruction]
+    steps = cached.history + history + input_steps
     turn = Turn(
-        history=cached.history + history + input_steps,
+        history=await files.inline_steps(steps, caller) if files is not None else steps,
         system_instruction="\n\n".join(text for text in instructions if text) or None,
         tools=cached.tools + _own_tools(cached.tools, own_tools, request.cached_content),
         generation_config=generation,

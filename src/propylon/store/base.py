@@ -244,6 +244,9 @@ class KeyStore(Protocol):
     async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
         """The key whose secret hashes to `key_hash` (revoked ones included), or None."""
 
+    async def api_key_by_id(self, key_id: str) -> ApiKey | None:
+        """The key `key_id` (revoked ones included), or None."""
+
     async def list_api_keys(self) -> list[ApiKey]:
         """Every key, oldest first."""
 

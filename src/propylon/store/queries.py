@@ -9,6 +9,7 @@ read with `json_extract` on SQLite and `::jsonb` operators on PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 from typing import Any
 
 import orjson
@@ -21,6 +22,7 @@ from propylon.store.batches import UNFINISHED as BATCH_UNFINISHED
 from propylon.store.batches import BatchItem, BatchRecord
 from propylon.store.caches import CacheRecord
 from propylon.store.console import DeliveryRow, UsageQuery
+from propylon.store.files import FileRecord, UploadSession
 from propylon.store.listing import ListQuery
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "CHAIN_BACK",
     "DISABLED",
     "FENCED",
+    "FILES",
     "HISTORY",
     "INTERACTION_COLUMNS",
     "KEY_COLUMNS",
@@ -59,9 +62,13 @@ __all__ = [
     "cache_params",
     "delivery_row_of",
     "dumps",
+    "file_of",
+    "file_params",
     "listing_sql",
     "projection_update",
     "record_of",
+    "upload_of",
+    "upload_params",
     "usage_sql",
 ]
 
@@ -106,6 +113,44 @@ CACHE_UPDATE = (
 )
 CACHE_DELETE = "DELETE FROM cached_contents WHERE tenant = :tenant AND id = :id"
 CACHE_PURGE = "DELETE FROM cached_contents WHERE expires <= :now"
+_FILE_COLUMNS = (
+    "tenant, id, display_name, mime_type, size_bytes, sha256, uri, created, updated, expires"
+)
+_UPLOAD_COLUMNS = (
+    "id, tenant, file_id, display_name, mime_type, size_bytes, received, uri, created, expires"
+)
+
+
+class FILES:
+    """The SQL of the files part (store/files.py), named parameters; both stores run it."""
+
+    INSERT_UPLOAD = (
+        f"INSERT INTO file_uploads ({_UPLOAD_COLUMNS}) VALUES (:id, :tenant, :file_id, "
+        ":display_name, :mime_type, :size_bytes, :received, :uri, :created, :expires)"
+    )
+    GET_UPLOAD = f"SELECT {_UPLOAD_COLUMNS} FROM file_uploads WHERE id = :id"
+    ADVANCE_UPLOAD = (
+        "UPDATE file_uploads SET received = :received WHERE id = :id AND received = :offset"
+    )
+    DELETE_UPLOAD = "DELETE FROM file_uploads WHERE id = :id"
+    INSERT_FILE = (
+        f"INSERT INTO files ({_FILE_COLUMNS}) VALUES (:tenant, :id, :display_name, :mime_type, "
+        ":size_bytes, :sha256, :uri, :created, :updated, :expires) "
+        "ON CONFLICT (tenant, id) DO NOTHING"
+    )
+    GET_FILE = f"SELECT {_FILE_COLUMNS} FROM files WHERE tenant = :tenant AND id = :id"
+    LIST_FILES = (
+        f"SELECT {_FILE_COLUMNS} FROM files WHERE tenant = :tenant AND id > :after "
+        "AND expires > :now ORDER BY id LIMIT :limit"
+    )
+    DELETE_FILE = "DELETE FROM files WHERE tenant = :tenant AND id = :id"
+    BLOB_NAMED = "SELECT 1 FROM files WHERE tenant = :tenant AND sha256 = :sha256 LIMIT 1"
+    EXPIRED_FILES = f"SELECT {_FILE_COLUMNS} FROM files WHERE expires < :before"
+    DELETE_EXPIRED_FILES = "DELETE FROM files WHERE expires < :before"
+    EXPIRED_UPLOADS = f"SELECT {_UPLOAD_COLUMNS} FROM file_uploads WHERE expires < :before"
+    DELETE_EXPIRED_UPLOADS = "DELETE FROM file_uploads WHERE expires < :before"
+
+
 RUNNING = "('in_progress', 'queued')"  # the statuses a run may still write in
 # What `append_fenced` adds to the WHERE of `projection_update` (parameter `run_epoch`).
 FENCED = f" AND run_epoch = :run_epoch AND status IN {RUNNING}"
@@ -237,6 +282,32 @@ def cache_of(row: Sequence[Any]) -> CacheRecord:
         expires,
         orjson.loads(upstream),
     )
+
+
+def file_of(row: Sequence[Any]) -> FileRecord:
+    """The file of a row of the files part's SELECTs."""
+    tenant, id_, display_name, mime_type, size, sha256, uri, created, updated, expires = row
+    return FileRecord(
+        tenant, id_, display_name, mime_type, int(size), sha256, uri, created, updated, expires
+    )
+
+
+def file_params(file: FileRecord) -> dict[str, Any]:
+    """The named parameters of `FILES.INSERT_FILE` for `file`."""
+    return asdict(file)
+
+
+def upload_of(row: Sequence[Any]) -> UploadSession:
+    """The upload session of a row of the files part's SELECTs."""
+    id_, tenant, file_id, name, mime_type, size, received, uri, created, expires = row
+    return UploadSession(
+        id_, tenant, file_id, name, mime_type, int(size), int(received), uri, created, expires
+    )
+
+
+def upload_params(session: UploadSession) -> dict[str, Any]:
+    """The named parameters of `FILES.INSERT_UPLOAD` for `session`."""
+    return asdict(session)
 
 
 def event_of(row: Sequence[Any]) -> Event:

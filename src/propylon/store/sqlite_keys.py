@@ -46,6 +46,15 @@ class SQLiteKeys:
 
         return await self._db._read(run)
 
+    async def api_key_by_id(self, key_id: str) -> ApiKey | None:
+        def run(conn: sqlite3.Connection) -> ApiKey | None:
+            row = conn.execute(
+                f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)
+            ).fetchone()
+            return api_key_of(row) if row else None
+
+        return await self._db._read(run)
+
     async def list_api_keys(self) -> list[ApiKey]:
         def run(conn: sqlite3.Connection) -> list[ApiKey]:
             rows = conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created, id")

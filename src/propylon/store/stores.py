@@ -15,6 +15,7 @@ from propylon.store.base import LedgerStore, Store
 from propylon.store.batches import BatchStore
 from propylon.store.caches import CacheStore
 from propylon.store.console import ConsoleReads
+from propylon.store.files import FileStore
 from propylon.store.listing import InteractionListing
 
 __all__ = ["Stores", "open_stores"]
@@ -34,6 +35,7 @@ class Stores:
     listing: InteractionListing
     console: ConsoleReads
     batches: BatchStore
+    files: FileStore
     url: str  # the database, for messages (no password)
 
 
@@ -46,6 +48,7 @@ def open_stores(database_url: str | None, database_path: Path) -> Stores:
         from propylon.store.sqlite_batches import SQLiteBatchStore
         from propylon.store.sqlite_caches import SQLiteCacheStore
         from propylon.store.sqlite_console import SQLiteConsoleReads
+        from propylon.store.sqlite_files import SQLiteFileStore
         from propylon.store.sqlite_ledger import SQLiteLedgerStore
         from propylon.store.sqlite_listing import SQLiteListingStore
 
@@ -58,6 +61,7 @@ def open_stores(database_url: str | None, database_path: Path) -> Stores:
             SQLiteListingStore(store),
             SQLiteConsoleReads(store),
             SQLiteBatchStore(store),
+            SQLiteFileStore(store),
             f"sqlite:///{database_path}",
         )
     from propylon.store.sql import open_sql_stores

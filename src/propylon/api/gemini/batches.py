@@ -26,7 +26,10 @@ def _service(request: Request) -> BatchService:
 async def batch_generate_content(request: Request, model: str) -> Response:
     """`POST .../models/{model}:batchGenerateContent`: the new batch, `BATCH_STATE_PENDING`."""
     body = await json_body(request)
-    return JSONResponse(await _service(request).create(model, body, caller_of(request)))
+    # a batch from a file writes its results as a file: its `uri` is under this URL
+    path = request.url.path
+    base = f"{request.url.scheme}://{request.url.netloc}{path[: path.index('/models/')]}"
+    return JSONResponse(await _service(request).create(model, body, caller_of(request), base))
 
 
 async def list_batches(request: Request) -> Response:

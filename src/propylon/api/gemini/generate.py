@@ -1,5 +1,7 @@
 """`:generateContent`, `:streamGenerateContent` (SSE with `alt=sse`, else one JSON array)
-and `:countTokens`: thin translation between HTTP and service/generate.py."""
+and `:countTokens`: thin translation between HTTP and service/generate.py. A `fileData` part
+naming one of the caller's uploaded files becomes an `inlineData` part of its bytes here,
+before any target sees the body (service/files.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ from propylon.api.errors import JSONResponse
 from propylon.api.limits import json_body
 from propylon.api.streaming import ClosingStreamingResponse
 from propylon.errors import InvalidArgument
+from propylon.schema.gemini.files import inline_file_parts
 from propylon.schema.gemini.request import CountTokensRequest, GenerateContentRequest, parse
+from propylon.service.files import FileService
 from propylon.service.generate import GenerateService
 
 __all__ = ["count_tokens", "generate_content", "stream_generate_content"]
@@ -30,7 +34,13 @@ async def _body(request: Request) -> dict[str, Any]:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise InvalidArgument("invalid request: the body must be a JSON object")
-    return body
+    files: FileService = request.app.state.files
+    caller = caller_of(request)
+
+    async def load(uri: str) -> tuple[str, str] | None:
+        return await files.load(caller, uri)
+
+    return await inline_file_parts(body, load)
 
 
 async def generate_content(request: Request, model: str) -> Response:

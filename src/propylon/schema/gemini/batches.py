@@ -70,10 +70,11 @@ def _checked(request: dict[str, Any], metadata: Any, model: str, where: str) -> 
     return request, metadata
 
 
-def inline_requests(body: Any, model: str) -> tuple[str, list[Inlined]]:
-    """The display name and the requests of a `:batchGenerateContent` body for `model`.
-    Raises InvalidArgument naming the field; `batch.inputConfig.fileName` (a JSONL file of the
-    Files API) is refused for now: its requests would come from `jsonl_requests`."""
+def inline_requests(body: Any, model: str) -> tuple[str, list[Inlined], str | None]:
+    """The display name, the inline requests and the input file of a `:batchGenerateContent`
+    body for `model`: either requests (the file None) or `batch.inputConfig.fileName`, a
+    Files API file of JSONL requests (the requests empty: `jsonl_requests` reads them).
+    Raises InvalidArgument naming the field."""
     parsed = parse(BatchGenerateContentRequest, body)
     _unknown(parsed, "")
     batch = parsed.batch
@@ -83,19 +84,20 @@ def inline_requests(body: Any, model: str) -> tuple[str, list[Inlined]]:
         raise InvalidArgument(f"`batch.model`: `{batch.model}` differs from the model in the path")
     config = batch.input_config
     if config.file_name is not None:
-        raise InvalidArgument(
-            "`batch.inputConfig.fileName`: batches from a file are not supported yet; send the "
-            "requests inline (`batch.inputConfig.requests`)"
-        )
+        if config.requests is not None:
+            raise InvalidArgument(
+                "`batch.inputConfig`: set one of `fileName` and `requests`, not both"
+            )
+        return batch.display_name or "", [], config.file_name
     if config.requests is None:
-        raise InvalidArgument("`batch.inputConfig.requests` is required")
+        raise InvalidArgument("`batch.inputConfig.requests` (or `fileName`) is required")
     _unknown(config.requests, "batch.inputConfig.requests")
     items = []
     for index, inlined in enumerate(config.requests.requests):
         _unknown(inlined, f"{_REQUESTS}.{index}")
         where = f"{_REQUESTS}.{index}.request"
         items.append(_checked(inlined.request, inlined.metadata, model, where))
-    return batch.display_name or "", items
+    return batch.display_name or "", items, None
 
 
 def jsonl_requests(data: bytes, model: str) -> Iterator[Inlined]:

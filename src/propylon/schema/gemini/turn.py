@@ -122,7 +122,8 @@ def _media(part: Part, where: str) -> dict[str, Any]:
     if not uri.startswith(("http://", "https://")) or "/files/" in uri:
         raise InvalidArgument(
             f"`{where}.fileData.fileUri`: Propylon cannot resolve `{uri}` for this model's "
-            "targets (it serves no files yet); send the bytes as `inlineData`, or an http(s) URL"
+            "targets (it is no file of this server's Files API); upload it "
+            "(`POST /upload/{v}/files`), send the bytes as `inlineData`, or an http(s) URL"
         )
     mime = part.file_data.mime_type or ""
     item = {"type": _media_kind(mime), "uri": uri}

@@ -9,6 +9,7 @@ from propylon.store.sql.batches import SQLBatches
 from propylon.store.sql.caches import SQLCaches
 from propylon.store.sql.console import SQLConsoleReads
 from propylon.store.sql.database import Database
+from propylon.store.sql.files import SQLFiles
 from propylon.store.sql.idempotency import SQLIdempotencyKeys
 from propylon.store.sql.interactions import SQLInteractions
 from propylon.store.sql.keys import SQLKeys
@@ -47,5 +48,6 @@ def open_sql_stores(url: str) -> Stores:
         SQLListing(db),
         SQLConsoleReads(db),
         SQLBatches(db),
+        SQLFiles(db),
         url,
     )

@@ -56,6 +56,17 @@ class SQLKeys:
 
         return await self._db.read(run)
 
+    async def api_key_by_id(self, key_id: str) -> ApiKey | None:
+        async def run(conn: AsyncConnection) -> ApiKey | None:
+            row = (
+                await conn.execute(
+                    text(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = :id"), {"id": key_id}
+                )
+            ).first()
+            return api_key_of(row) if row else None
+
+        return await self._db.read(run)
+
     async def list_api_keys(self) -> list[ApiKey]:
         async def run(conn: AsyncConnection) -> list[ApiKey]:
             rows = await conn.execute(
