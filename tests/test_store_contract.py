@@ -32,6 +32,7 @@ from propylon.store.base import (
     IdempotencyClaim,
     IdempotencyConflict,
     InteractionRecord,
+    LogWrite,
     Reservation,
     Snapshot,
     SpendCap,
@@ -235,6 +236,58 @@ def test_the_run_epoch_fences_appends(open_backend: Opener) -> None:
             assert await store.claim_run("v1_run") is None
             assert await store.claim_run("v1_none") is None
             assert not await store.append_fenced("v1_none", 1, _events(1, 1), done)
+
+    asyncio.run(scenario())
+
+
+def test_a_group_commit_writes_many_logs_and_refuses_a_fenced_one_alone(
+    open_backend: Opener,
+) -> None:
+    """`write_logs`: creates and appends of several logs in one transaction; an append fenced
+    out (an older epoch, or after the end) writes nothing of it while the others are written;
+    a group whose transaction fails writes nothing at all."""
+
+    async def scenario() -> None:
+        async with open_backend() as s:
+            store = s.store
+            await store.create(_record("v1_old"), _events(1, 1))
+            await store.create(_record("v1_taken"), _events(1, 1))
+            epoch = await store.claim_run("v1_old")
+            assert epoch is not None
+            done = Delivery("msg_1", "https://example.com/hook", "{}", tenant="acme")
+            ended = Snapshot("completed", now(), steps=[], usage={"total_tokens": 1})
+            ended.deliveries = [done]
+            written = await store.write_logs(
+                [
+                    LogWrite("v1_new", _events(1, 2), record=_record("v1_new")),
+                    LogWrite("v1_old", _events(2, 1), epoch=epoch - 1, snapshot=ended),
+                    LogWrite("v1_taken", _events(2, 3), epoch=0, snapshot=ended),
+                ]
+            )
+            assert written == [True, False, True]
+            assert [e.seq for e in await store.read_events("v1_new", 0, 10)] == [1, 2]
+            assert [e.seq for e in await store.read_events("v1_old", 0, 10)] == [1]
+            assert [e.seq for e in await store.read_events("v1_taken", 0, 10)] == [1, 2, 3, 4]
+            old, taken = await store.get("v1_old"), await store.get("v1_taken")
+            assert old is not None and (old.status, old.last_seq) == ("in_progress", 1)
+            assert taken is not None and (taken.status, taken.last_seq) == ("completed", 4)
+            assert [d.id for d in await store.due_deliveries(time.time() + 1, 10)] == ["msg_1"]
+            # after its end nothing more is written, whoever asks
+            late = await store.write_logs(
+                [LogWrite("v1_taken", _events(5, 1), epoch=0, snapshot=ended)]
+            )
+            assert late == [False]
+            # a duplicate event fails the transaction: none of its writes is kept
+            with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+                await store.write_logs(
+                    [
+                        LogWrite("v1_more", _events(1, 1), record=_record("v1_more")),
+                        LogWrite("v1_old", _events(1, 1), epoch=epoch, snapshot=ended),
+                    ]
+                )
+            assert await store.get("v1_more") is None
+            assert [e.seq for e in await store.read_events("v1_old", 0, 10)] == [1]
+            assert (await store.get("v1_old")).status == "in_progress"  # type: ignore[union-attr]
 
     asyncio.run(scenario())
 

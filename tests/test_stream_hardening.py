@@ -215,6 +215,41 @@ def test_upstream_token_count_past_64_bits_fails_the_run_and_ends_its_streams(
     assert plain.json()["status"] == "failed"
 
 
+def test_a_log_that_fails_its_group_commit_fails_alone(server: Server) -> None:
+    """Events that cannot be stored (a token count past 64 bits) fail the group commit they are
+    in: the other runs of that transaction are written alone and go on whole; the failing log
+    ends `failed`; and no reader was sent an event that is not stored (each live stream equals
+    the stored log's replay, in order)."""
+    bodies = [{"model": "echo-slow", "input": "word " * 40, "stream": True} for _ in range(6)]
+    bodies.insert(3, {"model": "faulty", "input": _script("huge"), "stream": True})
+    reads = [Stream(0) for _ in bodies]
+    threads = [
+        threading.Thread(
+            target=read_stream,
+            args=(server.http(), "POST", "/v1beta/interactions"),
+            kwargs={"json": body, "read": read},
+        )
+        for body, read in zip(bodies, reads, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(DEADLINE + 5)
+    with server.http() as http:
+        for body, read in zip(bodies, reads, strict=True):
+            assert_ended_promptly(read)
+            assert read.types.count("interaction.completed") == 1
+            status = read.events[-1]["interaction"]["status"]
+            assert status == ("failed" if body["model"] == "faulty" else "completed")
+            interaction_id = read.events[0]["interaction"]["id"]
+            seqs = [int(i.rpartition(".")[2]) for i in read.ids if i]
+            assert seqs == list(range(1, len(seqs) + 1))  # each log in order, no gap
+            again = read_stream(
+                http, "GET", f"/v1beta/interactions/{interaction_id}", params={"stream": "true"}
+            )
+            assert again.events == read.events  # nothing was sent that is not stored
+
+
 def test_a_run_whose_row_vanishes_ends_its_readers(server: Server, http: httpx.Client) -> None:
     created = http.post(
         "/v1beta/interactions",

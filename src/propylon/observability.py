@@ -42,6 +42,9 @@ _LATENCY_BUCKETS = (
 )
 
 
+_Labelled = Counter | Gauge | Histogram
+
+
 def tracer() -> trace.Tracer:
     """Propylon's tracer; a no-op until an exporter is configured (`otel_exporter`)."""
     return trace.get_tracer("propylon")
@@ -51,6 +54,7 @@ class Metrics:
     """Every metric Propylon exports, on its own registry (`registry`)."""
 
     def __init__(self) -> None:
+        self._children: dict[tuple[object, ...], Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -100,6 +104,27 @@ class Metrics:
             ["target"],
             registry=r,
         )
+        self.log_commits = Counter(
+            "propylon_log_commits",
+            "Group commits of the stored logs' events (transactions).",
+            registry=r,
+        )
+        self.log_committed_events = Counter(
+            "propylon_log_committed_events",
+            "Events written by the group commits.",
+            registry=r,
+        )
+        self.log_committed_logs = Counter(
+            "propylon_log_committed_logs",
+            "Log batches written by the group commits (one per log and commit).",
+            registry=r,
+        )
+
+    def log_committed(self, events: int, logs: int) -> None:
+        """One group commit of `events` events from `logs` logs."""
+        self.log_commits.inc()
+        self.log_committed_events.inc(events)
+        self.log_committed_logs.inc(logs)
 
     def watch_model_processes(
         self, processes: Callable[[], list[tuple[str, ProcessStats]]]
@@ -110,7 +135,7 @@ class Metrics:
 
     def interaction_ended(self, record: Any, usage: Usage) -> None:
         model = str(record.request.get("model") or record.request.get("agent") or "")
-        self.interactions.labels(model, record.tenant, record.status).inc()
+        self.child(self.interactions, model, record.tenant, record.status).inc()
         self.model_used(model, record.tenant, usage, record.cost_usd)
 
     def model_used(self, model: str, tenant: str, usage: Usage, cost_usd: float) -> None:
@@ -123,15 +148,24 @@ class Metrics:
             ("tool_use", usage.tool_use_tokens),
         ):
             if value:
-                self.tokens.labels(model, tenant, kind).inc(value)
+                self.child(self.tokens, model, tenant, kind).inc(value)
         if cost_usd:
-            self.cost.labels(model, tenant).inc(cost_usd)
+            self.child(self.cost, model, tenant).inc(cost_usd)
 
     def upstream_call(self, call: Any, tenant: str) -> None:
         target = call.target.name if call.target else "none"
-        self.upstream_calls.labels(target, call.outcome).inc()
+        self.child(self.upstream_calls, target, call.outcome).inc()
         if call.outcome != "ok":
-            self.upstream_errors.labels(target).inc()
+            self.child(self.upstream_errors, target).inc()
+
+    def child(self, metric: _Labelled, *labels: object) -> Any:
+        """`metric.labels(*labels)`, resolved once per metric and label values (prometheus
+        client's `labels` validates and locks on every call)."""
+        key = (id(metric), *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*(str(label) for label in labels))
+        return found
 
 
 class MetricsMiddleware:
@@ -153,10 +187,10 @@ class MetricsMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 route = _route(scope)
-                self.metrics.latency.labels(scope["method"], route).observe(
+                self.metrics.child(self.metrics.latency, scope["method"], route).observe(
                     time.perf_counter() - began
                 )
-                self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+                self.metrics.child(self.metrics.requests, scope["method"], route, status).inc()
             await send(message)
 
         await self.app(scope, receive, timed_send)

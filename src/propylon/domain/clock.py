@@ -7,6 +7,14 @@ import time
 __all__ = ["now"]
 
 
+_last: tuple[int, str] = (-1, "")  # the second last formatted, and its text
+
+
 def now() -> str:
-    """The current UTC time, to the second, e.g. `2026-11-23T04:12:00Z`."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    """The current UTC time, to the second, e.g. `2026-11-23T04:12:00Z` (formatted once per
+    second: a run asks for it on several of its events)."""
+    global _last
+    second = int(time.time())
+    if _last[0] != second:
+        _last = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
+    return _last[1]

@@ -20,7 +20,7 @@ from propylon.domain.clock import now
 from propylon.domain.continuation import Continuation, encode
 from propylon.domain.events import Event
 from propylon.domain.ids import new_interaction_id, parse_event_id
-from propylon.domain.projection import Projection
+from propylon.domain.projection import Projection, copy_json
 from propylon.domain.redaction import redact_request
 from propylon.domain.usage import Usage
 from propylon.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
@@ -36,6 +36,7 @@ from propylon.runner.ceiling import Ceiling
 from propylon.runner.log import EventLog, MemoryLog, StoredLog
 from propylon.runner.mirror import mirror_turn
 from propylon.runner.turn import announce, finish_unstarted, run_turn
+from propylon.runner.writer import LogWriter
 from propylon.schema.interactions import CreateInteraction, queue_priority
 from propylon.service import reading
 from propylon.service.custom_agents import AgentLookup, base_of
@@ -77,6 +78,9 @@ class Created:
     interaction_id: str = ""
     task: asyncio.Task[None] | None = None  # a foreground run still to wait for
     log: EventLog | None = None
+    # a store=false foreground run, to run inline by whoever waits for it, then `ticket`
+    inline: Coroutine[Any, Any, None] | None = None
+    ticket: Ticket | None = None
 
 
 def to_resource(
@@ -156,6 +160,9 @@ class InteractionService:
         self.keepalive = settings.stream_keepalive_seconds
         # the in-process queue; a distributed deployment puts procrastinate's here (app.py)
         self.jobs: JobQueue = LocalQueue(self.execute, settings.background_workers)
+        # every stored log's events, one transaction per tick (group commit)
+        self.writer = LogWriter(store, metrics.log_committed if metrics is not None else None)
+        self._folds = reading.Folds()  # running interactions that run elsewhere, folded
         self._foreground: dict[str, asyncio.Task[None]] = {}
         self._callers: dict[str, Caller] = {}  # runs under way: whose tokens to count
         self._live: dict[str, EventLog] = {}  # runs under way here, by interaction id
@@ -195,10 +202,19 @@ class InteractionService:
 
     async def _finish(self, created: Created) -> Created:
         """Wait for a foreground run's end and answer with its resource."""
-        if created.task is None or created.log is None:
+        log = created.log
+        if created.inline is not None and log is not None:
+            # store=false: the run is this request's alone (its client leaving stops it), so
+            # it runs here, in the request's task, not in a task of its own
+            try:
+                await created.inline
+            finally:
+                if created.ticket is not None:
+                    created.ticket.release()
+        elif created.task is not None and log is not None:
+            await asyncio.shield(created.task)
+        else:
             return created
-        task, log = created.task, created.log
-        await (task if isinstance(log, MemoryLog) else asyncio.shield(task))
         return Created(
             to_resource(log.record, log.projection, include_input_steps=False),
             interaction_id=log.record.id,
@@ -290,6 +306,8 @@ class InteractionService:
             if not request.store:
                 events = reading.cancel_on_close(events, task)
             return Created(events=events, interaction_id=record.id)
+        if not request.store:
+            return Created(interaction_id=record.id, log=log, inline=run, ticket=ticket)
         task = self._start(record.id, run, stored=request.store, ticket=ticket)
         return Created(interaction_id=record.id, task=task, log=log)
 
@@ -525,12 +543,21 @@ class InteractionService:
         return await self._current(await self._record(interaction_id, caller))
 
     async def _current(self, record: InteractionRecord) -> InteractionRecord:
-        """`record` with the projection of its log when it is still running."""
+        """`record` with the projection of its log when it is still running: the committed
+        fold its log keeps when it runs here, else this process's fold of the stored log,
+        brought up to date with the events it lacks (either way the cost does not grow with
+        the log's length)."""
         if lifecycle.is_terminal(record.status):
+            self._folds.forget(record.id)
             return record
-        projection = await reading.fold(self.store, record.id)
+        live = self._live.get(record.id)
+        if isinstance(live, StoredLog) and not live.fenced:  # a fenced one is out of date
+            projection = live.committed()
+        else:
+            projection = await self._folds.current(self.store, record.id)
         record.status = projection.status
-        record.steps, record.errors = projection.steps, projection.errors
+        # copies: the fold goes on changing in place while the answer is rendered
+        record.steps, record.errors = copy_json(projection.steps), list(projection.errors)
         record.usage = projection.usage
         return record
 
@@ -739,6 +766,7 @@ class InteractionService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.jobs.stop()
+        await self.writer.close()
 
     def _log(
         self,
@@ -761,6 +789,7 @@ class InteractionService:
             on_outbox=self.on_outbox,
             epoch=epoch,
             on_ended=self._account,
+            writer=self.writer,
         )
 
     async def _deliveries(self, record: InteractionRecord) -> list[Delivery]:

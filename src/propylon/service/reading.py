@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from propylon.bus.base import Subscription
@@ -10,7 +11,7 @@ from propylon.domain.events import ERROR, Event, is_terminal_event
 from propylon.domain.projection import Projection
 from propylon.store.base import EventSource
 
-__all__ = ["Watch", "cancel_on_close", "empty", "fold", "replay", "tail"]
+__all__ = ["Folds", "Watch", "cancel_on_close", "empty", "fold", "replay", "tail"]
 
 # Asked on every keep-alive tick of a stream: None while its run may still append events, else
 # the error (`{"code", "message"}`) to end the stream with, after whatever the log holds.
@@ -39,6 +40,32 @@ async def fold(source: EventSource, interaction_id: str) -> Projection:
     async for event in replay(source, interaction_id, 0):
         projection.apply(event)
     return projection
+
+
+class Folds:
+    """The folds of logs read here, kept and brought up to date with the events they lack
+    (a range read after their last seq), so reading a long running log again costs what is
+    new in it, not its length. The `limit` most recently read are kept."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self._limit = limit
+        self._folds: OrderedDict[str, Projection] = OrderedDict()
+
+    async def current(self, source: EventSource, interaction_id: str) -> Projection:
+        """The fold of `interaction_id`'s whole stored log, as of now. It is kept: later
+        calls change it in place."""
+        projection = self._folds.pop(interaction_id, None) or Projection()
+        self._folds[interaction_id] = projection
+        while len(self._folds) > self._limit:
+            self._folds.popitem(last=False)
+        async for event in replay(source, interaction_id, projection.last_seq):
+            if event.seq == projection.last_seq + 1:  # a concurrent call may have folded it
+                projection.apply(event)
+        return projection
+
+    def forget(self, interaction_id: str) -> None:
+        """The log has ended: its fold is not needed any more."""
+        self._folds.pop(interaction_id, None)
 
 
 async def tail(

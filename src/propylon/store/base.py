@@ -29,6 +29,7 @@ __all__ = [
     "InteractionStore",
     "KeyStore",
     "LedgerStore",
+    "LogWrite",
     "Reservation",
     "Snapshot",
     "SpendCap",
@@ -138,6 +139,21 @@ class Snapshot:
     deliveries: list[Delivery] = field(default_factory=list)  # written in the same transaction
 
 
+@dataclass(slots=True)
+class LogWrite:
+    """One log's part of a group commit (`InteractionStore.write_logs`): a new interaction's
+    row with its first events and, when they end it, its webhook `deliveries` (`record` set;
+    never one with an idempotency `claim`: that create is written alone), or `events` appended
+    under the run `epoch` with the projection columns of `snapshot`."""
+
+    interaction_id: str
+    events: list[Event]
+    record: InteractionRecord | None = None
+    deliveries: list[Delivery] = field(default_factory=list)
+    epoch: int = 0
+    snapshot: Snapshot | None = None
+
+
 # Run inside the transaction that creates an interaction's row, on the database driver's own
 # connection (psycopg's AsyncConnection on PostgreSQL): a background run's job is deferred
 # with its row (jobs/procrastinate.py), so neither is ever written without the other.
@@ -182,6 +198,12 @@ class InteractionStore(Protocol):
         True when it was written; False, writing nothing, when the interaction is gone, another
         claim took the run over, or the run has already ended (so a log keeps exactly one
         terminal event)."""
+
+    async def write_logs(self, writes: list[LogWrite]) -> list[bool]:
+        """Every write in one transaction (group commit: the events of many logs, one
+        commit): a create as `create`, an append as `append_fenced`. Returns, per write, True
+        when it was written, False when its append was fenced out (nothing of it is written;
+        the other writes are). Raises when the transaction failed: then nothing was written."""
 
     async def get(self, interaction_id: str) -> InteractionRecord | None:
         """The interaction, or None."""

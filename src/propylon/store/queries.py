@@ -46,6 +46,7 @@ __all__ = [
     "CACHE_UPDATE",
     "CHAIN_BACK",
     "DISABLED",
+    "FENCED",
     "FILES",
     "HISTORY",
     "INTERACTION_COLUMNS",
@@ -151,6 +152,8 @@ class FILES:
 
 
 RUNNING = "('in_progress', 'queued')"  # the statuses a run may still write in
+# What `append_fenced` adds to the WHERE of `projection_update` (parameter `run_epoch`).
+FENCED = f" AND run_epoch = :run_epoch AND status IN {RUNNING}"
 DISABLED = "disabled_due_to_failed_deliveries"  # a webhook's state after too many failures
 HISTORY = """
 WITH RECURSIVE chain(id, prev, depth) AS (

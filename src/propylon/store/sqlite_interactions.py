@@ -13,9 +13,11 @@ from propylon.store.base import (
     IdempotencyClaim,
     IdempotencyConflict,
     InteractionRecord,
+    LogWrite,
     Snapshot,
 )
 from propylon.store.queries import (
+    FENCED,
     HISTORY,
     INTERACTION_COLUMNS,
     RUNNING,
@@ -31,6 +33,34 @@ from propylon.store.sqlite_webhooks import insert_deliveries
 __all__ = ["SQLiteInteractions"]
 
 COLUMNS = ", ".join(INTERACTION_COLUMNS)
+_INSERT = (
+    f"INSERT INTO interactions ({COLUMNS}) VALUES ({', '.join('?' * len(INTERACTION_COLUMNS))})"
+)
+_INSERT_EVENT = "INSERT INTO events (interaction_id, seq, type, data) VALUES (?, ?, ?, ?)"
+
+
+def _row(record: InteractionRecord, last_seq: int) -> tuple[Any, ...]:
+    """The `interactions` row of a new `record`, in INTERACTION_COLUMNS order."""
+    return (
+        record.id,
+        record.status,
+        record.created,
+        record.updated,
+        record.previous_interaction_id,
+        int(record.background),
+        dumps(record.request),
+        dumps(record.input),
+        dumps(record.input_steps),
+        dumps(record.steps),
+        dumps(record.usage) if record.usage is not None else None,
+        dumps(record.errors),
+        last_seq,
+        record.cost_usd,
+        record.tenant,
+        record.api_key_id,
+        record.upstream_id,
+        record.run_epoch,
+    )
 
 
 class SQLiteInteractions:
@@ -45,37 +75,43 @@ class SQLiteInteractions:
         events: list[Event],
         deliveries: list[Delivery] | None = None,
     ) -> None:
-        row = (
-            record.id,
-            record.status,
-            record.created,
-            record.updated,
-            record.previous_interaction_id,
-            int(record.background),
-            dumps(record.request),
-            dumps(record.input),
-            dumps(record.input_steps),
-            dumps(record.steps),
-            dumps(record.usage) if record.usage is not None else None,
-            dumps(record.errors),
-            events[-1].seq if events else 0,
-            record.cost_usd,
-            record.tenant,
-            record.api_key_id,
-            record.upstream_id,
-            record.run_epoch,
-        )
+        row = _row(record, events[-1].seq if events else 0)
 
         def run(conn: sqlite3.Connection) -> None:
             if record.claim is not None:
                 _claim(conn, record.id, record.claim)
-            conn.execute(
-                f"INSERT INTO interactions ({COLUMNS}) VALUES ({', '.join('?' * len(row))})", row
-            )
+            conn.execute(_INSERT, row)
             _insert_events(conn, record.id, events)
             insert_deliveries(conn, deliveries or [])
 
         await self._db._write(run)
+
+    async def write_logs(self, writes: list[LogWrite]) -> list[bool]:
+        def run(conn: sqlite3.Connection) -> list[bool]:
+            written: list[bool] = []
+            rows: list[tuple[str, int, str, str]] = []
+            deliveries: list[Delivery] = []
+            for write in writes:
+                if write.record is not None:
+                    conn.execute(_INSERT, _row(write.record, write.events[-1].seq))
+                    deliveries.extend(write.deliveries)
+                else:
+                    assert write.snapshot is not None
+                    sql, params = projection_update(
+                        write.interaction_id, write.events, write.snapshot
+                    )
+                    params["run_epoch"] = write.epoch
+                    if conn.execute(sql + FENCED, params).rowcount == 0:
+                        written.append(False)
+                        continue
+                    deliveries.extend(write.snapshot.deliveries)
+                written.append(True)
+                rows.extend(_event_rows(write.interaction_id, write.events))
+            conn.executemany(_INSERT_EVENT, rows)
+            insert_deliveries(conn, deliveries)
+            return written
+
+        return await self._db._write(run)
 
     async def claim_run(self, interaction_id: str) -> int | None:
         def run(conn: sqlite3.Connection) -> int | None:
@@ -92,10 +128,9 @@ class SQLiteInteractions:
         self, interaction_id: str, epoch: int, events: list[Event], snapshot: Snapshot
     ) -> bool:
         sql, params = projection_update(interaction_id, events, snapshot)
-        sql += f" AND run_epoch = :run_epoch AND status IN {RUNNING}"
 
         def run(conn: sqlite3.Connection) -> bool:
-            if conn.execute(sql, {**params, "run_epoch": epoch}).rowcount == 0:
+            if conn.execute(sql + FENCED, {**params, "run_epoch": epoch}).rowcount == 0:
                 return False
             _insert_events(conn, interaction_id, events)
             insert_deliveries(conn, snapshot.deliveries)
@@ -213,8 +248,9 @@ def _claim(conn: sqlite3.Connection, interaction_id: str, claim: IdempotencyClai
         raise IdempotencyConflict(holder, body_hash)
 
 
+def _event_rows(interaction_id: str, events: list[Event]) -> list[tuple[str, int, str, str]]:
+    return [(interaction_id, e.seq, e.type, dumps(e.data)) for e in events]
+
+
 def _insert_events(conn: sqlite3.Connection, interaction_id: str, events: list[Event]) -> None:
-    conn.executemany(
-        "INSERT INTO events (interaction_id, seq, type, data) VALUES (?, ?, ?, ?)",
-        [(interaction_id, e.seq, e.type, dumps(e.data)) for e in events],
-    )
+    conn.executemany(_INSERT_EVENT, _event_rows(interaction_id, events))

@@ -16,9 +16,11 @@ from propylon.store.base import (
     IdempotencyClaim,
     IdempotencyConflict,
     InteractionRecord,
+    LogWrite,
     Snapshot,
 )
 from propylon.store.queries import (
+    FENCED,
     HISTORY,
     INTERACTION_COLUMNS,
     RUNNING,
@@ -67,23 +69,22 @@ def _row(record: InteractionRecord, last_seq: int) -> dict[str, Any]:
     }
 
 
+_INSERT_EVENT = text(
+    "INSERT INTO events (interaction_id, seq, type, data) "
+    "VALUES (:interaction_id, :seq, :type, :data)"
+)
+
+
+def _event_rows(interaction_id: str, events: list[Event]) -> list[dict[str, Any]]:
+    return [
+        {"interaction_id": interaction_id, "seq": e.seq, "type": e.type, "data": dumps(e.data)}
+        for e in events
+    ]
+
+
 async def _insert_events(conn: AsyncConnection, interaction_id: str, events: list[Event]) -> None:
     if events:
-        await conn.execute(
-            text(
-                "INSERT INTO events (interaction_id, seq, type, data) "
-                "VALUES (:interaction_id, :seq, :type, :data)"
-            ),
-            [
-                {
-                    "interaction_id": interaction_id,
-                    "seq": e.seq,
-                    "type": e.type,
-                    "data": dumps(e.data),
-                }
-                for e in events
-            ],
-        )
+        await conn.execute(_INSERT_EVENT, _event_rows(interaction_id, events))
 
 
 async def _claim(conn: AsyncConnection, interaction_id: str, claim: IdempotencyClaim) -> None:
@@ -143,6 +144,37 @@ class SQLInteractions:
 
         await self._db.write(run)
 
+    async def write_logs(self, writes: list[LogWrite]) -> list[bool]:
+        async def run(conn: AsyncConnection) -> list[bool]:
+            written: list[bool] = []
+            rows: list[dict[str, Any]] = []
+            deliveries: list[Delivery] = []
+            for write in writes:
+                if write.record is not None:
+                    await conn.execute(_INSERT, _row(write.record, write.events[-1].seq))
+                    if self.on_create is not None:
+                        raw = await conn.get_raw_connection()
+                        await self.on_create(raw.driver_connection, write.record)
+                    deliveries.extend(write.deliveries)
+                else:
+                    assert write.snapshot is not None
+                    sql, params = projection_update(
+                        write.interaction_id, write.events, write.snapshot
+                    )
+                    params["run_epoch"] = write.epoch
+                    if (await conn.execute(text(sql + FENCED), params)).rowcount == 0:
+                        written.append(False)
+                        continue
+                    deliveries.extend(write.snapshot.deliveries)
+                written.append(True)
+                rows.extend(_event_rows(write.interaction_id, write.events))
+            if rows:
+                await conn.execute(_INSERT_EVENT, rows)
+            await insert_deliveries(conn, deliveries)
+            return written
+
+        return await self._db.write(run)
+
     async def claim_run(self, interaction_id: str) -> int | None:
         async def run(conn: AsyncConnection) -> int | None:
             epoch = (
@@ -162,7 +194,7 @@ class SQLInteractions:
         self, interaction_id: str, epoch: int, events: list[Event], snapshot: Snapshot
     ) -> bool:
         sql, params = projection_update(interaction_id, events, snapshot)
-        sql += f" AND run_epoch = :run_epoch AND status IN {RUNNING}"
+        sql += FENCED
 
         async def run(conn: AsyncConnection) -> bool:
             if (await conn.execute(text(sql), {**params, "run_epoch": epoch})).rowcount == 0:
