@@ -246,6 +246,20 @@ def test_another_tenants_file_is_404_everywhere(
         assert (
             _status(lambda p=part: other.models.generate_content(model="echo", contents=[p])) == 404
         )
+        assert _status(lambda p=part: other.models.count_tokens(model="echo", contents=[p])) == 404
+    # in a batch, the request naming it fails alone: NOT_FOUND (gRPC code 5)
+    part = types.Part.from_uri(file_uri=uploaded.uri, mime_type="text/plain")
+    job = other.batches.create(
+        model="echo",
+        src=[{"contents": [{"role": "user", "parts": [part.model_dump(exclude_none=True)]}]}],
+    )
+    assert job.name is not None
+    succeeded = types.JobState.JOB_STATE_SUCCEEDED
+    wait_for(lambda: other.batches.get(name=job.name).state == succeeded, 30)
+    done = other.batches.get(name=job.name)
+    assert done.dest is not None and done.dest.inlined_responses is not None
+    [answer] = done.dest.inlined_responses
+    assert answer.response is None and answer.error is not None and answer.error.code == 5
     assert uploaded.name not in [f.name for f in other.files.list()]
     with server.http(other_key) as http:
         answer = http.post(
