@@ -679,6 +679,23 @@ def test_a_worker_whose_connections_are_terminated_recovers(two_workers: Cluster
     assert all(w.poll() is None for w in two_workers.workers[-2:])
 
 
+def _kill_the_canceller_at_the_run_lock(
+    cluster: Cluster, canceller: Server, run: str, job_status: str
+) -> None:
+    """Cancel `run` at `canceller` and SIGKILL that serve once its cancel has marked the job
+    (`job_status`, abort requested) and waits to take the run over (a row lock held here)."""
+    with psycopg.connect(cluster.database_url) as blocker, ThreadPoolExecutor(1) as pool:
+        blocker.execute("SELECT id FROM interactions WHERE id = %s FOR UPDATE", (run,))
+        cancel = pool.submit(http(canceller).post, f"/v1beta/interactions/{run}/cancel")
+        wait_for(lambda: cluster.job_states(run) == [(job_status, True)], 20)
+        wait_for(lambda: cluster.waits_on_a_lock(canceller.process, "run_epoch"), 20)
+        canceller.process.kill()
+        canceller.process.wait()
+        blocker.rollback()
+        with pytest.raises(httpx.TransportError):
+            cancel.result(timeout=30)
+
+
 def test_a_cancel_whose_serve_dies_before_ending_the_run_is_never_run(two_workers: Cluster) -> None:
     """The serve cancelling a queued run is SIGKILLed after the cancel reached the run's job
     (cancelled) and before it ended the run (still `queued`): the run ends `cancelled`, once,
@@ -688,17 +705,7 @@ def test_a_cancel_whose_serve_dies_before_ending_the_run_is_never_run(two_worker
     doomed = two_workers.serve()
     run = create(doomed, model="echo-slow", input="never run", background=True)["id"]
     assert two_workers.job_states(run) == [("todo", False)]
-    with psycopg.connect(two_workers.database_url) as blocker, ThreadPoolExecutor(1) as pool:
-        # the canceller stops where it would take the run over to end it
-        blocker.execute("SELECT id FROM interactions WHERE id = %s FOR UPDATE", (run,))
-        cancel = pool.submit(http(doomed).post, f"/v1beta/interactions/{run}/cancel")
-        wait_for(lambda: two_workers.job_states(run) == [("cancelled", True)], 20)
-        wait_for(lambda: two_workers.waits_on_a_lock(doomed.process, "run_epoch"), 20)
-        doomed.process.kill()
-        doomed.process.wait()
-        blocker.rollback()
-        with pytest.raises(httpx.TransportError):
-            cancel.result(timeout=30)
+    _kill_the_canceller_at_the_run_lock(two_workers, doomed, run, "cancelled")
     # what the crash left: the job cancelled, the run not ended
     assert status(a, run) == "queued"
     two_workers.worker()  # the reconciler's passes run on workers
@@ -726,16 +733,7 @@ def test_a_cancel_of_a_dead_workers_run_whose_serve_dies_is_never_retried(
     wait_for(lambda: len(get(a, run).get("steps") or []) > 1, 30)  # under way on `dead`
     dead.kill()
     dead.wait()
-    with psycopg.connect(two_workers.database_url) as blocker, ThreadPoolExecutor(1) as pool:
-        blocker.execute("SELECT id FROM interactions WHERE id = %s FOR UPDATE", (run,))
-        cancel = pool.submit(http(doomed).post, f"/v1beta/interactions/{run}/cancel")
-        wait_for(lambda: two_workers.job_states(run) == [("doing", True)], 20)
-        wait_for(lambda: two_workers.waits_on_a_lock(doomed.process, "run_epoch"), 20)
-        doomed.process.kill()
-        doomed.process.wait()
-        blocker.rollback()
-        with pytest.raises(httpx.TransportError):
-            cancel.result(timeout=30)
+    _kill_the_canceller_at_the_run_lock(two_workers, doomed, run, "doing")
     assert status(a, run) == "in_progress"
     two_workers.worker()  # its reconciler finds the dead worker's job stalled
     wait_for(lambda: status(a, run) in ENDED, TAKEOVER + 10)

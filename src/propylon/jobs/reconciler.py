@@ -175,9 +175,13 @@ class Reconciler:
     async def _unmoved(self, cancelled: bool) -> list[str]:
         """Unfinished background runs without a live job, unmoved for `stale_after`: those a
         user cancelled, or the others."""
-        since = datetime.now(tz=UTC) - timedelta(seconds=self.stale_after)
         sql = _UNJOBBED.format(cancelled="EXISTS" if cancelled else "NOT EXISTS")
-        return await self._ids(sql, since.strftime("%Y-%m-%dT%H:%M:%SZ"))  # as stored
+        return await self._ids(sql, self._unmoved_since())
+
+    def _unmoved_since(self) -> str:
+        """The wire timestamp (as rows store it) before which a row has not moved lately."""
+        since = datetime.now(tz=UTC) - timedelta(seconds=self.stale_after)
+        return since.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     async def _cancelled(self) -> int:
         ended = 0
@@ -192,8 +196,7 @@ class Reconciler:
         batches = self.queues.get(BATCH_TASK)
         if batches is None:
             return len(rows)
-        since = datetime.now(tz=UTC) - timedelta(seconds=self.stale_after)
-        stale = await self._ids(_UNJOBBED_BATCHES, since.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        stale = await self._ids(_UNJOBBED_BATCHES, self._unmoved_since())
         for batch_id in stale:
             await batches.submit(batch_id)
         return len(rows) + len(stale)
