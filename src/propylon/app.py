@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -130,6 +131,9 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         if not distributed and await batches.recover():
             logger.warning("re-queued the batches the last stop interrupted")
         purger = asyncio.create_task(purge_loop())
+        # What startup built lives as long as the process: out of the collector's sight, so a
+        # full collection under load walks only what requests made (tens of ms less each).
+        gc.freeze()
         try:
             yield
         finally:

@@ -45,8 +45,12 @@ _LATENCY_BUCKETS = (
 _Labelled = Counter | Gauge | Histogram
 
 
-def tracer() -> trace.Tracer:
-    """Propylon's tracer; a no-op until an exporter is configured (`otel_exporter`)."""
+def tracer() -> trace.Tracer | None:
+    """Propylon's tracer, or None while no tracer provider is set (`otel_exporter` is `none`
+    and nobody installed one): callers then build no span at all, not even a no-op one
+    (creating and filling no-op spans cost several microseconds per request)."""
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return None
     return trace.get_tracer("propylon")
 
 
@@ -202,9 +206,19 @@ def _route(scope: Scope) -> str:
     return str(path) if path else "unmatched"
 
 
-async def traced_run(run: Coroutine[Any, Any, None], log: Any, model: str, content: bool) -> None:
-    """Run `run` (one interaction's turn) inside its span: GenAI attributes, the final status
-    and usage; the input and output steps only when `content` (`trace_content`) is on."""
+def traced_run(
+    run: Coroutine[Any, Any, None], log: Any, model: str, content: bool
+) -> Coroutine[Any, Any, None]:
+    """`run` (one interaction's turn) inside its span: GenAI attributes, the final status and
+    usage; the input and output steps only when `content` (`trace_content`) is on. With no
+    tracer (tracing off), `run` itself."""
+    spans = tracer()
+    return run if spans is None else _traced(spans, run, log, model, content)
+
+
+async def _traced(
+    spans: trace.Tracer, run: Coroutine[Any, Any, None], log: Any, model: str, content: bool
+) -> None:
     record = log.record
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": "chat",
@@ -214,7 +228,7 @@ async def traced_run(run: Coroutine[Any, Any, None], log: Any, model: str, conte
     }
     if content:
         attributes["gen_ai.input.messages"] = orjson.dumps(record.input_steps).decode()
-    with tracer().start_as_current_span(f"interaction {model}", attributes=attributes) as span:
+    with spans.start_as_current_span(f"interaction {model}", attributes=attributes) as span:
         try:
             await run
         finally:

@@ -45,8 +45,9 @@ class BufferedSubscription:
         if self._bus.closed:
             return []
         if not self._ready.is_set():
-            try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
+            try:  # not wait_for: its task of its own costs the woken reader a loop turn more
+                async with asyncio.timeout(timeout):
+                    await self._ready.wait()
             except TimeoutError:
                 return []
         return self._take()

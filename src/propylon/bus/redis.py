@@ -80,7 +80,8 @@ class _Subscription(BufferedSubscription):
         live = self._redis.follows(self.interaction_id)
         wait = timeout if live else min(timeout, self._redis.poll_seconds)
         try:
-            await asyncio.wait_for(self._ready.wait(), wait)
+            async with asyncio.timeout(wait):  # no task of its own, as in bus/memory.py
+                await self._ready.wait()
         except TimeoutError:
             # Redis away: a short wait ends in None, so the reader polls the store
             return [] if live or wait >= timeout else None

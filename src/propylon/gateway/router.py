@@ -8,12 +8,12 @@ anything has been emitted to a client, a failure ends the interaction.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from opentelemetry import trace
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -21,6 +21,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from propylon.config import RetrySettings, TargetSettings
 from propylon.domain.usage import Usage
 from propylon.gateway.breaker import CircuitBreaker, Permit
+from propylon.observability import tracer
 from propylon.providers import capabilities
 from propylon.providers.base import Provider, ProviderEvent, Turn, UpstreamError, UsageReport
 
@@ -96,27 +97,26 @@ class CallRecord:
 Open = Callable[[Target], AsyncIterator[ProviderEvent]]
 """How one attempt on a target starts its stream of events (by default: the turn's answer)."""
 
-
-def _wait(retry: RetrySettings) -> Any:
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, UpstreamError) and exc.retry_after:
-            return exc.retry_after
-        ceiling = min(retry.max_seconds, retry.initial_seconds * 2 ** (state.attempt_number - 1))
-        return random.uniform(0, ceiling)  # full jitter
-
-    return wait
+# A target that answered: its stream, the stream's first event (None: it ended at once) and
+# the breaker permit held until the stream is over.
+_Connected = tuple[Target, AsyncIterator[ProviderEvent], ProviderEvent | None, Permit]
 
 
-def _retryable(retry: RetrySettings) -> Any:
-    def check(exc: BaseException) -> bool:
-        return (
-            isinstance(exc, UpstreamError)
-            and exc.retryable
-            and (exc.retry_after or 0) <= retry.max_retry_after_seconds
-        )
+def _delay(retry: RetrySettings, failed: int, exc: BaseException | None) -> float:
+    """Seconds to wait after the `failed`-th attempt failed with `exc`: its `Retry-After`, else
+    exponential backoff with full jitter."""
+    if isinstance(exc, UpstreamError) and exc.retry_after:
+        return exc.retry_after
+    ceiling = min(retry.max_seconds, retry.initial_seconds * 2 ** (failed - 1))
+    return random.uniform(0, ceiling)
 
-    return check
+
+def _retryable(retry: RetrySettings, exc: BaseException) -> bool:
+    return (
+        isinstance(exc, UpstreamError)
+        and exc.retryable
+        and (exc.retry_after or 0) <= retry.max_retry_after_seconds
+    )
 
 
 async def route(
@@ -130,11 +130,14 @@ async def route(
     """Stream `turn` from the first target that answers (or, with `call`, what `call` starts
     on a target: an embedding; `operation` names it in the span). Raises the last
     UpstreamError (its `target` set) when every target failed before its first event."""
-    span = trace.get_tracer("propylon").start_span(
-        f"{operation} {record.model}",
-        kind=trace.SpanKind.CLIENT,
-        attributes={"gen_ai.operation.name": operation, "propylon.alias": record.alias},
-    )
+    spans = tracer()
+    span = None
+    if spans is not None:
+        span = spans.start_span(
+            f"{operation} {record.model}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={"gen_ai.operation.name": operation, "propylon.alias": record.alias},
+        )
 
     def answer(target: Target) -> AsyncIterator[ProviderEvent]:
         assert turn is not None
@@ -173,12 +176,13 @@ async def route(
         raise
     finally:
         record.log()
-        _end_span(span, record)
+        if span is not None:
+            _end_span(span, record)
 
 
 async def _connect(
     targets: list[Target], call: Open, record: CallRecord, retry: RetrySettings
-) -> tuple[Target, AsyncIterator[ProviderEvent], ProviderEvent | None, Permit]:
+) -> _Connected:
     """The first target, in order, whose stream yields a first event (or ends cleanly), with
     that stream and event, and the breaker permit the caller must release. Each target gets
     its bounded attempts; an open circuit is skipped. A failed attempt's permit is released
@@ -187,31 +191,58 @@ async def _connect(
     for target in targets:
         record.target = target
         try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(target.settings.max_attempts),
-                wait=_wait(retry),
-                retry=retry_if_exception(_retryable(retry)),
-                reraise=True,
-            ):
-                with attempt:
-                    allowed = target.breaker.allow()
-                    if allowed is None:
-                        raise CircuitOpen(target.name)
-                    permit = allowed
-                    record.attempts += 1
-                    try:
-                        stream = call(target)
-                        first = await _first(stream, target)
-                    except BaseException:
-                        target.breaker.release(permit)
-                        raise
-            return target, stream, first, permit
+            return await _on_target(target, call, record, retry)
         except UpstreamError as exc:
             exc.target = target.name
             last_error = exc
             if exc.request_error:
                 raise
     raise last_error or UpstreamError("no target is configured")
+
+
+async def _on_target(
+    target: Target, call: Open, record: CallRecord, retry: RetrySettings
+) -> _Connected:
+    """Up to the target's `max_attempts`; raises the last attempt's error. The first attempt
+    runs alone (the common case, an answer, pays for no retry machinery); tenacity runs the
+    retries, each after the backoff its failed predecessor calls for."""
+    attempts = target.settings.max_attempts
+    try:
+        return await _attempt(target, call, record)
+    except UpstreamError as exc:
+        if attempts < 2 or not _retryable(retry, exc):
+            raise
+        first_failure: BaseException = exc
+    await asyncio.sleep(_delay(retry, 1, first_failure))
+
+    def wait(state: RetryCallState) -> float:  # retry k is attempt k + 1
+        exc = state.outcome.exception() if state.outcome else None
+        return _delay(retry, state.attempt_number + 1, exc)
+
+    async for attempt in AsyncRetrying(
+        stop=stop_after_attempt(attempts - 1),
+        wait=wait,
+        retry=retry_if_exception(lambda exc: _retryable(retry, exc)),
+        reraise=True,
+    ):
+        with attempt:
+            connected = await _attempt(target, call, record)
+    return connected
+
+
+async def _attempt(target: Target, call: Open, record: CallRecord) -> _Connected:
+    """One attempt on `target`: its breaker's permit, the stream and its first event."""
+    permit = target.breaker.allow()
+    if permit is None:
+        raise CircuitOpen(target.name)
+    record.attempts += 1
+    try:
+        stream = call(target)
+        first = await _first(stream, target)
+    except BaseException:
+        target.breaker.release(permit)
+        raise
+    return target, stream, first, permit
 
 
 def _end_span(span: trace.Span, record: CallRecord) -> None:

@@ -55,6 +55,8 @@ logger = logging.getLogger("propylon.runner")
 _ARGUMENTS_CHUNK = 16  # characters of a function call's JSON arguments per arguments_delta
 # Passes a background run goes on with an answer its upstream cut at its own limit.
 _MAX_CONTINUATIONS = 16
+# Seconds a turn folds provider events before it lets other tasks run (see _provider_pass).
+_SLICE = 0.001
 
 
 class _Steps:
@@ -100,7 +102,7 @@ class _Pass:
     usage: Usage = field(default_factory=Usage)
     client_calls: int = 0
     server_calls: list[FunctionCall] = field(default_factory=list)
-    text: str = ""  # the answer's text in this pass
+    texts: list[str] = field(default_factory=list)  # the answer's text in this pass, in parts
     upstream_token: str | None = None  # the upstream's own continuation token
 
 
@@ -116,6 +118,8 @@ async def _provider_pass(
     `mcp_server_tool_call` steps, to be run by the caller; others `function_call` steps.
     Past the `ceiling`'s time, the answer is cut after its next text (`requires_continuation`)."""
     result = _Pass()
+    clock = asyncio.get_running_loop().time
+    yielded = -_SLICE  # the first event goes out at once
     stream = provider.stream(turn)
     async for event in stream:
         if log.ended:  # the log could not be written: nothing more of this run can be kept
@@ -123,7 +127,7 @@ async def _provider_pass(
         if isinstance(event, TextDelta):
             index = steps.ensure("model_output", {"type": "model_output", "content": []})
             log.emit(STEP_DELTA, {"index": index, "delta": {"type": "text", "text": event.text}})
-            result.text += event.text
+            result.texts.append(event.text)
             if ceiling is not None and ceiling.passed():
                 result.status = "requires_continuation"
                 break
@@ -171,11 +175,17 @@ async def _provider_pass(
                 log.emit(STEP_DELTA, {"index": index, "delta": delta})
         elif isinstance(event, UsageReport):
             result.usage = event.usage
-        elif isinstance(event, Finish) and event.reason == "continuation" and result.text:
+        elif isinstance(event, Finish) and event.reason == "continuation" and any(result.texts):
             result.status, result.upstream_token = "requires_continuation", event.token
         elif isinstance(event, Finish) and event.reason != "stop":
-            capped = ceiling is not None and ceiling.capped and bool(result.text)
+            capped = ceiling is not None and ceiling.capped and any(result.texts)
             result.status = "requires_continuation" if capped else "incomplete"
+        if clock() - yielded >= _SLICE:
+            # An upstream read can hold many events (a fast model, a burst): let the readers
+            # (and the writer) have the first at once, and then a slice at a time, instead of
+            # the whole burst once it is folded.
+            await asyncio.sleep(0)
+            yielded = clock()
     close = getattr(stream, "aclose", None)
     if close is not None:
         await close()  # after a cut, this stops the upstream call now
@@ -217,7 +227,7 @@ async def _run(
             continued += 1
             if continued > _MAX_CONTINUATIONS:
                 return "incomplete"
-            turn.continuation = (turn.continuation or "") + result.text
+            turn.continuation = (turn.continuation or "") + "".join(result.texts)
             continue
         if result.client_calls:
             return "requires_action"

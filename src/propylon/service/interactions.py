@@ -305,6 +305,9 @@ class InteractionService:
             task = self._start(record.id, run, stored=request.store, ticket=ticket)
             if not request.store:
                 events = reading.cancel_on_close(events, task)
+            # Let the run send its upstream request before this task builds the response:
+            # the model starts on the answer while the stream's first events go out.
+            await asyncio.sleep(0)
             return Created(events=events, interaction_id=record.id)
         if not request.store:
             return Created(interaction_id=record.id, log=log, inline=run, ticket=ticket)

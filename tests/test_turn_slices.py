@@ -1,0 +1,92 @@
+"""A turn hands its readers the first event of a burst at once (runner/turn.py, `_SLICE`).
+
+A fast upstream (or a slow reader of it) delivers many SSE chunks in one read; folding them all
+before any reader runs would put the whole burst's fold in front of the first token. Real
+parts: the OpenAI-compatible provider against a local upstream that sends its answer in one
+write, the runner, a store=false log and the in-process bus; the reader is a task of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import web
+
+from propylon.bus.memory import MemoryBus
+from propylon.domain.events import STEP_DELTA
+from propylon.providers.base import Turn
+from propylon.providers.openai import OpenAIProvider
+from propylon.runner.log import MemoryLog
+from propylon.runner.turn import announce, run_turn
+from propylon.store.base import InteractionRecord
+
+CHUNKS = 2000
+
+
+def _chunk(delta: dict[str, object], usage: bool = False) -> bytes:
+    body: dict[str, object] = {"choices": [{"index": 0, "delta": delta}]}
+    if usage:
+        body = {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": CHUNKS}}
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+async def _burst(request: web.Request) -> web.StreamResponse:
+    await request.read()
+    response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await response.prepare(request)
+    answer = b"".join(_chunk({"content": f"t{i} "}) for i in range(CHUNKS))
+    await response.write(answer + _chunk({}, usage=True) + b"data: [DONE]\n\n")  # one write
+    await response.write_eof()
+    return response
+
+
+async def _reader_sees_first_delta(bus: MemoryBus, log: MemoryLog) -> int:
+    """How many events the log held when its reader first got a `step.delta`."""
+    subscription = bus.subscribe(log.interaction_id)
+    try:
+        while True:
+            events = await subscription.next(10)
+            assert events is not None, "the reader's buffer overflowed"
+            if any(event.type == STEP_DELTA for event in events):
+                return len(log.events)
+    finally:
+        subscription.close()
+
+
+async def _first_delta_after_burst() -> tuple[int, int]:
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", _burst)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    provider = OpenAIProvider(f"http://127.0.0.1:{port}/v1", "m", None, 10, 1 << 20)
+    try:
+        record = InteractionRecord(
+            id="v1_burst",
+            status="in_progress",
+            created="2026-01-01T00:00:00Z",
+            updated="2026-01-01T00:00:00Z",
+            request={"model": "m"},
+            input="hi",
+            input_steps=[],
+        )
+        bus = MemoryBus(limit=10 * CHUNKS)
+        log = MemoryLog(record, bus)
+        announce(log, "in_progress")
+        reader = asyncio.create_task(_reader_sees_first_delta(bus, log))
+        turn = Turn(history=[{"type": "user_input", "content": [{"type": "text", "text": "hi"}]}])
+        await run_turn(log, provider, turn, stopping=lambda: False)
+        return await reader, len(log.events)
+    finally:
+        await provider.close()
+        await runner.cleanup()
+
+
+def test_a_burst_of_buffered_chunks_reaches_the_reader_from_its_first_event() -> None:
+    seen, total = asyncio.run(_first_delta_after_burst())
+    assert total > CHUNKS  # created, status, step start, every delta, step stop, completed
+    # the reader ran right after the first delta was folded, not after the burst's read
+    assert seen < 20, f"the reader got its first delta when {seen} of {total} were folded"
