@@ -67,6 +67,11 @@ async def _metrics(request: Request) -> Response:
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+def _vertex(route: BaseRoute) -> bool:
+    """A Vertex variant (`/{version}/projects/{project}/locations/{location}/...`)."""
+    return "/projects/{project}/locations/{location}" in getattr(route, "path", "")
+
+
 def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starlette:
     """The ASGI app for `settings`. `models` defaults to the registry the settings describe.
 
@@ -133,6 +138,7 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         purger = asyncio.create_task(purge_loop())
         # What startup built lives as long as the process: out of the collector's sight, so a
         # full collection under load walks only what requests made (tens of ms less each).
+        gc.collect()  # startup's own garbage is freed, not frozen with it
         gc.freeze()
         try:
             yield
@@ -145,18 +151,21 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
             await worker.stop()
             await runtime.close()
 
+    # Starlette tries routes in order (~0.6 us each): the busiest surfaces first, the Vertex
+    # variants last (no path matches two of these routes, so order only decides the cost).
     api = [
         *interactions.routes,
+        *openai_chat.routes,
+        *gemini_routes.routes,
+        *openai_responses.routes,
+        *openai_embeddings.routes,
+        *model_routes.routes,  # `/v1/models` is two surfaces': dispatched on the key header
         *listing_routes.routes,
         *agent_routes.routes,
         *webhook_routes.routes,
-        *model_routes.routes,  # `/v1/models` is two surfaces': dispatched on the key header
-        *gemini_routes.routes,
         *file_routes.routes,
-        *openai_chat.routes,
-        *openai_embeddings.routes,
-        *openai_responses.routes,
     ]
+    api.sort(key=_vertex)
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz),
         Route("/readyz", _readyz),

@@ -45,13 +45,20 @@ _LATENCY_BUCKETS = (
 _Labelled = Counter | Gauge | Histogram
 
 
+_tracers: dict[trace.TracerProvider, trace.Tracer] = {}
+
+
 def tracer() -> trace.Tracer | None:
     """Propylon's tracer, or None while no tracer provider is set (`otel_exporter` is `none`
     and nobody installed one): callers then build no span at all, not even a no-op one
-    (creating and filling no-op spans cost several microseconds per request)."""
-    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+    (creating and filling no-op spans costs several microseconds per request)."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider):
         return None
-    return trace.get_tracer("propylon")
+    found = _tracers.get(provider)
+    if found is None:
+        found = _tracers[provider] = provider.get_tracer("propylon")
+    return found
 
 
 class Metrics:

@@ -76,6 +76,8 @@ class CallRecord:
         Then hands the record to `on_done` (cost and metrics)."""
         if self.on_done is not None:
             self.on_done(self)
+        if not logger.isEnabledFor(logging.INFO):
+            return  # (the line's fields are not even built)
         logger.info(
             "upstream call",
             extra={
