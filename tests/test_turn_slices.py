@@ -1,9 +1,10 @@
-"""A turn hands its readers the first event of a burst at once (runner/turn.py, `_SLICE`).
+"""A burst of upstream events reaches the readers from its first event (gateway/router.py,
+`_SLICE`).
 
 A fast upstream (or a slow reader of it) delivers many SSE chunks in one read; folding them all
 before any reader runs would put the whole burst's fold in front of the first token. Real
-parts: the OpenAI-compatible provider against a local upstream that sends its answer in one
-write, the runner, a store=false log and the in-process bus; the reader is a task of its own.
+parts: a model routed to an OpenAI-compatible target, a local upstream that sends its answer in
+one write, the runner, a store=false log and the in-process bus; the reader is a task of its own.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import json
 from aiohttp import web
 
 from propylon.bus.memory import MemoryBus
+from propylon.config import ModelSettings, Settings, TargetSettings
 from propylon.domain.events import STEP_DELTA
+from propylon.gateway.registry import ModelRegistry
 from propylon.providers.base import Turn
-from propylon.providers.openai import OpenAIProvider
 from propylon.runner.log import MemoryLog
 from propylon.runner.turn import announce, run_turn
 from propylon.store.base import InteractionRecord
@@ -62,7 +64,10 @@ async def _first_delta_after_burst() -> tuple[int, int]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    provider = OpenAIProvider(f"http://127.0.0.1:{port}/v1", "m", None, 10, 1 << 20)
+    target = TargetSettings(provider="openai", base_url=f"http://127.0.0.1:{port}/v1", model="m")
+    settings = Settings(models=[ModelSettings(name="m", targets=[target])])
+    registry = ModelRegistry.from_settings(settings)
+    provider = registry.resolve("m").bind("v1_burst", "m", {}, lambda call: None)
     try:
         record = InteractionRecord(
             id="v1_burst",
@@ -81,7 +86,7 @@ async def _first_delta_after_burst() -> tuple[int, int]:
         await run_turn(log, provider, turn, stopping=lambda: False)
         return await reader, len(log.events)
     finally:
-        await provider.close()
+        await registry.close()
         await runner.cleanup()
 
 

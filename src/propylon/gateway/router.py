@@ -99,6 +99,9 @@ class CallRecord:
 Open = Callable[[Target], AsyncIterator[ProviderEvent]]
 """How one attempt on a target starts its stream of events (by default: the turn's answer)."""
 
+# Seconds of a burst of upstream events handed on before other tasks get to run (`route`).
+_SLICE = 0.001
+
 # A target that answered: its stream, the stream's first event (None: it ended at once) and
 # the breaker permit held until the stream is over.
 _Connected = tuple[Target, AsyncIterator[ProviderEvent], ProviderEvent | None, Permit]
@@ -154,11 +157,19 @@ async def route(
             if first is None:
                 return
             # From here on the client has seen output: no retry, no fallback.
+            clock = asyncio.get_running_loop().time
+            yielded = -_SLICE  # the first event goes out at once
             try:
                 yield first
                 if isinstance(first, UsageReport):
                     record.usage = first.usage
                 async for event in stream:
+                    if clock() - yielded >= _SLICE:
+                        # One upstream read can hold many events (a fast model, a burst):
+                        # the consumer's readers (and the log's writer) get the first at
+                        # once, then a slice at a time, not the whole burst once folded.
+                        await asyncio.sleep(0)
+                        yielded = clock()
                     if isinstance(event, UsageReport):
                         record.usage = event.usage
                     yield event

@@ -55,8 +55,6 @@ logger = logging.getLogger("propylon.runner")
 _ARGUMENTS_CHUNK = 16  # characters of a function call's JSON arguments per arguments_delta
 # Passes a background run goes on with an answer its upstream cut at its own limit.
 _MAX_CONTINUATIONS = 16
-# Seconds a turn folds provider events before it lets other tasks run (see _provider_pass).
-_SLICE = 0.001
 
 
 class _Steps:
@@ -118,8 +116,6 @@ async def _provider_pass(
     `mcp_server_tool_call` steps, to be run by the caller; others `function_call` steps.
     Past the `ceiling`'s time, the answer is cut after its next text (`requires_continuation`)."""
     result = _Pass()
-    clock = asyncio.get_running_loop().time
-    yielded = -_SLICE  # the first event goes out at once
     stream = provider.stream(turn)
     async for event in stream:
         if log.ended:  # the log could not be written: nothing more of this run can be kept
@@ -180,12 +176,6 @@ async def _provider_pass(
         elif isinstance(event, Finish) and event.reason != "stop":
             capped = ceiling is not None and ceiling.capped and any(result.texts)
             result.status = "requires_continuation" if capped else "incomplete"
-        if clock() - yielded >= _SLICE:
-            # An upstream read can hold many events (a fast model, a burst): let the readers
-            # (and the writer) have the first at once, and then a slice at a time, instead of
-            # the whole burst once it is folded.
-            await asyncio.sleep(0)
-            yielded = clock()
     close = getattr(stream, "aclose", None)
     if close is not None:
         await close()  # after a cut, this stops the upstream call now
