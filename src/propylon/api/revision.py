@@ -31,12 +31,14 @@ from propylon.schema.legacy import (
     revision_date,
 )
 from propylon.service.interactions import InteractionService
+from propylon.service.reading import Batch, each, singles
 
 __all__ = ["HEADER", "View", "revision_of", "view_of"]
 
 HEADER = "Api-Revision"
 
-WireEvents = AsyncIterator[Event | None] | AsyncIterator[LegacyEvent | None]
+# Batches of events in a revision's form (None: a keep-alive tick), each sent as one write.
+WireEvents = AsyncIterator[list[Event] | None] | AsyncIterator[list[LegacyEvent] | None]
 
 
 def revision_of(request: Request) -> str | None:
@@ -69,9 +71,11 @@ class View:
         """A wire Interaction (with `steps`) in this revision."""
         return legacy_interaction(resource) if self.legacy else resource
 
-    def events(self, interaction_id: str, events: AsyncIterator[Event | None]) -> WireEvents:
+    def events(self, interaction_id: str, events: AsyncIterator[Batch]) -> WireEvents:
         """A stream of the log from its first event, in this revision."""
-        return legacy_events(interaction_id, events) if self.legacy else events
+        if not self.legacy:
+            return events
+        return singles(legacy_events(interaction_id, each(events)))
 
     async def stream(
         self,
@@ -85,13 +89,13 @@ class View:
         if not self.legacy:
             return await service.stream(interaction_id, last_event_id, caller)
         if not last_event_id:
-            return legacy_events(interaction_id, await service.stream(interaction_id, None, caller))
+            return self.events(interaction_id, await service.stream(interaction_id, None, caller))
         # Output indexes depend on the whole log: the view reads it from the first event
         # and sends what follows the resume point.
         own, n = resume_point(interaction_id, last_event_id)
         events = await service.stream(interaction_id, own, caller, from_start=True)
         seq = parse_event_id(interaction_id, own) or 0
-        return legacy_events(interaction_id, events, (seq, n))
+        return singles(legacy_events(interaction_id, each(events), (seq, n)))
 
 
 def view_of(request: Request) -> View:

@@ -9,7 +9,7 @@ carrying the Interactions error object `{"code": "<string>", "message": ...}`
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -46,13 +46,18 @@ def frame(interaction_id: str, event: WireEvent) -> bytes:
 
 
 async def _frames(
-    interaction_id: str, events: AsyncIterator[WireEvent | None], open_streams: Gauge | None
+    interaction_id: str,
+    batches: AsyncIterator[Sequence[WireEvent] | None],
+    open_streams: Gauge | None,
 ) -> AsyncIterator[bytes]:
     if open_streams is not None:
         open_streams.inc()
     try:
-        async for event in events:
-            yield _KEEPALIVE if event is None else frame(interaction_id, event)
+        async for batch in batches:  # one write for the events at hand
+            if batch is None:
+                yield _KEEPALIVE
+            else:
+                yield b"".join([frame(interaction_id, event) for event in batch])
     except Exception:
         logger.exception("stream of %s failed", interaction_id)
         error = {"event_type": "error", "error": interactions_error(API_ERROR, "stream failed")}
@@ -65,13 +70,13 @@ async def _frames(
 
 def event_stream_response(
     interaction_id: str,
-    events: AsyncIterator[WireEvent | None],
+    batches: AsyncIterator[Sequence[WireEvent] | None],
     open_streams: Gauge | None = None,
 ) -> StreamingResponse:
-    """A 200 `text/event-stream` response that sends `events`, then `data: [DONE]`;
-    `open_streams` counts it while it is open."""
+    """A 200 `text/event-stream` response that sends `batches` of events (each in one write;
+    None: a keep-alive comment), then `data: [DONE]`; `open_streams` counts it while open."""
     return StreamingResponse(
-        _frames(interaction_id, events, open_streams),
+        _frames(interaction_id, batches, open_streams),
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )

@@ -18,7 +18,6 @@ from propylon.domain import lifecycle
 from propylon.domain.caller import SYSTEM, Caller
 from propylon.domain.clock import now
 from propylon.domain.continuation import Continuation, encode
-from propylon.domain.events import Event
 from propylon.domain.ids import new_interaction_id, parse_event_id
 from propylon.domain.projection import Projection, copy_json
 from propylon.domain.redaction import redact_request
@@ -74,7 +73,7 @@ class Created:
     with background=true: the background run's log, which goes on when its reader leaves)."""
 
     resource: dict[str, Any] | None = None
-    events: AsyncIterator[Event | None] | None = None
+    events: AsyncIterator[reading.Batch] | None = None  # (batches of the log: reading.tail)
     interaction_id: str = ""
     task: asyncio.Task[None] | None = None  # a foreground run still to wait for
     log: EventLog | None = None
@@ -571,7 +570,7 @@ class InteractionService:
         caller: Caller,
         *,
         from_start: bool = False,
-    ) -> AsyncIterator[Event | None]:
+    ) -> AsyncIterator[reading.Batch]:
         """The log from the start (or after `last_event_id`), then live until its terminal
         event; None items are keep-alive ticks. Raises NotFound, or InvalidArgument when the
         event id is not one of this interaction's (or not yet: ahead of its log), Unavailable
@@ -595,7 +594,7 @@ class InteractionService:
 
     def _tail(
         self, interaction_id: str, after: int = 0, source: EventSource | None = None
-    ) -> AsyncIterator[Event | None]:
+    ) -> AsyncIterator[reading.Batch]:
         """The log of `interaction_id` after event `after` (from `source`, by default the
         store), then live until its terminal event. Subscribes at once, so nothing
         appended from now on is missed."""

@@ -23,6 +23,7 @@ from propylon.schema.openai.responses import (
     CreateResponse,
     to_create_interaction,
 )
+from propylon.service import reading
 from propylon.service.interactions import InteractionService, to_resource
 from propylon.store.base import InteractionRecord
 
@@ -83,8 +84,9 @@ class ResponseService:
         background, store = create.background, create.store
         if created.events is not None or (create.stream and background):
             base = {"id": created.interaction_id, **redact_request(create.echoed_fields())}
-            events = created.events or await self.interactions.stream(
-                created.interaction_id, None, caller
+            events = reading.each(
+                created.events
+                or await self.interactions.stream(created.interaction_id, None, caller)
             )
             return Stream(base, events, background, store)
         assert created.resource is not None
@@ -123,7 +125,7 @@ class ResponseService:
         """The Response's log from its first event, then live until its end (a reader resumes
         by skipping what it has seen). Raises NotFound, or Unavailable while stopping."""
         record = await self._record(response_id, caller)
-        events = await self.interactions.stream(response_id, None, caller)
+        events = reading.each(await self.interactions.stream(response_id, None, caller))
         base = {"id": record.id, **redact_request(record.request)}
         return Stream(base, events, record.background)
 

@@ -16,10 +16,10 @@ from propylon.api.console.timeline import entries, shown_event
 from propylon.api.sse import event_stream_response
 from propylon.domain import lifecycle
 from propylon.domain.caller import Caller
-from propylon.domain.events import Event
 from propylon.schema.listing import parse_list
 from propylon.service.interactions import InteractionService
 from propylon.service.listing import ListingService
+from propylon.service.reading import Batch
 from propylon.store.base import Store
 from propylon.store.console import ConsoleReads
 
@@ -143,9 +143,9 @@ async def timeline(request: Request, caller: Caller) -> Response:
     return render(request, "interaction_body.html", context, caller=caller)
 
 
-async def _shown(events: AsyncIterator[Event | None], show: bool) -> AsyncIterator[Event | None]:
-    async for event in events:
-        yield None if event is None else shown_event(event, show)
+async def _shown(batches: AsyncIterator[Batch], show: bool) -> AsyncIterator[Batch]:
+    async for batch in batches:
+        yield None if batch is None else [shown_event(event, show) for event in batch]
 
 
 @endpoint
