@@ -3,9 +3,9 @@ and the mapping of failures to UpstreamError.
 
 aiohttp rather than httpx: measured on this kind of machine, httpx.AsyncClient's latency grew
 sharply under concurrency where aiohttp's stayed flat (shared/reference/anchor-performance.md).
-SSE fields are decoded by httpx-sse's decoder, fed aiohttp's lines, each at most
-`upstream_max_line_bytes` long (aiohttp's own line limit, twice its read buffer, is far below
-what a large function-call argument chunk or an inline image needs). The session is the
+SSE fields are decoded by httpx-sse's decoder, fed the lines of what each read brings, each at
+most `upstream_max_line_bytes` long (aiohttp's own line limit, twice its read buffer, is far
+below what a large function-call argument chunk or an inline image needs). The session is the
 outbound module's, for the operator's destinations (any address); no redirect is followed, so
 an upstream's credentials never go to where a `Location` header points.
 """
@@ -19,7 +19,6 @@ from typing import Any
 
 import aiohttp
 import orjson
-from aiohttp.http_exceptions import LineTooLong
 from httpx_sse._decoders import SSEDecoder  # the decoder is independent of httpx itself
 
 from propylon.outbound import TRUSTED, client_session
@@ -83,13 +82,14 @@ class Upstream:
                 if response.status != 200:
                     raise _status_error(response, await response.text())
                 decoder = SSEDecoder()
-                while raw := await _readline(response.content, self.max_line_bytes):
-                    sse = decoder.decode(raw.decode().rstrip("\r\n"))
-                    if sse is None or not sse.data:
-                        continue
-                    if sse.data == "[DONE]":
-                        return
-                    yield orjson.loads(sse.data)
+                async for lines in _lines(response.content, self.max_line_bytes):
+                    for line in lines:
+                        sse = decoder.decode(line.decode().rstrip("\r"))
+                        if sse is None or not sse.data:
+                            continue
+                        if sse.data == "[DONE]":
+                            return
+                        yield orjson.loads(sse.data)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise UpstreamError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
 
@@ -125,12 +125,25 @@ class Upstream:
             await self._session.close()
 
 
-async def _readline(content: aiohttp.StreamReader, limit: int) -> bytes:
-    """The next line (with its line break; empty at the end). Raises LineTooLongError."""
-    try:
-        return await content.readline(max_line_length=limit)
-    except LineTooLong:
-        raise LineTooLongError(limit) from None  # its message would quote the line: content
+async def _lines(content: aiohttp.StreamReader, limit: int) -> AsyncIterator[list[bytearray]]:
+    """The stream's lines (without their `\n`), as many as each read brings: one read, not one
+    call of aiohttp's `readline` per line (that was most of the cost of a fast answer's
+    chunks). A last line without its `\n` comes at the end. Raises LineTooLongError for a
+    line longer than `limit` bytes."""
+    pending = bytearray()
+    async for data in content.iter_any():
+        pending += data
+        if b"\n" not in data:
+            if len(pending) > limit:
+                raise LineTooLongError(limit)  # its message would quote the line: content
+            continue
+        lines = pending.split(b"\n")
+        pending = lines.pop()
+        if len(pending) > limit or any(len(line) > limit for line in lines):
+            raise LineTooLongError(limit)
+        yield lines
+    if pending:
+        yield [pending]
 
 
 def _status_error(response: aiohttp.ClientResponse, text: str) -> UpstreamError:
