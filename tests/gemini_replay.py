@@ -6,9 +6,11 @@ JSON body as one SSE event, a JSON array as one event per element; `errors/<name
 files are sent with that HTTP status. A request with a `continuationToken` answers with the
 fixture the token names (its base64 decodes to the name: see `continuation_part1.json`).
 `POST /v1beta/models/<model>:generateContent` (not streamed) answers with the `.json` fixture's
-body as it is; `:countTokens` with twice the count of words of the text parts (of its
-`contents`, or its `generateContentRequest`'s).
-`GET /requests` lists the request bodies received.
+body as it is, or, for a recorded stream (an `.sse` file, a JSON array), the whole answer its
+chunks make, as Google answers the same request unstreamed (`whole`); `:countTokens` with
+twice the count of words of the text parts (of its `contents`, or its
+`generateContentRequest`'s).
+`GET /requests` lists the request bodies received, `GET /paths` their paths (with the query).
 
 `POST /v1beta/cachedContents` makes an upstream cached content (`cachedContents/upstream-<n>`,
 its `totalTokenCount` twice the words of its text parts), or refuses it with Google's 400 when
@@ -41,11 +43,47 @@ from typing import Any
 from aiohttp import web
 
 received: list[dict[str, object]] = []
+paths: list[str] = []
+
+
+def _chunks(raw: bytes, suffix: str) -> list[dict[str, Any]]:
+    """The chunks of a recorded answer: an `.sse` file's `data:` payloads, a JSON array's
+    elements, or the one JSON body."""
+    if suffix == ".sse":
+        return [
+            json.loads(line.removeprefix(b"data:"))
+            for line in raw.splitlines()
+            if line.startswith(b"data:")
+        ]
+    parsed = json.loads(raw)
+    return parsed if isinstance(parsed, list) else [parsed]
+
+
+def whole(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """One GenerateContentResponse of a streamed answer's `chunks`: the first candidate's
+    parts in order, its other fields (finishReason, groundingMetadata, ...) as the last chunk
+    that has them says, and the last chunk's top-level fields (usageMetadata is cumulative)."""
+    merged: dict[str, Any] = {}
+    candidate: dict[str, Any] = {}
+    parts: list[dict[str, Any]] = []
+    for chunk in chunks:
+        merged.update({k: v for k, v in chunk.items() if k != "candidates"})
+        for found in chunk.get("candidates") or []:
+            content = found.get("content") or {}
+            parts.extend(content.get("parts") or [])
+            candidate.update({k: v for k, v in found.items() if k != "content"})
+            candidate["content"] = {"role": content.get("role", "model")}
+    if candidate:
+        if parts:
+            candidate["content"]["parts"] = parts
+        merged["candidates"] = [candidate]
+    return merged
 
 
 async def generate(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     received.append(body)
+    paths.append(request.path_qs)
     if request.path.endswith(":countTokens"):  # words of every text part, doubled
         inner = body.get("generateContentRequest") or body
         words = sum(
@@ -68,19 +106,24 @@ async def generate(request: web.Request) -> web.StreamResponse:
     status = re.search(r"_(\d{3})", path.name)
     if name.startswith("errors/") and status:
         return web.Response(body=raw, status=int(status.group(1)), content_type="application/json")
+    chunks = _chunks(raw, path.suffix)
     if request.path.endswith(":generateContent"):  # not streamed: the body as recorded
-        return web.Response(body=raw, content_type="application/json")
+        if len(chunks) == 1 and path.suffix != ".sse":
+            return web.Response(body=raw, content_type="application/json")
+        return web.json_response(whole(chunks))
     if path.suffix == ".sse":
         payload = raw
     else:
-        parsed = json.loads(raw)
-        chunks = parsed if isinstance(parsed, list) else [parsed]
         payload = b"".join(b"data: " + json.dumps(c).encode() + b"\r\n\r\n" for c in chunks)
     return web.Response(body=payload, content_type="text/event-stream")
 
 
 async def requests(request: web.Request) -> web.Response:
     return web.json_response(received)
+
+
+async def request_paths(request: web.Request) -> web.Response:
+    return web.json_response(paths)
 
 
 cache_calls: list[dict[str, object]] = []
@@ -263,6 +306,7 @@ app.add_routes(
     [
         web.post(r"/v1beta/models/{model}", generate),
         web.get("/requests", requests),
+        web.get("/paths", request_paths),
         web.post("/v1beta/cachedContents", create_cache),
         web.patch("/v1beta/cachedContents/{id}", update_cache),
         web.delete("/v1beta/cachedContents/{id}", delete_cache),

@@ -226,7 +226,14 @@ def test_the_circuit_recovers_after_a_probe_whose_client_left(
 
 
 def test_an_sse_line_over_a_mebibyte_is_read(gateway: Server, upstream: str) -> None:
-    run, answer = _create(gateway, "big", "primary=big")
+    run, events = _create(gateway, "big", "primary=big", stream=True)
+    assert events[-1].interaction.status == "completed"
+    assert "".join(e.delta.text for e in events if e.event_type == "step.delta") == "x" * BIG
+    assert _calls(upstream, run) == {"primary": 1}
+
+
+def test_an_unstreamed_answer_over_a_mebibyte_is_read(gateway: Server, upstream: str) -> None:
+    run, answer = _create(gateway, "big", "primary=big")  # one JSON body: no SSE lines
     assert answer.status == "completed", answer.errors
     assert answer.output_text == "x" * BIG
     assert _calls(upstream, run) == {"primary": 1}
@@ -245,11 +252,12 @@ name = "big"
 """
     server = start_server(tmp_path_factory.mktemp("small-lines"), config)
     try:
-        run, answer = _create(server, "big", "primary=big")
+        run, events = _create(server, "big", "primary=big", stream=True)
     finally:
         stop_server(server)
-    assert answer.status == "failed"
-    message = answer.errors[0].message
+    assert events[-1].interaction.status == "failed"
+    [error] = [e for e in events if e.event_type == "error"]
+    message = error.error.message
     assert "65536" in message and "upstream_max_line_bytes" in message
     assert _calls(upstream, run) == {"primary": 1}  # the same answer again would not fit either
 

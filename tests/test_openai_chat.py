@@ -504,8 +504,7 @@ def test_openai_target_gets_the_request_intact(
         "metadata": {"team": "search"},
         "tools": [WEATHER],
         "tool_choice": "auto",
-        "stream": True,
-        "stream_options": {"include_usage": True},
+        "stream": False,  # a whole answer, with its usage
     }
 
     # content only the upstream understands passes through too (no translation of it)

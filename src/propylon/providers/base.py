@@ -92,6 +92,10 @@ class Turn:
     cached_steps: the first `cached_steps` steps of `history` came from a cached content
     (`cachedContents`), with the system instruction when `cached_instruction`: a provider
     that counts its own tokens (echo) reports those as cached input.
+    streamed: someone reads the answer as it comes (a streamed create, a background run, a
+    ceiling that may cut it). False: only the whole answer matters, so a network provider
+    may ask its upstream for it in one JSON body instead of a stream (cheaper to read); its
+    events are the same either way.
     """
 
     history: list[dict[str, Any]]
@@ -107,6 +111,7 @@ class Turn:
     native: NativeRequest | None = None
     cached_steps: int = 0
     cached_instruction: bool = False
+    streamed: bool = True
 
     def functions(self) -> list[dict[str, Any]]:
         """The function declarations the model may call, as allowed by `tool_choice`."""

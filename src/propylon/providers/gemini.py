@@ -1,4 +1,6 @@
-"""`gemini`: Google's `streamGenerateContent` (REST, `alt=sse`), mapped both ways.
+"""`gemini`: Google's `streamGenerateContent` (REST, `alt=sse`), mapped both ways; for a turn
+nobody reads as it comes (`Turn.streamed` False), `generateContent`: the whole answer, read as
+one chunk into the same events.
 
 Steps -> `contents` (Gemini API reference, "Content" and "Part"): `user_input` and
 `function_result` are `user` turns (`text`, `inlineData`, `fileData`, `functionResponse`);
@@ -107,9 +109,14 @@ class GeminiProvider:
                 yield event
             return
         reader = AnswerReader()
-        async for chunk in self.upstream.stream(self.url, build_request(turn)):
-            for event in reader.read(chunk):
+        if not turn.streamed:  # the whole answer, one chunk: cheaper to read than its stream
+            answer = await self.upstream.whole(f"{self.base}:generateContent", build_request(turn))
+            for event in reader.read(answer):
                 yield event
+        else:
+            async for chunk in self.upstream.stream(self.url, build_request(turn)):
+                for event in reader.read(chunk):
+                    yield event
         for event in reader.end():
             yield event
 
@@ -130,7 +137,7 @@ class GeminiProvider:
                 if chunk.get("usageMetadata"):
                     yield UsageReport(usage_of(chunk["usageMetadata"]))
             return
-        answer = await self.upstream.post_json(f"{self.base}:generateContent", body)
+        answer = await self.upstream.whole(f"{self.base}:generateContent", body)
         yield NativeChunk(answer)
         if answer.get("usageMetadata"):
             yield UsageReport(usage_of(answer["usageMetadata"]))

@@ -45,7 +45,8 @@ class LineTooLongError(UpstreamError):
 
 
 class Upstream:
-    """POSTs JSON to one upstream and yields the `data:` payloads of its SSE answer.
+    """POSTs JSON to one upstream and yields the `data:` payloads of its SSE answer (or,
+    `whole`, returns its one JSON answer).
     `max_line_bytes`: the longest SSE line accepted."""
 
     def __init__(self, timeout: float, headers: dict[str, str], max_line_bytes: int) -> None:
@@ -90,6 +91,32 @@ class Upstream:
                         if sse.data == "[DONE]":
                             return
                         yield orjson.loads(sse.data)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise UpstreamError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+
+    async def whole(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The JSON answer to POST `url` with `body`, for a model call not streamed (one body,
+        read at once: no per-line SSE decoding).
+
+        Raises UpstreamError as `stream` does: an error status, a connection failure (the
+        body cut short included), or a timeout (`timeout` seconds to the first byte, then
+        between reads: the upstream is silent while it makes the whole answer).
+        """
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.timeout, sock_read=self.timeout
+        )
+        try:
+            async with self._client().post(
+                url,
+                data=orjson.dumps(body),
+                headers=self.headers,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as response:
+                if response.status != 200:
+                    raise _status_error(response, await response.text())
+                answer: dict[str, Any] = orjson.loads(await response.read())
+                return answer
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise UpstreamError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
 

@@ -1,5 +1,7 @@
 """`openai`: any OpenAI-compatible Chat Completions server (vLLM, Ollama, llama.cpp's server,
-OpenAI itself), always streamed.
+OpenAI itself), streamed, or, for a turn nobody reads as it comes (`Turn.streamed` False),
+asked for the whole answer in one `chat.completion` body (`stream: false`), read into the same
+events.
 
 Mapping (OpenAI's Chat Completions API reference): `user_input` -> user message (text and
 `image_url` parts), `model_output` -> assistant message, `function_call` -> assistant
@@ -7,18 +9,18 @@ Mapping (OpenAI's Chat Completions API reference): `user_input` -> user message 
 `thought` and the steps of server-side tools -> dropped (no equivalent).
 `tool_choice`: auto/none as is, any/validated -> `required`, `allowed_tools` -> the offered
 tools restricted (one tool: named). `response_format` -> `json_schema` (strict) or
-`json_object`. Usage from the final chunk (`stream_options.include_usage`).
+`json_object`. Usage from the final chunk (`stream_options.include_usage`), or the whole answer's.
 
 A turn from the Chat Completions surface (`Turn.chat_completions_body`) is sent as the client
-wrote it, every field intact, with only `model` (the target's), `stream` (always on) and
-`stream_options.include_usage` (always on: usage is counted) set. Embeddings: `/embeddings`.
+wrote it, every field intact, with only `model` (the target's) and `stream` set, and, when
+streamed, `stream_options.include_usage` (always on: usage is counted). Embeddings: `/embeddings`.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from propylon.domain.usage import Usage
@@ -36,7 +38,7 @@ from propylon.providers.base import (
 )
 from propylon.providers.http import Upstream
 
-__all__ = ["OpenAIProvider", "build_request", "passed_through"]
+__all__ = ["OpenAIProvider", "answer_events", "build_request", "passed_through"]
 
 _CONFIG = {
     "temperature": "temperature",
@@ -71,13 +73,17 @@ class OpenAIProvider:
             build_request(turn, self.model)
 
     async def stream(self, turn: Turn) -> AsyncIterator[ProviderEvent]:
-        calls: dict[int, dict[str, Any]] = {}
-        finish = "stop"
         if turn.chat_completions_body is not None:
             cap = turn.generation_config.get("max_output_tokens")
-            body = passed_through(turn.chat_completions_body, self.model, cap)
+            body = passed_through(turn.chat_completions_body, self.model, cap, turn.streamed)
         else:
-            body = build_request(turn, self.model)
+            body = build_request(turn, self.model, turn.streamed)
+        if not turn.streamed:  # one JSON answer: cheaper to read than its stream
+            for event in answer_events(await self.upstream.whole(self.url, body)):
+                yield event
+            return
+        calls: dict[int, dict[str, Any]] = {}
+        finish = "stop"
         async for chunk in self.upstream.stream(self.url, body):
             if chunk.get("usage"):
                 yield UsageReport(_usage(chunk["usage"]))
@@ -88,28 +94,11 @@ class OpenAIProvider:
                 if delta.get("content"):
                     yield TextDelta(delta["content"])
                 for call in delta.get("tool_calls") or []:
-                    entry = calls.setdefault(
-                        call.get("index", 0), {"id": None, "name": "", "arguments": ""}
-                    )
-                    entry["id"] = call.get("id") or entry["id"]
-                    function = call.get("function") or {}
-                    # some servers (llama.cpp) repeat the name in every chunk
-                    entry["name"] = entry["name"] or function.get("name") or ""
-                    entry["arguments"] += function.get("arguments") or ""
+                    _add_call(calls, call.get("index", 0), call)
                 if choice.get("finish_reason") == "length":
                     finish = "max_tokens"
-        for _, call in sorted(calls.items()):
-            try:
-                arguments = json.loads(call["arguments"]) if call["arguments"] else {}
-            except json.JSONDecodeError as exc:
-                raise ValueError(
-                    f"the model's call of `{call['name']}` has invalid JSON arguments: {exc}"
-                ) from None
-            # an upstream that sends no id: a fresh one, unique across turns (not `call_0` again)
-            yield FunctionCall(
-                call["id"] or "call_" + secrets.token_hex(12), call["name"], arguments
-            )
-        yield Finish("max_tokens" if finish == "max_tokens" else "stop")
+        for event in _ending(calls, finish):
+            yield event
 
     async def embed(self, texts: list[str], dimensions: int | None) -> Embeddings:
         """The upstream's `/embeddings` for `texts` (as floats). Raises UpstreamError."""
@@ -129,27 +118,78 @@ class OpenAIProvider:
         await self.upstream.close()
 
 
-def passed_through(body: dict[str, Any], model: str, cap: int | None = None) -> dict[str, Any]:
+def passed_through(
+    body: dict[str, Any], model: str, cap: int | None = None, streamed: bool = True
+) -> dict[str, Any]:
     """A client's Chat Completions `body` as sent upstream: `model` set to the target's, and
-    always streamed with usage (the chunks become provider events; usage is counted). `cap`:
-    an output token limit Propylon imposes (a key's ceiling), when under the body's own."""
-    options = dict(body.get("stream_options") or {})
-    options["include_usage"] = True
-    sent = {**body, "model": model, "stream": True, "stream_options": options}
+    `streamed`: streamed with usage (the chunks become provider events; usage is counted),
+    else `stream: false` (a whole answer has its usage). `cap`: an output token limit
+    Propylon imposes (a key's ceiling), when under the body's own."""
+    if streamed:
+        options = dict(body.get("stream_options") or {})
+        options["include_usage"] = True
+        sent = {**body, "model": model, "stream": True, "stream_options": options}
+    else:
+        sent = {**body, "model": model, "stream": False}
     limit = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
     if cap is not None and (body.get(limit) is None or body[limit] > cap):
         sent[limit] = cap
     return sent
 
 
-def build_request(turn: Turn, model: str) -> dict[str, Any]:
-    """The Chat Completions body for `turn`. Raises InvalidArgument naming what cannot map."""
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": _messages(turn),
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
+def answer_events(answer: dict[str, Any]) -> Iterator[ProviderEvent]:
+    """The events of a whole (not streamed) `chat.completion` answer, as its stream gives
+    them: thought and text, usage, the calls, the finish. Raises ValueError for a call whose
+    arguments are not JSON (after the events before it, as when streamed)."""
+    calls: dict[int, dict[str, Any]] = {}
+    finish = "stop"
+    for choice in answer.get("choices") or []:
+        message = choice.get("message") or {}
+        if message.get("reasoning_content"):
+            yield ThoughtDelta(summary=message["reasoning_content"])
+        if message.get("content"):
+            yield TextDelta(message["content"])
+        for index, call in enumerate(message.get("tool_calls") or []):
+            _add_call(calls, index, call)
+        if choice.get("finish_reason") == "length":
+            finish = "max_tokens"
+    if answer.get("usage"):
+        yield UsageReport(_usage(answer["usage"]))
+    yield from _ending(calls, finish)
+
+
+def _add_call(calls: dict[int, dict[str, Any]], index: int, call: dict[str, Any]) -> None:
+    """Add a `tool_calls` entry (a whole call, or a streamed piece of one) to the call at
+    `index`: its id and name once given, its arguments appended."""
+    entry = calls.setdefault(index, {"id": None, "name": "", "arguments": ""})
+    entry["id"] = call.get("id") or entry["id"]
+    function = call.get("function") or {}
+    # some servers (llama.cpp) repeat the name in every chunk
+    entry["name"] = entry["name"] or function.get("name") or ""
+    entry["arguments"] += function.get("arguments") or ""
+
+
+def _ending(calls: dict[int, dict[str, Any]], finish: str) -> Iterator[ProviderEvent]:
+    """The calls, in index order, then the Finish. Raises ValueError for a call whose
+    arguments are not JSON."""
+    for _, call in sorted(calls.items()):
+        try:
+            arguments = json.loads(call["arguments"]) if call["arguments"] else {}
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"the model's call of `{call['name']}` has invalid JSON arguments: {exc}"
+            ) from None
+        # an upstream that sends no id: a fresh one, unique across turns (not `call_0` again)
+        yield FunctionCall(call["id"] or "call_" + secrets.token_hex(12), call["name"], arguments)
+    yield Finish("max_tokens" if finish == "max_tokens" else "stop")
+
+
+def build_request(turn: Turn, model: str, streamed: bool = True) -> dict[str, Any]:
+    """The Chat Completions body for `turn`, asking for a stream (with usage) when
+    `streamed`. Raises InvalidArgument naming what cannot map."""
+    body: dict[str, Any] = {"model": model, "messages": _messages(turn), "stream": streamed}
+    if streamed:
+        body["stream_options"] = {"include_usage": True}
     for name, value in turn.generation_config.items():
         if name == "tool_choice":
             continue

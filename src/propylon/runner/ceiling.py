@@ -31,6 +31,11 @@ class Ceiling:
     capped: bool = False  # the turn's max_output_tokens is this ceiling's
     _deadline: float | None = field(default=None, repr=False)
 
+    @property
+    def armed(self) -> bool:
+        """A ceiling is set: the answer may be cut as it streams."""
+        return self.seconds is not None or self.tokens is not None
+
     def arm(self, turn: Turn) -> None:
         """Start the clock, and hold the turn's `max_output_tokens` to the token ceiling when
         that is the lower one (a cut there is a continuation, not `incomplete`)."""

@@ -86,6 +86,7 @@ class GenerateService:
         providers = {target.settings.provider for target in served.targets}
         translated = self._translate(request, cache) if providers - {"gemini"} else None
         turn = translated.turn if translated is not None else Turn(history=[])
+        turn.streamed = stream
         if "gemini" in providers:
             forwarded = {k: v for k, v in body.items() if k not in _PROPYLONS}
             cached = native_cache(cache) if cache is not None else None

@@ -360,6 +360,11 @@ class InteractionService:
 
         name = request.model or planned.served.name  # a custom agent's: its base
         provider = planned.served.bind(record.id, name, request.labels or {}, on_done)
+        ceiling = self._ceiling(planned, request)
+        # Only the whole answer matters to a foreground create that is not streamed and
+        # cannot be cut (a background run may go on for long: it streams).
+        armed = ceiling is not None and ceiling.armed
+        planned.turn.streamed = request.stream or request.background or armed
         run = run_turn(
             log,
             provider,
@@ -368,7 +373,7 @@ class InteractionService:
             max_tool_rounds=self.settings.max_tool_rounds,
             tool_timeout=self.settings.tool_timeout_seconds,
             token_ceiling=self.ledger.ceiling(caller),  # what its admission reserved
-            ceiling=self._ceiling(planned, request),
+            ceiling=ceiling,
             stopping=self._stopping,
             outbound=OutboundPolicy.from_settings(self.settings),
         )

@@ -88,6 +88,7 @@ def to_turn(request: ChatRequest, body: dict[str, Any]) -> Turn:
         generation_config=_generation(request, {str(t["name"]) for t in tools}),
         json_schema=_json_schema(request),
         chat_completions_body=body,
+        streamed=bool(request.stream),
     )
 
 
