@@ -68,7 +68,11 @@ class TargetSettings(BaseModel):
         default=None, description="The upstream's model id; default: the served model's name."
     )
     timeout_seconds: float = Field(
-        default=120.0, gt=0, description="Timeout of one upstream attempt, in seconds."
+        default=600.0,
+        gt=0,
+        description="Timeout of one upstream attempt, in seconds: to connect, and between "
+        "reads; an answer not streamed (one body) must be made within it (the OpenAI SDK's "
+        "default too).",
     )
     max_attempts: int = Field(
         default=3, ge=1, description="Attempts on this target before falling back to the next."

@@ -99,8 +99,9 @@ class Upstream:
         read at once: no per-line SSE decoding).
 
         Raises UpstreamError as `stream` does: an error status, a connection failure (the
-        body cut short included), or a timeout (`timeout` seconds to the first byte, then
-        between reads: the upstream is silent while it makes the whole answer).
+        body cut short included), an answer that is not JSON, or a timeout (`timeout` seconds
+        to the first byte, then between reads: the upstream is silent while it makes the whole
+        answer, so `timeout` bounds the making of it).
         """
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self.timeout, sock_read=self.timeout
@@ -117,6 +118,8 @@ class Upstream:
                     raise _status_error(response, await response.text())
                 answer: dict[str, Any] = orjson.loads(await response.read())
                 return answer
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(f"the upstream's answer is not JSON: {exc}") from None
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise UpstreamError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
 

@@ -222,9 +222,7 @@ async def empty() -> AsyncIterator[Batch]:
     yield
 
 
-async def cancel_on_close(
-    events: AsyncIterator[T], task: asyncio.Task[None]
-) -> AsyncIterator[T]:
+async def cancel_on_close(events: AsyncIterator[T], task: asyncio.Task[None]) -> AsyncIterator[T]:
     """A store=false stream: its run lives only as long as its one reader."""
     try:
         async for event in events:
