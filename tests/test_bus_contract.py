@@ -124,9 +124,10 @@ async def _follow(
 ) -> AsyncIterator[Event]:
     """The reader: a stream's events (keep-alive ticks left out)."""
     subscription = bus.subscribe(interaction_id)
-    async for event in reading.tail(
+    batches = reading.tail(
         store, interaction_id, 0, subscription, keepalive, _watch(store, interaction_id)
-    ):
+    )
+    async for event in reading.each(batches):  # (tail yields batches of events)
         if event is not None:
             yield event
 
@@ -360,9 +361,10 @@ def test_an_event_too_large_for_a_message_comes_from_the_store(kind: str, tmp_pa
 async def _tail_events(
     store: SQLiteStore, interaction_id: str, subscription: Any
 ) -> AsyncIterator[Event]:
-    async for event in reading.tail(
+    batches = reading.tail(
         store, interaction_id, 0, subscription, 5.0, _watch(store, interaction_id)
-    ):
+    )
+    async for event in reading.each(batches):
         if event is not None:
             yield event
 

@@ -284,3 +284,60 @@ def test_usage_cost_and_one_log_line_per_upstream_call(gateway: Server, upstream
     assert line["cost_usd"] == pytest.approx(cost)
     assert line["latency_ms"] > 0
     assert f"id={run}" not in "\n".join(log)  # no prompt text in the logs
+
+
+@pytest.fixture(scope="module")
+def retry_after(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """No backoff of its own (0 s): what separates attempts is the upstream's `Retry-After`
+    (0.05 s on each 429), honoured up to `max_retry_after_seconds`."""
+    config = f"""
+api_keys = ["sha256:{API_KEY_DIGEST}"]
+[retry]
+initial_seconds = 0
+max_seconds = 0
+
+[[models]]
+name = "honours"
+{_target(upstream, "primary", "primary", 4)}
+
+[[models]]
+name = "too-long"
+{_target(upstream, "primary", "primary", 3)}
+{_target(upstream, "backup", "backup", 1)}
+"""
+    data = tmp_path_factory.mktemp("retry-after")
+    config = config.replace("[retry]", "[retry]\nmax_retry_after_seconds = 1")
+    running = start_server(data, config, log=data / "server.log")
+    yield running
+    stop_server(running)
+
+
+def test_retry_after_separates_the_attempts(retry_after: Server, upstream: str) -> None:
+    run, answer = _create(retry_after, "honours", "primary=429,429,429,ok")
+    assert answer.status == "completed", answer.errors
+    assert _calls(upstream, run) == {"primary": 4}
+    log = (retry_after.data_dir / "server.log").read_text().splitlines()
+    [line] = [
+        record
+        for record in map(json.loads, filter(lambda line: line.startswith("{"), log))
+        if record.get("event") == "upstream_call" and record["interaction_id"] == answer.id
+    ]
+    assert line["attempts"] == 4
+    assert line["latency_ms"] >= 3 * 50  # each of the three waited its Retry-After (0.05 s)
+
+
+def test_a_retry_after_over_the_ceiling_falls_back_at_once(
+    retry_after: Server, upstream: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    config = (retry_after.data_dir / "propylon.toml").read_text()
+    server = start_server(
+        tmp_path_factory.mktemp("retry-after-short"),
+        config.replace("max_retry_after_seconds = 1", "max_retry_after_seconds = 0.01"),
+    )
+    try:
+        run, answer = _create(server, "too-long", "primary=429,ok backup=ok")
+    finally:
+        stop_server(server)
+    assert answer.status == "completed", answer.errors
+    assert answer.output_text == "hello from backup"
+    assert _calls(upstream, run) == {"primary": 1, "backup": 1}  # 0.05 s is over 0.01 s

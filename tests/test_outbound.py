@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
@@ -15,7 +16,7 @@ import httpx
 import httpx2
 import pytest
 
-from propylon.outbound import OutboundPolicy, client_session, http_client
+from propylon.outbound import TRUSTED, OutboundPolicy, client_session, http_client
 from tests.conftest import helper
 
 
@@ -60,6 +61,29 @@ def test_the_aiohttp_client_checks_each_address_it_connects_to(receiver: str) ->
     asyncio.run(run())
     assert len(_received(receiver, "aiohttp")) == 2  # the call and the redirect's first hop
     assert _received(receiver, "aiohttp-refused") == []
+
+
+class _RefusingExecutor(ThreadPoolExecutor):
+    """A default executor that fails whatever is handed to it."""
+
+    def submit(self, *args: Any, **kwargs: Any) -> Future[Any]:
+        raise AssertionError("a name was resolved on the event loop's default executor")
+
+
+def test_the_aiohttp_client_resolves_names_off_the_default_executor(receiver: str) -> None:
+    """Also for the operator's destinations (TRUSTED: any address, nothing to check): the
+    default executor runs the file store's I/O, which a slow resolver must not hold up."""
+
+    async def run() -> None:
+        asyncio.get_running_loop().set_default_executor(_RefusingExecutor(max_workers=1))
+        url = f"{_on(receiver, 'localhost')}/hook/trusted"
+        async with (
+            client_session(TRUSTED, timeout=aiohttp.ClientTimeout(total=5)) as session,
+            session.post(url) as response,
+        ):
+            assert response.status == 200
+
+    asyncio.run(run())
 
 
 def test_the_httpx_client_checks_each_address_it_connects_to(receiver: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from pathlib import Path
 
 import propylon
@@ -44,6 +46,23 @@ def test_public_api() -> None:
     assert sorted(propylon.__all__) == ["Settings", "__version__", "create_app"]
     for name in propylon.__all__:
         assert getattr(propylon, name)
+
+
+def test_an_app_in_someone_elses_process_leaves_its_collector_alone(tmp_path: Path) -> None:
+    """`create_app` is public: its app may be served inside another program, whose heap its
+    lifespan must not freeze (only `propylon serve`, a process of its own, does)."""
+    settings = Settings(data_dir=tmp_path, models=[ModelSettings(name="echo", provider="echo")])
+    app = propylon.create_app(settings)
+
+    async def serve() -> int:
+        async with app.router.lifespan_context(app):
+            return gc.get_freeze_count()
+
+    before = gc.get_freeze_count()
+    try:
+        assert asyncio.run(serve()) == before
+    finally:
+        gc.unfreeze()  # (on failure: the rest of this process collected as usual)
 
 
 def test_cli_refuses_a_public_address_without_keys(tmp_path: Path) -> None:

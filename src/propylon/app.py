@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -136,10 +135,6 @@ def create_app(settings: Settings, models: ModelRegistry | None = None) -> Starl
         if not distributed and await batches.recover():
             logger.warning("re-queued the batches the last stop interrupted")
         purger = asyncio.create_task(purge_loop())
-        # What startup built lives as long as the process: out of the collector's sight, so a
-        # full collection under load walks only what requests made (tens of ms less each).
-        gc.collect()  # startup's own garbage is freed, not frozen with it
-        gc.freeze()
         try:
             yield
         finally:

@@ -232,17 +232,15 @@ def client_session(
     """An aiohttp session whose every connection obeys `policy`. `timeout`: the requests'
     default; `limit`: connections open at once. Environment proxies are ignored (a proxy
     would hide the real destination)."""
-    if policy.allow_private:  # any address: nothing to check (and no check per request)
-        connector = aiohttp.TCPConnector(limit=limit, enable_cleanup_closed=True)
-        return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False)
+    # The policy's resolver even when it allows any address: names are still resolved off the
+    # default executor (it runs only when the connector's DNS cache misses, not per request).
     connector = aiohttp.TCPConnector(
         limit=limit, resolver=PolicyResolver(policy), enable_cleanup_closed=True
     )
+    # any address allowed: no address in a URL to check, so no middleware run per request
+    checks = () if policy.allow_private else (_address_check(policy),)
     return aiohttp.ClientSession(
-        connector=connector,
-        middlewares=(_address_check(policy),),
-        timeout=timeout,
-        trust_env=False,
+        connector=connector, middlewares=checks, timeout=timeout, trust_env=False
     )
 
 
