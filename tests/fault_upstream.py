@@ -5,7 +5,8 @@ The request's `model` (here `primary` or `backup`) picks the script; the Nth cal
 model plays the Nth item (the last repeats). Items: `ok` (stream "hello from <model>" in three
 chunks, with usage), `429` (with `Retry-After: 0.05`), `500`, `400`, `timeout` (answer after
 2 s), `reset` (close the connection before answering), `cut` (stream one chunk, then close),
-`slow` (stream ten chunks, 0.3 s apart), `huge` (like `ok` but with 2**64 - 1 prompt tokens:
+`slow` (stream ten chunks, 0.3 s apart),
+`notjson` (an unstreamed answer that is HTML), `huge` (like `ok` but with 2**64 - 1 prompt tokens:
 the total is past 64 bits), `call` (one call of `get_weather` with no call id, as some
 servers send), `big` (one 1 MiB chunk: a single SSE line over 1 MiB), `hold` (answer nothing
 until the caller goes away, at most 10 s), `length` (like `ok`, ending with `finish_reason`
@@ -139,6 +140,8 @@ async def _whole(request: web.Request, step: str, model: str) -> web.StreamRespo
     if step != "call":  # as its stream, which reports none
         body["usage"] = _usage(step)
     raw = json.dumps(body).encode()
+    if step == "notjson":
+        return web.Response(body=b"<html>gateway timeout</html>", content_type="text/html")
     if step != "cut":
         return web.Response(body=raw, content_type="application/json")
     response = web.StreamResponse(headers={"content-type": "application/json"})

@@ -164,6 +164,16 @@ def test_an_unstreamed_answer_cut_before_its_end_is_retried(
     assert [s["stream"] for s in _sent(upstream, run)] == [False, False]  # nothing was seen
 
 
+def test_an_unstreamed_answer_that_is_not_json_fails_as_the_upstreams_error(
+    client: genai.Client, upstream: str
+) -> None:
+    run = uuid.uuid4().hex[:12]
+    answer: Any = client.interactions.create(model="relay", input=f"id={run} primary=notjson")
+    assert answer.status == "failed"
+    [error] = answer.errors
+    assert error.code == "upstream_error" and "not JSON" in error.message
+
+
 @pytest.mark.parametrize(
     "name",
     [
