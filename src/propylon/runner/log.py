@@ -279,7 +279,7 @@ class StoredLog(EventLog):
         self._idle = asyncio.Event()
         self._idle.set()
         # the fold of what is committed: `_committed` plus the events in `_unfolded`
-        self._committed = self.projection.copy()
+        self._committed = Projection() if existing is None else existing.copy()
         self._unfolded: list[Event] = []
 
     def committed(self) -> Projection:
