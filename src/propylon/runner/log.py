@@ -5,7 +5,9 @@ the process's one `LogWriter` (runner/writer.py): group commit, each tick one tr
 the pending events of every log, and only once it is committed are they published to the bus,
 so a reader never sees an event the store lacks. A log also keeps the fold of what it has
 committed (`committed`): what `get` of a running interaction shows, at a cost that does not
-grow with the log.
+grow with the log. A new log whose id nobody knows until it ends (a foreground create that is
+not streamed) may hold its first events (`hold`): they go to the writer with its end, or when
+the hold is over or someone drains it, so a quick run is one write of its row, events and end.
 
 Two kinds behind one interface: `StoredLog` writes to the store; `MemoryLog` (`store=false`)
 keeps the events in memory for the lifetime of the request, for its one reader, and hands
