@@ -1,6 +1,10 @@
 """Group commit (runner/writer.py): the events of concurrent runs are written together, one
 transaction per tick, each log's in order, and none is sent to a reader before its commit.
 
+A foreground create that is not streamed holds its first events (nobody knows its id until it
+answers): a quick run is one write of its row, events and end; a longer one shows in the store
+once its hold is over; a server stopping writes what it held (the next start recovers it).
+
 The store is held locked by another connection (a real lock on the real database: SQLite's
 EXCLUSIVE transaction, PostgreSQL's `LOCK TABLE events IN EXCLUSIVE MODE`) while the runs go
 on: no reader may receive an event the store does not hold.
@@ -13,12 +17,22 @@ import json
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Server, wait_for
+from tests.conftest import (
+    CONFIG,
+    Server,
+    one_process_only,
+    start_server,
+    stop_server,
+    wait_for,
+)
 
 RUNS = 8
 HOLD = 0.5  # seconds the store stays locked while the runs go on
@@ -111,3 +125,88 @@ def test_concurrent_runs_share_commits_and_readers_see_only_committed_events(
     total = sum(len(read) for read in reads)
     assert events >= total
     assert logs / commits > 1.5, f"{logs} log batches in {commits} commits: no group commit"
+
+
+def _delta(before: dict[str, float], after: dict[str, float], name: str) -> float:
+    return after[f"propylon_log_{name}_total"] - before.get(f"propylon_log_{name}_total", 0)
+
+
+def test_a_quick_foreground_create_is_written_in_one_transaction(server: Server) -> None:
+    before = _counters(server)
+    with server.http() as http:
+        done = http.post("/v1beta/interactions", json={"model": "echo", "input": "hello"}).json()
+    after = _counters(server)
+    assert done["status"] == "completed"
+    stored = server.query("SELECT count(*) FROM events WHERE interaction_id = ?", (done["id"],))
+    assert stored[0][0] >= 3  # created, status, ..., completed
+    assert _delta(before, after, "committed_logs") == 1  # row, events and end: one batch
+    assert _delta(before, after, "committed_events") == stored[0][0]
+    row = server.query("SELECT status, last_seq FROM interactions WHERE id = ?", (done["id"],))
+    assert row == [("completed", stored[0][0])]
+
+
+def test_a_longer_foreground_run_shows_in_the_store_once_its_hold_is_over(
+    server: Server,
+) -> None:
+    answer: dict[str, Any] = {}
+
+    def create() -> None:  # echo-idle: 0.3 s per word, far longer than the 1 s hold
+        with server.http() as http:
+            body = {"model": "echo-idle", "input": "a b c d e f g h i j"}
+            answer.update(http.post("/v1beta/interactions", json=body).json())
+
+    running = threading.Thread(target=create)
+    running.start()
+    shown: list[tuple[object, ...]] = []
+    wait_for(
+        lambda: (
+            shown.extend(server.query("SELECT id FROM interactions WHERE status = 'in_progress'"))
+            or shown
+        ),
+        20,
+    )
+    running.join(60)
+    assert answer["status"] == "completed"
+    assert shown[0][0] == answer["id"]  # it was in the store while it ran
+
+
+@one_process_only
+def test_a_stopping_server_writes_the_runs_it_held(upstream: str, tmp_path: Path) -> None:
+    config = (
+        "foreground_hold_seconds = 60\nshutdown_timeout_seconds = 0.5\n"
+        + CONFIG
+        + f"""
+[[models]]
+name = "counted"
+[[models.targets]]
+provider = "openai"
+base_url = "{upstream}/v1"
+model = "primary"
+max_attempts = 1
+"""
+    )
+    data = tmp_path / "held"
+    server = start_server(data, config)
+    run = uuid.uuid4().hex[:10]
+
+    def create() -> None:  # `hold`: the upstream answers nothing until the run is stopped
+        with contextlib.suppress(httpx.HTTPError), server.http() as http:
+            body = {"model": "counted", "input": f"id={run} primary=hold"}
+            http.post("/v1beta/interactions", json=body)
+
+    waiting = threading.Thread(target=create)
+    waiting.start()
+    wait_for(lambda: httpx.get(f"{upstream}/calls/{run}").json().get("primary") == 1)
+    assert server.rows() == (0, 0)  # held: nobody can know its id yet
+    stop_server(server)
+    waiting.join(60)
+    assert server.rows()[0] == 1  # written when the server stopped, unended
+    restarted = start_server(data, config)
+    try:
+        ((interaction_id, status),) = restarted.query("SELECT id, status FROM interactions")
+        assert status == "failed"  # recovered at start-up: it was under way
+        with restarted.http() as http:
+            ended = http.get(f"/v1beta/interactions/{interaction_id}").json()
+        assert [e["code"] for e in ended["errors"]] == ["interrupted"]
+    finally:
+        stop_server(restarted)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
+import time
 
 import pytest
 from google import genai
@@ -23,6 +25,15 @@ def test_create_with_a_string_returns_model_steps_and_usage(client: genai.Client
     assert interaction.usage.total_output_tokens == 3
     assert interaction.usage.total_tokens == 5
     assert interaction.model == "echo"
+
+
+def test_interaction_ids_sort_in_the_order_they_were_created(client: genai.Client) -> None:
+    ids = []
+    for _ in range(4):
+        ids.append(client.interactions.create(model="echo", input="hi").id)
+        time.sleep(0.002)  # a later millisecond (not a synchronisation)
+    assert all(re.fullmatch(r"v1_[A-Za-z0-9_-]{24}", i) for i in ids), ids
+    assert sorted(ids) == ids  # the stores' keys on them grow at their end
 
 
 @pytest.mark.parametrize(

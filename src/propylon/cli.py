@@ -236,10 +236,30 @@ def serve(
         ),
         on_stop=asgi.state.service.begin_shutdown,
     )
+    _tune_gc()
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     if not server.started:
         raise typer.Exit(3)
+
+
+# Container objects allocated (net) between two collections of the youngest generation
+# (CPython's default: 700).
+_GC_YOUNG = 10_000
+
+
+def _tune_gc() -> None:
+    """Set the cyclic garbage collector up for serving, once the app is built.
+
+    What start-up made (modules, schemas, the app) lives as long as the process: frozen, full
+    collections no longer traverse it. And a request's objects live for its milliseconds: with
+    CPython's default threshold young collections run so often that many are still in use, are
+    promoted, and die in the oldest generation, whose full collections (a traversal of the whole
+    heap) then cost a fifth of a busy server's CPU. Collecting the youngest every 10,000
+    allocations instead promotes few (most are freed by their reference counts first)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(_GC_YOUNG, *gc.get_threshold()[1:])
 
 
 def _shared(settings: Settings) -> bool:

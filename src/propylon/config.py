@@ -405,6 +405,17 @@ class Settings(BaseSettings):
         "worker runs): it re-queues unfinished background runs with no live job, takes over "
         "the jobs of dead workers and ends the foreground runs of dead `serve` processes.",
     )
+    foreground_hold_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description=(
+            "How long a foreground create that is not streamed (`store=true`) may hold its "
+            "first events before writing them: nobody knows its id until it answers, so a run "
+            "that ends sooner is written in one transaction (its row, events and end). Its row "
+            "shows in listings that much later, and a crash meanwhile leaves no trace of it. "
+            "0: written at once."
+        ),
+    )
     idempotency_window_seconds: float = Field(
         default=86400.0,
         gt=0,

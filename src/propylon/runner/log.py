@@ -5,7 +5,9 @@ the process's one `LogWriter` (runner/writer.py): group commit, each tick one tr
 the pending events of every log, and only once it is committed are they published to the bus,
 so a reader never sees an event the store lacks. A log also keeps the fold of what it has
 committed (`committed`): what `get` of a running interaction shows, at a cost that does not
-grow with the log.
+grow with the log. A new log whose id nobody knows until it ends (a foreground create that is
+not streamed) may hold its first events (`hold`): they go to the writer with its end, or when
+the hold is over or someone drains it, so a quick run is one write of its row, events and end.
 
 Two kinds behind one interface: `StoredLog` writes to the store; `MemoryLog` (`store=false`)
 keeps the events in memory for the lifetime of the request, for its one reader, and hands
@@ -250,9 +252,13 @@ class StoredLog(EventLog):
         epoch: int | None = None,
         on_ended: OnEnded | None = None,
         writer: LogWriter | None = None,
+        hold: float | None = None,
     ) -> None:
         """`writer`: the process's group commit, which writes this log (None: a writer of
-        its own, for a log written alone). `on_terminal`: the
+        its own, for a log written alone). `hold`: seconds the log's first events may wait
+        to be written with more (see LogWriter.hold; None: written at once): for a new
+        interaction whose id nobody knows before it ends, so that a quick run is written in
+        one transaction; its end, or a `drain`, writes them at once. `on_terminal`: the
         webhook deliveries an ending run enqueues, written with its terminal event;
         `on_outbox` is called once they are committed; `on_ended` once the terminal event is
         written (never when the append was fenced). `epoch`: the run epoch this log writes
@@ -270,10 +276,12 @@ class StoredLog(EventLog):
         self._created = existing is not None
         self.epoch = record.run_epoch if epoch is None else epoch
         self._pending: list[Event] = []
+        self._hold = hold
+        self._held = False  # `_pending` waits for the hold's end (asked of the writer later)
         self._idle = asyncio.Event()
         self._idle.set()
         # the fold of what is committed: `_committed` plus the events in `_unfolded`
-        self._committed = self.projection.copy()
+        self._committed = Projection() if existing is None else existing.copy()
         self._unfolded: list[Event] = []
 
     def committed(self) -> Projection:
@@ -290,10 +298,23 @@ class StoredLog(EventLog):
     def _queue(self, event: Event) -> None:
         if not self._pending:
             self._idle.clear()
-            self._writer.request(self)
+            if self._hold is not None and not self._closed:
+                self._held = True
+                self._writer.hold(self, self._hold)
+            else:
+                self._writer.request(self)
+        elif self._held and self._closed:  # the end goes out at once
+            self._release()
         self._pending.append(event)
 
+    def _release(self) -> None:
+        """Ask the writer for the held events now."""
+        self._held = False
+        self._writer.request(self)
+
     async def _written(self) -> None:
+        if self._held:  # someone waits for them
+            self._release()
         await self._idle.wait()
 
     # What the writer (runner/writer.py) calls, in this order for each tick the log is in:
@@ -303,6 +324,7 @@ class StoredLog(EventLog):
     def _take(self) -> list[Event]:
         """The events queued since the last tick."""
         batch, self._pending = self._pending, []
+        self._hold, self._held = None, False  # only the first write is ever held
         return batch
 
     def _alone(self) -> bool:

@@ -5,6 +5,11 @@ asking log has queued and writes it all in one transaction (`InteractionStore.wr
 so N concurrent runs cost one commit per tick, not N. Whatever is emitted while a transaction
 is in flight goes in the next one. Only after the commit are a log's events published.
 
+A log whose events nobody can read yet (a foreground create that is not streamed: its id is
+known to no one until it answers) may be held (`hold`): written at the latest after a delay,
+sooner when it ends or someone waits for it, so a quick run is one write of its row, its events
+and its end. Closing the writer writes every held log at once.
+
 Within one tick a log contributes one batch, and a log is in at most one transaction at a time,
 so each log's events are written (and published) in order. An append that is fenced out is
 refused alone: the other logs of the transaction are written. When the transaction itself
@@ -40,12 +45,37 @@ class LogWriter:
         self._store = store
         self._on_commit = on_commit
         self._asking: dict[StoredLog, None] = {}  # an ordered set: first asked, first written
+        # held logs, by when they are due (loop time), in the order they were held
+        self._held: dict[StoredLog, float] = {}
+        self._due: asyncio.TimerHandle | None = None  # when the first held log is
         self._wake: asyncio.Event | None = None
         self._quiet: asyncio.Event | None = None  # set while nothing is asked or in flight
         self._task: asyncio.Task[None] | None = None
 
+    def hold(self, log: StoredLog, seconds: float) -> None:
+        """`log` has events to write that nobody reads yet: in a tick at most `seconds` from
+        now (held logs are asked for in the order they were held, so the process holds for
+        one length: a later log's due time is never earlier), or the next tick after a
+        `request` of it. One timer serves every held log: most are asked for before it."""
+        loop = asyncio.get_running_loop()
+        due = self._held[log] = loop.time() + seconds
+        if self._due is None:
+            self._due = loop.call_at(due, self._ask_due)
+
+    def _ask_due(self) -> None:
+        """Ask for the held logs that are due; the timer waits for the next one."""
+        self._due = None
+        loop = asyncio.get_running_loop()
+        while self._held:
+            log, due = next(iter(self._held.items()))
+            if due > loop.time():
+                self._due = loop.call_at(due, self._ask_due)
+                return
+            self.request(log)
+
     def request(self, log: StoredLog) -> None:
         """`log` has events to write: in the next tick."""
+        self._held.pop(log, None)
         self._asking[log] = None
         if self._wake is None or self._quiet is None:
             self._wake, self._quiet = asyncio.Event(), asyncio.Event()
@@ -57,7 +87,13 @@ class LogWriter:
         self._wake.set()
 
     async def close(self) -> None:
-        """Write what is queued, then stop the task (a later `request` starts it again)."""
+        """Write what is queued, the held logs' events too, then stop the task (a later
+        `request` starts it again)."""
+        if self._due is not None:
+            self._due.cancel()
+            self._due = None
+        for log in list(self._held):
+            self.request(log)
         if self._quiet is not None:
             await self._quiet.wait()
         if self._task is not None:

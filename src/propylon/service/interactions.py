@@ -276,7 +276,9 @@ class InteractionService:
             record, caller, planned.served if isinstance(planned, Plan) else None
         )
         self._callers[record.id] = caller
-        log = self._log(record, stored=request.store)
+        # a foreground create that is not streamed: its id is nobody's until it answers
+        unseen = not (request.background or request.stream or claim is not None)
+        log = self._log(record, stored=request.store, hold=unseen)
 
         if request.background:
             announce(log, "in_progress" if self.jobs.has_capacity() else "queued")
@@ -437,13 +439,19 @@ class InteractionService:
         ticket: Ticket | None = None,
     ) -> asyncio.Task[None]:
         task = asyncio.create_task(run)
-        if ticket is not None:  # the run's place in its model's queue, until it ends
-            task.add_done_callback(lambda _: ticket.release())
-        # a stream's run is not awaited: its log failure was logged and told to its readers
-        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+        def done(_: asyncio.Task[None]) -> None:  # one callback: each is a loop turn
+            if ticket is not None:  # the run's place in its model's queue, until it ends
+                ticket.release()
+            # a stream's run is not awaited: its log failure was logged and told to its readers
+            if not task.cancelled():
+                task.exception()
+            if stored:
+                self._foreground.pop(interaction_id, None)
+
+        task.add_done_callback(done)
         if stored:
             self._foreground[interaction_id] = task
-            task.add_done_callback(lambda _: self._foreground.pop(interaction_id, None))
         return task
 
     async def execute(self, interaction_id: str) -> None:
@@ -782,9 +790,11 @@ class InteractionService:
         stored: bool = True,
         existing: Projection | None = None,
         epoch: int | None = None,
+        hold: bool = False,
     ) -> StoredLog | MemoryLog:
         """The log writer of `record` (store=false: kept in memory only), appending under run
-        `epoch` (by default the record's)."""
+        `epoch` (by default the record's). `hold`: its first events may wait up to
+        `foreground_hold_seconds` to be written with more (a new run nobody can read yet)."""
         if not stored:
             return MemoryLog(record, self.bus, on_ended=self._account)
         return StoredLog(
@@ -797,6 +807,7 @@ class InteractionService:
             epoch=epoch,
             on_ended=self._account,
             writer=self.writer,
+            hold=self.settings.foreground_hold_seconds or None if hold else None,
         )
 
     async def _deliveries(self, record: InteractionRecord) -> list[Delivery]:

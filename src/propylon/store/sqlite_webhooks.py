@@ -127,6 +127,8 @@ class SQLiteWebhooks:
 
 def insert_deliveries(conn: sqlite3.Connection, deliveries: list[Delivery]) -> None:
     """Add `deliveries` to the outbox in `conn`'s transaction (an id already there is kept)."""
+    if not deliveries:  # most writes: no statement at all
+        return
     conn.executemany(
         "INSERT OR IGNORE INTO deliveries (id, webhook_id, uri, payload, next_attempt, tenant) "
         "VALUES (?, ?, ?, ?, ?, ?)",
