@@ -236,7 +236,6 @@ def serve(
         ),
         on_stop=asgi.state.service.begin_shutdown,
     )
-    _tune_gc()
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     if not server.started:
@@ -249,7 +248,7 @@ _GC_YOUNG = 10_000
 
 
 def _tune_gc() -> None:
-    """Set the cyclic garbage collector up for serving, once the app is built.
+    """Set the cyclic garbage collector up for serving, once the app has started.
 
     What start-up made (modules, schemas, the app) lives as long as the process: frozen, full
     collections no longer traverse it. And a request's objects live for its milliseconds: with
@@ -257,7 +256,7 @@ def _tune_gc() -> None:
     promoted, and die in the oldest generation, whose full collections (a traversal of the whole
     heap) then cost a fifth of a busy server's CPU. Collecting the youngest every 10,000
     allocations instead promotes few (most are freed by their reference counts first)."""
-    gc.collect()
+    gc.collect()  # start-up's own garbage is freed, not frozen with it
     gc.freeze()
     gc.set_threshold(_GC_YOUNG, *gc.get_threshold()[1:])
 
@@ -352,12 +351,10 @@ class _Server(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        # What startup built lives as long as the process: out of the collector's sight, so a
-        # full collection under load walks only what requests made (tens of ms less each).
-        # Here, not in the app's lifespan: this process is Propylon's own, while an app that
-        # `create_app` made may run inside someone else's, whose heap is not ours to freeze.
-        gc.collect()  # startup's own garbage is freed, not frozen with it
-        gc.freeze()
+        # Once the app has started (its lifespan too). Here, not in the app's lifespan: this
+        # process is Propylon's own, while an app that `create_app` made may run inside
+        # someone else's, whose collector is not ours to tune.
+        _tune_gc()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
