@@ -12,6 +12,7 @@ an upstream's credentials never go to where a `Location` header points.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import time
 from collections.abc import AsyncIterator
@@ -62,13 +63,13 @@ class Upstream:
             )
         return self._session
 
-    async def stream(self, url: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """The JSON `data:` payloads of the SSE response to POST `url` with `body`.
-
-        Raises UpstreamError for an error status (with `Retry-After`), a connection failure,
-        a timeout (`timeout` seconds to the first byte, then between reads), or a line longer
-        than `max_line_bytes` (LineTooLongError).
-        """
+    @contextlib.asynccontextmanager
+    async def _answer(
+        self, url: str, body: dict[str, Any]
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The 200 response to POST `url` with `body`, while it is read. Raises UpstreamError
+        for an error status (with `Retry-After`), a connection failure (a body cut short
+        included) or a timeout (`timeout` seconds to the first byte, then between reads)."""
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self.timeout, sock_read=self.timeout
         )
@@ -82,46 +83,41 @@ class Upstream:
             ) as response:
                 if response.status != 200:
                     raise _status_error(response, await response.text())
-                decoder = SSEDecoder()
-                async for lines in _lines(response.content, self.max_line_bytes):
-                    for line in lines:
-                        sse = decoder.decode(line.decode().rstrip("\r"))
-                        if sse is None or not sse.data:
-                            continue
-                        if sse.data == "[DONE]":
-                            return
-                        yield orjson.loads(sse.data)
+                yield response
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise UpstreamError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+
+    async def stream(self, url: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """The JSON `data:` payloads of the SSE response to POST `url` with `body`.
+
+        Raises UpstreamError as `_answer` does, or for a line longer than `max_line_bytes`
+        (LineTooLongError).
+        """
+        async with self._answer(url, body) as response:
+            decoder = SSEDecoder()
+            async for lines in _lines(response.content, self.max_line_bytes):
+                for line in lines:
+                    sse = decoder.decode(line.decode().rstrip("\r"))
+                    if sse is None or not sse.data:
+                        continue
+                    if sse.data == "[DONE]":
+                        return
+                    yield orjson.loads(sse.data)
 
     async def whole(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
         """The JSON answer to POST `url` with `body`, for a model call not streamed (one body,
         read at once: no per-line SSE decoding).
 
-        Raises UpstreamError as `stream` does: an error status, a connection failure (the
-        body cut short included), an answer that is not JSON, or a timeout (`timeout` seconds
-        to the first byte, then between reads: the upstream is silent while it makes the whole
-        answer, so `timeout` bounds the making of it).
+        Raises UpstreamError as `_answer` does (the upstream is silent while it makes the
+        whole answer, so `timeout` bounds the making of it), or for an answer that is not JSON.
         """
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=self.timeout, sock_read=self.timeout
-        )
+        async with self._answer(url, body) as response:
+            raw = await response.read()
         try:
-            async with self._client().post(
-                url,
-                data=orjson.dumps(body),
-                headers=self.headers,
-                timeout=timeout,
-                allow_redirects=False,
-            ) as response:
-                if response.status != 200:
-                    raise _status_error(response, await response.text())
-                answer: dict[str, Any] = orjson.loads(await response.read())
-                return answer
+            answer: dict[str, Any] = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise UpstreamError(f"the upstream's answer is not JSON: {exc}") from None
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise UpstreamError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+        return answer
 
     async def post_json(self, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """POST JSON (or nothing) and return the JSON answer. Raises UpstreamError."""
