@@ -13,6 +13,7 @@ import asyncio
 import json
 
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from propylon.bus.memory import MemoryBus
 from propylon.config import ModelSettings, Settings, TargetSettings
@@ -59,12 +60,9 @@ async def _reader_sees_first_delta(bus: MemoryBus, log: MemoryLog) -> int:
 async def _first_delta_after_burst() -> tuple[int, int]:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", _burst)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    target = TargetSettings(provider="openai", base_url=f"http://127.0.0.1:{port}/v1", model="m")
+    upstream = TestServer(app)
+    await upstream.start_server()
+    target = TargetSettings(provider="openai", base_url=str(upstream.make_url("/v1")), model="m")
     settings = Settings(models=[ModelSettings(name="m", targets=[target])])
     registry = ModelRegistry.from_settings(settings)
     provider = registry.resolve("m").bind("v1_burst", "m", {}, lambda call: None)
@@ -87,7 +85,7 @@ async def _first_delta_after_burst() -> tuple[int, int]:
         return await reader, len(log.events)
     finally:
         await registry.close()
-        await runner.cleanup()
+        await upstream.close()
 
 
 def test_a_burst_of_buffered_chunks_reaches_the_reader_from_its_first_event() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from propylon.providers.http import LineTooLongError, Upstream
 
@@ -41,17 +42,12 @@ async def _answer(pieces: list[bytes]) -> list[dict[str, Any]]:
 
     app = web.Application()
     app.router.add_post("/sse", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     upstream = Upstream(10, {}, LIMIT)
-    try:
-        return [item async for item in upstream.stream(f"http://127.0.0.1:{port}/sse", {})]
-    finally:
-        await upstream.close()
-        await runner.cleanup()
+    async with TestServer(app) as server:
+        try:
+            return [item async for item in upstream.stream(str(server.make_url("/sse")), {})]
+        finally:
+            await upstream.close()
 
 
 def test_breaks_and_characters_cut_by_reads_and_a_last_line_without_its_break() -> None:

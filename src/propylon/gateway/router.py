@@ -225,8 +225,8 @@ async def _on_target(
     except UpstreamError as exc:
         if attempts < 2 or not _retryable(retry, exc):
             raise
-        first_failure: BaseException = exc
-    await asyncio.sleep(_delay(retry, 1, first_failure))
+        delay = _delay(retry, 1, exc)
+    await asyncio.sleep(delay)
 
     def wait(state: RetryCallState) -> float:  # retry k is attempt k + 1
         exc = state.outcome.exception() if state.outcome else None

@@ -807,7 +807,7 @@ class InteractionService:
             epoch=epoch,
             on_ended=self._account,
             writer=self.writer,
-            hold=self.settings.foreground_hold_seconds or None if hold else None,
+            hold=(self.settings.foreground_hold_seconds or None) if hold else None,
         )
 
     async def _deliveries(self, record: InteractionRecord) -> list[Delivery]:
