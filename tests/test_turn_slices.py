@@ -1,17 +1,22 @@
 """A burst of upstream events reaches the readers from its first event (gateway/router.py,
-`_SLICE`).
+`_SLICE`; runner/turn.py, `EventLog.published`).
 
 A fast upstream (or a slow reader of it) delivers many SSE chunks in one read; folding them all
-before any reader runs would put the whole burst's fold in front of the first token. Real
-parts: a model routed to an OpenAI-compatible target, a local upstream that sends its answer in
-one write, the runner, a store=false log and the in-process bus; the reader is a task of its own.
+before any reader runs would put the whole burst's fold in front of the first token. A stored
+log sends nothing before its commit, and its writer thread waits for the GIL that folding
+holds: the run lets the answer's first output be committed and published before it folds the
+rest. Real parts: a model routed to an OpenAI-compatible target, a local upstream that sends
+its answer in one write, the runner, a store=false log or a stored one (a real SQLite file, the
+group-commit writer) and the in-process bus; the reader is a task of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -20,9 +25,11 @@ from propylon.config import ModelSettings, Settings, TargetSettings
 from propylon.domain.events import STEP_DELTA
 from propylon.gateway.registry import ModelRegistry
 from propylon.providers.base import Turn
-from propylon.runner.log import MemoryLog
+from propylon.runner.log import EventLog, MemoryLog, StoredLog
 from propylon.runner.turn import announce, run_turn
+from propylon.runner.writer import LogWriter
 from propylon.store.base import InteractionRecord
+from propylon.store.sqlite import SQLiteStore
 
 CHUNKS = 2000
 
@@ -44,20 +51,22 @@ async def _burst(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _reader_sees_first_delta(bus: MemoryBus, log: MemoryLog) -> int:
-    """How many events the log held when its reader first got a `step.delta`."""
+async def _reader_sees_first_delta(bus: MemoryBus, log: EventLog) -> int:
+    """How many events the run had emitted when its reader first got a `step.delta`."""
     subscription = bus.subscribe(log.interaction_id)
     try:
         while True:
             events = await subscription.next(10)
             assert events is not None, "the reader's buffer overflowed"
             if any(event.type == STEP_DELTA for event in events):
-                return len(log.events)
+                return log.projection.last_seq
     finally:
         subscription.close()
 
 
-async def _first_delta_after_burst() -> tuple[int, int]:
+async def _first_delta_after_burst(database: Path | None) -> tuple[int, int]:
+    """(events emitted when the reader got its first delta, events in all) for a run with a
+    store=false log (`database` None) or one stored in the SQLite file `database`."""
     app = web.Application()
     app.router.add_post("/v1/chat/completions", _burst)
     upstream = TestServer(app)
@@ -66,6 +75,7 @@ async def _first_delta_after_burst() -> tuple[int, int]:
     settings = Settings(models=[ModelSettings(name="m", targets=[target])])
     registry = ModelRegistry.from_settings(settings)
     provider = registry.resolve("m").bind("v1_burst", "m", {}, lambda call: None)
+    store = None if database is None else SQLiteStore(database)
     try:
         record = InteractionRecord(
             id="v1_burst",
@@ -77,19 +87,27 @@ async def _first_delta_after_burst() -> tuple[int, int]:
             input_steps=[],
         )
         bus = MemoryBus(limit=10 * CHUNKS)
-        log = MemoryLog(record, bus)
+        log: EventLog = MemoryLog(record, bus)
+        if store is not None:
+            await store.open()
+            log = StoredLog(record, store, bus, writer=LogWriter(store))
         announce(log, "in_progress")
         reader = asyncio.create_task(_reader_sees_first_delta(bus, log))
         turn = Turn(history=[{"type": "user_input", "content": [{"type": "text", "text": "hi"}]}])
         await run_turn(log, provider, turn, stopping=lambda: False)
-        return await reader, len(log.events)
+        return await reader, log.projection.last_seq
     finally:
         await registry.close()
         await upstream.close()
+        if store is not None:
+            await store.close()
 
 
-def test_a_burst_of_buffered_chunks_reaches_the_reader_from_its_first_event() -> None:
-    seen, total = asyncio.run(_first_delta_after_burst())
+@pytest.mark.parametrize("stored", [False, True], ids=["store=false", "store=true"])
+def test_a_burst_of_buffered_chunks_reaches_the_reader_from_its_first_event(
+    stored: bool, tmp_path: Path
+) -> None:
+    seen, total = asyncio.run(_first_delta_after_burst(tmp_path / "p.db" if stored else None))
     assert total > CHUNKS  # created, status, step start, every delta, step stop, completed
     # the reader ran right after the first delta was folded, not after the burst's read
     assert seen < 20, f"the reader got its first delta when {seen} of {total} were folded"

@@ -159,12 +159,14 @@ async def route(
             # From here on the client has seen output: no retry, no fallback.
             clock = asyncio.get_running_loop().time
             yielded = -_SLICE  # the first event goes out at once
+            # (an answer read whole has no reader before its end: nothing to slice)
+            sliced = turn is None or turn.streamed
             try:
                 yield first
                 if isinstance(first, UsageReport):
                     record.usage = first.usage
                 async for event in stream:
-                    if clock() - yielded >= _SLICE:
+                    if sliced and clock() - yielded >= _SLICE:
                         # One upstream read can hold many events (a fast model, a burst):
                         # the consumer's readers (and the log's writer) get the first at
                         # once, then a slice at a time, not the whole burst once folded.

@@ -184,6 +184,12 @@ class EventLog(ABC):
         """Persist `event` (the log's next), now or later."""
 
     @abstractmethod
+    async def published(self) -> None:
+        """Return once the events emitted so far have reached the log's readers (or were
+        dropped): at once for a log nobody can read yet (a held one) and for one kept in
+        memory. Raises nothing: a write failure is the run's to see (`ended`, `drain`)."""
+
+    @abstractmethod
     async def _written(self) -> None:
         """Return once every queued event is persisted and published (or dropped)."""
 
@@ -232,6 +238,9 @@ class MemoryLog(EventLog):
             self._end([event])
         else:
             self._bus.publish(self.record.id, [event])
+
+    async def published(self) -> None:
+        return  # (published as they are emitted)
 
     async def _written(self) -> None:
         return
@@ -311,6 +320,10 @@ class StoredLog(EventLog):
         """Ask the writer for the held events now."""
         self._held = False
         self._writer.request(self)
+
+    async def published(self) -> None:
+        if not self._held:
+            await self._idle.wait()
 
     async def _written(self) -> None:
         if self._held:  # someone waits for them

@@ -117,6 +117,7 @@ async def _provider_pass(
     Past the `ceiling`'s time, the answer is cut after its next text (`requires_continuation`)."""
     result = _Pass()
     stream = provider.stream(turn)
+    first = True
     async for event in stream:
         if log.ended:  # the log could not be written: nothing more of this run can be kept
             break
@@ -154,21 +155,9 @@ async def _provider_pass(
                         "arguments": event.arguments,
                     },
                 )
-                continue
-            if turn.tool_choice().mode == "validated":
-                check_arguments(event, turn.tools)
-            result.client_calls += 1
-            index = steps.ensure(
-                f"function_call:{event.id}",
-                {"type": "function_call", "id": event.id, "name": event.name, "arguments": {}},
-            )
-            arguments = orjson.dumps(event.arguments).decode()
-            for start in range(0, len(arguments), _ARGUMENTS_CHUNK):
-                delta = {
-                    "type": "arguments_delta",
-                    "arguments": arguments[start : start + _ARGUMENTS_CHUNK],
-                }
-                log.emit(STEP_DELTA, {"index": index, "delta": delta})
+            else:
+                _client_call(log, steps, turn, event)
+                result.client_calls += 1
         elif isinstance(event, UsageReport):
             result.usage = event.usage
         elif isinstance(event, Finish) and event.reason == "continuation" and any(result.texts):
@@ -176,10 +165,31 @@ async def _provider_pass(
         elif isinstance(event, Finish) and event.reason != "stop":
             capped = ceiling is not None and ceiling.capped and any(result.texts)
             result.status = "requires_continuation" if capped else "incomplete"
+        if first:
+            # The answer's first output reaches its readers before the rest of a burst is
+            # folded: until its commit, a stored log's writer thread would wait for the GIL
+            # that folding holds. The rest goes in the next commit.
+            first = False
+            await log.published()
     close = getattr(stream, "aclose", None)
     if close is not None:
         await close()  # after a cut, this stops the upstream call now
     return result
+
+
+def _client_call(log: EventLog, steps: _Steps, turn: Turn, event: FunctionCall) -> None:
+    """A `function_call` step for the client to run, its arguments in chunks."""
+    if turn.tool_choice().mode == "validated":
+        check_arguments(event, turn.tools)
+    index = steps.ensure(
+        f"function_call:{event.id}",
+        {"type": "function_call", "id": event.id, "name": event.name, "arguments": {}},
+    )
+    arguments = orjson.dumps(event.arguments).decode()
+    for start in range(0, len(arguments), _ARGUMENTS_CHUNK):
+        chunk = arguments[start : start + _ARGUMENTS_CHUNK]
+        delta = {"type": "arguments_delta", "arguments": chunk}
+        log.emit(STEP_DELTA, {"index": index, "delta": delta})
 
 
 async def _run(

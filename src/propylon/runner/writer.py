@@ -2,8 +2,10 @@
 
 A log with events to write asks the writer (`request`); each tick the writer takes what every
 asking log has queued and writes it all in one transaction (`InteractionStore.write_logs`),
-so N concurrent runs cost one commit per tick, not N. Whatever is emitted while a transaction
-is in flight goes in the next one. Only after the commit are a log's events published.
+so N concurrent runs cost one commit per tick, not N. Woken, it lets the tasks already due run
+first (one loop turn), so their events join the tick (a new run's created and status events).
+Whatever is emitted while a transaction is in flight goes in the next one. Only after the
+commit are a log's events published.
 
 A log whose events nobody can read yet (a foreground create that is not streamed: its id is
 known to no one until it answers) may be held (`hold`): written at the latest after a delay,
@@ -105,6 +107,9 @@ class LogWriter:
         while True:
             await wake.wait()
             wake.clear()
+            # One loop turn more: what the tasks already due emit (a new run's first events,
+            # its request's) goes in this transaction, not in the next.
+            await asyncio.sleep(0)
             while self._asking:
                 logs = list(self._asking)
                 self._asking.clear()
