@@ -156,6 +156,8 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=100)
     parser.add_argument("--pace-ms", type=float, default=10.0)
     args = parser.parse_args()
+    if PINNED:  # the clients run in this process: on CPU 0, beside the mock
+        os.sched_setaffinity(0, {0})
     mock_port = free_port()
     mock = _mock(mock_port, args.chunks, args.pace_ms)
     process, url, _ = start(_config(f"http://127.0.0.1:{mock_port}"), cpu=1 if PINNED else None)

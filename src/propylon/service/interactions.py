@@ -307,8 +307,11 @@ class InteractionService:
             if not request.store:
                 events = reading.cancel_on_close(events, task)
             # Let the run send its upstream request before this task builds the response:
-            # the model starts on the answer while the stream's first events go out.
-            await asyncio.sleep(0)
+            # the model starts on the answer while the stream's first events go out. Two loop
+            # turns: the run's, then aiohttp's request body writer (a task of its own before
+            # Python 3.12, started eagerly after).
+            for _ in range(2):
+                await asyncio.sleep(0)
             return Created(events=events, interaction_id=record.id)
         if not request.store:
             return Created(interaction_id=record.id, log=log, inline=run, ticket=ticket)
