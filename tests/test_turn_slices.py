@@ -111,3 +111,48 @@ def test_a_burst_of_buffered_chunks_reaches_the_reader_from_its_first_event(
     assert total > CHUNKS  # created, status, step start, every delta, step stop, completed
     # the reader ran right after the first delta was folded, not after the burst's read
     assert seen < 20, f"the reader got its first delta when {seen} of {total} were folded"
+
+
+async def _other_tasks_turns_while_folding() -> tuple[list[int], int]:
+    """(events the run had emitted at each turn another task got, events in all) while an
+    answer nobody reads as it comes (`Turn.streamed` False) is folded: `echo` streams it
+    anyway, thousands of deltas without a read."""
+    registry = ModelRegistry.from_settings(
+        Settings(models=[ModelSettings(name="echo", provider="echo")])
+    )
+    provider = registry.resolve("echo").bind("v1_whole", "echo", {}, lambda call: None)
+    try:
+        record = InteractionRecord(
+            id="v1_whole",
+            status="in_progress",
+            created="2026-01-01T00:00:00Z",
+            updated="2026-01-01T00:00:00Z",
+            request={"model": "echo"},
+            input="hi",
+            input_steps=[],
+        )
+        log = MemoryLog(record, MemoryBus())
+        announce(log, "in_progress")
+        turns: list[int] = []
+
+        async def other() -> None:  # another client's task on the same loop
+            while True:
+                turns.append(len(log.events))
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(other())
+        text = "word " * 80_000  # echo answers with it: 50,000 deltas
+        history = [{"type": "user_input", "content": [{"type": "text", "text": text}]}]
+        turn = Turn(history=history, streamed=False)
+        await run_turn(log, provider, turn, stopping=lambda: False)
+        task.cancel()
+        return turns, len(log.events)
+    finally:
+        await registry.close()
+
+
+def test_an_answer_read_whole_still_lets_other_tasks_run_while_it_is_folded() -> None:
+    turns, total = asyncio.run(_other_tasks_turns_while_folding())
+    assert total > 40_000
+    folding = [n for n in turns if 10 < n < total - 10]
+    assert folding, f"no other task ran while {total} events were folded: {turns[:5]}..."

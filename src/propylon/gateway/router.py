@@ -101,6 +101,10 @@ Open = Callable[[Target], AsyncIterator[ProviderEvent]]
 
 # Seconds of a burst of upstream events handed on before other tasks get to run (`route`).
 _SLICE = 0.001
+# The same for an answer nobody reads as it comes (`Turn.streamed` False): no reader waits for
+# its first event, but the process's other tasks (other clients' streams) must not wait for its
+# whole fold: a provider may stream it anyway (`echo`: thousands of events without a read).
+_WHOLE_SLICE = 0.02
 
 # A target that answered: its stream, the stream's first event (None: it ended at once) and
 # the breaker permit held until the stream is over.
@@ -158,15 +162,16 @@ async def route(
                 return
             # From here on the client has seen output: no retry, no fallback.
             clock = asyncio.get_running_loop().time
-            yielded = -_SLICE  # the first event goes out at once
-            # (an answer read whole has no reader before its end: nothing to slice)
-            sliced = turn is None or turn.streamed
+            if turn is None or turn.streamed:
+                every, yielded = _SLICE, -_SLICE  # the first event goes out at once
+            else:  # (an answer read whole has no reader before its end: only other tasks wait)
+                every, yielded = _WHOLE_SLICE, clock()
             try:
                 yield first
                 if isinstance(first, UsageReport):
                     record.usage = first.usage
                 async for event in stream:
-                    if sliced and clock() - yielded >= _SLICE:
+                    if clock() - yielded >= every:
                         # One upstream read can hold many events (a fast model, a burst):
                         # the consumer's readers (and the log's writer) get the first at
                         # once, then a slice at a time, not the whole burst once folded.
