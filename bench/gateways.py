@@ -266,8 +266,8 @@ def main() -> None:
     parser.add_argument("--chat-only", action="store_true")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    if CPUS > 1:  # this process is the streaming client (b): a load generator, on CPU 0 too
-        os.sched_setaffinity(0, {0})
+    if shutil.which("taskset") and CPUS > 1:  # as `pin`: this process is the streaming
+        os.sched_setaffinity(0, {0})  # client (b), a load generator: on CPU 0 with the others
     ensure_tools(skip)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))

@@ -13,7 +13,9 @@ group-commit writer) and the in-process bus; the reader is a task of its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -156,3 +158,70 @@ def test_an_answer_read_whole_still_lets_other_tasks_run_while_it_is_folded() ->
     assert total > 40_000
     folding = [n for n in turns if 10 < n < total - 10]
     assert folding, f"no other task ran while {total} events were folded: {turns[:5]}..."
+
+
+async def _first_then_hold(request: web.Request) -> web.StreamResponse:
+    """An answer whose first chunk comes at once and whose rest never does."""
+    await request.read()
+    response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await response.prepare(request)
+    await response.write(_chunk({"content": "first "}))
+    await asyncio.Event().wait()  # (until the caller goes away)
+    return response
+
+
+async def _calls_ended_when_cancelled_at_first_commit(database: Path) -> list[str]:
+    """The outcomes of the upstream calls that had ended once a stored run, cancelled while its
+    first output waited for its commit (the store held locked by another connection), ended."""
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", _first_then_hold)
+    upstream = TestServer(app)
+    await upstream.start_server()
+    target = TargetSettings(provider="openai", base_url=str(upstream.make_url("/v1")), model="m")
+    registry = ModelRegistry.from_settings(
+        Settings(models=[ModelSettings(name="m", targets=[target])])
+    )
+    ended: list[str] = []
+    provider = registry.resolve("m").bind("v1_held", "m", {}, lambda c: ended.append(c.outcome))
+    store = SQLiteStore(database)
+    await store.open()
+    lock = sqlite3.connect(database, isolation_level=None)
+    try:
+        record = InteractionRecord(
+            id="v1_held",
+            status="in_progress",
+            created="2026-01-01T00:00:00Z",
+            updated="2026-01-01T00:00:00Z",
+            request={"model": "m"},
+            input="hi",
+            input_steps=[],
+        )
+        bus = MemoryBus()
+        log = StoredLog(record, store, bus, writer=LogWriter(store))
+        announce(log, "in_progress")
+        await log.published()  # the row is written; from here on the store is locked
+        lock.execute("BEGIN EXCLUSIVE")
+        subscription = bus.subscribe(record.id)
+        turn = Turn(history=[{"type": "user_input", "content": [{"type": "text", "text": "hi"}]}])
+        run = asyncio.create_task(run_turn(log, provider, turn, stopping=lambda: True))
+        while log.projection.last_seq < 4:  # created, status, step.start, the first delta
+            await asyncio.sleep(0.01)
+        assert subscription._events == []  # nothing committed, nothing sent
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+        return list(ended)
+    finally:
+        lock.rollback()
+        lock.close()
+        await registry.close()
+        await upstream.close()
+        await store.close()
+
+
+def test_a_run_cancelled_while_its_first_output_waits_for_its_commit_ends_its_call(
+    tmp_path: Path,
+) -> None:
+    # (the process stopping: the run is left to the next start, its upstream call must end)
+    ended = asyncio.run(_calls_ended_when_cancelled_at_first_commit(tmp_path / "p.db"))
+    assert len(ended) == 1, "the upstream call was still open when the cancelled run ended"

@@ -35,6 +35,7 @@ from propylon.providers.base import (
     FunctionCall,
     MediaDelta,
     Provider,
+    ProviderEvent,
     ServerStep,
     TextDelta,
     ThoughtDelta,
@@ -117,64 +118,82 @@ async def _provider_pass(
     Past the `ceiling`'s time, the answer is cut after its next text (`requires_continuation`)."""
     result = _Pass()
     stream = provider.stream(turn)
-    first = True
-    async for event in stream:
-        if log.ended:  # the log could not be written: nothing more of this run can be kept
-            break
-        if isinstance(event, TextDelta):
-            index = steps.ensure("model_output", {"type": "model_output", "content": []})
-            log.emit(STEP_DELTA, {"index": index, "delta": {"type": "text", "text": event.text}})
-            result.texts.append(event.text)
-            if ceiling is not None and ceiling.passed():
-                result.status = "requires_continuation"
+    waiting, emitted = turn.streamed, log.projection.last_seq
+    try:
+        async for event in stream:
+            if log.ended:  # the log could not be written: nothing more of this run can be kept
                 break
-        elif isinstance(event, (MediaDelta, ServerStep, Citations)):
-            emit_upstream_step(log, steps, event)
-        elif isinstance(event, ThoughtDelta):
-            index = steps.ensure("thought", {"type": "thought"})
-            if event.summary is not None:
-                delta = {
-                    "type": "thought_summary",
-                    "content": {"type": "text", "text": event.summary},
-                }
-                log.emit(STEP_DELTA, {"index": index, "delta": delta})
-            if event.signature is not None:
-                delta = {"type": "thought_signature", "signature": event.signature}
-                log.emit(STEP_DELTA, {"index": index, "delta": delta})
-        elif isinstance(event, FunctionCall):
-            server = toolbox.server_of(event.name) if toolbox else None
-            if server is not None:
-                result.server_calls.append(event)
-                steps.single(
-                    f"mcp:{event.id}",
-                    {"type": "mcp_server_tool_call", "id": event.id},
-                    {
-                        "type": "mcp_server_tool_call",
-                        "name": event.name,
-                        "server_name": server,
-                        "arguments": event.arguments,
-                    },
-                )
-            else:
-                _client_call(log, steps, turn, event)
-                result.client_calls += 1
-        elif isinstance(event, UsageReport):
-            result.usage = event.usage
-        elif isinstance(event, Finish) and event.reason == "continuation" and any(result.texts):
-            result.status, result.upstream_token = "requires_continuation", event.token
-        elif isinstance(event, Finish) and event.reason != "stop":
-            capped = ceiling is not None and ceiling.capped and any(result.texts)
-            result.status = "requires_continuation" if capped else "incomplete"
-        if first:
-            # The answer's first output reaches its readers before the rest of a burst is
-            # folded: until its commit, a stored log's writer thread would wait for the GIL
-            # that folding holds. The rest goes in the next commit.
-            first = False
-            await log.published()
-    close = getattr(stream, "aclose", None)
-    if close is not None:
-        await close()  # after a cut, this stops the upstream call now
+            if _apply(event, log, steps, turn, toolbox, ceiling, result):
+                break
+            if waiting and log.projection.last_seq != emitted:
+                # The answer's first output reaches its live readers before the rest of a burst
+                # is folded: until its commit, a stored log's writer thread would wait for the
+                # GIL that folding holds. The rest goes in the next commit.
+                waiting = False
+                await log.published()
+    finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()  # after a cut (or a cancel), this stops the upstream call now
     return result
+
+
+def _apply(
+    event: ProviderEvent,
+    log: EventLog,
+    steps: _Steps,
+    turn: Turn,
+    toolbox: McpToolbox | None,
+    ceiling: Ceiling | None,
+    result: _Pass,
+) -> bool:
+    """Append what one provider event says to `log` and `result`; True: the answer is cut here
+    (past the `ceiling`'s time)."""
+    if isinstance(event, TextDelta):
+        index = steps.ensure("model_output", {"type": "model_output", "content": []})
+        log.emit(STEP_DELTA, {"index": index, "delta": {"type": "text", "text": event.text}})
+        result.texts.append(event.text)
+        if ceiling is not None and ceiling.passed():
+            result.status = "requires_continuation"
+            return True
+    elif isinstance(event, (MediaDelta, ServerStep, Citations)):
+        emit_upstream_step(log, steps, event)
+    elif isinstance(event, ThoughtDelta):
+        index = steps.ensure("thought", {"type": "thought"})
+        if event.summary is not None:
+            delta = {
+                "type": "thought_summary",
+                "content": {"type": "text", "text": event.summary},
+            }
+            log.emit(STEP_DELTA, {"index": index, "delta": delta})
+        if event.signature is not None:
+            delta = {"type": "thought_signature", "signature": event.signature}
+            log.emit(STEP_DELTA, {"index": index, "delta": delta})
+    elif isinstance(event, FunctionCall):
+        server = toolbox.server_of(event.name) if toolbox else None
+        if server is not None:
+            result.server_calls.append(event)
+            steps.single(
+                f"mcp:{event.id}",
+                {"type": "mcp_server_tool_call", "id": event.id},
+                {
+                    "type": "mcp_server_tool_call",
+                    "name": event.name,
+                    "server_name": server,
+                    "arguments": event.arguments,
+                },
+            )
+        else:
+            _client_call(log, steps, turn, event)
+            result.client_calls += 1
+    elif isinstance(event, UsageReport):
+        result.usage = event.usage
+    elif isinstance(event, Finish) and event.reason == "continuation" and any(result.texts):
+        result.status, result.upstream_token = "requires_continuation", event.token
+    elif isinstance(event, Finish) and event.reason != "stop":
+        capped = ceiling is not None and ceiling.capped and any(result.texts)
+        result.status = "requires_continuation" if capped else "incomplete"
+    return False
 
 
 def _client_call(log: EventLog, steps: _Steps, turn: Turn, event: FunctionCall) -> None:
