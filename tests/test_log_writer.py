@@ -16,6 +16,7 @@ from propylon.domain.events import CREATED, STATUS_UPDATE
 from propylon.runner.log import StoredLog
 from propylon.runner.turn import announce
 from propylon.runner.writer import LogWriter
+from propylon.service import reading
 from propylon.store.base import InteractionRecord
 from propylon.store.sqlite import SQLiteStore
 
@@ -54,3 +55,48 @@ def test_a_new_runs_first_events_are_one_transaction(tmp_path: Path) -> None:
     commits, stored = asyncio.run(_first_commits(tmp_path / "p.db"))
     assert stored == [CREATED, STATUS_UPDATE]
     assert commits == [(2, 1)], f"commits (events, logs): {commits}"
+
+
+async def _read_by_a_fenced_out_log(database: Path) -> tuple[list[int], list[int], bool]:
+    """(what the first writer's log reads past its own last write before and after another
+    process takes the run over and appends, whether it was fenced out)."""
+    store = SQLiteStore(database)
+    await store.open()
+    try:
+        record = InteractionRecord(
+            id="v1_taken",
+            status="in_progress",
+            created="2026-01-01T00:00:00Z",
+            updated="2026-01-01T00:00:00Z",
+            request={"model": "m"},
+            input="hi",
+            input_steps=[],
+        )
+        first = StoredLog(record, store, MemoryBus(), writer=LogWriter(store))
+        announce(first, "in_progress")
+        await first.published()
+        before = [event.seq for event in await first.read_events(record.id, 1, 10)]
+
+        epoch = await store.claim_run(record.id)  # another process takes the run over
+        stored = await store.get(record.id)
+        assert epoch is not None and stored is not None
+        existing = await reading.fold(store, record.id)
+        second = StoredLog(stored, store, MemoryBus(), existing, epoch=epoch)
+        second.emit(STATUS_UPDATE, {"interaction_id": record.id, "status": "in_progress"})
+        await second.drain()
+
+        first.emit(STATUS_UPDATE, {"interaction_id": record.id, "status": "in_progress"})
+        await first.published()  # refused: fenced out
+        after = [event.seq for event in await first.read_events(record.id, 1, 10)]
+        return before, after, first.fenced
+    finally:
+        await store.close()
+
+
+def test_a_log_reads_the_store_past_its_own_writes_once_fenced_out(tmp_path: Path) -> None:
+    # A creator's stream reads its run's own log: past the log's last write nothing is stored
+    # (no store read) while the run is the log's; once taken over, the new owner's events are.
+    before, after, fenced = asyncio.run(_read_by_a_fenced_out_log(tmp_path / "p.db"))
+    assert before == []
+    assert fenced
+    assert after == [2]

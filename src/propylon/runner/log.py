@@ -292,6 +292,7 @@ class StoredLog(EventLog):
         # the fold of what is committed: `_committed` plus the events in `_unfolded`
         self._committed = Projection() if existing is None else existing.copy()
         self._unfolded: list[Event] = []
+        self._last_written = self._committed.last_seq  # the last event this log knows stored
 
     def committed(self) -> Projection:
         """The fold of the events committed so far (what a reader of the store finds). The
@@ -302,6 +303,8 @@ class StoredLog(EventLog):
         return self._committed
 
     async def read_events(self, interaction_id: str, after_seq: int, limit: int) -> list[Event]:
+        if interaction_id == self.record.id and after_seq >= self._last_written and not self.fenced:
+            return []  # nothing of it is stored past what this log wrote (its run is this log's)
         return await self._store.read_events(interaction_id, after_seq, limit)
 
     def _queue(self, event: Event) -> None:
@@ -383,6 +386,7 @@ class StoredLog(EventLog):
         """`write` is committed: publish its events (only now), fold them for `committed`."""
         self._created = True
         batch = write.events
+        self._last_written = batch[-1].seq
         self._unfolded.extend(batch)
         if len(self._unfolded) > _FOLD_AFTER:
             self.committed()
@@ -473,6 +477,7 @@ class StoredLog(EventLog):
         try:
             self.projection = await self._stored()
             self._committed, self._unfolded = self.projection.copy(), []
+            self._last_written = self.projection.last_seq  # (a failed COMMIT may have written)
             if self.projection.ended:  # the failure came after the end was committed
                 self._bus.publish(self.record.id, [])  # readers re-check and find that end
                 return

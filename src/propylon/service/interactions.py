@@ -302,7 +302,7 @@ class InteractionService:
         run = self._run(log, planned, request)
         if request.stream:
             # Subscribe before the run starts so the creator misses nothing.
-            events = self._tail(record.id, source=log if isinstance(log, MemoryLog) else None)
+            events = self._tail(record.id, source=log)
             task = self._start(record.id, run, stored=request.store, ticket=ticket)
             if not request.store:
                 events = reading.cancel_on_close(events, task)
