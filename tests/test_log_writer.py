@@ -9,15 +9,18 @@ Real parts: a SQLite file, the writer, a stored log and the in-process bus.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
+
+import pytest
 
 from propylon.bus.memory import MemoryBus
 from propylon.domain.events import CREATED, STATUS_UPDATE
 from propylon.runner.log import StoredLog
-from propylon.runner.turn import announce
+from propylon.runner.turn import announce, finish
 from propylon.runner.writer import LogWriter
 from propylon.service import reading
-from propylon.store.base import InteractionRecord
+from propylon.store.base import InteractionRecord, LogWrite
 from propylon.store.sqlite import SQLiteStore
 
 
@@ -100,3 +103,62 @@ def test_a_log_reads_the_store_past_its_own_writes_once_fenced_out(tmp_path: Pat
     assert before == []
     assert fenced
     assert after == [2]
+
+
+class _CommitThenFail(SQLiteStore):
+    """A store whose next group commit is written but reported failed (a COMMIT whose answer
+    was lost: the connection dropped after the server had committed)."""
+
+    armed = False
+
+    async def write_logs(self, writes: list[LogWrite]) -> list[bool]:
+        written = await super().write_logs(writes)
+        if self.armed:
+            self.armed = False
+            raise ConnectionError("the connection was lost after COMMIT")
+        return written
+
+
+async def _after_a_written_failed_commit(database: Path, deltas: int) -> tuple[bool, int, bool]:
+    """(whether the log failed, the last stored seq, whether the stored log has its end) once
+    a batch of the log was written by a commit reported failed: with no `deltas`, its first
+    (the create, with its end); else `deltas` status updates after its first commit."""
+    store = _CommitThenFail(database)
+    await store.open()
+    try:
+        record = InteractionRecord(
+            id="v1_uncertain",
+            status="in_progress",
+            created="2026-01-01T00:00:00Z",
+            updated="2026-01-01T00:00:00Z",
+            request={"model": "m"},
+            input="hi",
+            input_steps=[],
+        )
+        log = StoredLog(record, store, MemoryBus(), writer=LogWriter(store))
+        announce(log, "in_progress")
+        if deltas:
+            await log.published()
+            for _ in range(deltas):
+                log.emit(STATUS_UPDATE, {"interaction_id": record.id, "status": "in_progress"})
+        else:
+            finish(log, "completed")
+        store.armed = True
+        with contextlib.suppress(Exception):
+            await log.drain()
+        stored = await reading.fold(store, record.id)
+        return log.failure is not None, stored.last_seq, stored.ended
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(("deltas", "last"), [(0, 2), (600, 603)])
+def test_a_failed_commit_that_wrote_is_found_by_the_log(
+    tmp_path: Path, deltas: int, last: int
+) -> None:
+    # The failed log re-reads what is stored, from the store, not through its own last write:
+    # a create's end that was written, or a batch past a page of the re-read, was missed (the
+    # log then failed: its end appended over events already stored).
+    failed, stored, ended = asyncio.run(_after_a_written_failed_commit(tmp_path / "p.db", deltas))
+    assert not failed
+    assert (stored, ended) == (last, True)

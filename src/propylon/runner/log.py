@@ -303,7 +303,10 @@ class StoredLog(EventLog):
         return self._committed
 
     async def read_events(self, interaction_id: str, after_seq: int, limit: int) -> list[Event]:
-        if interaction_id == self.record.id and after_seq >= self._last_written and not self.fenced:
+        # Closed, the store is read: fenced out (its new owner appends), failed (a failed
+        # COMMIT may have written more than `_last_written`), or ending.
+        mine = interaction_id == self.record.id and not self._closed
+        if mine and after_seq >= self._last_written:
             return []  # nothing of it is stored past what this log wrote (its run is this log's)
         return await self._store.read_events(interaction_id, after_seq, limit)
 
@@ -501,7 +504,8 @@ class StoredLog(EventLog):
         projection = Projection()
         after = 0
         while True:
-            events = await self.read_events(self.record.id, after, _PAGE)
+            # the store's, never `read_events`: what a failed COMMIT wrote is past `_last_written`
+            events = await self._store.read_events(self.record.id, after, _PAGE)
             for event in events:
                 projection.apply(event)
             if len(events) < _PAGE:
