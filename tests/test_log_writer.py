@@ -60,9 +60,12 @@ def test_a_new_runs_first_events_are_one_transaction(tmp_path: Path) -> None:
     assert commits == [(2, 1)], f"commits (events, logs): {commits}"
 
 
-async def _read_by_a_fenced_out_log(database: Path) -> tuple[list[int], list[int], bool]:
-    """(what the first writer's log reads past its own last write before and after another
-    process takes the run over and appends, whether it was fenced out)."""
+async def _read_by_a_fenced_out_log(
+    database: Path,
+) -> tuple[list[int], list[int], list[int], bool]:
+    """(what the first writer's log reads before its row is written; past its own last write
+    once another process took the run over and appended, while the log is idle, then after its
+    next append was refused; whether it was fenced out)."""
     store = SQLiteStore(database)
     await store.open()
     try:
@@ -77,8 +80,8 @@ async def _read_by_a_fenced_out_log(database: Path) -> tuple[list[int], list[int
         )
         first = StoredLog(record, store, MemoryBus(), writer=LogWriter(store))
         announce(first, "in_progress")
+        before = [event.seq for event in await first.read_events(record.id, 0, 10)]
         await first.published()
-        before = [event.seq for event in await first.read_events(record.id, 1, 10)]
 
         epoch = await store.claim_run(record.id)  # another process takes the run over
         stored = await store.get(record.id)
@@ -87,20 +90,22 @@ async def _read_by_a_fenced_out_log(database: Path) -> tuple[list[int], list[int
         second = StoredLog(stored, store, MemoryBus(), existing, epoch=epoch)
         second.emit(STATUS_UPDATE, {"interaction_id": record.id, "status": "in_progress"})
         await second.drain()
+        idle = [event.seq for event in await first.read_events(record.id, 1, 10)]
 
         first.emit(STATUS_UPDATE, {"interaction_id": record.id, "status": "in_progress"})
         await first.published()  # refused: fenced out
         after = [event.seq for event in await first.read_events(record.id, 1, 10)]
-        return before, after, first.fenced
+        return before, idle, after, first.fenced
     finally:
         await store.close()
 
 
 def test_a_log_reads_the_store_past_its_own_writes_once_fenced_out(tmp_path: Path) -> None:
-    # A creator's stream reads its run's own log: past the log's last write nothing is stored
-    # (no store read) while the run is the log's; once taken over, the new owner's events are.
-    before, after, fenced = asyncio.run(_read_by_a_fenced_out_log(tmp_path / "p.db"))
+    # A creator's stream reads its run's own log: before its row is written nothing of it can
+    # be stored (no store read); after, the store is read, so a new owner's events are found.
+    before, idle, after, fenced = asyncio.run(_read_by_a_fenced_out_log(tmp_path / "p.db"))
     assert before == []
+    assert idle == [2]  # taken over while idle (not fenced yet): the new owner's event
     assert fenced
     assert after == [2]
 

@@ -292,7 +292,6 @@ class StoredLog(EventLog):
         # the fold of what is committed: `_committed` plus the events in `_unfolded`
         self._committed = Projection() if existing is None else existing.copy()
         self._unfolded: list[Event] = []
-        self._last_written = self._committed.last_seq  # the last event this log knows stored
 
     def committed(self) -> Projection:
         """The fold of the events committed so far (what a reader of the store finds). The
@@ -303,11 +302,11 @@ class StoredLog(EventLog):
         return self._committed
 
     async def read_events(self, interaction_id: str, after_seq: int, limit: int) -> list[Event]:
-        # Closed, the store is read: fenced out (its new owner appends), failed (a failed
-        # COMMIT may have written more than `_last_written`), or ending.
-        mine = interaction_id == self.record.id and not self._closed
-        if mine and after_seq >= self._last_written:
-            return []  # nothing of it is stored past what this log wrote (its run is this log's)
+        if interaction_id == self.record.id and not (self._created or self._closed):
+            # A new interaction whose row this log has not written yet: nothing of it can be
+            # stored (nobody can claim a run without its row). Once written, or the log closed
+            # (failed: a failed COMMIT may have written), the store is read.
+            return []
         return await self._store.read_events(interaction_id, after_seq, limit)
 
     def _queue(self, event: Event) -> None:
@@ -389,7 +388,6 @@ class StoredLog(EventLog):
         """`write` is committed: publish its events (only now), fold them for `committed`."""
         self._created = True
         batch = write.events
-        self._last_written = batch[-1].seq
         self._unfolded.extend(batch)
         if len(self._unfolded) > _FOLD_AFTER:
             self.committed()
@@ -480,7 +478,6 @@ class StoredLog(EventLog):
         try:
             self.projection = await self._stored()
             self._committed, self._unfolded = self.projection.copy(), []
-            self._last_written = self.projection.last_seq  # (a failed COMMIT may have written)
             if self.projection.ended:  # the failure came after the end was committed
                 self._bus.publish(self.record.id, [])  # readers re-check and find that end
                 return
@@ -504,7 +501,7 @@ class StoredLog(EventLog):
         projection = Projection()
         after = 0
         while True:
-            # the store's, never `read_events`: what a failed COMMIT wrote is past `_last_written`
+            # the store's, never `read_events`: a failed COMMIT may have written the row
             events = await self._store.read_events(self.record.id, after, _PAGE)
             for event in events:
                 projection.apply(event)
