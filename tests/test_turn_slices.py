@@ -34,6 +34,7 @@ from propylon.store.base import InteractionRecord
 from propylon.store.sqlite import SQLiteStore
 
 CHUNKS = 2000
+GONE = web.AppKey("gone", asyncio.Event)  # set once the upstream's caller has gone
 
 
 def _chunk(delta: dict[str, object], usage: bool = False) -> bytes:
@@ -161,19 +162,26 @@ def test_an_answer_read_whole_still_lets_other_tasks_run_while_it_is_folded() ->
 
 
 async def _first_then_hold(request: web.Request) -> web.StreamResponse:
-    """An answer whose first chunk comes at once and whose rest never does."""
+    """An answer whose first chunk comes at once and whose rest never does: it sends an SSE
+    comment every 10 ms until the caller has gone (then sets `GONE`)."""
     await request.read()
     response = web.StreamResponse(headers={"content-type": "text/event-stream"})
     await response.prepare(request)
     await response.write(_chunk({"content": "first "}))
-    await asyncio.Event().wait()  # (until the caller goes away)
-    return response
+    try:
+        while True:
+            await asyncio.sleep(0.01)
+            await response.write(b": still thinking\n\n")
+    finally:  # (the loop ends only once the caller has gone: a failed write, or a cancel)
+        request.app[GONE].set()
 
 
-async def _calls_ended_when_cancelled_at_first_commit(database: Path) -> list[str]:
-    """The outcomes of the upstream calls that had ended once a stored run, cancelled while its
-    first output waited for its commit (the store held locked by another connection), ended."""
+async def _calls_ended_when_cancelled_at_first_commit(database: Path) -> tuple[list[str], bool]:
+    """(the outcomes of the upstream calls that had ended once a stored run, cancelled while
+    its first output waited for its commit (the store held locked by another connection),
+    ended; whether the upstream then saw its caller go within 2 s, the run's task still held)."""
     app = web.Application()
+    gone = app[GONE] = asyncio.Event()
     app.router.add_post("/v1/chat/completions", _first_then_hold)
     upstream = TestServer(app)
     await upstream.start_server()
@@ -210,7 +218,12 @@ async def _calls_ended_when_cancelled_at_first_commit(database: Path) -> list[st
         run.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await run
-        return list(ended)
+        calls = list(ended)
+        try:
+            await asyncio.wait_for(gone.wait(), 2)
+        except TimeoutError:
+            return calls, False
+        return calls, True
     finally:
         lock.rollback()
         lock.close()
@@ -223,5 +236,6 @@ def test_a_run_cancelled_while_its_first_output_waits_for_its_commit_ends_its_ca
     tmp_path: Path,
 ) -> None:
     # (the process stopping: the run is left to the next start, its upstream call must end)
-    ended = asyncio.run(_calls_ended_when_cancelled_at_first_commit(tmp_path / "p.db"))
+    ended, closed = asyncio.run(_calls_ended_when_cancelled_at_first_commit(tmp_path / "p.db"))
     assert len(ended) == 1, "the upstream call was still open when the cancelled run ended"
+    assert closed, "the upstream's connection stayed open after the cancelled run ended"

@@ -187,6 +187,11 @@ async def route(
             target.breaker.record_success()
         finally:
             target.breaker.release(permit)
+            # A consumer that stops early (a cut, a cancel) ends the upstream call now, not
+            # when the abandoned stream is collected.
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
     except BaseException as exc:
         record.outcome = (
             (f"http_{exc.status}" if exc.status else "unreachable")
