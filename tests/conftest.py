@@ -29,6 +29,7 @@ from google import genai
 from google.genai import types
 
 from propylon.providers import embedded
+from propylon.store.base import InteractionRecord
 
 API_KEY = "test-key"
 API_KEY_DIGEST = hashlib.sha256(API_KEY.encode()).hexdigest()  # as `api_keys` takes it
@@ -361,3 +362,16 @@ def mcp_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def client(server: Server) -> genai.Client:
     return server.client()
+
+
+def new_record(interaction_id: str, model: str = "m") -> InteractionRecord:
+    """A new interaction's record, running, for a log of its own."""
+    return InteractionRecord(
+        id=interaction_id,
+        status="in_progress",
+        created="2026-01-01T00:00:00Z",
+        updated="2026-01-01T00:00:00Z",
+        request={"model": model},
+        input="hi",
+        input_steps=[],
+    )

@@ -20,8 +20,9 @@ from propylon.runner.log import StoredLog
 from propylon.runner.turn import announce, finish
 from propylon.runner.writer import LogWriter
 from propylon.service import reading
-from propylon.store.base import InteractionRecord, LogWrite
+from propylon.store.base import LogWrite
 from propylon.store.sqlite import SQLiteStore
+from tests.conftest import new_record
 
 
 async def _first_commits(database: Path) -> tuple[list[tuple[int, int]], list[str]]:
@@ -30,15 +31,7 @@ async def _first_commits(database: Path) -> tuple[list[tuple[int, int]], list[st
     commits: list[tuple[int, int]] = []
     try:
         writer = LogWriter(store, lambda events, logs: commits.append((events, logs)))
-        record = InteractionRecord(
-            id="v1_linger",
-            status="in_progress",
-            created="2026-01-01T00:00:00Z",
-            updated="2026-01-01T00:00:00Z",
-            request={"model": "m"},
-            input="hi",
-            input_steps=[],
-        )
+        record = new_record("v1_linger")
         log = StoredLog(record, store, MemoryBus(), writer=writer)
         announce(log, "in_progress")  # the create wakes the writer
 
@@ -69,15 +62,7 @@ async def _read_by_a_fenced_out_log(
     store = SQLiteStore(database)
     await store.open()
     try:
-        record = InteractionRecord(
-            id="v1_taken",
-            status="in_progress",
-            created="2026-01-01T00:00:00Z",
-            updated="2026-01-01T00:00:00Z",
-            request={"model": "m"},
-            input="hi",
-            input_steps=[],
-        )
+        record = new_record("v1_taken")
         first = StoredLog(record, store, MemoryBus(), writer=LogWriter(store))
         announce(first, "in_progress")
         before = [event.seq for event in await first.read_events(record.id, 0, 10)]
@@ -131,15 +116,7 @@ async def _after_a_written_failed_commit(database: Path, deltas: int) -> tuple[b
     store = _CommitThenFail(database)
     await store.open()
     try:
-        record = InteractionRecord(
-            id="v1_uncertain",
-            status="in_progress",
-            created="2026-01-01T00:00:00Z",
-            updated="2026-01-01T00:00:00Z",
-            request={"model": "m"},
-            input="hi",
-            input_steps=[],
-        )
+        record = new_record("v1_uncertain")
         log = StoredLog(record, store, MemoryBus(), writer=LogWriter(store))
         announce(log, "in_progress")
         if deltas:

@@ -30,8 +30,8 @@ from propylon.providers.base import Turn
 from propylon.runner.log import EventLog, MemoryLog, StoredLog
 from propylon.runner.turn import announce, run_turn
 from propylon.runner.writer import LogWriter
-from propylon.store.base import InteractionRecord
 from propylon.store.sqlite import SQLiteStore
+from tests.conftest import new_record
 
 CHUNKS = 2000
 GONE = web.AppKey("gone", asyncio.Event)  # set once the upstream's caller has gone
@@ -80,15 +80,7 @@ async def _first_delta_after_burst(database: Path | None) -> tuple[int, int]:
     provider = registry.resolve("m").bind("v1_burst", "m", {}, lambda call: None)
     store = None if database is None else SQLiteStore(database)
     try:
-        record = InteractionRecord(
-            id="v1_burst",
-            status="in_progress",
-            created="2026-01-01T00:00:00Z",
-            updated="2026-01-01T00:00:00Z",
-            request={"model": "m"},
-            input="hi",
-            input_steps=[],
-        )
+        record = new_record("v1_burst")
         bus = MemoryBus(limit=10 * CHUNKS)
         log: EventLog = MemoryLog(record, bus)
         if store is not None:
@@ -125,15 +117,7 @@ async def _other_tasks_turns_while_folding() -> tuple[list[int], int]:
     )
     provider = registry.resolve("echo").bind("v1_whole", "echo", {}, lambda call: None)
     try:
-        record = InteractionRecord(
-            id="v1_whole",
-            status="in_progress",
-            created="2026-01-01T00:00:00Z",
-            updated="2026-01-01T00:00:00Z",
-            request={"model": "echo"},
-            input="hi",
-            input_steps=[],
-        )
+        record = new_record("v1_whole", "echo")
         log = MemoryLog(record, MemoryBus())
         announce(log, "in_progress")
         turns: list[int] = []
@@ -195,15 +179,7 @@ async def _calls_ended_when_cancelled_at_first_commit(database: Path) -> tuple[l
     await store.open()
     lock = sqlite3.connect(database, isolation_level=None)
     try:
-        record = InteractionRecord(
-            id="v1_held",
-            status="in_progress",
-            created="2026-01-01T00:00:00Z",
-            updated="2026-01-01T00:00:00Z",
-            request={"model": "m"},
-            input="hi",
-            input_steps=[],
-        )
+        record = new_record("v1_held")
         bus = MemoryBus()
         log = StoredLog(record, store, bus, writer=LogWriter(store))
         announce(log, "in_progress")
