@@ -89,10 +89,8 @@ class OpenAIProvider:
                 yield UsageReport(_usage(chunk["usage"]))
             for choice in chunk.get("choices") or []:
                 delta = choice.get("delta") or {}
-                if delta.get("reasoning_content"):
-                    yield ThoughtDelta(summary=delta["reasoning_content"])
-                if delta.get("content"):
-                    yield TextDelta(delta["content"])
+                for event in _said(delta):
+                    yield event
                 for call in delta.get("tool_calls") or []:
                     _add_call(calls, call.get("index", 0), call)
                 if choice.get("finish_reason") == "length":
@@ -145,10 +143,7 @@ def answer_events(answer: dict[str, Any]) -> Iterator[ProviderEvent]:
     finish = "stop"
     for choice in answer.get("choices") or []:
         message = choice.get("message") or {}
-        if message.get("reasoning_content"):
-            yield ThoughtDelta(summary=message["reasoning_content"])
-        if message.get("content"):
-            yield TextDelta(message["content"])
+        yield from _said(message)
         for index, call in enumerate(message.get("tool_calls") or []):
             _add_call(calls, index, call)
         if choice.get("finish_reason") == "length":
@@ -156,6 +151,14 @@ def answer_events(answer: dict[str, Any]) -> Iterator[ProviderEvent]:
     if answer.get("usage"):
         yield UsageReport(_usage(answer["usage"]))
     yield from _ending(calls, finish)
+
+
+def _said(part: dict[str, Any]) -> Iterator[ProviderEvent]:
+    """The thought and the text of a streamed `delta` or a whole answer's `message`."""
+    if part.get("reasoning_content"):
+        yield ThoughtDelta(summary=part["reasoning_content"])
+    if part.get("content"):
+        yield TextDelta(part["content"])
 
 
 def _add_call(calls: dict[int, dict[str, Any]], index: int, call: dict[str, Any]) -> None:
