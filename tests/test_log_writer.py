@@ -144,3 +144,30 @@ def test_a_failed_commit_that_wrote_is_found_by_the_log(
     failed, stored, ended = asyncio.run(_after_a_written_failed_commit(tmp_path / "p.db", deltas))
     assert not failed
     assert (stored, ended) == (last, True)
+
+
+async def _after_a_written_failed_first_commit(database: Path) -> tuple[bool, int, bool]:
+    """(whether the log failed, the last stored seq, whether the stored log has its end) once
+    a new log's first commit (its row and `interaction.created`) was written but reported
+    failed."""
+    store = _CommitThenFail(database)
+    await store.open()
+    try:
+        record = new_record("v1_first")
+        log = StoredLog(record, store, MemoryBus(), writer=LogWriter(store))
+        store.armed = True
+        announce(log, "in_progress")
+        with contextlib.suppress(Exception):
+            await log.drain()
+        stored = await reading.fold(store, record.id)
+        return log.failure is not None, stored.last_seq, stored.ended
+    finally:
+        await store.close()
+
+
+def test_a_failed_first_commit_that_wrote_is_ended_on_its_row(tmp_path: Path) -> None:
+    # The row is there: the log's end (error, completed `failed`) is appended to it, not
+    # written as a second create (a duplicate key: the run was left unended).
+    failed, stored, ended = asyncio.run(_after_a_written_failed_first_commit(tmp_path / "p.db"))
+    assert not failed
+    assert (stored, ended) == (3, True)

@@ -191,7 +191,10 @@ async def route(
             # when the abandoned stream is collected.
             close = getattr(stream, "aclose", None)
             if close is not None:
-                await close()
+                try:
+                    await close()
+                except Exception as exc:  # the call's own outcome (or cancel) stands
+                    logger.warning("closing the stream of %s failed: %r", target.name, exc)
     except BaseException as exc:
         record.outcome = (
             (f"http_{exc.status}" if exc.status else "unreachable")

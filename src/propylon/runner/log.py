@@ -478,6 +478,8 @@ class StoredLog(EventLog):
         try:
             self.projection = await self._stored()
             self._committed, self._unfolded = self.projection.copy(), []
+            # a failed COMMIT may have written the row: the end is then appended to it
+            self._created = self._created or self.projection.last_seq > 0
             if self.projection.ended:  # the failure came after the end was committed
                 self._bus.publish(self.record.id, [])  # readers re-check and find that end
                 return
